@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Installs the upstream tools the end-to-end tests use, at pinned versions, into a cache that
+# survives fresh clones (CI clones anew each run). Idempotent: a tool already built at the pinned
+# version is reused. Go is used only here, to build upstream Kubernetes tools from their modules.
+#
+#   e2e/tools/install.sh            # everything
+#   e2e/tools/install.sh --print    # print the bin directory and exit
+set -euo pipefail
+
+K8S_VERSION=v1.34.4          # kube-apiserver, kubectl (Kubernetes 1.34)
+ETCD_VERSION=v3.6.16
+HELM_VERSION=v3.19.5
+DEBIAN_PACKAGES=(iptables ipset iproute2 conntrack iperf3 procps kmod)
+
+CACHE=${PALISADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade}
+BIN=$CACHE/bin
+if [[ ${1:-} == --print ]]; then echo "$BIN"; exit 0; fi
+mkdir -p "$BIN" "$CACHE/build"
+
+log() { printf '[tools %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---- Debian packages -----------------------------------------------------------------------------
+missing=()
+for p in "${DEBIAN_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  command -v apt-get >/dev/null || die "apt-get not found; install by hand: ${missing[*]}"
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || die "apt-get update failed (is the Debian mirror reachable?)"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+fi
+
+# ---- Go-built tools ------------------------------------------------------------------------------
+have_version() { [[ -x $BIN/$1 && -f $BIN/.$1.version && $(cat "$BIN/.$1.version") == "$2" ]]; }
+
+need_go() {
+  command -v go >/dev/null || die "the Go toolchain is needed to build $1 (install Go >= 1.24, or put it on PATH)"
+}
+
+# go_build NAME VERSION MODULE_DIR PACKAGE [LDFLAGS]
+go_build() {
+  local name=$1 version=$2 dir=$3 pkg=$4 ldflags=${5:-}
+  log "building $name $version (first build takes minutes; cached afterwards)"
+  local start=$SECONDS
+  (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name.tmp" "$pkg") \
+    || die "go build of $name failed (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))"
+  mv "$BIN/$name.tmp" "$BIN/$name"
+  echo "$version" >"$BIN/.$name.version"
+  log "built $name in $((SECONDS - start))s"
+}
+
+# Kubernetes: k8s.io/kubernetes replaces its k8s.io/* staging modules with local paths, so
+# `go install` refuses it. A tools module requires it and points each staging module at its
+# published v0.Y.Z twin instead.
+k8s_module() {
+  local dir=$CACHE/build/kubernetes-$K8S_VERSION
+  if [[ ! -f $dir/go.sum ]]; then
+    need_go kubernetes
+    log "resolving k8s.io/kubernetes $K8S_VERSION modules"
+    mkdir -p "$dir"
+    local staging=v0.${K8S_VERSION#v1.}
+    local gomod
+    gomod=$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')
+    [[ -f $gomod ]] || die "could not download k8s.io/kubernetes@$K8S_VERSION"
+    {
+      echo "module palisade.dev/e2e-tools"
+      echo
+      echo "go 1.24.0"
+      echo
+      echo "require k8s.io/kubernetes $K8S_VERSION"
+      echo
+      echo "replace ("
+      sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
+      echo ")"
+    } >"$dir/go.mod"
+    cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+    (cd "$dir" && go mod tidy >/dev/null 2>&1 || go get k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) \
+      || die "resolving the kubernetes tools module failed"
+  fi
+  echo "$dir"
+}
+
+k8s_ldflags() {
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local x
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    x+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+  done
+  echo "$x"
+}
+
+if ! have_version kube-apiserver "$K8S_VERSION" || ! have_version kubectl "$K8S_VERSION"; then
+  dir=$(k8s_module)
+  have_version kube-apiserver "$K8S_VERSION" || go_build kube-apiserver "$K8S_VERSION" "$dir" k8s.io/kubernetes/cmd/kube-apiserver "$(k8s_ldflags)"
+  have_version kubectl "$K8S_VERSION" || go_build kubectl "$K8S_VERSION" "$dir" k8s.io/kubernetes/cmd/kubectl "$(k8s_ldflags)"
+fi
+
+simple_module() { # simple_module NAME PACKAGE VERSION -> dir (go get of the package pulls its deps)
+  local dir=$CACHE/build/$1-$3
+  if [[ ! -f $dir/go.sum ]]; then
+    need_go "$1"
+    mkdir -p "$dir"
+    printf 'module palisade.dev/e2e-tools/%s\n\ngo 1.24.0\n' "$1" >"$dir/go.mod"
+    (cd "$dir" && go get "$2@$3" >/dev/null 2>&1) || die "go get $2@$3 failed (is the Go module proxy reachable?)"
+  fi
+  echo "$dir"
+}
+
+if ! have_version etcd "$ETCD_VERSION"; then
+  dir=$(simple_module etcd go.etcd.io/etcd/server/v3 "$ETCD_VERSION")
+  go_build etcd "$ETCD_VERSION" "$dir" go.etcd.io/etcd/server/v3
+fi
+
+if ! have_version helm "$HELM_VERSION"; then
+  dir=$(simple_module helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION")
+  go_build helm "$HELM_VERSION" "$dir" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+fi
+
+log "tools ready in $BIN: kube-apiserver kubectl $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION"
+echo "$BIN"

@@ -1,0 +1,69 @@
+//! `enforcement`: nothing will enforce this policy.
+
+use super::{Context, Issue, name, one_line};
+use crate::policy::Policy;
+
+/// Per-node knowledge: the CNI found there, and whether a Palisade enforcer is active on it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct NodeEnforcement {
+    pub node: String,
+    pub ready: bool,
+    /// The CNI plugin identified on the node (e.g. `flannel`), if any.
+    pub cni: Option<String>,
+    /// Whether that CNI enforces NetworkPolicy; `None` when unknown.
+    pub cni_enforces: Option<bool>,
+    /// A Palisade enforcer is running on the node and has synced its rules.
+    pub enforcer_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Enforcement {
+    pub nodes: Vec<NodeEnforcement>,
+}
+
+pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String> {
+    let Some(enf) = ctx.enforcement else {
+        return Err("nothing is known about the nodes' CNI".into());
+    };
+    let ready: Vec<&NodeEnforcement> = enf.nodes.iter().filter(|n| n.ready).collect();
+    let open: Vec<&NodeEnforcement> =
+        ready.iter().copied().filter(|n| n.cni_enforces == Some(false) && !n.enforcer_active).collect();
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cnis = {
+        let mut c: Vec<&str> = open.iter().filter_map(|n| n.cni.as_deref()).collect();
+        c.sort();
+        c.dedup();
+        c.join(", ")
+    };
+    let summary = one_line(format!(
+        "nothing enforces NetworkPolicy on {} of {} ready nodes (CNI {cnis}, no Palisade enforcer)",
+        open.len(),
+        ready.len()
+    ));
+    let mut detail = format!(
+        "NetworkPolicy {} would be stored but not enforced: on {} of {} ready nodes the CNI ignores \
+         NetworkPolicy and no Palisade enforcer is active, so pods there stay reachable by everyone.\n\
+         Evidence:\n",
+        name(policy),
+        open.len(),
+        ready.len()
+    );
+    for n in open.iter().take(10) {
+        detail.push_str(&format!(
+            "  node {}: CNI {} (does not enforce NetworkPolicy), Palisade enforcer: not active\n",
+            n.node,
+            n.cni.as_deref().unwrap_or("unknown")
+        ));
+    }
+    if open.len() > 10 {
+        detail.push_str(&format!("  ... and {} more nodes\n", open.len() - 10));
+    }
+    detail.push_str(
+        "Fix: run Palisade's enforcer on these nodes:\n\
+         \x20 helm upgrade palisade charts/palisade -n palisade-system --reuse-values --set enforcer.mode=auto\n\
+         or move the cluster to a CNI that enforces NetworkPolicy (Calico, Cilium, Antrea).",
+    );
+    Ok(vec![Issue::new(summary, detail)])
+}

@@ -1,0 +1,289 @@
+//! The admission checks: pure functions of (the policy under review, the cluster state, what is
+//! known about enforcement). Each has a stable id, a default severity, and a message that says
+//! what is wrong, the evidence, and the fix.
+
+mod and_or;
+mod dns;
+mod enforcement;
+mod named_port;
+mod one_sided;
+mod unmatched;
+mod yaml;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::cluster::Cluster;
+use crate::policy::Policy;
+
+pub use enforcement::{Enforcement, NodeEnforcement};
+
+/// The annotation that turns named checks off for one object.
+pub const SKIP_ANNOTATION: &str = "palisade.dev/skip-checks";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckId {
+    Enforcement,
+    UnmatchedSelector,
+    EgressDns,
+    PeerAndOr,
+    NamedPort,
+    OneSided,
+}
+
+impl CheckId {
+    pub const ALL: [CheckId; 6] = [
+        CheckId::Enforcement,
+        CheckId::UnmatchedSelector,
+        CheckId::EgressDns,
+        CheckId::PeerAndOr,
+        CheckId::NamedPort,
+        CheckId::OneSided,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckId::Enforcement => "enforcement",
+            CheckId::UnmatchedSelector => "unmatched-selector",
+            CheckId::EgressDns => "egress-dns",
+            CheckId::PeerAndOr => "peer-and-or",
+            CheckId::NamedPort => "named-port",
+            CheckId::OneSided => "one-sided",
+        }
+    }
+
+    pub fn default_mode(self) -> Mode {
+        match self {
+            CheckId::Enforcement | CheckId::UnmatchedSelector | CheckId::EgressDns => Mode::Deny,
+            CheckId::PeerAndOr | CheckId::NamedPort | CheckId::OneSided => Mode::Warn,
+        }
+    }
+}
+
+impl fmt::Display for CheckId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CheckId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CheckId::ALL.into_iter().find(|c| c.as_str() == s.trim()).ok_or_else(|| {
+            let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown check {s:?} (known: {})", ids.join(", "))
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warn,
+    Deny,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Deny => "deny",
+            Severity::Warn => "warn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Deny,
+    Warn,
+    Off,
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "deny" => Ok(Mode::Deny),
+            "warn" => Ok(Mode::Warn),
+            "off" => Ok(Mode::Off),
+            other => Err(format!("unknown mode {other:?} (use deny, warn or off)")),
+        }
+    }
+}
+
+/// Per-check modes; checks not named keep their default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckConfig {
+    pub modes: BTreeMap<CheckId, Mode>,
+}
+
+impl CheckConfig {
+    pub fn mode(&self, check: CheckId) -> Mode {
+        self.modes.get(&check).copied().unwrap_or_else(|| check.default_mode())
+    }
+}
+
+/// What a check found before modes apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Issue {
+    /// One line, under 120 characters: kubectl prints it as `Warning: ...`.
+    summary: String,
+    /// What is wrong, the evidence, and the fix.
+    detail: String,
+    /// The highest severity this issue deserves, whatever the mode (a half-problem is a warning).
+    cap: Severity,
+}
+
+impl Issue {
+    fn new(summary: String, detail: String) -> Self {
+        Self { summary, detail, cap: Severity::Deny }
+    }
+    fn warning(summary: String, detail: String) -> Self {
+        Self { summary, detail, cap: Severity::Warn }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    pub check: CheckId,
+    pub severity: Severity,
+    pub summary: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    /// Checks turned off for this object by its skip annotation.
+    pub skipped: Vec<CheckId>,
+    /// Checks that could not run, and why (e.g. no pods known to the CLI).
+    pub not_evaluated: Vec<(CheckId, String)>,
+}
+
+impl Report {
+    pub fn denied(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Deny)
+    }
+    pub fn denials(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity == Severity::Deny)
+    }
+    pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.severity == Severity::Warn)
+    }
+}
+
+/// What the checks may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub cluster: &'a Cluster,
+    /// What is known about who enforces policy on each node; `None`: unknown, the
+    /// `enforcement` check does not run.
+    pub enforcement: Option<&'a Enforcement>,
+    /// Whether the cluster state lists every pod and workload (false for a CLI run on files
+    /// that contain none): selector checks only run on a known world.
+    pub knows_pods: bool,
+    pub knows_namespaces: bool,
+}
+
+/// The checks named in a `palisade.dev/skip-checks` annotation. Unknown ids are returned apart
+/// so they can be reported rather than silently ignored.
+pub fn skip_list(policy: &Policy) -> (Vec<CheckId>, Vec<String>) {
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    if let Some(v) = policy.annotations.get(SKIP_ANNOTATION) {
+        for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match id.parse() {
+                Ok(c) => known.push(c),
+                Err(_) => unknown.push(id.to_string()),
+            }
+        }
+    }
+    (known, unknown)
+}
+
+/// Runs every check on `policy` with the configured modes.
+pub fn run(policy: &Policy, ctx: &Context, config: &CheckConfig) -> Report {
+    let (skip, _) = skip_list(policy);
+    let mut report = Report::default();
+    for check in CheckId::ALL {
+        let mode = config.mode(check);
+        if mode == Mode::Off {
+            continue;
+        }
+        if skip.contains(&check) {
+            report.skipped.push(check);
+            continue;
+        }
+        let issues = match check {
+            CheckId::Enforcement => enforcement::check(policy, ctx),
+            CheckId::UnmatchedSelector => unmatched::check(policy, ctx),
+            CheckId::EgressDns => dns::check(policy, ctx),
+            CheckId::PeerAndOr => Ok(and_or::check(policy)),
+            CheckId::NamedPort => named_port::check(policy, ctx),
+            CheckId::OneSided => one_sided::check(policy, ctx),
+        };
+        match issues {
+            Ok(issues) => {
+                for issue in issues {
+                    let severity = match mode {
+                        Mode::Deny => issue.cap,
+                        _ => Severity::Warn,
+                    };
+                    let mut message = issue.detail;
+                    if severity == Severity::Deny {
+                        message.push_str(&format!(
+                            "\nTo accept this policy anyway, annotate it {SKIP_ANNOTATION}: \"{check}\"."
+                        ));
+                    }
+                    report.findings.push(Finding { check, severity, summary: issue.summary, message });
+                }
+            }
+            Err(why) => report.not_evaluated.push((check, why)),
+        }
+    }
+    report
+}
+
+/// `ns/name` of the policy, as messages name it.
+fn name(policy: &Policy) -> String {
+    format!("{}/{}", policy.namespace, policy.name)
+}
+
+/// At most `n` items, then "and N more".
+fn list_some<T: fmt::Display>(items: &[T], n: usize) -> String {
+    let shown: Vec<String> = items.iter().take(n).map(ToString::to_string).collect();
+    let mut s = shown.join(", ");
+    if items.len() > n {
+        s.push_str(&format!(" and {} more", items.len() - n));
+    }
+    s
+}
+
+/// Keeps a summary line under 120 characters.
+fn one_line(s: String) -> String {
+    if s.chars().count() < 120 {
+        return s;
+    }
+    let cut: String = s.chars().take(116).collect();
+    format!("{cut}...")
+}
+
+/// The policies that decide `direction` for `pod` once the reviewed `policy` is stored: the
+/// cluster's, without an older version of `policy`, plus `policy` itself where it applies.
+fn deciding<'a>(cluster: &'a Cluster, policy: &'a Policy, pod: &'a crate::Pod, direction: crate::Direction) -> Vec<(usize, &'a Policy)> {
+    let mut out: Vec<(usize, &Policy)> =
+        cluster.isolating(pod, direction).filter(|(_, p)| p.id() != policy.id()).collect();
+    if policy.isolates(direction) && Cluster::selects(policy, pod) {
+        out.push((usize::MAX, policy));
+    }
+    out
+}
+
+/// Pods with the same namespace and labels behave the same under policy: keep one of each.
+fn distinct_pods<'a>(pods: impl Iterator<Item = &'a crate::Pod>, limit: usize) -> Vec<&'a crate::Pod> {
+    let mut seen = std::collections::HashSet::new();
+    pods.filter(|p| seen.insert((&p.namespace, &p.labels))).take(limit).collect()
+}

@@ -1,0 +1,238 @@
+//! The cluster state policies are judged against, and the one evaluation of NetworkPolicy
+//! semantics that every component uses.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use crate::model::{Namespace, Pod, Protocol, Workload};
+use crate::policy::{Direction, NamespaceScope, Peer, Policy, PortMatch, PortSpec, Rule};
+use crate::selector::Labels;
+use crate::verdict::{Decision, Verdict};
+
+/// One end of a connection.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint<'a> {
+    Pod(&'a Pod),
+    /// An address outside the pod network.
+    External(IpAddr),
+    /// A node's own address (kubelet, host processes).
+    Node { name: &'a str, ip: Option<IpAddr> },
+}
+
+impl Endpoint<'_> {
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Endpoint::Pod(p) => p.ip,
+            Endpoint::External(ip) => Some(*ip),
+            Endpoint::Node { ip, .. } => *ip,
+        }
+    }
+}
+
+/// Namespaces, pods, workloads and policies, indexed by namespace. Policies are kept sorted by
+/// (namespace, name) so verdicts never depend on the order objects arrived in.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    namespaces: BTreeMap<String, Namespace>,
+    pods: Vec<Pod>,
+    workloads: Vec<Workload>,
+    policies: Vec<Policy>,
+    pods_by_ns: HashMap<String, Vec<usize>>,
+    workloads_by_ns: HashMap<String, Vec<usize>>,
+    policies_by_ns: HashMap<String, Vec<usize>>,
+}
+
+impl Cluster {
+    pub fn new(
+        namespaces: impl IntoIterator<Item = Namespace>,
+        pods: Vec<Pod>,
+        workloads: Vec<Workload>,
+        mut policies: Vec<Policy>,
+    ) -> Self {
+        policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        policies.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
+        let mut c = Self {
+            namespaces: namespaces.into_iter().map(|n| (n.name.clone(), n)).collect(),
+            pods,
+            workloads,
+            policies,
+            ..Default::default()
+        };
+        for (i, p) in c.pods.iter().enumerate() {
+            c.pods_by_ns.entry(p.namespace.clone()).or_default().push(i);
+        }
+        for (i, w) in c.workloads.iter().enumerate() {
+            c.workloads_by_ns.entry(w.namespace.clone()).or_default().push(i);
+        }
+        for (i, p) in c.policies.iter().enumerate() {
+            c.policies_by_ns.entry(p.namespace.clone()).or_default().push(i);
+        }
+        c
+    }
+
+    pub fn pods(&self) -> &[Pod] {
+        &self.pods
+    }
+    pub fn workloads(&self) -> &[Workload] {
+        &self.workloads
+    }
+    pub fn policies(&self) -> &[Policy] {
+        &self.policies
+    }
+    pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
+        self.namespaces.values()
+    }
+    pub fn has_namespace(&self, name: &str) -> bool {
+        self.namespaces.contains_key(name)
+    }
+
+    pub fn pods_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Pod> + 'a {
+        self.pods_by_ns.get(namespace).into_iter().flatten().map(|&i| &self.pods[i])
+    }
+    pub fn workloads_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Workload> + 'a {
+        self.workloads_by_ns.get(namespace).into_iter().flatten().map(|&i| &self.workloads[i])
+    }
+    pub fn policies_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Policy> + 'a {
+        self.policies_by_ns.get(namespace).into_iter().flatten().map(|&i| &self.policies[i])
+    }
+
+    /// A namespace's labels; one known only by name still has the name label the apiserver sets.
+    pub fn namespace_labels(&self, name: &str) -> Cow<'_, Labels> {
+        match self.namespaces.get(name) {
+            Some(ns) => Cow::Borrowed(&ns.labels),
+            None => Cow::Owned(Namespace::new(name, Labels::new()).labels),
+        }
+    }
+
+    /// Whether `policy` applies to `pod` (ignoring direction).
+    pub fn selects(policy: &Policy, pod: &Pod) -> bool {
+        pod.is_target() && policy.namespace == pod.namespace && policy.pod_selector.matches(&pod.labels)
+    }
+
+    /// Whether a peer of a policy in `policy_ns` names the endpoint.
+    pub fn peer_matches(&self, policy_ns: &str, peer: &Peer, endpoint: &Endpoint) -> bool {
+        match peer {
+            Peer::Pods { namespaces, pods } => {
+                let Endpoint::Pod(pod) = endpoint else { return false };
+                pod.is_peer()
+                    && match namespaces {
+                        NamespaceScope::Own => pod.namespace == policy_ns,
+                        NamespaceScope::Matching(sel) => sel.matches(&self.namespace_labels(&pod.namespace)),
+                    }
+                    && pods.matches(&pod.labels)
+            }
+            Peer::IpBlock(block) => endpoint.ip().is_some_and(|ip| block.contains(ip)),
+        }
+    }
+
+    /// Whether a rule's peers name the endpoint (no peers: everyone).
+    pub fn rule_peers_match(&self, policy_ns: &str, rule: &Rule, endpoint: &Endpoint) -> bool {
+        rule.peers.is_empty() || rule.peers.iter().any(|p| self.peer_matches(policy_ns, p, endpoint))
+    }
+
+    /// The policies that isolate `pod` in `direction`, with their index in [`Cluster::policies`].
+    pub fn isolating<'a>(
+        &'a self,
+        pod: &'a Pod,
+        direction: Direction,
+    ) -> impl Iterator<Item = (usize, &'a Policy)> + 'a {
+        self.policies_by_ns
+            .get(&pod.namespace)
+            .into_iter()
+            .flatten()
+            .map(|&i| (i, &self.policies[i]))
+            .filter(move |(_, p)| p.isolates(direction) && Self::selects(p, pod))
+    }
+
+    /// The verdict for a connection from `src` to `dst` on `port`/`protocol`.
+    pub fn evaluate(&self, src: &Endpoint, dst: &Endpoint, port: u16, protocol: Protocol) -> Verdict {
+        let dst_pod = match dst {
+            Endpoint::Pod(p) => Some(*p),
+            _ => None,
+        };
+        let egress = match src {
+            Endpoint::Pod(pod) if pod.is_target() => {
+                let outcome = decide(Direction::Egress, self.isolating(pod, Direction::Egress), |_, policy, rule| {
+                    rule_ports_match(rule, port, protocol, dst_pod)
+                        && self.rule_peers_match(&policy.namespace, rule, dst)
+                });
+                self.decision(outcome, pod, Direction::Egress)
+            }
+            _ => Decision::NotApplicable,
+        };
+        let ingress = match dst {
+            Endpoint::Pod(pod) if pod.is_target() => match src {
+                Endpoint::Node { name, .. } if pod.node.as_deref() == Some(*name) => Decision::FromOwnNode,
+                _ => {
+                    let outcome =
+                        decide(Direction::Ingress, self.isolating(pod, Direction::Ingress), |_, policy, rule| {
+                            rule_ports_match(rule, port, protocol, dst_pod)
+                                && self.rule_peers_match(&policy.namespace, rule, src)
+                        });
+                    self.decision(outcome, pod, Direction::Ingress)
+                }
+            },
+            _ => Decision::NotApplicable,
+        };
+        Verdict { egress, ingress }
+    }
+
+    /// Turns a compact outcome for `pod` into a decision that names policies.
+    pub(crate) fn decision(&self, outcome: Outcome, pod: &Pod, direction: Direction) -> Decision {
+        match outcome {
+            Outcome::NotIsolated => Decision::NotIsolated,
+            Outcome::Allowed { policy, rule } => Decision::Allowed { by: self.policies[policy].id(), rule },
+            Outcome::Denied => {
+                Decision::Denied { isolated_by: self.isolating(pod, direction).map(|(_, p)| p.id()).collect() }
+            }
+        }
+    }
+}
+
+/// A direction's decision without names, cheap enough to keep for every cell of a large matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    NotIsolated,
+    Allowed { policy: usize, rule: usize },
+    Denied,
+}
+
+impl Outcome {
+    pub(crate) fn allows(self) -> bool {
+        self != Outcome::Denied
+    }
+}
+
+/// The one decision of a direction: not isolated when no policy isolates; otherwise allowed by
+/// the first (policy, rule) in policy order whose matcher holds, or denied.
+pub(crate) fn decide<'a>(
+    direction: Direction,
+    isolating: impl Iterator<Item = (usize, &'a Policy)>,
+    mut rule_allows: impl FnMut((usize, usize), &Policy, &Rule) -> bool,
+) -> Outcome {
+    let mut isolated = false;
+    for (index, policy) in isolating {
+        isolated = true;
+        let rules = policy.rules(direction).unwrap_or_default();
+        if let Some(rule) = rules.iter().enumerate().position(|(r, rule)| rule_allows((index, r), policy, rule)) {
+            return Outcome::Allowed { policy: index, rule };
+        }
+    }
+    if isolated { Outcome::Denied } else { Outcome::NotIsolated }
+}
+
+/// Whether a rule's ports admit `port`/`protocol` towards `dst` (named ports resolve on the
+/// destination pod and never match anything else).
+pub fn rule_ports_match(rule: &Rule, port: u16, protocol: Protocol, dst: Option<&Pod>) -> bool {
+    rule.ports.is_empty() || rule.ports.iter().any(|m| port_matches(m, port, protocol, dst))
+}
+
+pub fn port_matches(m: &PortMatch, port: u16, protocol: Protocol, dst: Option<&Pod>) -> bool {
+    m.protocol == protocol
+        && match &m.port {
+            PortSpec::Any => true,
+            PortSpec::Range(lo, hi) => (*lo..=*hi).contains(&port),
+            PortSpec::Named(name) => dst.and_then(|p| p.resolve_named_port(name, protocol)) == Some(port),
+        }
+}

@@ -1,0 +1,17 @@
+//! NetworkPolicy semantics for Palisade: one implementation that the webhook, the enforcer and
+//! the `palisade` CLI share, so they never disagree about what a policy means.
+
+pub mod checks;
+pub mod cluster;
+pub mod input;
+pub mod model;
+pub mod policy;
+pub mod reach;
+pub mod selector;
+pub mod verdict;
+
+pub use cluster::{Cluster, Endpoint};
+pub use model::{ContainerPort, Namespace, Phase, Pod, Protocol, Workload};
+pub use policy::{Direction, Peer, Policy, PolicyError, PolicyRef, Rule};
+pub use selector::{Labels, Selector};
+pub use verdict::{Decision, Verdict};
