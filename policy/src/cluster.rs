@@ -17,7 +17,10 @@ pub enum Endpoint<'a> {
     /// An address outside the pod network.
     External(IpAddr),
     /// A node's own address (kubelet, host processes).
-    Node { name: &'a str, ip: Option<IpAddr> },
+    Node {
+        name: &'a str,
+        ip: Option<IpAddr>,
+    },
 }
 
 impl Endpoint<'_> {
@@ -53,20 +56,41 @@ impl Cluster {
         policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         policies.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
         let mut c = Self {
-            namespaces: namespaces.into_iter().map(|n| (n.name.clone(), n)).collect(),
+            namespaces: namespaces
+                .into_iter()
+                .map(|n| (n.name.clone(), n))
+                .collect(),
             pods,
             workloads,
             policies,
             ..Default::default()
         };
+        // Namespaces known only because objects live in them still exist, with the name label.
+        let implied: Vec<String> = (c.pods.iter().map(|p| &p.namespace))
+            .chain(c.workloads.iter().map(|w| &w.namespace))
+            .chain(c.policies.iter().map(|p| &p.namespace))
+            .filter(|n| !c.namespaces.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in implied {
+            c.namespaces
+                .entry(name.clone())
+                .or_insert_with(|| Namespace::new(name, Labels::new()));
+        }
         for (i, p) in c.pods.iter().enumerate() {
             c.pods_by_ns.entry(p.namespace.clone()).or_default().push(i);
         }
         for (i, w) in c.workloads.iter().enumerate() {
-            c.workloads_by_ns.entry(w.namespace.clone()).or_default().push(i);
+            c.workloads_by_ns
+                .entry(w.namespace.clone())
+                .or_default()
+                .push(i);
         }
         for (i, p) in c.policies.iter().enumerate() {
-            c.policies_by_ns.entry(p.namespace.clone()).or_default().push(i);
+            c.policies_by_ns
+                .entry(p.namespace.clone())
+                .or_default()
+                .push(i);
         }
         c
     }
@@ -88,13 +112,25 @@ impl Cluster {
     }
 
     pub fn pods_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Pod> + 'a {
-        self.pods_by_ns.get(namespace).into_iter().flatten().map(|&i| &self.pods[i])
+        self.pods_by_ns
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.pods[i])
     }
     pub fn workloads_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Workload> + 'a {
-        self.workloads_by_ns.get(namespace).into_iter().flatten().map(|&i| &self.workloads[i])
+        self.workloads_by_ns
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.workloads[i])
     }
     pub fn policies_in<'a>(&'a self, namespace: &str) -> impl Iterator<Item = &'a Policy> + 'a {
-        self.policies_by_ns.get(namespace).into_iter().flatten().map(|&i| &self.policies[i])
+        self.policies_by_ns
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.policies[i])
     }
 
     /// A namespace's labels; one known only by name still has the name label the apiserver sets.
@@ -107,18 +143,24 @@ impl Cluster {
 
     /// Whether `policy` applies to `pod` (ignoring direction).
     pub fn selects(policy: &Policy, pod: &Pod) -> bool {
-        pod.is_target() && policy.namespace == pod.namespace && policy.pod_selector.matches(&pod.labels)
+        pod.is_target()
+            && policy.namespace == pod.namespace
+            && policy.pod_selector.matches(&pod.labels)
     }
 
     /// Whether a peer of a policy in `policy_ns` names the endpoint.
     pub fn peer_matches(&self, policy_ns: &str, peer: &Peer, endpoint: &Endpoint) -> bool {
         match peer {
             Peer::Pods { namespaces, pods } => {
-                let Endpoint::Pod(pod) = endpoint else { return false };
+                let Endpoint::Pod(pod) = endpoint else {
+                    return false;
+                };
                 pod.is_peer()
                     && match namespaces {
                         NamespaceScope::Own => pod.namespace == policy_ns,
-                        NamespaceScope::Matching(sel) => sel.matches(&self.namespace_labels(&pod.namespace)),
+                        NamespaceScope::Matching(sel) => {
+                            sel.matches(&self.namespace_labels(&pod.namespace))
+                        }
                     }
                     && pods.matches(&pod.labels)
             }
@@ -128,7 +170,11 @@ impl Cluster {
 
     /// Whether a rule's peers name the endpoint (no peers: everyone).
     pub fn rule_peers_match(&self, policy_ns: &str, rule: &Rule, endpoint: &Endpoint) -> bool {
-        rule.peers.is_empty() || rule.peers.iter().any(|p| self.peer_matches(policy_ns, p, endpoint))
+        rule.peers.is_empty()
+            || rule
+                .peers
+                .iter()
+                .any(|p| self.peer_matches(policy_ns, p, endpoint))
     }
 
     /// The policies that isolate `pod` in `direction`, with their index in [`Cluster::policies`].
@@ -146,30 +192,45 @@ impl Cluster {
     }
 
     /// The verdict for a connection from `src` to `dst` on `port`/`protocol`.
-    pub fn evaluate(&self, src: &Endpoint, dst: &Endpoint, port: u16, protocol: Protocol) -> Verdict {
+    pub fn evaluate(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        port: u16,
+        protocol: Protocol,
+    ) -> Verdict {
         let dst_pod = match dst {
             Endpoint::Pod(p) => Some(*p),
             _ => None,
         };
         let egress = match src {
             Endpoint::Pod(pod) if pod.is_target() => {
-                let outcome = decide(Direction::Egress, self.isolating(pod, Direction::Egress), |_, policy, rule| {
-                    rule_ports_match(rule, port, protocol, dst_pod)
-                        && self.rule_peers_match(&policy.namespace, rule, dst)
-                });
+                let outcome = decide(
+                    Direction::Egress,
+                    self.isolating(pod, Direction::Egress),
+                    |_, policy, rule| {
+                        rule_ports_match(rule, port, protocol, dst_pod)
+                            && self.rule_peers_match(&policy.namespace, rule, dst)
+                    },
+                );
                 self.decision(outcome, pod, Direction::Egress)
             }
             _ => Decision::NotApplicable,
         };
         let ingress = match dst {
             Endpoint::Pod(pod) if pod.is_target() => match src {
-                Endpoint::Node { name, .. } if pod.node.as_deref() == Some(*name) => Decision::FromOwnNode,
+                Endpoint::Node { name, .. } if pod.node.as_deref() == Some(*name) => {
+                    Decision::FromOwnNode
+                }
                 _ => {
-                    let outcome =
-                        decide(Direction::Ingress, self.isolating(pod, Direction::Ingress), |_, policy, rule| {
+                    let outcome = decide(
+                        Direction::Ingress,
+                        self.isolating(pod, Direction::Ingress),
+                        |_, policy, rule| {
                             rule_ports_match(rule, port, protocol, dst_pod)
                                 && self.rule_peers_match(&policy.namespace, rule, src)
-                        });
+                        },
+                    );
                     self.decision(outcome, pod, Direction::Ingress)
                 }
             },
@@ -182,10 +243,16 @@ impl Cluster {
     pub(crate) fn decision(&self, outcome: Outcome, pod: &Pod, direction: Direction) -> Decision {
         match outcome {
             Outcome::NotIsolated => Decision::NotIsolated,
-            Outcome::Allowed { policy, rule } => Decision::Allowed { by: self.policies[policy].id(), rule },
-            Outcome::Denied => {
-                Decision::Denied { isolated_by: self.isolating(pod, direction).map(|(_, p)| p.id()).collect() }
-            }
+            Outcome::Allowed { policy, rule } => Decision::Allowed {
+                by: self.policies[policy].id(),
+                rule,
+            },
+            Outcome::Denied => Decision::Denied {
+                isolated_by: self
+                    .isolating(pod, direction)
+                    .map(|(_, p)| p.id())
+                    .collect(),
+            },
         }
     }
 }
@@ -215,17 +282,32 @@ pub(crate) fn decide<'a>(
     for (index, policy) in isolating {
         isolated = true;
         let rules = policy.rules(direction).unwrap_or_default();
-        if let Some(rule) = rules.iter().enumerate().position(|(r, rule)| rule_allows((index, r), policy, rule)) {
-            return Outcome::Allowed { policy: index, rule };
+        if let Some(rule) = rules
+            .iter()
+            .enumerate()
+            .position(|(r, rule)| rule_allows((index, r), policy, rule))
+        {
+            return Outcome::Allowed {
+                policy: index,
+                rule,
+            };
         }
     }
-    if isolated { Outcome::Denied } else { Outcome::NotIsolated }
+    if isolated {
+        Outcome::Denied
+    } else {
+        Outcome::NotIsolated
+    }
 }
 
 /// Whether a rule's ports admit `port`/`protocol` towards `dst` (named ports resolve on the
 /// destination pod and never match anything else).
 pub fn rule_ports_match(rule: &Rule, port: u16, protocol: Protocol, dst: Option<&Pod>) -> bool {
-    rule.ports.is_empty() || rule.ports.iter().any(|m| port_matches(m, port, protocol, dst))
+    rule.ports.is_empty()
+        || rule
+            .ports
+            .iter()
+            .any(|m| port_matches(m, port, protocol, dst))
 }
 
 pub fn port_matches(m: &PortMatch, port: u16, protocol: Protocol, dst: Option<&Pod>) -> bool {
@@ -233,6 +315,8 @@ pub fn port_matches(m: &PortMatch, port: u16, protocol: Protocol, dst: Option<&P
         && match &m.port {
             PortSpec::Any => true,
             PortSpec::Range(lo, hi) => (*lo..=*hi).contains(&port),
-            PortSpec::Named(name) => dst.and_then(|p| p.resolve_named_port(name, protocol)) == Some(port),
+            PortSpec::Named(name) => {
+                dst.and_then(|p| p.resolve_named_port(name, protocol)) == Some(port)
+            }
         }
 }

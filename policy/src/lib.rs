@@ -2,6 +2,7 @@
 //! the `palisade` CLI share, so they never disagree about what a policy means.
 
 pub mod checks;
+pub mod cli;
 pub mod cluster;
 pub mod input;
 pub mod model;

@@ -137,10 +137,16 @@ impl Pod {
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
         Self {
-            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            namespace: pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             name: pod.metadata.name.clone().unwrap_or_default(),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
-            ip: status.and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok()),
+            ip: status
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse().ok()),
             node: spec.and_then(|s| s.node_name.clone()),
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
             phase: Phase::from_api(status.and_then(|s| s.phase.as_deref())),
@@ -154,7 +160,9 @@ impl Pod {
 
     /// Pods a policy can name as peers: with an IP, not on the host network, not finished.
     pub fn is_peer(&self) -> bool {
-        self.ip.is_some() && !self.host_network && !matches!(self.phase, Phase::Succeeded | Phase::Failed)
+        self.ip.is_some()
+            && !self.host_network
+            && !matches!(self.phase, Phase::Succeeded | Phase::Failed)
     }
 
     /// Pods a policy can isolate: hostNetwork pods share the node's stack and are never targets.
@@ -213,21 +221,40 @@ impl Workload {
                 .and_then(|t| t.metadata.as_ref())
                 .and_then(|m| m.labels.clone())
                 .unwrap_or_default(),
-            ports: template.and_then(|t| t.spec.as_ref()).map(container_ports).unwrap_or_default(),
+            ports: template
+                .and_then(|t| t.spec.as_ref())
+                .map(container_ports)
+                .unwrap_or_default(),
         }
     }
 
     pub fn from_deployment(o: &Deployment) -> Self {
-        Self::from_template("Deployment", &o.metadata, o.spec.as_ref().map(|s| &s.template))
+        Self::from_template(
+            "Deployment",
+            &o.metadata,
+            o.spec.as_ref().map(|s| &s.template),
+        )
     }
     pub fn from_stateful_set(o: &StatefulSet) -> Self {
-        Self::from_template("StatefulSet", &o.metadata, o.spec.as_ref().map(|s| &s.template))
+        Self::from_template(
+            "StatefulSet",
+            &o.metadata,
+            o.spec.as_ref().map(|s| &s.template),
+        )
     }
     pub fn from_daemon_set(o: &DaemonSet) -> Self {
-        Self::from_template("DaemonSet", &o.metadata, o.spec.as_ref().map(|s| &s.template))
+        Self::from_template(
+            "DaemonSet",
+            &o.metadata,
+            o.spec.as_ref().map(|s| &s.template),
+        )
     }
     pub fn from_replica_set(o: &ReplicaSet) -> Self {
-        Self::from_template("ReplicaSet", &o.metadata, o.spec.as_ref().and_then(|s| s.template.as_ref()))
+        Self::from_template(
+            "ReplicaSet",
+            &o.metadata,
+            o.spec.as_ref().and_then(|s| s.template.as_ref()),
+        )
     }
     pub fn from_job(o: &Job) -> Self {
         Self::from_template("Job", &o.metadata, o.spec.as_ref().map(|s| &s.template))
@@ -236,7 +263,10 @@ impl Workload {
         Self::from_template(
             "CronJob",
             &o.metadata,
-            o.spec.as_ref().and_then(|s| s.job_template.spec.as_ref()).map(|s| &s.template),
+            o.spec
+                .as_ref()
+                .and_then(|s| s.job_template.spec.as_ref())
+                .map(|s| &s.template),
         )
     }
 }

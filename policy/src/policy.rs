@@ -7,7 +7,9 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use k8s_openapi::api::networking::v1::{IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::model::Protocol;
@@ -23,7 +25,10 @@ pub struct PolicyError {
 
 impl PolicyError {
     fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -91,7 +96,10 @@ pub enum NamespaceScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Peer {
     /// Pods chosen by namespace and pod labels (both must hold when both are given).
-    Pods { namespaces: NamespaceScope, pods: Selector },
+    Pods {
+        namespaces: NamespaceScope,
+        pods: Selector,
+    },
     IpBlock(IpBlockPeer),
 }
 
@@ -132,7 +140,10 @@ pub struct Rule {
 
 impl Rule {
     pub fn allow_all() -> Self {
-        Self { peers: Vec::new(), ports: Vec::new() }
+        Self {
+            peers: Vec::new(),
+            ports: Vec::new(),
+        }
     }
 }
 
@@ -151,7 +162,10 @@ pub struct Policy {
 
 impl Policy {
     pub fn id(&self) -> PolicyRef {
-        PolicyRef { namespace: self.namespace.clone(), name: self.name.clone() }
+        PolicyRef {
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
     }
 
     pub fn rules(&self, direction: Direction) -> Option<&[Rule]> {
@@ -168,7 +182,8 @@ impl Policy {
     pub fn compile(np: &NetworkPolicy) -> Result<Self, PolicyError> {
         let spec = np.spec.clone().unwrap_or_default();
         let pod_selector = match &spec.pod_selector {
-            Some(s) => Selector::compile(s).map_err(|e| PolicyError::new("spec.podSelector", e.to_string()))?,
+            Some(s) => Selector::compile(s)
+                .map_err(|e| PolicyError::new("spec.podSelector", e.to_string()))?,
             None => Selector::everything(),
         };
         let has_egress_rules = spec.egress.as_ref().is_some_and(|e| !e.is_empty());
@@ -220,7 +235,11 @@ impl Policy {
         };
 
         Ok(Self {
-            namespace: np.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            namespace: np
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into()),
             name: np.metadata.name.clone().unwrap_or_default(),
             labels: np.metadata.labels.clone().unwrap_or_default(),
             annotations: np.metadata.annotations.clone().unwrap_or_default(),
@@ -236,7 +255,8 @@ fn compile_peers(peers: Option<&[NetworkPolicyPeer]>, at: &str) -> Result<Vec<Pe
     for (i, p) in peers.unwrap_or_default().iter().enumerate() {
         let at = format!("{at}[{i}]");
         let selector = |s, field: &str| {
-            Selector::compile(s).map_err(|e| PolicyError::new(format!("{at}.{field}"), e.to_string()))
+            Selector::compile(s)
+                .map_err(|e| PolicyError::new(format!("{at}.{field}"), e.to_string()))
         };
         let peer = match (&p.pod_selector, &p.namespace_selector, &p.ip_block) {
             (None, None, None) => {
@@ -281,14 +301,20 @@ fn compile_ip_block(b: &IPBlock, at: &str) -> Result<IpBlockPeer, PolicyError> {
         let at = format!("{at}.except[{i}]");
         let net = parse_cidr(e).map_err(|m| PolicyError::new(at.clone(), m))?;
         if !cidr.contains(&net) {
-            return Err(PolicyError::new(at, format!("{net} is not inside the block's cidr {cidr}")));
+            return Err(PolicyError::new(
+                at,
+                format!("{net} is not inside the block's cidr {cidr}"),
+            ));
         }
         except.push(net);
     }
     Ok(IpBlockPeer { cidr, except })
 }
 
-fn compile_ports(ports: Option<&[NetworkPolicyPort]>, at: &str) -> Result<Vec<PortMatch>, PolicyError> {
+fn compile_ports(
+    ports: Option<&[NetworkPolicyPort]>,
+    at: &str,
+) -> Result<Vec<PortMatch>, PolicyError> {
     let mut out = Vec::new();
     for (i, p) in ports.unwrap_or_default().iter().enumerate() {
         let at = format!("{at}[{i}]");
@@ -296,15 +322,26 @@ fn compile_ports(ports: Option<&[NetworkPolicyPort]>, at: &str) -> Result<Vec<Po
             .map_err(|m| PolicyError::new(format!("{at}.protocol"), m))?;
         let number = |n: i32, field: &str| {
             u16::try_from(n).ok().filter(|n| *n >= 1).ok_or_else(|| {
-                PolicyError::new(format!("{at}.{field}"), format!("{n} is not a port (1-65535)"))
+                PolicyError::new(
+                    format!("{at}.{field}"),
+                    format!("{n} is not a port (1-65535)"),
+                )
             })
         };
         let port = match (&p.port, p.end_port) {
             (None, None) => PortSpec::Any,
-            (None, Some(_)) => return Err(PolicyError::new(format!("{at}.endPort"), "endPort needs port")),
+            (None, Some(_)) => {
+                return Err(PolicyError::new(
+                    format!("{at}.endPort"),
+                    "endPort needs port",
+                ));
+            }
             (Some(IntOrString::Int(n)), end) => {
                 let start = number(*n, "port")?;
-                let end = end.map(|e| number(e, "endPort")).transpose()?.unwrap_or(start);
+                let end = end
+                    .map(|e| number(e, "endPort"))
+                    .transpose()?
+                    .unwrap_or(start);
                 if end < start {
                     return Err(PolicyError::new(
                         format!("{at}.endPort"),
@@ -317,7 +354,10 @@ fn compile_ports(ports: Option<&[NetworkPolicyPort]>, at: &str) -> Result<Vec<Po
                 if let Ok(n) = s.parse::<i32>() {
                     // The API accepts "80" as a number-valued string only through IntOrString; treat it as the number.
                     let start = number(n, "port")?;
-                    let end = end.map(|e| number(e, "endPort")).transpose()?.unwrap_or(start);
+                    let end = end
+                        .map(|e| number(e, "endPort"))
+                        .transpose()?
+                        .unwrap_or(start);
                     PortSpec::Range(start, end.max(start))
                 } else if end.is_some() {
                     return Err(PolicyError::new(
@@ -325,7 +365,10 @@ fn compile_ports(ports: Option<&[NetworkPolicyPort]>, at: &str) -> Result<Vec<Po
                         "endPort cannot be used with a named port",
                     ));
                 } else if s.is_empty() || s.len() > 15 {
-                    return Err(PolicyError::new(format!("{at}.port"), format!("{s:?} is not a valid port name")));
+                    return Err(PolicyError::new(
+                        format!("{at}.port"),
+                        format!("{s:?} is not a valid port name"),
+                    ));
                 } else {
                     PortSpec::Named(s.clone())
                 }
@@ -339,12 +382,18 @@ fn compile_ports(ports: Option<&[NetworkPolicyPort]>, at: &str) -> Result<Vec<Po
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::networking::v1::{NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicySpec};
+    use k8s_openapi::api::networking::v1::{
+        NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicySpec,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn np(spec: NetworkPolicySpec) -> NetworkPolicy {
         NetworkPolicy {
-            metadata: ObjectMeta { name: Some("p".into()), namespace: Some("ns".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("p".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
             spec: Some(spec),
         }
     }
@@ -364,7 +413,11 @@ mod tests {
         assert_eq!(p.egress, Some(vec![Rule::allow_all()]));
 
         // An empty egress list is not "egress rules": egress stays open.
-        let p = Policy::compile(&np(NetworkPolicySpec { egress: Some(vec![]), ..Default::default() })).unwrap();
+        let p = Policy::compile(&np(NetworkPolicySpec {
+            egress: Some(vec![]),
+            ..Default::default()
+        }))
+        .unwrap();
         assert!(!p.isolates(Direction::Egress));
     }
 
@@ -408,15 +461,21 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            ingress(block("10.0.0.300/8", &[]), None).unwrap_err().to_string(),
+            ingress(block("10.0.0.300/8", &[]), None)
+                .unwrap_err()
+                .to_string(),
             "spec.ingress[0].from[0].ipBlock.cidr: \"10.0.0.300/8\" is not a CIDR (write it as 10.0.0.0/16 or fd00::/64)"
         );
         assert_eq!(
-            ingress(block("10.0.0.0/8", &["192.168.0.0/16"]), None).unwrap_err().to_string(),
+            ingress(block("10.0.0.0/8", &["192.168.0.0/16"]), None)
+                .unwrap_err()
+                .to_string(),
             "spec.ingress[0].from[0].ipBlock.except[0]: 192.168.0.0/16 is not inside the block's cidr 10.0.0.0/8"
         );
         assert_eq!(
-            ingress(NetworkPolicyPeer::default(), None).unwrap_err().path,
+            ingress(NetworkPolicyPeer::default(), None)
+                .unwrap_err()
+                .path,
             "spec.ingress[0].from[0]"
         );
         let port = |port: IntOrString, end: Option<i32>| NetworkPolicyPort {
@@ -425,21 +484,30 @@ mod tests {
             protocol: None,
         };
         assert_eq!(
-            ingress(block("10.0.0.0/8", &[]), Some(port(IntOrString::Int(70000), None)))
-                .unwrap_err()
-                .to_string(),
+            ingress(
+                block("10.0.0.0/8", &[]),
+                Some(port(IntOrString::Int(70000), None))
+            )
+            .unwrap_err()
+            .to_string(),
             "spec.ingress[0].ports[0].port: 70000 is not a port (1-65535)"
         );
         assert_eq!(
-            ingress(block("10.0.0.0/8", &[]), Some(port(IntOrString::Int(90), Some(80))))
-                .unwrap_err()
-                .to_string(),
+            ingress(
+                block("10.0.0.0/8", &[]),
+                Some(port(IntOrString::Int(90), Some(80)))
+            )
+            .unwrap_err()
+            .to_string(),
             "spec.ingress[0].ports[0].endPort: endPort 80 is below port 90"
         );
         assert_eq!(
-            ingress(block("10.0.0.0/8", &[]), Some(port(IntOrString::String("http".into()), Some(80))))
-                .unwrap_err()
-                .to_string(),
+            ingress(
+                block("10.0.0.0/8", &[]),
+                Some(port(IntOrString::String("http".into()), Some(80)))
+            )
+            .unwrap_err()
+            .to_string(),
             "spec.ingress[0].ports[0].endPort: endPort cannot be used with a named port"
         );
     }
@@ -447,7 +515,10 @@ mod tests {
     #[test]
     fn ip_block_excludes_its_exceptions_and_normalises_host_bits() {
         let b = compile_ip_block(
-            &IPBlock { cidr: "10.1.2.3/16".into(), except: Some(vec!["10.1.5.0/24".into()]) },
+            &IPBlock {
+                cidr: "10.1.2.3/16".into(),
+                except: Some(vec!["10.1.5.0/24".into()]),
+            },
             "x",
         )
         .unwrap();

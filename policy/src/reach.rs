@@ -28,7 +28,10 @@ impl FromStr for ProbePort {
             .ok()
             .filter(|p| *p > 0)
             .ok_or_else(|| format!("{num:?} is not a port number (1-65535)"))?;
-        Ok(Self { port, protocol: proto.to_ascii_uppercase().parse()? })
+        Ok(Self {
+            port,
+            protocol: proto.to_ascii_uppercase().parse()?,
+        })
     }
 }
 
@@ -107,7 +110,10 @@ pub fn declared_ports(cluster: &Cluster, pods: &[usize]) -> Vec<ProbePort> {
     let mut ports: Vec<ProbePort> = pods
         .iter()
         .flat_map(|&i| cluster.pods()[i].ports.iter())
-        .map(|p| ProbePort { port: p.port, protocol: p.protocol })
+        .map(|p| ProbePort {
+            port: p.port,
+            protocol: p.protocol,
+        })
         .collect();
     ports.sort();
     ports.dedup();
@@ -117,14 +123,22 @@ pub fn declared_ports(cluster: &Cluster, pods: &[usize]) -> Vec<ProbePort> {
 impl<'c> Matrix<'c> {
     /// Computes every (source, destination, port) cell. `sources` and `destinations` are
     /// indices into [`Cluster::pods`].
-    pub fn compute(cluster: &'c Cluster, sources: Vec<usize>, destinations: Vec<usize>, ports: Vec<ProbePort>) -> Self {
+    pub fn compute(
+        cluster: &'c Cluster,
+        sources: Vec<usize>,
+        destinations: Vec<usize>,
+        ports: Vec<ProbePort>,
+    ) -> Self {
         let pods = cluster.pods();
         let index = PeerIndex::build(cluster, &sources, &destinations);
         let mut cells = Vec::with_capacity(sources.len() * destinations.len() * ports.len());
         for (si, &s) in sources.iter().enumerate() {
             let src = &pods[s];
             let egress_iso: Vec<usize> = if src.is_target() {
-                cluster.isolating(src, Direction::Egress).map(|(i, _)| i).collect()
+                cluster
+                    .isolating(src, Direction::Egress)
+                    .map(|(i, _)| i)
+                    .collect()
             } else {
                 Vec::new()
             };
@@ -137,17 +151,29 @@ impl<'c> Matrix<'c> {
                             egress_iso.iter().map(|&k| (k, &cluster.policies()[k])),
                             |(k, r), _, rule| {
                                 rule_ports_match(rule, port.port, port.protocol, Some(dst))
-                                    && index.peer_named(k, Direction::Egress, r, Target::Destination(di))
+                                    && index.peer_named(
+                                        k,
+                                        Direction::Egress,
+                                        r,
+                                        Target::Destination(di),
+                                    )
                             },
                         )
                     });
                     let ingress = dst.is_target().then(|| {
                         decide(
                             Direction::Ingress,
-                            index.ingress_isolating[di].iter().map(|&k| (k, &cluster.policies()[k])),
+                            index.ingress_isolating[di]
+                                .iter()
+                                .map(|&k| (k, &cluster.policies()[k])),
                             |(k, r), _, rule| {
                                 rule_ports_match(rule, port.port, port.protocol, Some(dst))
-                                    && index.peer_named(k, Direction::Ingress, r, Target::Source(si))
+                                    && index.peer_named(
+                                        k,
+                                        Direction::Ingress,
+                                        r,
+                                        Target::Source(si),
+                                    )
                             },
                         )
                     });
@@ -155,7 +181,13 @@ impl<'c> Matrix<'c> {
                 }
             }
         }
-        Self { cluster, sources, destinations, ports, cells }
+        Self {
+            cluster,
+            sources,
+            destinations,
+            ports,
+            cells,
+        }
     }
 
     pub fn ports(&self) -> &[ProbePort] {
@@ -177,7 +209,10 @@ impl<'c> Matrix<'c> {
             None => Decision::NotApplicable,
             Some(o) => self.cluster.decision(o, pod, dir),
         };
-        Verdict { egress: side(cell.egress, src, Direction::Egress), ingress: side(cell.ingress, dst, Direction::Ingress) }
+        Verdict {
+            egress: side(cell.egress, src, Direction::Egress),
+            ingress: side(cell.ingress, dst, Direction::Ingress),
+        }
     }
 
     fn src(&self, si: usize) -> &'c Pod {
@@ -196,11 +231,19 @@ impl<'c> Matrix<'c> {
                     let (from, to) = (self.src(si).key(), self.dst(di).key());
                     let allowed = self.cell(si, di, pi).allowed();
                     let reason = if explain {
-                        self.verdict(si, di, pi).reason(&from, &to, port.port, port.protocol)
+                        self.verdict(si, di, pi)
+                            .reason(&from, &to, port.port, port.protocol)
                     } else {
                         String::new()
                     };
-                    out.push(Probe { from, to, port: port.port, protocol: port.protocol.to_string(), allowed, reason });
+                    out.push(Probe {
+                        from,
+                        to,
+                        port: port.port,
+                        protocol: port.protocol.to_string(),
+                        allowed,
+                        reason,
+                    });
                 }
             }
         }
@@ -210,11 +253,24 @@ impl<'c> Matrix<'c> {
     /// One table per port: sources down the side, destinations across (numbered, with a key).
     pub fn render_table(&self) -> String {
         let mut out = String::new();
-        let names: Vec<String> = self.destinations.iter().map(|&d| self.cluster.pods()[d].key()).collect();
-        let width = self.sources.iter().map(|&s| self.cluster.pods()[s].key().len()).max().unwrap_or(4).max(4);
+        let names: Vec<String> = self
+            .destinations
+            .iter()
+            .map(|&d| self.cluster.pods()[d].key())
+            .collect();
+        let width = self
+            .sources
+            .iter()
+            .map(|&s| self.cluster.pods()[s].key().len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
         let colw = self.destinations.len().to_string().len().max(2) + 1;
         for (pi, port) in self.ports.iter().enumerate() {
-            let _ = writeln!(out, "{port}  (✓ allowed, ✗ blocked; rows: from, columns: to)");
+            let _ = writeln!(
+                out,
+                "{port}  (✓ allowed, ✗ blocked; rows: from, columns: to)"
+            );
             let _ = write!(out, "{:width$}", "");
             for d in 1..=self.destinations.len() {
                 let _ = write!(out, "{d:>colw$}");
@@ -223,7 +279,11 @@ impl<'c> Matrix<'c> {
             for si in 0..self.sources.len() {
                 let _ = write!(out, "{:width$}", self.src(si).key());
                 for di in 0..self.destinations.len() {
-                    let mark = if self.cell(si, di, pi).allowed() { "✓" } else { "✗" };
+                    let mark = if self.cell(si, di, pi).allowed() {
+                        "✓"
+                    } else {
+                        "✗"
+                    };
                     let _ = write!(out, "{mark:>colw$}");
                 }
                 out.push('\n');
@@ -259,12 +319,19 @@ impl PeerIndex {
         let mut sets = Vec::new();
         for policy in cluster.policies() {
             let mut b = [0; 2];
-            for (slot, dir, named) in [(0, Direction::Ingress, sources), (1, Direction::Egress, destinations)] {
+            for (slot, dir, named) in [
+                (0, Direction::Ingress, sources),
+                (1, Direction::Egress, destinations),
+            ] {
                 b[slot] = sets.len();
                 for rule in policy.rules(dir).unwrap_or_default() {
                     let mut set = BitSet::new(named.len());
                     for (i, &p) in named.iter().enumerate() {
-                        if cluster.rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(&pods[p])) {
+                        if cluster.rule_peers_match(
+                            &policy.namespace,
+                            rule,
+                            &Endpoint::Pod(&pods[p]),
+                        ) {
                             set.insert(i);
                         }
                     }
@@ -275,9 +342,18 @@ impl PeerIndex {
         }
         let ingress_isolating = destinations
             .iter()
-            .map(|&d| cluster.isolating(&pods[d], Direction::Ingress).map(|(i, _)| i).collect())
+            .map(|&d| {
+                cluster
+                    .isolating(&pods[d], Direction::Ingress)
+                    .map(|(i, _)| i)
+                    .collect()
+            })
             .collect();
-        Self { base, sets, ingress_isolating }
+        Self {
+            base,
+            sets,
+            ingress_isolating,
+        }
     }
 
     fn peer_named(&self, policy: usize, dir: Direction, rule: usize, target: Target) -> bool {

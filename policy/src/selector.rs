@@ -9,7 +9,9 @@ pub type Labels = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SelectorError {
-    #[error("matchExpressions key {key:?}: unknown operator {operator:?} (use In, NotIn, Exists or DoesNotExist)")]
+    #[error(
+        "matchExpressions key {key:?}: unknown operator {operator:?} (use In, NotIn, Exists or DoesNotExist)"
+    )]
     UnknownOperator { key: String, operator: String },
     #[error("matchExpressions key {key:?}: operator {operator} needs a non-empty values list")]
     MissingValues { key: String, operator: &'static str },
@@ -99,13 +101,20 @@ impl Selector {
                 "Exists" | "DoesNotExist" if !values.is_empty() => {
                     return Err(SelectorError::UnexpectedValues {
                         key,
-                        operator: if expr.operator == "Exists" { "Exists" } else { "DoesNotExist" },
+                        operator: if expr.operator == "Exists" {
+                            "Exists"
+                        } else {
+                            "DoesNotExist"
+                        },
                     });
                 }
                 "Exists" => Requirement::Exists(key),
                 "DoesNotExist" => Requirement::DoesNotExist(key),
                 other => {
-                    return Err(SelectorError::UnknownOperator { key, operator: other.to_string() });
+                    return Err(SelectorError::UnknownOperator {
+                        key,
+                        operator: other.to_string(),
+                    });
                 }
             };
             requirements.push(req);
@@ -148,7 +157,10 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelectorRequirement {
@@ -211,13 +223,24 @@ mod tests {
     #[test]
     fn invalid_expressions_are_errors() {
         let compile = |e| {
-            Selector::compile(&LabelSelector { match_expressions: Some(vec![e]), ..Default::default() })
+            Selector::compile(&LabelSelector {
+                match_expressions: Some(vec![e]),
+                ..Default::default()
+            })
         };
         assert_eq!(
-            compile(expr("a", "Equals", &["x"])).unwrap_err().to_string(),
+            compile(expr("a", "Equals", &["x"]))
+                .unwrap_err()
+                .to_string(),
             "matchExpressions key \"a\": unknown operator \"Equals\" (use In, NotIn, Exists or DoesNotExist)"
         );
-        assert!(matches!(compile(expr("a", "In", &[])), Err(SelectorError::MissingValues { .. })));
-        assert!(matches!(compile(expr("a", "Exists", &["x"])), Err(SelectorError::UnexpectedValues { .. })));
+        assert!(matches!(
+            compile(expr("a", "In", &[])),
+            Err(SelectorError::MissingValues { .. })
+        ));
+        assert!(matches!(
+            compile(expr("a", "Exists", &["x"])),
+            Err(SelectorError::UnexpectedValues { .. })
+        ));
     }
 }

@@ -15,8 +15,13 @@ pub enum Decision {
     NotApplicable,
     /// Traffic from the destination pod's own node (kubelet probes) is always allowed.
     FromOwnNode,
-    Allowed { by: PolicyRef, rule: usize },
-    Denied { isolated_by: Vec<PolicyRef> },
+    Allowed {
+        by: PolicyRef,
+        rule: usize,
+    },
+    Denied {
+        isolated_by: Vec<PolicyRef>,
+    },
 }
 
 impl Decision {
@@ -49,7 +54,9 @@ impl Verdict {
                 Decision::NotIsolated => format!("{dir} not isolated"),
                 Decision::NotApplicable => format!("{dir} not subject to policy"),
                 Decision::FromOwnNode => format!("{dir} allowed: traffic from the pod's own node"),
-                Decision::Allowed { by, rule } => format!("{dir} allowed by {by} {dir} rule {rule}"),
+                Decision::Allowed { by, rule } => {
+                    format!("{dir} allowed by {by} {dir} rule {rule}")
+                }
                 Decision::Denied { isolated_by } => format!(
                     "{dir} denied: {subject} is isolated by {} and no rule allows {peer} on {port}/{protocol}",
                     join_refs(isolated_by)
@@ -59,7 +66,11 @@ impl Verdict {
         // The deciding side first: a denial is what the reader is looking for.
         let e = side(Direction::Egress, &self.egress);
         let i = side(Direction::Ingress, &self.ingress);
-        if !self.ingress.allows() && self.egress.allows() { format!("{i}; {e}") } else { format!("{e}; {i}") }
+        if !self.ingress.allows() && self.egress.allows() {
+            format!("{i}; {e}")
+        } else {
+            format!("{e}; {i}")
+        }
     }
 }
 
@@ -75,7 +86,9 @@ impl fmt::Display for Decision {
             Decision::NotApplicable => f.write_str("not subject to policy"),
             Decision::FromOwnNode => f.write_str("from own node"),
             Decision::Allowed { by, rule } => write!(f, "allowed by {by} rule {rule}"),
-            Decision::Denied { isolated_by } => write!(f, "denied (isolated by {})", join_refs(isolated_by)),
+            Decision::Denied { isolated_by } => {
+                write!(f, "denied (isolated by {})", join_refs(isolated_by))
+            }
         }
     }
 }

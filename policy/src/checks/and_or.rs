@@ -7,16 +7,29 @@ use crate::policy::{Direction, NamespaceScope, Peer, Policy};
 pub(crate) fn check(policy: &Policy) -> Vec<Issue> {
     let mut issues = Vec::new();
     for direction in [Direction::Ingress, Direction::Egress] {
-        for (r, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+        for (r, rule) in policy
+            .rules(direction)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let lone_ns = rule.peers.iter().find_map(|p| match p {
-                Peer::Pods { namespaces: NamespaceScope::Matching(ns), pods } if pods.is_everything() => Some(ns),
+                Peer::Pods {
+                    namespaces: NamespaceScope::Matching(ns),
+                    pods,
+                } if pods.is_everything() => Some(ns),
                 _ => None,
             });
             let lone_pods = rule.peers.iter().find_map(|p| match p {
-                Peer::Pods { namespaces: NamespaceScope::Own, pods } if !pods.is_everything() => Some(pods),
+                Peer::Pods {
+                    namespaces: NamespaceScope::Own,
+                    pods,
+                } if !pods.is_everything() => Some(pods),
                 _ => None,
             });
-            let (Some(ns), Some(pods)) = (lone_ns, lone_pods) else { continue };
+            let (Some(ns), Some(pods)) = (lone_ns, lone_pods) else {
+                continue;
+            };
             let field = direction.peers_field();
             let summary = one_line(format!(
                 "{direction}[{r}].{field}: namespaceSelector and podSelector are separate items (OR); \

@@ -42,13 +42,28 @@ fn resolvers(cluster: &Cluster) -> (Vec<Pod>, bool) {
     }
     // The stand-in needs an address to be a peer; 0.0.0.1 is one no real ipBlock aims at.
     let labels: Labels = [("k8s-app".to_string(), "kube-dns".to_string())].into();
-    (vec![Pod::running(DNS_NAMESPACE, "coredns", labels, IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1)))], false)
+    (
+        vec![Pod::running(
+            DNS_NAMESPACE,
+            "coredns",
+            labels,
+            IpAddr::V4(Ipv4Addr::new(0, 0, 0, 1)),
+        )],
+        false,
+    )
 }
 
 /// Whether `rule` of a policy in `ns` lets pods reach DNS on `protocol`.
-fn rule_allows_dns(cluster: &Cluster, ns: &str, rule: &Rule, protocol: Protocol, resolvers: &[Pod]) -> bool {
+fn rule_allows_dns(
+    cluster: &Cluster,
+    ns: &str,
+    rule: &Rule,
+    protocol: Protocol,
+    resolvers: &[Pod],
+) -> bool {
     let to_resolver = resolvers.iter().any(|r| {
-        rule_ports_match(rule, 53, protocol, Some(r)) && cluster.rule_peers_match(ns, rule, &Endpoint::Pod(r))
+        rule_ports_match(rule, 53, protocol, Some(r))
+            && cluster.rule_peers_match(ns, rule, &Endpoint::Pod(r))
     });
     // An ipBlock with port 53 named: a node-local cache or an upstream resolver by address.
     let by_address = !rule.ports.is_empty()
@@ -59,7 +74,12 @@ fn rule_allows_dns(cluster: &Cluster, ns: &str, rule: &Rule, protocol: Protocol,
     to_resolver || by_address || node_local
 }
 
-fn dns_outcome(cluster: &Cluster, policies: &[(usize, &Policy)], protocol: Protocol, resolvers: &[Pod]) -> Outcome {
+fn dns_outcome(
+    cluster: &Cluster,
+    policies: &[(usize, &Policy)],
+    protocol: Protocol,
+    resolvers: &[Pod],
+) -> Outcome {
     decide(Direction::Egress, policies.iter().copied(), |_, p, rule| {
         rule_allows_dns(cluster, &p.namespace, rule, protocol, resolvers)
     })
@@ -71,7 +91,10 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     }
     let cluster = ctx.cluster;
     let (resolvers, real) = resolvers(cluster);
-    let selected: Vec<&Pod> = cluster.pods_in(&policy.namespace).filter(|p| Cluster::selects(policy, p)).collect();
+    let selected: Vec<&Pod> = cluster
+        .pods_in(&policy.namespace)
+        .filter(|p| Cluster::selects(policy, p))
+        .collect();
 
     // Pods known: judge each by all the policies that select it. None known: a stand-in pod with
     // no labels would mislead, so judge the policy with the namespace's policies that select
@@ -89,8 +112,14 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         group.push((usize::MAX, policy));
         let who = format!("pods {}", policy.pod_selector);
         (
-            (!dns_outcome(cluster, &group, Protocol::Udp, &resolvers).allows()).then(|| who.clone()).into_iter().collect(),
-            (!dns_outcome(cluster, &group, Protocol::Tcp, &resolvers).allows()).then_some(who).into_iter().collect(),
+            (!dns_outcome(cluster, &group, Protocol::Udp, &resolvers).allows())
+                .then(|| who.clone())
+                .into_iter()
+                .collect(),
+            (!dns_outcome(cluster, &group, Protocol::Tcp, &resolvers).allows())
+                .then_some(who)
+                .into_iter()
+                .collect(),
         )
     } else {
         let mut udp = Vec::new();
@@ -107,7 +136,10 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     };
 
     let resolver_text = if real {
-        format!("the cluster DNS pods ({})", list_some(&resolvers.iter().map(Pod::key).collect::<Vec<_>>(), 3))
+        format!(
+            "the cluster DNS pods ({})",
+            list_some(&resolvers.iter().map(Pod::key).collect::<Vec<_>>(), 3)
+        )
     } else {
         "the cluster DNS (kube-system pods k8s-app=kube-dns)".to_string()
     };

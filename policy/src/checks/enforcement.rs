@@ -26,8 +26,11 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         return Err("nothing is known about the nodes' CNI".into());
     };
     let ready: Vec<&NodeEnforcement> = enf.nodes.iter().filter(|n| n.ready).collect();
-    let open: Vec<&NodeEnforcement> =
-        ready.iter().copied().filter(|n| n.cni_enforces == Some(false) && !n.enforcer_active).collect();
+    let open: Vec<&NodeEnforcement> = ready
+        .iter()
+        .copied()
+        .filter(|n| n.cni_enforces == Some(false) && !n.enforcer_active)
+        .collect();
     if open.is_empty() {
         return Ok(Vec::new());
     }

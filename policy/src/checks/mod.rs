@@ -22,7 +22,9 @@ pub use enforcement::{Enforcement, NodeEnforcement};
 /// The annotation that turns named checks off for one object.
 pub const SKIP_ANNOTATION: &str = "palisade.dev/skip-checks";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckId {
     Enforcement,
@@ -71,14 +73,19 @@ impl fmt::Display for CheckId {
 impl FromStr for CheckId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CheckId::ALL.into_iter().find(|c| c.as_str() == s.trim()).ok_or_else(|| {
-            let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();
-            format!("unknown check {s:?} (known: {})", ids.join(", "))
-        })
+        CheckId::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s.trim())
+            .ok_or_else(|| {
+                let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();
+                format!("unknown check {s:?} (known: {})", ids.join(", "))
+            })
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Warn,
@@ -122,7 +129,10 @@ pub struct CheckConfig {
 
 impl CheckConfig {
     pub fn mode(&self, check: CheckId) -> Mode {
-        self.modes.get(&check).copied().unwrap_or_else(|| check.default_mode())
+        self.modes
+            .get(&check)
+            .copied()
+            .unwrap_or_else(|| check.default_mode())
     }
 }
 
@@ -139,10 +149,18 @@ pub(crate) struct Issue {
 
 impl Issue {
     fn new(summary: String, detail: String) -> Self {
-        Self { summary, detail, cap: Severity::Deny }
+        Self {
+            summary,
+            detail,
+            cap: Severity::Deny,
+        }
     }
     fn warning(summary: String, detail: String) -> Self {
-        Self { summary, detail, cap: Severity::Warn }
+        Self {
+            summary,
+            detail,
+            cap: Severity::Warn,
+        }
     }
 }
 
@@ -168,10 +186,14 @@ impl Report {
         self.findings.iter().any(|f| f.severity == Severity::Deny)
     }
     pub fn denials(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| f.severity == Severity::Deny)
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Deny)
     }
     pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
-        self.findings.iter().filter(|f| f.severity == Severity::Warn)
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warn)
     }
 }
 
@@ -232,13 +254,18 @@ pub fn run(policy: &Policy, ctx: &Context, config: &CheckConfig) -> Report {
                         Mode::Deny => issue.cap,
                         _ => Severity::Warn,
                     };
-                    let mut message = issue.detail;
+                    let mut message = issue.detail.trim_end().to_string();
                     if severity == Severity::Deny {
                         message.push_str(&format!(
                             "\nTo accept this policy anyway, annotate it {SKIP_ANNOTATION}: \"{check}\"."
                         ));
                     }
-                    report.findings.push(Finding { check, severity, summary: issue.summary, message });
+                    report.findings.push(Finding {
+                        check,
+                        severity,
+                        summary: issue.summary,
+                        message,
+                    });
                 }
             }
             Err(why) => report.not_evaluated.push((check, why)),
@@ -273,9 +300,16 @@ fn one_line(s: String) -> String {
 
 /// The policies that decide `direction` for `pod` once the reviewed `policy` is stored: the
 /// cluster's, without an older version of `policy`, plus `policy` itself where it applies.
-fn deciding<'a>(cluster: &'a Cluster, policy: &'a Policy, pod: &'a crate::Pod, direction: crate::Direction) -> Vec<(usize, &'a Policy)> {
-    let mut out: Vec<(usize, &Policy)> =
-        cluster.isolating(pod, direction).filter(|(_, p)| p.id() != policy.id()).collect();
+fn deciding<'a>(
+    cluster: &'a Cluster,
+    policy: &'a Policy,
+    pod: &'a crate::Pod,
+    direction: crate::Direction,
+) -> Vec<(usize, &'a Policy)> {
+    let mut out: Vec<(usize, &Policy)> = cluster
+        .isolating(pod, direction)
+        .filter(|(_, p)| p.id() != policy.id())
+        .collect();
     if policy.isolates(direction) && Cluster::selects(policy, pod) {
         out.push((usize::MAX, policy));
     }
@@ -283,7 +317,12 @@ fn deciding<'a>(cluster: &'a Cluster, policy: &'a Policy, pod: &'a crate::Pod, d
 }
 
 /// Pods with the same namespace and labels behave the same under policy: keep one of each.
-fn distinct_pods<'a>(pods: impl Iterator<Item = &'a crate::Pod>, limit: usize) -> Vec<&'a crate::Pod> {
+fn distinct_pods<'a>(
+    pods: impl Iterator<Item = &'a crate::Pod>,
+    limit: usize,
+) -> Vec<&'a crate::Pod> {
     let mut seen = std::collections::HashSet::new();
-    pods.filter(|p| seen.insert((&p.namespace, &p.labels))).take(limit).collect()
+    pods.filter(|p| seen.insert((&p.namespace, &p.labels)))
+        .take(limit)
+        .collect()
 }

@@ -12,7 +12,12 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     let cluster = ctx.cluster;
     let mut issues = Vec::new();
     for direction in [Direction::Ingress, Direction::Egress] {
-        for (r, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+        for (r, rule) in policy
+            .rules(direction)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let named: Vec<_> = rule
                 .ports
                 .iter()
@@ -30,12 +35,19 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 continue; // no destination pod known: unmatched-selector speaks about that
             }
             for (port, protocol) in named {
-                if declared.iter().any(|p| p.name.as_deref() == Some(port.as_str()) && p.protocol == protocol) {
+                if declared
+                    .iter()
+                    .any(|p| p.name.as_deref() == Some(port.as_str()) && p.protocol == protocol)
+                {
                     continue;
                 }
                 let mut names: Vec<String> = declared
                     .iter()
-                    .filter_map(|p| p.name.as_ref().map(|n| format!("{n} ({}/{})", p.port, p.protocol)))
+                    .filter_map(|p| {
+                        p.name
+                            .as_ref()
+                            .map(|n| format!("{n} ({}/{})", p.port, p.protocol))
+                    })
                     .collect();
                 names.sort();
                 names.dedup();
@@ -52,7 +64,11 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                      it.\nEvidence: the ports they declare are {}.\nFix: use the port number, or a name from \
                      the containers' `ports` list.",
                     name(policy),
-                    if names.is_empty() { "unnamed".to_string() } else { names.join(", ") },
+                    if names.is_empty() {
+                        "unnamed".to_string()
+                    } else {
+                        names.join(", ")
+                    },
                 );
                 issues.push(Issue::warning(summary, detail));
             }
@@ -62,19 +78,34 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
 }
 
 /// The container ports of the pods (and workload templates) a rule's traffic goes to.
-fn destination_ports(cluster: &Cluster, policy: &Policy, direction: Direction, rule: &Rule) -> Vec<ContainerPort> {
+fn destination_ports(
+    cluster: &Cluster,
+    policy: &Policy,
+    direction: Direction,
+    rule: &Rule,
+) -> Vec<ContainerPort> {
     let mut out = Vec::new();
     match direction {
         Direction::Ingress => {
-            for p in cluster.pods_in(&policy.namespace).filter(|p| Cluster::selects(policy, p)) {
+            for p in cluster
+                .pods_in(&policy.namespace)
+                .filter(|p| Cluster::selects(policy, p))
+            {
                 out.extend(p.ports.iter().cloned());
             }
-            for w in cluster.workloads_in(&policy.namespace).filter(|w| policy.pod_selector.matches(&w.template_labels)) {
+            for w in cluster
+                .workloads_in(&policy.namespace)
+                .filter(|w| policy.pod_selector.matches(&w.template_labels))
+            {
                 out.extend(w.ports.iter().cloned());
             }
         }
         Direction::Egress => {
-            for p in cluster.pods().iter().filter(|p| cluster.rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(p))) {
+            for p in cluster
+                .pods()
+                .iter()
+                .filter(|p| cluster.rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(p)))
+            {
                 out.extend(p.ports.iter().cloned());
             }
             for w in cluster.workloads() {
@@ -84,7 +115,9 @@ fn destination_ports(cluster: &Cluster, policy: &Policy, direction: Direction, r
                             pods.matches(&w.template_labels)
                                 && match namespaces {
                                     NamespaceScope::Own => w.namespace == policy.namespace,
-                                    NamespaceScope::Matching(s) => s.matches(&cluster.namespace_labels(&w.namespace)),
+                                    NamespaceScope::Matching(s) => {
+                                        s.matches(&cluster.namespace_labels(&w.namespace))
+                                    }
                                 }
                         }
                         Peer::IpBlock(_) => false,

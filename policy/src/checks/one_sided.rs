@@ -16,17 +16,28 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         return Err("no Pods are known, so the other side's policies cannot be looked up".into());
     }
     let cluster = ctx.cluster;
-    let selected = distinct_pods(cluster.pods_in(&policy.namespace).filter(|p| Cluster::selects(policy, p)), MAX_SELECTED);
+    let selected = distinct_pods(
+        cluster
+            .pods_in(&policy.namespace)
+            .filter(|p| Cluster::selects(policy, p)),
+        MAX_SELECTED,
+    );
     let mut issues = Vec::new();
     for direction in [Direction::Ingress, Direction::Egress] {
-        for (r, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+        for (r, rule) in policy
+            .rules(direction)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             // A rule open to everyone is not a statement about particular peers.
             if rule.peers.is_empty() || rule.peers.iter().all(|p| matches!(p, Peer::IpBlock(_))) {
                 continue;
             }
             let peers = distinct_pods(
                 cluster.pods().iter().filter(|p| {
-                    p.is_target() && cluster.rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(p))
+                    p.is_target()
+                        && cluster.rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(p))
                 }),
                 MAX_PEERS,
             );
@@ -46,7 +57,11 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                         let deciding = deciding(cluster, policy, other, other_dir);
                         let names: Vec<String> = deciding.iter().map(|(_, p)| name(p)).collect();
                         let outcome = decide(other_dir, deciding.into_iter(), |_, p, rl| {
-                            let far = if other_dir == Direction::Ingress { src } else { dst };
+                            let far = if other_dir == Direction::Ingress {
+                                src
+                            } else {
+                                dst
+                            };
                             rule_ports_match(rl, port, protocol, Some(dst))
                                 && cluster.rule_peers_match(&p.namespace, rl, &Endpoint::Pod(far))
                         });
@@ -84,7 +99,11 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                  traffic is not wanted.",
                 name(policy),
                 examples.join("\n  "),
-                if direction == Direction::Egress { "ingress" } else { "egress" },
+                if direction == Direction::Egress {
+                    "ingress"
+                } else {
+                    "egress"
+                },
             );
             issues.push(Issue::warning(summary, detail));
         }
@@ -96,7 +115,11 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
 /// resolved on `dst`, and for open ports the ones `dst` declares.
 fn probe_ports(rule: &Rule, dst: &Pod) -> Vec<(u16, Protocol)> {
     let declared = |protocol: Option<Protocol>| -> Vec<(u16, Protocol)> {
-        dst.ports.iter().filter(|p| protocol.is_none_or(|x| x == p.protocol)).map(|p| (p.port, p.protocol)).collect()
+        dst.ports
+            .iter()
+            .filter(|p| protocol.is_none_or(|x| x == p.protocol))
+            .map(|p| (p.port, p.protocol))
+            .collect()
     };
     if rule.ports.is_empty() {
         return declared(None);
@@ -105,7 +128,11 @@ fn probe_ports(rule: &Rule, dst: &Pod) -> Vec<(u16, Protocol)> {
         .iter()
         .flat_map(|m| match &m.port {
             PortSpec::Range(lo, _) => vec![(*lo, m.protocol)],
-            PortSpec::Named(n) => dst.resolve_named_port(n, m.protocol).map(|p| (p, m.protocol)).into_iter().collect(),
+            PortSpec::Named(n) => dst
+                .resolve_named_port(n, m.protocol)
+                .map(|p| (p, m.protocol))
+                .into_iter()
+                .collect(),
             PortSpec::Any => declared(Some(m.protocol)),
         })
         .collect()

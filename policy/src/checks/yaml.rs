@@ -12,12 +12,23 @@ pub(crate) fn selector(sel: &Selector, indent: usize) -> String {
     let mut exprs = String::new();
     for r in sel.requirements() {
         match r {
-            Requirement::In(k, vs) if vs.len() == 1 => labels.push_str(&format!("{pad}  {k}: {}\n", vs[0])),
-            Requirement::In(k, vs) | Requirement::NotIn(k, vs) => {
-                let op = if matches!(r, Requirement::In(..)) { "In" } else { "NotIn" };
-                exprs.push_str(&format!("{pad}- key: {k}\n{pad}  operator: {op}\n{pad}  values: [{}]\n", vs.join(", ")));
+            Requirement::In(k, vs) if vs.len() == 1 => {
+                labels.push_str(&format!("{pad}  {k}: {}\n", vs[0]))
             }
-            Requirement::Exists(k) => exprs.push_str(&format!("{pad}- key: {k}\n{pad}  operator: Exists\n")),
+            Requirement::In(k, vs) | Requirement::NotIn(k, vs) => {
+                let op = if matches!(r, Requirement::In(..)) {
+                    "In"
+                } else {
+                    "NotIn"
+                };
+                exprs.push_str(&format!(
+                    "{pad}- key: {k}\n{pad}  operator: {op}\n{pad}  values: [{}]\n",
+                    vs.join(", ")
+                ));
+            }
+            Requirement::Exists(k) => {
+                exprs.push_str(&format!("{pad}- key: {k}\n{pad}  operator: Exists\n"))
+            }
             Requirement::DoesNotExist(k) => {
                 exprs.push_str(&format!("{pad}- key: {k}\n{pad}  operator: DoesNotExist\n"))
             }

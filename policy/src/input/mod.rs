@@ -22,7 +22,10 @@ use crate::policy::Policy;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: not valid YAML or JSON: {message}")]
     Syntax { path: String, message: String },
     #[error("{path}: no .yaml, .yml or .json files found")]
@@ -64,19 +67,27 @@ impl Inputs {
         for path in paths {
             if path.as_os_str() == "-" {
                 let mut text = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                    .map_err(|source| LoadError::Io { path: "-".into(), source })?;
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(
+                    |source| LoadError::Io {
+                        path: "-".into(),
+                        source,
+                    },
+                )?;
                 inputs.add_text("<stdin>", &text)?;
                 continue;
             }
             let files = collect_files(path)?;
             if files.is_empty() {
-                return Err(LoadError::Empty { path: path.display().to_string() });
+                return Err(LoadError::Empty {
+                    path: path.display().to_string(),
+                });
             }
             for file in files {
                 let name = file.display().to_string();
-                let text =
-                    std::fs::read_to_string(&file).map_err(|source| LoadError::Io { path: name.clone(), source })?;
+                let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
+                    path: name.clone(),
+                    source,
+                })?;
                 inputs.add_text(&name, &text)?;
             }
         }
@@ -85,7 +96,10 @@ impl Inputs {
 
     /// Adds every object of one YAML/JSON stream.
     pub fn add_text(&mut self, file: &str, text: &str) -> Result<(), LoadError> {
-        let docs = parse_documents(text).map_err(|message| LoadError::Syntax { path: file.into(), message })?;
+        let docs = parse_documents(text).map_err(|message| LoadError::Syntax {
+            path: file.into(),
+            message,
+        })?;
         for doc in &docs {
             self.add_object(file, doc);
         }
@@ -98,15 +112,26 @@ impl Inputs {
         }
         let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
         let object = object_name(doc);
-        let problem = |line: usize, message: String| Problem { file: file.into(), line, object: object.clone(), message };
+        let problem = |line: usize, message: String| Problem {
+            file: file.into(),
+            line,
+            object: object.clone(),
+            message,
+        };
         if kind.is_empty() {
-            self.problems.push(problem(doc.line, "the document has no `kind:`".into()));
+            self.problems
+                .push(problem(doc.line, "the document has no `kind:`".into()));
             return;
         }
         if kind == "List" || kind.ends_with("List") {
             match doc.get("items").map(|n| &n.value) {
-                Some(Value::Seq(items)) => items.iter().for_each(|item| self.add_object(file, item)),
-                _ => self.problems.push(problem(doc.line, format!("{kind} without an `items:` list"))),
+                Some(Value::Seq(items)) => {
+                    items.iter().for_each(|item| self.add_object(file, item))
+                }
+                _ => self.problems.push(problem(
+                    doc.line,
+                    format!("{kind} without an `items:` list"),
+                )),
             }
             return;
         }
@@ -115,14 +140,22 @@ impl Inputs {
                 let mut shape = Vec::new();
                 schema::validate(doc, &schema::NETWORK_POLICY, "", &mut shape);
                 for e in shape {
-                    self.problems.push(problem(e.line, format!("{}: {}", e.path, e.message)));
+                    self.problems
+                        .push(problem(e.line, format!("{}: {}", e.path, e.message)));
                 }
-                let Some(np) = typed::<NetworkPolicy>(doc, &problem, &mut self.problems) else { return };
+                let Some(np) = typed::<NetworkPolicy>(doc, &problem, &mut self.problems) else {
+                    return;
+                };
                 match Policy::compile(&np) {
-                    Ok(policy) => self.policies.push(SourcePolicy { file: file.into(), line: doc.line, policy }),
+                    Ok(policy) => self.policies.push(SourcePolicy {
+                        file: file.into(),
+                        line: doc.line,
+                        policy,
+                    }),
                     Err(e) => {
                         let at = doc.locate(&e.path);
-                        self.problems.push(problem(at.line, format!("{}: {}", e.path, e.message)));
+                        self.problems
+                            .push(problem(at.line, format!("{}: {}", e.path, e.message)));
                     }
                 }
             }
@@ -137,7 +170,9 @@ impl Inputs {
                 }
             }
             "Deployment" => self.workload::<Deployment>(doc, &problem, Workload::from_deployment),
-            "StatefulSet" => self.workload::<StatefulSet>(doc, &problem, Workload::from_stateful_set),
+            "StatefulSet" => {
+                self.workload::<StatefulSet>(doc, &problem, Workload::from_stateful_set)
+            }
             "DaemonSet" => self.workload::<DaemonSet>(doc, &problem, Workload::from_daemon_set),
             "ReplicaSet" => self.workload::<ReplicaSet>(doc, &problem, Workload::from_replica_set),
             "Job" => self.workload::<Job>(doc, &problem, Workload::from_job),
@@ -146,18 +181,36 @@ impl Inputs {
         }
     }
 
-    fn workload<T: DeserializeOwned>(&mut self, doc: &Node, problem: &dyn Fn(usize, String) -> Problem, f: fn(&T) -> Workload) {
+    fn workload<T: DeserializeOwned>(
+        &mut self,
+        doc: &Node,
+        problem: &dyn Fn(usize, String) -> Problem,
+        f: fn(&T) -> Workload,
+    ) {
         if let Some(o) = typed::<T>(doc, problem, &mut self.problems) {
             self.workloads.push(f(&o));
         }
     }
 }
 
-fn typed<T: DeserializeOwned>(doc: &Node, problem: &dyn Fn(usize, String) -> Problem, problems: &mut Vec<Problem>) -> Option<T> {
+fn typed<T: DeserializeOwned>(
+    doc: &Node,
+    problem: &dyn Fn(usize, String) -> Problem,
+    problems: &mut Vec<Problem>,
+) -> Option<T> {
     match serde_json::from_value::<T>(doc.to_json()) {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.push(problem(doc.line, format!("cannot be read as {}: {e}", std::any::type_name::<T>().rsplit("::").next().unwrap_or("object"))));
+            problems.push(problem(
+                doc.line,
+                format!(
+                    "cannot be read as {}: {e}",
+                    std::any::type_name::<T>()
+                        .rsplit("::")
+                        .next()
+                        .unwrap_or("object")
+                ),
+            ));
             None
         }
     }
@@ -165,28 +218,43 @@ fn typed<T: DeserializeOwned>(doc: &Node, problem: &dyn Fn(usize, String) -> Pro
 
 fn object_name(doc: &Node) -> String {
     let meta = doc.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or("<unnamed>");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Node::as_str)
+        .unwrap_or("<unnamed>");
     let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
     if kind == "Namespace" {
         return name.to_string();
     }
-    let ns = meta.and_then(|m| m.get("namespace")).and_then(Node::as_str).unwrap_or("default");
+    let ns = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(Node::as_str)
+        .unwrap_or("default");
     format!("{ns}/{name}")
 }
 
 fn collect_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let meta = std::fs::metadata(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     if !meta.is_dir() {
         return Ok(vec![path.to_path_buf()]);
     }
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io { path: path.display().to_string(), source })?;
+    let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
     let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
             out.extend(collect_files(&p)?);
-        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+        } else if p
+            .extension()
+            .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+        {
             out.push(p);
         }
     }

@@ -47,7 +47,10 @@ impl Node {
     /// The value of `key` in a mapping.
     pub fn get(&self, key: &str) -> Option<&Node> {
         match &self.value {
-            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            Value::Map(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -57,7 +60,9 @@ impl Node {
     pub fn locate(&self, path: &str) -> &Node {
         let mut node = self;
         for part in path.split('.') {
-            let (key, indexes) = part.split_once('[').map_or((part, ""), |(k, rest)| (k, rest));
+            let (key, indexes) = part
+                .split_once('[')
+                .map_or((part, ""), |(k, rest)| (k, rest));
             if !key.is_empty() {
                 match node.get(key) {
                     Some(n) => node = n,
@@ -65,7 +70,9 @@ impl Node {
                 }
             }
             for idx in indexes.split('[').filter(|s| !s.is_empty()) {
-                let Ok(i) = idx.trim_end_matches(']').parse::<usize>() else { return node };
+                let Ok(i) = idx.trim_end_matches(']').parse::<usize>() else {
+                    return node;
+                };
                 match &node.value {
                     Value::Seq(items) if i < items.len() => node = &items[i],
                     _ => return node,
@@ -80,7 +87,9 @@ impl Node {
             Value::Null => serde_json::Value::Null,
             Value::Bool(b) => (*b).into(),
             Value::Int(i) => (*i).into(),
-            Value::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+            Value::Float(f) => {
+                serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+            }
             Value::Str(s) => s.clone().into(),
             Value::Seq(items) => items.iter().map(Node::to_json).collect(),
             Value::Map(entries) => entries
@@ -184,7 +193,10 @@ mod tests {
 
     #[test]
     fn keeps_lines_and_locates_paths() {
-        let docs = parse_documents("a: 1\n---\nspec:\n  ingress:\n  - from:\n    - ipBlock:\n        cidr: x\n").unwrap();
+        let docs = parse_documents(
+            "a: 1\n---\nspec:\n  ingress:\n  - from:\n    - ipBlock:\n        cidr: x\n",
+        )
+        .unwrap();
         assert_eq!(docs.len(), 2);
         let cidr = docs[1].locate("spec.ingress[0].from[0].ipBlock.cidr");
         assert_eq!(cidr.as_str(), Some("x"));

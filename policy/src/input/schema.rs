@@ -30,10 +30,19 @@ static LABEL_SELECTOR: Schema = Schema::Object(&[
 static PEER: Schema = Schema::Object(&[
     ("podSelector", &LABEL_SELECTOR),
     ("namespaceSelector", &LABEL_SELECTOR),
-    ("ipBlock", &Schema::Object(&[("cidr", &Schema::Str), ("except", &Schema::Array(&Schema::Str))])),
+    (
+        "ipBlock",
+        &Schema::Object(&[
+            ("cidr", &Schema::Str),
+            ("except", &Schema::Array(&Schema::Str)),
+        ]),
+    ),
 ]);
-static PORT: Schema =
-    Schema::Object(&[("protocol", &Schema::Str), ("port", &Schema::IntOrString), ("endPort", &Schema::Int)]);
+static PORT: Schema = Schema::Object(&[
+    ("protocol", &Schema::Str),
+    ("port", &Schema::IntOrString),
+    ("endPort", &Schema::Int),
+]);
 pub(crate) static NETWORK_POLICY: Schema = Schema::Object(&[
     ("apiVersion", &Schema::Str),
     ("kind", &Schema::Str),
@@ -45,11 +54,17 @@ pub(crate) static NETWORK_POLICY: Schema = Schema::Object(&[
             ("policyTypes", &Schema::Array(&Schema::Str)),
             (
                 "ingress",
-                &Schema::Array(&Schema::Object(&[("from", &Schema::Array(&PEER)), ("ports", &Schema::Array(&PORT))])),
+                &Schema::Array(&Schema::Object(&[
+                    ("from", &Schema::Array(&PEER)),
+                    ("ports", &Schema::Array(&PORT)),
+                ])),
             ),
             (
                 "egress",
-                &Schema::Array(&Schema::Object(&[("to", &Schema::Array(&PEER)), ("ports", &Schema::Array(&PORT))])),
+                &Schema::Array(&Schema::Object(&[
+                    ("to", &Schema::Array(&PEER)),
+                    ("ports", &Schema::Array(&PORT)),
+                ])),
             ),
         ]),
     ),
@@ -81,7 +96,11 @@ const KNOWN_SLIPS: &[(&str, &str)] = &[
 ];
 
 pub(crate) fn validate(node: &Node, schema: &Schema, path: &str, out: &mut Vec<ShapeError>) {
-    let here = |message: String| ShapeError { line: node.line, path: path.to_string(), message };
+    let here = |message: String| ShapeError {
+        line: node.line,
+        path: path.to_string(),
+        message,
+    };
     if matches!(node.value, Value::Null) {
         return; // `field:` with nothing after it is the same as leaving it out
     }
@@ -89,17 +108,26 @@ pub(crate) fn validate(node: &Node, schema: &Schema, path: &str, out: &mut Vec<S
         Schema::Any => {}
         Schema::Str => {
             if !matches!(node.value, Value::Str(_)) {
-                out.push(here(format!("expected a string, found {}", node.value.kind())));
+                out.push(here(format!(
+                    "expected a string, found {}",
+                    node.value.kind()
+                )));
             }
         }
         Schema::Int => {
             if !matches!(node.value, Value::Int(_)) {
-                out.push(here(format!("expected a whole number, found {}", node.value.kind())));
+                out.push(here(format!(
+                    "expected a whole number, found {}",
+                    node.value.kind()
+                )));
             }
         }
         Schema::IntOrString => {
             if !matches!(node.value, Value::Int(_) | Value::Str(_)) {
-                out.push(here(format!("expected a port number or name, found {}", node.value.kind())));
+                out.push(here(format!(
+                    "expected a port number or name, found {}",
+                    node.value.kind()
+                )));
             }
         }
         Schema::StringMap => match &node.value {
@@ -118,7 +146,10 @@ pub(crate) fn validate(node: &Node, schema: &Schema, path: &str, out: &mut Vec<S
                     }
                 }
             }
-            other => out.push(here(format!("expected a mapping of labels, found {}", other.kind()))),
+            other => out.push(here(format!(
+                "expected a mapping of labels, found {}",
+                other.kind()
+            ))),
         },
         Schema::Array(item) => match &node.value {
             Value::Seq(items) => {
@@ -126,19 +157,33 @@ pub(crate) fn validate(node: &Node, schema: &Schema, path: &str, out: &mut Vec<S
                     validate(n, item, &format!("{path}[{i}]"), out);
                 }
             }
-            other => out.push(here(format!("expected a list (items start with `- `), found {}", other.kind()))),
+            other => out.push(here(format!(
+                "expected a list (items start with `- `), found {}",
+                other.kind()
+            ))),
         },
         Schema::Object(fields) => {
             let Value::Map(entries) = &node.value else {
-                out.push(here(format!("expected a mapping, found {}", node.value.kind())));
+                out.push(here(format!(
+                    "expected a mapping, found {}",
+                    node.value.kind()
+                )));
                 return;
             };
             for (k, v) in entries {
                 let key = k.key_text();
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match fields.iter().find(|(name, _)| *name == key) {
                     Some((_, s)) => validate(v, s, &child, out),
-                    None => out.push(ShapeError { line: k.line, path: child, message: unknown_field(&key, fields, path) }),
+                    None => out.push(ShapeError {
+                        line: k.line,
+                        path: child,
+                        message: unknown_field(&key, fields, path),
+                    }),
                 }
             }
         }
@@ -147,7 +192,11 @@ pub(crate) fn validate(node: &Node, schema: &Schema, path: &str, out: &mut Vec<S
 
 fn unknown_field(key: &str, fields: &[(&str, &Schema)], parent: &str) -> String {
     let is_selector = fields.iter().any(|(n, _)| *n == "matchLabels");
-    let place = if parent.is_empty() { "the object".to_string() } else { format!("`{parent}`") };
+    let place = if parent.is_empty() {
+        "the object".to_string()
+    } else {
+        format!("`{parent}`")
+    };
     if is_selector {
         return format!(
             "unknown field `{key}` in {place}: a label selector takes labels under `matchLabels:` \
@@ -163,7 +212,12 @@ fn unknown_field(key: &str, fields: &[(&str, &Schema)], parent: &str) -> String 
         .filter(|m| known.contains(m))
         .or_else(|| known.iter().copied().find(|k| k.eq_ignore_ascii_case(key)));
     match meant {
-        Some(m) => format!("unknown field `{key}` in {place} (did you mean `{m}`?); the apiserver ignores it"),
-        None => format!("unknown field `{key}` in {place}; known fields: {}", known.join(", ")),
+        Some(m) => format!(
+            "unknown field `{key}` in {place} (did you mean `{m}`?); the apiserver ignores it"
+        ),
+        None => format!(
+            "unknown field `{key}` in {place}; known fields: {}",
+            known.join(", ")
+        ),
     }
 }
