@@ -42,6 +42,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 MAX_PEERS,
             );
             let mut examples = Vec::new();
+            let mut first = None;
             'pairs: for own in &selected {
                 for peer in &peers {
                     let (src, dst) = match direction {
@@ -66,6 +67,9 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                                 && cluster.rule_peers_match(&p.namespace, rl, &Endpoint::Pod(far))
                         });
                         if !outcome.allows() {
+                            first.get_or_insert_with(|| {
+                                format!("{} -> {}:{port}/{protocol}", src.key(), dst.key())
+                            });
                             examples.push(format!(
                                 "{} -> {} on {port}/{protocol}: {} {other_dir} is isolated by {} and none of its rules allows it",
                                 src.key(),
@@ -88,9 +92,13 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 Direction::Egress => ("egress", "the destinations' ingress policies"),
                 Direction::Ingress => ("ingress", "the sources' egress policies"),
             };
+            let blocker = match direction {
+                Direction::Egress => "the destination's ingress",
+                Direction::Ingress => "the source's egress",
+            };
             let summary = one_line(format!(
-                "{direction}[{r}] allows traffic that {other_side} still block, e.g. {}",
-                examples[0].split(':').next().unwrap_or_default()
+                "{direction}[{r}] is one-sided: {blocker} still blocks {}",
+                first.unwrap_or_default()
             ));
             let detail = format!(
                 "NetworkPolicy {} {this_side} rule {r} allows connections that {other_side} block, so they \

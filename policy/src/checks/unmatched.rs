@@ -115,10 +115,10 @@ fn namespace_issue(policy: &Policy, ctx: &Context, at: &str, sel: &Selector) -> 
     let candidates: Vec<&Labels> = ctx.cluster.namespaces().map(|n| &n.labels).collect();
     let hint = suggest(sel, &candidates, &[], "namespace");
     let summary = one_line(format!(
-        "{at}: namespaceSelector {sel} matches no namespace{}",
+        "{at}: no namespace has {sel}{}",
         hint.short
             .as_deref()
-            .map(|s| format!(" ({s})"))
+            .map(|s| format!("; {s}"))
             .unwrap_or_default()
     ));
     let mut detail = format!(

@@ -201,7 +201,11 @@ mod tests {
         let cidr = docs[1].locate("spec.ingress[0].from[0].ipBlock.cidr");
         assert_eq!(cidr.as_str(), Some("x"));
         assert_eq!(cidr.line, 7);
-        assert_eq!(docs[1].locate("spec.egress[3]").line, docs[1].line);
+        // Where the path leaves the tree, the deepest node reached.
+        assert_eq!(
+            docs[1].locate("spec.egress[3]"),
+            docs[1].get("spec").unwrap()
+        );
         assert_eq!(docs[0].to_json(), serde_json::json!({"a": 1}));
     }
 }
