@@ -201,16 +201,16 @@ fn typed<T: DeserializeOwned>(
     match serde_json::from_value::<T>(doc.to_json()) {
         Ok(v) => Some(v),
         Err(e) => {
-            problems.push(problem(
-                doc.line,
-                format!(
-                    "cannot be read as {}: {e}",
-                    std::any::type_name::<T>()
-                        .rsplit("::")
-                        .next()
-                        .unwrap_or("object")
-                ),
-            ));
+            let kind = std::any::type_name::<T>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("object");
+            let mut message = format!("cannot be read as {kind}: {e}");
+            if e.to_string().contains("invalid type: boolean") {
+                // YAML 1.1, which kubectl speaks too, reads these words as booleans.
+                message.push_str(" (unquoted y, n, yes, no, on, off, true, false are booleans in YAML: quote the value)");
+            }
+            problems.push(problem(doc.line, message));
             None
         }
     }
