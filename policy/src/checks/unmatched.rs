@@ -73,11 +73,11 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 if pods.is_everything() || any_pod_matches(ctx, &scope, pods) {
                     continue;
                 }
-                if matches!(namespaces, NamespaceScope::Own) {
-                    if let Some(issue) = elsewhere_issue(policy, ctx, &at, direction, pods) {
-                        issues.push(issue);
-                        continue;
-                    }
+                if matches!(namespaces, NamespaceScope::Own)
+                    && let Some(issue) = elsewhere_issue(policy, ctx, &at, direction, pods)
+                {
+                    issues.push(issue);
+                    continue;
                 }
                 let candidates = pod_labels(ctx, &scope);
                 let hint = suggest(pods, &candidates, &[], "pod");
