@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::checks::{self, CheckConfig, CheckId, Context, Mode};
-use crate::cluster::Cluster;
 use crate::input::{Inputs, LoadError};
-use crate::policy::Policy;
 use crate::reach::{self, Matrix, ProbePort};
 
 #[derive(Debug, Parser)]
@@ -113,19 +111,6 @@ pub fn run(cli: Cli) -> Outcome {
     }
 }
 
-fn cluster_of(inputs: &Inputs) -> Cluster {
-    Cluster::new(
-        inputs.namespaces.clone(),
-        inputs.pods.clone(),
-        inputs.workloads.clone(),
-        inputs
-            .policies
-            .iter()
-            .map(|s| s.policy.clone())
-            .collect::<Vec<Policy>>(),
-    )
-}
-
 #[derive(serde::Serialize)]
 struct JsonFinding<'a> {
     check: &'a str,
@@ -138,7 +123,7 @@ struct JsonFinding<'a> {
 }
 
 pub fn check(inputs: &Inputs, args: &CheckArgs) -> Outcome {
-    let cluster = cluster_of(inputs);
+    let cluster = inputs.cluster();
     let config = CheckConfig {
         modes: args.modes.iter().copied().collect(),
     };
@@ -253,7 +238,7 @@ pub fn check(inputs: &Inputs, args: &CheckArgs) -> Outcome {
 }
 
 pub fn reach(inputs: &Inputs, args: &ReachArgs) -> Outcome {
-    let cluster = cluster_of(inputs);
+    let cluster = inputs.cluster();
     let mut stderr = String::new();
     for p in &inputs.problems {
         let _ = writeln!(

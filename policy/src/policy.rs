@@ -175,6 +175,19 @@ impl Policy {
         }
     }
 
+    /// Every rule with its direction and index: ingress rules first, then egress.
+    pub fn all_rules(&self) -> impl Iterator<Item = (Direction, usize, &Rule)> {
+        [Direction::Ingress, Direction::Egress]
+            .into_iter()
+            .flat_map(move |d| {
+                self.rules(d)
+                    .unwrap_or_default()
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, r)| (d, i, r))
+            })
+    }
+
     pub fn isolates(&self, direction: Direction) -> bool {
         self.rules(direction).is_some()
     }

@@ -2,51 +2,44 @@
 //! item. That is two peers (OR); it is most often meant as one peer (AND).
 
 use super::{Issue, name, one_line, yaml};
-use crate::policy::{Direction, NamespaceScope, Peer, Policy};
+use crate::policy::{NamespaceScope, Peer, Policy};
 
 pub(crate) fn check(policy: &Policy) -> Vec<Issue> {
     let mut issues = Vec::new();
-    for direction in [Direction::Ingress, Direction::Egress] {
-        for (r, rule) in policy
-            .rules(direction)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            let lone_ns = rule.peers.iter().find_map(|p| match p {
-                Peer::Pods {
-                    namespaces: NamespaceScope::Matching(ns),
-                    pods,
-                } if pods.is_everything() => Some(ns),
-                _ => None,
-            });
-            let lone_pods = rule.peers.iter().find_map(|p| match p {
-                Peer::Pods {
-                    namespaces: NamespaceScope::Own,
-                    pods,
-                } if !pods.is_everything() => Some(pods),
-                _ => None,
-            });
-            let (Some(ns), Some(pods)) = (lone_ns, lone_pods) else {
-                continue;
-            };
-            let field = direction.peers_field();
-            let summary = one_line(format!(
-                "{direction}[{r}].{field}: namespaceSelector and podSelector are separate items (OR); \
-                 one item means AND"
-            ));
-            let detail = format!(
-                "NetworkPolicy {} {direction} rule {r}: `{field}` lists a namespaceSelector ({ns}) and a \
-                 podSelector ({pods}) as two items. That allows every pod in the matching namespaces, OR \
-                 pods {pods} of namespace {}. If you meant pods {pods} in namespaces {ns}, put both \
-                 selectors in one item (no dash before podSelector):\n  {field}:\n  - namespaceSelector:\n{}    podSelector:\n{}",
-                name(policy),
-                policy.namespace,
-                yaml::selector(ns, 6),
-                yaml::selector(pods, 6),
-            );
-            issues.push(Issue::new(summary, detail));
-        }
+    for (direction, r, rule) in policy.all_rules() {
+        let lone_ns = rule.peers.iter().find_map(|p| match p {
+            Peer::Pods {
+                namespaces: NamespaceScope::Matching(ns),
+                pods,
+            } if pods.is_everything() => Some(ns),
+            _ => None,
+        });
+        let lone_pods = rule.peers.iter().find_map(|p| match p {
+            Peer::Pods {
+                namespaces: NamespaceScope::Own,
+                pods,
+            } if !pods.is_everything() => Some(pods),
+            _ => None,
+        });
+        let (Some(ns), Some(pods)) = (lone_ns, lone_pods) else {
+            continue;
+        };
+        let field = direction.peers_field();
+        let summary = one_line(format!(
+            "{direction}[{r}].{field}: namespaceSelector and podSelector are separate items (OR); \
+             one item means AND"
+        ));
+        let detail = format!(
+            "NetworkPolicy {} {direction} rule {r}: `{field}` lists a namespaceSelector ({ns}) and a \
+             podSelector ({pods}) as two items. That allows every pod in the matching namespaces, OR \
+             pods {pods} of namespace {}. If you meant pods {pods} in namespaces {ns}, put both \
+             selectors in one item (no dash before podSelector):\n  {field}:\n  - namespaceSelector:\n{}    podSelector:\n{}",
+            name(policy),
+            policy.namespace,
+            yaml::selector(ns, 6),
+            yaml::selector(pods, 6),
+        );
+        issues.push(Issue::new(summary, detail));
     }
     issues
 }

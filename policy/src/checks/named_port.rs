@@ -11,67 +11,60 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     }
     let cluster = ctx.cluster;
     let mut issues = Vec::new();
-    for direction in [Direction::Ingress, Direction::Egress] {
-        for (r, rule) in policy
-            .rules(direction)
-            .unwrap_or_default()
+    for (direction, r, rule) in policy.all_rules() {
+        let named: Vec<_> = rule
+            .ports
             .iter()
-            .enumerate()
-        {
-            let named: Vec<_> = rule
-                .ports
+            .filter_map(|m| match &m.port {
+                PortSpec::Named(n) => Some((n, m.protocol)),
+                _ => None,
+            })
+            .collect();
+        if named.is_empty() {
+            continue;
+        }
+        // Named ports resolve on the destination: the policy's pods for ingress, the peers for egress.
+        let declared = destination_ports(cluster, policy, direction, rule);
+        if declared.is_empty() {
+            continue; // no destination pod known: unmatched-selector speaks about that
+        }
+        for (port, protocol) in named {
+            if declared
                 .iter()
-                .filter_map(|m| match &m.port {
-                    PortSpec::Named(n) => Some((n, m.protocol)),
-                    _ => None,
-                })
-                .collect();
-            if named.is_empty() {
+                .any(|p| p.name.as_deref() == Some(port.as_str()) && p.protocol == protocol)
+            {
                 continue;
             }
-            // Named ports resolve on the destination: the policy's pods for ingress, the peers for egress.
-            let declared = destination_ports(cluster, policy, direction, rule);
-            if declared.is_empty() {
-                continue; // no destination pod known: unmatched-selector speaks about that
-            }
-            for (port, protocol) in named {
-                if declared
-                    .iter()
-                    .any(|p| p.name.as_deref() == Some(port.as_str()) && p.protocol == protocol)
-                {
-                    continue;
-                }
-                let mut names: Vec<String> = declared
-                    .iter()
-                    .filter_map(|p| {
-                        p.name
-                            .as_ref()
-                            .map(|n| format!("{n} ({}/{})", p.port, p.protocol))
-                    })
-                    .collect();
-                names.sort();
-                names.dedup();
-                let whose = match direction {
-                    Direction::Ingress => "the pods this policy selects",
-                    Direction::Egress => "the pods this rule allows traffic to",
-                };
-                let summary = one_line(format!(
-                    "{direction}[{r}]: named port {port}/{protocol} is declared by none of {whose}"
-                ));
-                let detail = format!(
-                    "NetworkPolicy {} {direction} rule {r} allows port {port:?}/{protocol}, but none of {whose} \
-                     declares a container port with that name and protocol, so the rule allows nothing on \
-                     it.\nEvidence: the ports they declare are {}.\nFix: use the port number, or a name from \
-                     the containers' `ports` list.",
-                    name(policy),
-                    if names.is_empty() {
-                        "unnamed".to_string()
-                    } else {
-                        names.join(", ")
-                    },
-                );
-                issues.push(Issue::warning(summary, detail));
-            }
+            let mut names: Vec<String> = declared
+                .iter()
+                .filter_map(|p| {
+                    p.name
+                        .as_ref()
+                        .map(|n| format!("{n} ({}/{})", p.port, p.protocol))
+                })
+                .collect();
+            names.sort();
+            names.dedup();
+            let whose = match direction {
+                Direction::Ingress => "the pods this policy selects",
+                Direction::Egress => "the pods this rule allows traffic to",
+            };
+            let summary = one_line(format!(
+                "{direction}[{r}]: named port {port}/{protocol} is declared by none of {whose}"
+            ));
+            let detail = format!(
+                "NetworkPolicy {} {direction} rule {r} allows port {port:?}/{protocol}, but none of {whose} \
+                 declares a container port with that name and protocol, so the rule allows nothing on \
+                 it.\nEvidence: the ports they declare are {}.\nFix: use the port number, or a name from \
+                 the containers' `ports` list.",
+                name(policy),
+                if names.is_empty() {
+                    "unnamed".to_string()
+                } else {
+                    names.join(", ")
+                },
+            );
+            issues.push(Issue::warning(summary, detail));
         }
     }
     Ok(issues)

@@ -23,98 +23,91 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         MAX_SELECTED,
     );
     let mut issues = Vec::new();
-    for direction in [Direction::Ingress, Direction::Egress] {
-        for (r, rule) in policy
-            .rules(direction)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            // A rule open to everyone is not a statement about particular peers.
-            if rule.peers.is_empty() || rule.peers.iter().all(|p| matches!(p, Peer::IpBlock(_))) {
-                continue;
-            }
-            let peers = distinct_pods(
-                cluster.pods().iter().filter(|p| {
-                    p.is_target()
-                        && cluster.rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(p))
-                }),
-                MAX_PEERS,
-            );
-            let mut examples = Vec::new();
-            let mut first = None;
-            'pairs: for own in &selected {
-                for peer in &peers {
-                    let (src, dst) = match direction {
-                        Direction::Egress => (*own, *peer),
-                        Direction::Ingress => (*peer, *own),
+    for (direction, r, rule) in policy.all_rules() {
+        // A rule open to everyone is not a statement about particular peers.
+        if rule.peers.is_empty() || rule.peers.iter().all(|p| matches!(p, Peer::IpBlock(_))) {
+            continue;
+        }
+        let peers = distinct_pods(
+            cluster.pods().iter().filter(|p| {
+                p.is_target()
+                    && cluster.rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(p))
+            }),
+            MAX_PEERS,
+        );
+        let mut examples = Vec::new();
+        let mut first = None;
+        'pairs: for own in &selected {
+            for peer in &peers {
+                let (src, dst) = match direction {
+                    Direction::Egress => (*own, *peer),
+                    Direction::Ingress => (*peer, *own),
+                };
+                for (port, protocol) in probe_ports(rule, dst) {
+                    // The other side: the destination's ingress, or the source's egress.
+                    let (other, other_dir) = match direction {
+                        Direction::Egress => (dst, Direction::Ingress),
+                        Direction::Ingress => (src, Direction::Egress),
                     };
-                    for (port, protocol) in probe_ports(rule, dst) {
-                        // The other side: the destination's ingress, or the source's egress.
-                        let (other, other_dir) = match direction {
-                            Direction::Egress => (dst, Direction::Ingress),
-                            Direction::Ingress => (src, Direction::Egress),
+                    let deciding = deciding(cluster, policy, other, other_dir);
+                    let names: Vec<String> = deciding.iter().map(|(_, p)| name(p)).collect();
+                    let outcome = decide(other_dir, deciding.into_iter(), |_, p, rl| {
+                        let far = if other_dir == Direction::Ingress {
+                            src
+                        } else {
+                            dst
                         };
-                        let deciding = deciding(cluster, policy, other, other_dir);
-                        let names: Vec<String> = deciding.iter().map(|(_, p)| name(p)).collect();
-                        let outcome = decide(other_dir, deciding.into_iter(), |_, p, rl| {
-                            let far = if other_dir == Direction::Ingress {
-                                src
-                            } else {
-                                dst
-                            };
-                            rule_ports_match(rl, port, protocol, Some(dst))
-                                && cluster.rule_peers_match(&p.namespace, rl, &Endpoint::Pod(far))
+                        rule_ports_match(rl, port, protocol, Some(dst))
+                            && cluster.rule_peers_match(&p.namespace, rl, &Endpoint::Pod(far))
+                    });
+                    if !outcome.allows() {
+                        first.get_or_insert_with(|| {
+                            format!("{} -> {}:{port}/{protocol}", src.key(), dst.key())
                         });
-                        if !outcome.allows() {
-                            first.get_or_insert_with(|| {
-                                format!("{} -> {}:{port}/{protocol}", src.key(), dst.key())
-                            });
-                            examples.push(format!(
-                                "{} -> {} on {port}/{protocol}: {} {other_dir} is isolated by {} and none of its rules allows it",
-                                src.key(),
-                                dst.key(),
-                                other.key(),
-                                names.join(", ")
-                            ));
-                            if examples.len() >= MAX_EXAMPLES {
-                                break 'pairs;
-                            }
-                            break;
+                        examples.push(format!(
+                            "{} -> {} on {port}/{protocol}: {} {other_dir} is isolated by {} and none of its rules allows it",
+                            src.key(),
+                            dst.key(),
+                            other.key(),
+                            names.join(", ")
+                        ));
+                        if examples.len() >= MAX_EXAMPLES {
+                            break 'pairs;
                         }
+                        break;
                     }
                 }
             }
-            if examples.is_empty() {
-                continue;
-            }
-            let (this_side, other_side) = match direction {
-                Direction::Egress => ("egress", "the destinations' ingress policies"),
-                Direction::Ingress => ("ingress", "the sources' egress policies"),
-            };
-            let blocker = match direction {
-                Direction::Egress => "the destination's ingress",
-                Direction::Ingress => "the source's egress",
-            };
-            let summary = one_line(format!(
-                "{direction}[{r}] is one-sided: {blocker} still blocks {}",
-                first.unwrap_or_default()
-            ));
-            let detail = format!(
-                "NetworkPolicy {} {this_side} rule {r} allows connections that {other_side} block, so they \
-                 will still fail. A connection needs the source's egress AND the destination's ingress.\n\
-                 Evidence:\n  {}\nFix: add the matching {} rule on the other side, or drop this one if the \
-                 traffic is not wanted.",
-                name(policy),
-                examples.join("\n  "),
-                if direction == Direction::Egress {
-                    "ingress"
-                } else {
-                    "egress"
-                },
-            );
-            issues.push(Issue::warning(summary, detail));
         }
+        if examples.is_empty() {
+            continue;
+        }
+        let (this_side, other_side) = match direction {
+            Direction::Egress => ("egress", "the destinations' ingress policies"),
+            Direction::Ingress => ("ingress", "the sources' egress policies"),
+        };
+        let blocker = match direction {
+            Direction::Egress => "the destination's ingress",
+            Direction::Ingress => "the source's egress",
+        };
+        let summary = one_line(format!(
+            "{direction}[{r}] is one-sided: {blocker} still blocks {}",
+            first.unwrap_or_default()
+        ));
+        let detail = format!(
+            "NetworkPolicy {} {this_side} rule {r} allows connections that {other_side} block, so they \
+             will still fail. A connection needs the source's egress AND the destination's ingress.\n\
+             Evidence:\n  {}\nFix: add the matching {} rule on the other side, or drop this one if the \
+             traffic is not wanted.",
+            name(policy),
+            examples.join("\n  "),
+            if direction == Direction::Egress {
+                "ingress"
+            } else {
+                "egress"
+            },
+        );
+        issues.push(Issue::warning(summary, detail));
     }
     Ok(issues)
 }

@@ -39,73 +39,66 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         issues.push(Issue::new(summary, detail));
     }
 
-    for direction in [Direction::Ingress, Direction::Egress] {
-        for (r, rule) in policy
-            .rules(direction)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            for (p, peer) in rule.peers.iter().enumerate() {
-                let Peer::Pods { namespaces, pods } = peer else {
-                    continue;
-                };
-                let at = format!("{direction}[{r}].{}[{p}]", direction.peers_field());
-                let scope: Vec<String> = match namespaces {
-                    NamespaceScope::Own => own.to_vec(),
-                    NamespaceScope::Matching(sel) => {
-                        if !ctx.knows_namespaces {
-                            continue;
-                        }
-                        let matched: Vec<String> = ctx
-                            .cluster
-                            .namespaces()
-                            .filter(|n| sel.matches(&n.labels))
-                            .map(|n| n.name.clone())
-                            .collect();
-                        if matched.is_empty() {
-                            issues.push(namespace_issue(policy, ctx, &at, sel));
-                            continue;
-                        }
-                        matched
+    for (direction, r, rule) in policy.all_rules() {
+        for (p, peer) in rule.peers.iter().enumerate() {
+            let Peer::Pods { namespaces, pods } = peer else {
+                continue;
+            };
+            let at = format!("{direction}[{r}].{}[{p}]", direction.peers_field());
+            let scope: Vec<String> = match namespaces {
+                NamespaceScope::Own => own.to_vec(),
+                NamespaceScope::Matching(sel) => {
+                    if !ctx.knows_namespaces {
+                        continue;
                     }
-                };
-                if pods.is_everything() || any_pod_matches(ctx, &scope, pods) {
-                    continue;
+                    let matched: Vec<String> = ctx
+                        .cluster
+                        .namespaces()
+                        .filter(|n| sel.matches(&n.labels))
+                        .map(|n| n.name.clone())
+                        .collect();
+                    if matched.is_empty() {
+                        issues.push(namespace_issue(policy, ctx, &at, sel));
+                        continue;
+                    }
+                    matched
                 }
-                if matches!(namespaces, NamespaceScope::Own)
-                    && let Some(issue) = elsewhere_issue(policy, ctx, &at, direction, pods)
-                {
-                    issues.push(issue);
-                    continue;
-                }
-                let candidates = pod_labels(ctx, &scope);
-                let hint = suggest(pods, &candidates, &[], "pod");
-                let where_ = if scope.len() == 1 {
-                    format!("namespace {}", scope[0])
-                } else {
-                    format!("namespaces {}", list_some(&scope, 5))
-                };
-                let summary = one_line(format!(
-                    "{at}: podSelector {pods} matches no pod in {where_}{}",
-                    hint.short
-                        .as_deref()
-                        .map(|s| format!(" ({s})"))
-                        .unwrap_or_default()
-                ));
-                let mut detail = format!(
-                    "NetworkPolicy {}: peer {at} names no pod: podSelector {pods} matches no pod and no \
-                     workload pod template in {where_}, so this peer allows nothing.\nEvidence: {}\n",
-                    name(policy),
-                    hint.evidence
-                );
-                detail.push_str(&fix_text(
-                    &format!("{}:\n- podSelector:\n", direction.peers_field()),
-                    hint.fixed.as_ref(),
-                    4,
-                ));
-                issues.push(Issue::new(summary, detail));
+            };
+            if pods.is_everything() || any_pod_matches(ctx, &scope, pods) {
+                continue;
             }
+            if matches!(namespaces, NamespaceScope::Own)
+                && let Some(issue) = elsewhere_issue(policy, ctx, &at, direction, pods)
+            {
+                issues.push(issue);
+                continue;
+            }
+            let candidates = pod_labels(ctx, &scope);
+            let hint = suggest(pods, &candidates, &[], "pod");
+            let where_ = if scope.len() == 1 {
+                format!("namespace {}", scope[0])
+            } else {
+                format!("namespaces {}", list_some(&scope, 5))
+            };
+            let summary = one_line(format!(
+                "{at}: podSelector {pods} matches no pod in {where_}{}",
+                hint.short
+                    .as_deref()
+                    .map(|s| format!(" ({s})"))
+                    .unwrap_or_default()
+            ));
+            let mut detail = format!(
+                "NetworkPolicy {}: peer {at} names no pod: podSelector {pods} matches no pod and no \
+                 workload pod template in {where_}, so this peer allows nothing.\nEvidence: {}\n",
+                name(policy),
+                hint.evidence
+            );
+            detail.push_str(&fix_text(
+                &format!("{}:\n- podSelector:\n", direction.peers_field()),
+                hint.fixed.as_ref(),
+                4,
+            ));
+            issues.push(Issue::new(summary, detail));
         }
     }
     Ok(issues)

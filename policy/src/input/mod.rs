@@ -61,6 +61,16 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The inputs as the cluster the checks and the matrix judge against.
+    pub fn cluster(&self) -> crate::Cluster {
+        crate::Cluster::new(
+            self.namespaces.clone(),
+            self.pods.clone(),
+            self.workloads.clone(),
+            self.policies.iter().map(|s| s.policy.clone()).collect(),
+        )
+    }
+
     /// Reads files and directories (recursively: `.yaml`, `.yml`, `.json`), `-` for stdin.
     pub fn load_paths(paths: &[PathBuf]) -> Result<Self, LoadError> {
         let mut inputs = Inputs::default();

@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 
 use palisade_policy::input::Inputs;
-use palisade_policy::{Cluster, Endpoint, Policy, Protocol};
+use palisade_policy::{Cluster, Endpoint, Protocol};
 
 pub fn inputs(yaml: &str) -> Inputs {
     let mut inputs = Inputs::default();
@@ -17,16 +17,7 @@ pub fn inputs(yaml: &str) -> Inputs {
 }
 
 pub fn cluster(inputs: &Inputs) -> Cluster {
-    Cluster::new(
-        inputs.namespaces.clone(),
-        inputs.pods.clone(),
-        inputs.workloads.clone(),
-        inputs
-            .policies
-            .iter()
-            .map(|s| s.policy.clone())
-            .collect::<Vec<Policy>>(),
-    )
+    inputs.cluster()
 }
 
 pub fn world(yaml: &str) -> Cluster {
