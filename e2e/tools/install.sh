@@ -10,7 +10,7 @@ set -euo pipefail
 K8S_VERSION=v1.34.4          # kube-apiserver, kubectl (Kubernetes 1.34)
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.19.5
-DEBIAN_PACKAGES=(iptables ipset iproute2 conntrack iperf3 procps kmod)
+DEBIAN_PACKAGES=(iptables ipset iproute2 conntrack iperf3 procps kmod openssl)
 
 CACHE=${PALISADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade}
 BIN=$CACHE/bin

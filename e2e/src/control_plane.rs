@@ -1,0 +1,292 @@
+//! etcd + kube-apiserver on loopback, on free ports, in a temporary directory. Dropping the
+//! handle stops both processes and removes the directory, also when a test panics.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::tools::tool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{name} not found at {path}: run e2e/tools/install.sh (or ./e2e/test.sh) first")]
+    MissingTool { name: String, path: PathBuf },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {stderr}")]
+    Command { what: String, stderr: String },
+    #[error("the apiserver was not ready within {0:?}; its log: {1}")]
+    NotReady(Duration, String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+pub struct ControlPlane {
+    dir: PathBuf,
+    etcd: Child,
+    apiserver: Child,
+    pub server: String,
+    pub kubeconfig: PathBuf,
+    kubectl: PathBuf,
+}
+
+fn free_port() -> Result<u16, Error> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
+    Ok(l.local_addr().map_err(io("reading a free port"))?.port())
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result<Output, Error> {
+    let out = cmd.output().map_err(io(what))?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(Error::Command {
+            what: what.into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), Error> {
+    run(
+        &format!("openssl {}", args.join(" ")),
+        Command::new("openssl").current_dir(dir).args(args),
+    )
+    .map(|_| ())
+}
+
+/// A CA, the apiserver's serving certificate, an admin client certificate (system:masters) and
+/// the service-account signing key.
+fn make_certificates(dir: &Path) -> Result<(), Error> {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=palisade-e2e-ca",
+        ],
+    )?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(io("writing server.ext"))?;
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")
+        .map_err(io("writing client.ext"))?;
+    for (name, subject, ext) in [
+        ("server", "/CN=kube-apiserver", "server.ext"),
+        ("admin", "/O=system:masters/CN=e2e-admin", "client.ext"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                subject,
+            ],
+        )?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.crt"),
+                "-days",
+                "2",
+                "-extfile",
+                ext,
+            ],
+        )?;
+    }
+    openssl(dir, &["genrsa", "-out", "sa.key", "2048"])?;
+    openssl(dir, &["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])
+}
+
+impl ControlPlane {
+    /// Starts etcd and kube-apiserver and waits for `/readyz`.
+    pub fn start() -> Result<Self, Error> {
+        let (etcd_bin, apiserver_bin, kubectl) =
+            (tool("etcd")?, tool("kube-apiserver")?, tool("kubectl")?);
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-e2e-{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
+        std::fs::create_dir_all(&dir).map_err(io("creating the control plane directory"))?;
+        make_certificates(&dir)?;
+        let log = |name: &str| {
+            std::fs::File::create(dir.join(name)).map_err(io(format!("creating {name}")))
+        };
+
+        let (client, peer, secure) = (free_port()?, free_port()?, free_port()?);
+        let etcd_url = format!("http://127.0.0.1:{client}");
+        let etcd = Command::new(etcd_bin)
+            .args(["--data-dir", &dir.join("etcd").to_string_lossy()])
+            .args([
+                "--listen-client-urls",
+                &etcd_url,
+                "--advertise-client-urls",
+                &etcd_url,
+            ])
+            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{peer}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log("etcd.log")?)
+            .spawn()
+            .map_err(io("starting etcd"))?;
+        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let apiserver = Command::new(apiserver_bin)
+            .args([
+                "--etcd-servers",
+                &etcd_url,
+                "--bind-address",
+                "127.0.0.1",
+                "--advertise-address",
+                "127.0.0.1",
+            ])
+            .args(["--secure-port", &secure.to_string()])
+            .args([
+                "--tls-cert-file",
+                &d("server.crt"),
+                "--tls-private-key-file",
+                &d("server.key"),
+            ])
+            .args([
+                "--client-ca-file",
+                &d("ca.crt"),
+                "--authorization-mode",
+                "Node,RBAC",
+            ])
+            .args(["--service-account-issuer", "https://kubernetes.default.svc"])
+            .args([
+                "--service-account-key-file",
+                &d("sa.pub"),
+                "--service-account-signing-key-file",
+                &d("sa.key"),
+            ])
+            .args(["--service-cluster-ip-range", "10.96.0.0/16"])
+            .stdout(Stdio::null())
+            .stderr(log("apiserver.log")?)
+            .spawn()
+            .map_err(io("starting kube-apiserver"))?;
+        let server = format!("https://127.0.0.1:{secure}");
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: e2e, cluster: {{server: \"{server}\", certificate-authority: \"{}\"}}}}]\n\
+                 users: [{{name: admin, user: {{client-certificate: \"{}\", client-key: \"{}\"}}}}]\n\
+                 contexts: [{{name: e2e, context: {{cluster: e2e, user: admin}}}}]\ncurrent-context: e2e\n",
+                d("ca.crt"),
+                d("admin.crt"),
+                d("admin.key")
+            ),
+        )
+        .map_err(io("writing the kubeconfig"))?;
+        let cp = Self {
+            dir,
+            etcd,
+            apiserver,
+            server,
+            kubeconfig,
+            kubectl,
+        };
+        cp.wait_ready(Duration::from_secs(90))?;
+        Ok(cp)
+    }
+
+    fn wait_ready(&self, limit: Duration) -> Result<(), Error> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self
+                .kubectl(&["get", "--raw", "/readyz"])
+                .is_ok_and(|out| out.status.success())
+            {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let log = std::fs::read_to_string(self.dir.join("apiserver.log")).unwrap_or_default();
+        let tail: String = log
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        Err(Error::NotReady(limit, tail))
+    }
+
+    /// Runs kubectl as the cluster admin (bounded by `--request-timeout`).
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output, Error> {
+        Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=20s")
+            .args(args)
+            .output()
+            .map_err(io(format!("running kubectl {}", args.join(" "))))
+    }
+
+    /// Runs kubectl with a bearer token instead of the admin certificate.
+    pub fn kubectl_as(&self, token: &str, args: &[&str]) -> Result<Output, Error> {
+        Command::new(&self.kubectl)
+            .args(["--server", &self.server, "--certificate-authority"])
+            .arg(self.dir.join("ca.crt"))
+            .args(["--token", token, "--request-timeout=20s"])
+            .args(args)
+            .output()
+            .map_err(io(format!("running kubectl {}", args.join(" "))))
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for child in [&mut self.apiserver, &mut self.etcd] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

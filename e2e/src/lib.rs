@@ -1,0 +1,7 @@
+//! The ground the end-to-end tests stand on: the upstream kube-apiserver and etcd, started on
+//! loopback with generated certificates, RBAC and service-account tokens.
+
+pub mod control_plane;
+pub mod tools;
+
+pub use control_plane::{ControlPlane, Error};
