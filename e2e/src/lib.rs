@@ -2,6 +2,9 @@
 //! loopback with generated certificates, RBAC and service-account tokens.
 
 pub mod control_plane;
+pub mod netns;
+pub mod network;
 pub mod tools;
 
 pub use control_plane::{ControlPlane, Error};
+pub use network::Network;

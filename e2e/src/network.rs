@@ -1,0 +1,519 @@
+//! Nodes and pods as network namespaces, wired like Calico: each node is a namespace joined to
+//! the root namespace by a veth pair; each pod is a namespace joined to its node by a veth,
+//! with a /32 route on the node and proxy ARP, so pod traffic crosses the node's FORWARD chain.
+//! Pods on different nodes talk through the root namespace.
+//!
+//! Addresses are the harness's own. Network `k` (0..=15, one per concurrent run) uses:
+//!   node i:  172.(16+k).i.2/24, its root-side gateway 172.(16+k).i.1
+//!   pods on node i: 10.(100+k).i.2 .. 10.(100+k).i.254
+//! Names: node namespace `palisade-<k>-<node>`, pod namespace `palisade-<k>-pod-<ns>-<name>`,
+//! so `ip netns exec palisade-0-pod-shop-web sh` opens a shell in pod shop/web.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use palisade_policy::Protocol;
+use palisade_policy::reach::Probe;
+
+use crate::Error;
+use crate::netns::{self, Netns, ip, sysctl};
+
+const MAX_NETWORKS: u8 = 16;
+const OWNER_DIR: &str = "/run/palisade-e2e";
+
+pub struct Node {
+    pub name: String,
+    pub index: u8,
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    root_link: String,
+    pub netns: Netns,
+}
+
+pub struct PodNet {
+    pub key: String,
+    pub node: String,
+    pub ip: Ipv4Addr,
+    servers: Vec<Server>,
+    node_netns: String,
+    node_link: String,
+    // Last: the namespace goes after the servers that live in it.
+    pub netns: Netns,
+}
+
+// Deleting a namespace frees its veths only later, asynchronously; deleting the link first
+// frees both ends at once, so a name can be reused immediately.
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.root_link]);
+    }
+}
+
+impl Drop for PodNet {
+    fn drop(&mut self) {
+        self.servers.clear();
+        let _ = ip(&["-n", &self.node_netns, "link", "del", &self.node_link]);
+    }
+}
+
+/// A network of nodes and pods. Dropping it removes every namespace, link and route it made.
+pub struct Network {
+    pub id: u8,
+    pods: Vec<PodNet>,
+    nodes: Vec<Node>,
+    next_host: Vec<u8>,
+    next_link: u16,
+    owner: PathBuf,
+}
+
+static ALLOCATE: Mutex<()> = Mutex::new(());
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Removes what a crashed run with network id `k` left: its namespaces (their veths and routes go
+/// with them).
+fn sweep(k: u8) {
+    for name in netns::list_with_prefix(&format!("palisade-{k}-")) {
+        let _ = ip(&["netns", "del", &name]);
+    }
+    for i in 1..=u8::MAX {
+        if ip(&["link", "del", &format!("pal{k}n{i}")]).is_err() && i > 8 {
+            break;
+        }
+    }
+}
+
+impl Network {
+    /// Claims a free network id (sweeping leftovers of dead runs) and creates `nodes` nodes.
+    pub fn create(nodes: &[&str]) -> Result<Self, Error> {
+        let _guard = ALLOCATE.lock().unwrap_or_else(|e| e.into_inner());
+        std::fs::create_dir_all(OWNER_DIR).map_err(|source| Error::Io {
+            what: OWNER_DIR.into(),
+            source,
+        })?;
+        let me = std::process::id() as i32;
+        let mut claimed = None;
+        for k in 0..MAX_NETWORKS {
+            let owner = PathBuf::from(format!("{OWNER_DIR}/net-{k}.pid"));
+            if let Ok(text) = std::fs::read_to_string(&owner) {
+                let pid: i32 = text
+                    .trim()
+                    .split(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                if alive(pid) {
+                    continue;
+                }
+            }
+            sweep(k);
+            // pid:nonce, so two networks of one process never share an id.
+            std::fs::write(&owner, format!("{me}:{k}")).map_err(|source| Error::Io {
+                what: owner.display().to_string(),
+                source,
+            })?;
+            claimed = Some((k, owner));
+            break;
+        }
+        let (id, owner) = claimed.ok_or_else(|| Error::Command {
+            what: "allocating a test network".into(),
+            stderr: format!("all {MAX_NETWORKS} network ids are in use"),
+        })?;
+        let mut net = Self {
+            id,
+            pods: Vec::new(),
+            nodes: Vec::new(),
+            next_host: Vec::new(),
+            next_link: 0,
+            owner,
+        };
+        for name in nodes {
+            net.add_node(name)?;
+        }
+        Ok(net)
+    }
+
+    fn add_node(&mut self, name: &str) -> Result<(), Error> {
+        let k = self.id;
+        let i = self.nodes.len() as u8 + 1;
+        let netns = Netns::add(&format!("palisade-{k}-{name}"))?;
+        let root_if = format!("pal{k}n{i}");
+        let (gateway, address) = (
+            Ipv4Addr::new(172, 16 + k, i, 1),
+            Ipv4Addr::new(172, 16 + k, i, 2),
+        );
+        let _ = ip(&["link", "del", &root_if]); // left by a crashed run
+        ip(&[
+            "link",
+            "add",
+            &root_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &netns.name,
+        ])?;
+        ip(&["addr", "add", &format!("{gateway}/24"), "dev", &root_if])?;
+        ip(&["link", "set", &root_if, "up"])?;
+        // Forwarding only on our own links: the machine's global ip_forward stays as it is.
+        sysctl(None, &format!("net.ipv4.conf.{root_if}.forwarding"), "1")?;
+        ip(&[
+            "-n",
+            &netns.name,
+            "addr",
+            "add",
+            &format!("{address}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &netns.name, "link", "set", "eth0", "up"])?;
+        ip(&[
+            "-n",
+            &netns.name,
+            "route",
+            "add",
+            "default",
+            "via",
+            &gateway.to_string(),
+        ])?;
+        sysctl(Some(&netns.name), "net.ipv4.ip_forward", "1")?;
+        ip(&[
+            "route",
+            "add",
+            &format!("10.{}.{i}.0/24", 100 + k),
+            "via",
+            &address.to_string(),
+        ])?;
+        self.nodes.push(Node {
+            name: name.into(),
+            index: i,
+            address,
+            gateway,
+            root_link: root_if,
+            netns,
+        });
+        self.next_host.push(2);
+        Ok(())
+    }
+
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+    pub fn pods(&self) -> &[PodNet] {
+        &self.pods
+    }
+
+    pub fn pod(&self, key: &str) -> Option<&PodNet> {
+        self.pods.iter().find(|p| p.key == key)
+    }
+
+    /// Creates pod `namespace/name` on `node` and returns its IP.
+    pub fn add_pod(&mut self, node: &str, namespace: &str, name: &str) -> Result<Ipv4Addr, Error> {
+        let k = self.id;
+        let n = self
+            .nodes
+            .iter()
+            .position(|x| x.name == node)
+            .ok_or_else(|| Error::Command {
+                what: format!("adding pod {namespace}/{name}"),
+                stderr: format!("no node {node}"),
+            })?;
+        let host = self.next_host[n];
+        if host == 255 {
+            return Err(Error::Command {
+                what: format!("adding pod {namespace}/{name}"),
+                stderr: format!("node {node} is full"),
+            });
+        }
+        self.next_host[n] += 1;
+        self.next_link += 1;
+        let node_ns = self.nodes[n].netns.name.clone();
+        let pod_ip = Ipv4Addr::new(10, 100 + k, self.nodes[n].index, host);
+        let netns = Netns::add(&format!("palisade-{k}-pod-{namespace}-{name}"))?;
+        let link = format!("pal{k}p{}", self.next_link);
+        ip(&[
+            "-n",
+            &node_ns,
+            "link",
+            "add",
+            &link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            &netns.name,
+        ])?;
+        ip(&["-n", &node_ns, "link", "set", &link, "up"])?;
+        sysctl(
+            Some(&node_ns),
+            &format!("net.ipv4.conf.{link}.proxy_arp"),
+            "1",
+        )?;
+        ip(&[
+            "-n",
+            &node_ns,
+            "route",
+            "add",
+            &format!("{pod_ip}/32"),
+            "dev",
+            &link,
+        ])?;
+        ip(&[
+            "-n",
+            &netns.name,
+            "addr",
+            "add",
+            &format!("{pod_ip}/32"),
+            "dev",
+            "eth0",
+        ])?;
+        ip(&["-n", &netns.name, "link", "set", "eth0", "up"])?;
+        ip(&[
+            "-n",
+            &netns.name,
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ])?;
+        ip(&[
+            "-n",
+            &netns.name,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+        ])?;
+        self.pods.push(PodNet {
+            key: format!("{namespace}/{name}"),
+            node: node.into(),
+            ip: pod_ip,
+            servers: Vec::new(),
+            node_netns: node_ns,
+            node_link: link,
+            netns,
+        });
+        Ok(pod_ip)
+    }
+
+    /// Removes a pod (its namespace, veth and route).
+    pub fn remove_pod(&mut self, key: &str) {
+        self.pods.retain(|p| p.key != key);
+    }
+
+    /// Starts servers in pod `key` on each port: TCP accepts and answers, UDP echoes.
+    pub fn serve(&mut self, key: &str, ports: &[(u16, Protocol)]) -> Result<(), Error> {
+        let pod = self
+            .pods
+            .iter_mut()
+            .find(|p| p.key == key)
+            .ok_or_else(|| Error::Command {
+                what: format!("serving in {key}"),
+                stderr: "no such pod".into(),
+            })?;
+        for &(port, protocol) in ports {
+            pod.servers
+                .push(Server::start(&pod.netns.name, port, protocol)?);
+        }
+        Ok(())
+    }
+
+    /// Probes every (from, to, port) in parallel with a bounded timeout each. Results are in the
+    /// shape `palisade reach -o json` prints, so the two can be compared cell by cell.
+    pub fn probe_all(
+        &self,
+        cells: &[(String, String, u16, Protocol)],
+        timeout: Duration,
+    ) -> Result<Vec<Probe>, Error> {
+        const PARALLEL: usize = 32;
+        let mut out = Vec::with_capacity(cells.len());
+        for chunk in cells.chunks(PARALLEL) {
+            let mut handles = Vec::new();
+            for (from, to, port, protocol) in chunk {
+                let src = self.pod(from).ok_or_else(|| Error::Command {
+                    what: "probing".into(),
+                    stderr: format!("no pod {from}"),
+                })?;
+                let dst = self.pod(to).ok_or_else(|| Error::Command {
+                    what: "probing".into(),
+                    stderr: format!("no pod {to}"),
+                })?;
+                let (ns, ip, port, protocol) = (src.netns.name.clone(), dst.ip, *port, *protocol);
+                handles.push(std::thread::spawn(move || {
+                    probe_from(&ns, IpAddr::V4(ip), port, protocol, timeout)
+                }));
+            }
+            for (handle, (from, to, port, protocol)) in handles.into_iter().zip(chunk) {
+                let allowed = handle.join().map_err(|_| Error::Command {
+                    what: "probing".into(),
+                    stderr: "a probe thread panicked".into(),
+                })??;
+                out.push(Probe {
+                    from: from.clone(),
+                    to: to.clone(),
+                    port: *port,
+                    protocol: protocol.to_string(),
+                    allowed,
+                    reason: String::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// One probe.
+    pub fn probe(
+        &self,
+        from: &str,
+        to: &str,
+        port: u16,
+        protocol: Protocol,
+    ) -> Result<bool, Error> {
+        let cells = [(from.to_string(), to.to_string(), port, protocol)];
+        Ok(self.probe_all(&cells, Duration::from_secs(1))?[0].allowed)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.pods.clear();
+        self.nodes.clear();
+        let _ = std::fs::remove_file(&self.owner);
+    }
+}
+
+/// Whether this kernel offers SCTP sockets.
+pub fn sctp_supported() -> bool {
+    // SAFETY: a plain socket(2) call; the fd is closed right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
+    if fd >= 0 {
+        unsafe { libc::close(fd) };
+    }
+    fd >= 0
+}
+
+/// Connects from inside namespace `ns`: TCP succeeds on an accepted connection, UDP on an echo.
+fn probe_from(
+    ns: &str,
+    ip: IpAddr,
+    port: u16,
+    protocol: Protocol,
+    timeout: Duration,
+) -> Result<bool, Error> {
+    netns::enter(ns)?;
+    let addr = SocketAddr::new(ip, port);
+    Ok(match protocol {
+        Protocol::Tcp => TcpStream::connect_timeout(&addr, timeout).is_ok(),
+        Protocol::Udp => {
+            let sock = UdpSocket::bind("0.0.0.0:0").map_err(|source| Error::Io {
+                what: "udp probe socket".into(),
+                source,
+            })?;
+            let _ = sock.set_read_timeout(Some(timeout));
+            let mut buf = [0u8; 64];
+            sock.connect(addr).is_ok()
+                && sock.send(b"palisade-probe").is_ok()
+                && matches!(sock.recv(&mut buf), Ok(n) if &buf[..n] == b"palisade-probe")
+        }
+        Protocol::Sctp => {
+            return Err(Error::Command {
+                what: "SCTP probe".into(),
+                stderr: "SCTP probes are not implemented (this kernel has no SCTP)".into(),
+            });
+        }
+    })
+}
+
+/// A server thread inside a pod's namespace, stopped on drop.
+struct Server {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(ns: &str, port: u16, protocol: Protocol) -> Result<Self, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ns, flag) = (ns.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let setup = (|| -> Result<Box<dyn FnMut() + Send>, Error> {
+                netns::enter(&ns)?;
+                let io = |what: &str| {
+                    let what = format!("{what} {port}/{protocol} in {ns}");
+                    move |source| Error::Io { what, source }
+                };
+                match protocol {
+                    Protocol::Tcp => {
+                        let l = TcpListener::bind(("0.0.0.0", port)).map_err(io("listening on"))?;
+                        l.set_nonblocking(true).map_err(io("configuring"))?;
+                        Ok(Box::new(move || match l.accept() {
+                            Ok((mut c, _)) => {
+                                let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                                let _ = c.write_all(b"palisade\n");
+                                let _ = c.read(&mut [0u8; 16]);
+                            }
+                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                        }))
+                    }
+                    Protocol::Udp => {
+                        let s = UdpSocket::bind(("0.0.0.0", port)).map_err(io("binding"))?;
+                        s.set_read_timeout(Some(Duration::from_millis(50)))
+                            .map_err(io("configuring"))?;
+                        Ok(Box::new(move || {
+                            let mut buf = [0u8; 512];
+                            if let Ok((n, from)) = s.recv_from(&mut buf) {
+                                let _ = s.send_to(&buf[..n], from);
+                            }
+                        }))
+                    }
+                    Protocol::Sctp => Err(Error::Command {
+                        what: "SCTP server".into(),
+                        stderr: "not available on this kernel".into(),
+                    }),
+                }
+            })();
+            match setup {
+                Ok(mut step) => {
+                    let _ = ready_tx.send(Ok(()));
+                    while !flag.load(Ordering::Relaxed) {
+                        step();
+                    }
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
+        });
+        ready_rx.recv().map_err(|_| Error::Command {
+            what: "starting a server".into(),
+            stderr: "the server thread died".into(),
+        })??;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
