@@ -261,6 +261,13 @@ impl Network {
             &format!("net.ipv4.conf.{link}.proxy_arp"),
             "1",
         )?;
+        // Proxy ARP answers after a random delay of up to 0.8 s by default; a first probe
+        // would pay it on both ends and time out (Calico sets 0 too).
+        sysctl(
+            Some(&node_ns),
+            &format!("net.ipv4.neigh.{link}.proxy_delay"),
+            "0",
+        )?;
         ip(&[
             "-n",
             &node_ns,
