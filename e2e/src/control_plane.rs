@@ -258,6 +258,70 @@ impl ControlPlane {
         Err(Error::NotReady(limit, tail))
     }
 
+    /// The cluster CA, PEM, for a webhook configuration's `caBundle` (base64 of this).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// A serving certificate for `ips`, signed by the cluster CA: (certificate, key) files.
+    pub fn issue_serving_certificate(
+        &self,
+        name: &str,
+        ips: &[std::net::IpAddr],
+    ) -> Result<(PathBuf, PathBuf), Error> {
+        let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
+        let ext = format!("{name}.ext");
+        std::fs::write(
+            self.dir.join(&ext),
+            format!(
+                "subjectAltName={},DNS:{name}\nextendedKeyUsage=serverAuth\n",
+                sans.join(",")
+            ),
+        )
+        .map_err(io(format!("writing {ext}")))?;
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        openssl(
+            &self.dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        )?;
+        openssl(
+            &self.dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &crt,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        )?;
+        Ok((self.dir.join(crt), self.dir.join(key)))
+    }
+
     /// Runs kubectl as the cluster admin (bounded by `--request-timeout`).
     pub fn kubectl(&self, args: &[&str]) -> Result<Output, Error> {
         Command::new(&self.kubectl)
@@ -266,6 +330,29 @@ impl ControlPlane {
             .arg("--request-timeout=20s")
             .args(args)
             .output()
+            .map_err(io(format!("running kubectl {}", args.join(" "))))
+    }
+
+    /// Runs `kubectl apply -f -` (or any command reading stdin) with `input` as the manifest.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<Output, Error> {
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=20s")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io(format!("running kubectl {}", args.join(" "))))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(input.as_bytes())
+                .map_err(io("writing kubectl's stdin"))?;
+        }
+        child
+            .wait_with_output()
             .map_err(io(format!("running kubectl {}", args.join(" "))))
     }
 

@@ -1,6 +1,7 @@
 //! The ground the end-to-end tests stand on: the upstream kube-apiserver and etcd, started on
 //! loopback with generated certificates, RBAC and service-account tokens.
 
+pub mod admission_stub;
 pub mod control_plane;
 pub mod netns;
 pub mod network;
