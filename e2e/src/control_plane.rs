@@ -2,8 +2,10 @@
 //! handle stops both processes and removes the directory, also when a test panics.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::tools::tool;
@@ -30,8 +32,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 
 pub struct ControlPlane {
     dir: PathBuf,
-    etcd: Child,
-    apiserver: Child,
+    processes: Mutex<Vec<Child>>,
+    keeper: Mutex<Option<Keeper>>,
     pub server: String,
     pub kubeconfig: PathBuf,
     kubectl: PathBuf,
@@ -137,6 +139,7 @@ fn make_certificates(dir: &Path) -> Result<(), Error> {
 impl ControlPlane {
     /// Starts etcd and kube-apiserver and waits for `/readyz`.
     pub fn start() -> Result<Self, Error> {
+        sweep_leftovers();
         let (etcd_bin, apiserver_bin, kubectl) =
             (tool("etcd")?, tool("kube-apiserver")?, tool("kubectl")?);
         let dir = std::env::temp_dir().join(format!(
@@ -152,8 +155,8 @@ impl ControlPlane {
 
         let (client, peer, secure) = (free_port()?, free_port()?, free_port()?);
         let etcd_url = format!("http://127.0.0.1:{client}");
-        let etcd = Command::new(etcd_bin)
-            .args(["--data-dir", &dir.join("etcd").to_string_lossy()])
+        let mut etcd = Command::new(etcd_bin);
+        etcd.args(["--data-dir", &dir.join("etcd").to_string_lossy()])
             .args([
                 "--listen-client-urls",
                 &etcd_url,
@@ -170,11 +173,10 @@ impl ControlPlane {
                 &format!("default=http://127.0.0.1:{peer}"),
             ])
             .stdout(Stdio::null())
-            .stderr(log("etcd.log")?)
-            .spawn()
-            .map_err(io("starting etcd"))?;
+            .stderr(log("etcd.log")?);
         let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        let apiserver = Command::new(apiserver_bin)
+        let mut apiserver = Command::new(apiserver_bin);
+        apiserver
             .args([
                 "--etcd-servers",
                 &etcd_url,
@@ -205,9 +207,8 @@ impl ControlPlane {
             ])
             .args(["--service-cluster-ip-range", "10.96.0.0/16"])
             .stdout(Stdio::null())
-            .stderr(log("apiserver.log")?)
-            .spawn()
-            .map_err(io("starting kube-apiserver"))?;
+            .stderr(log("apiserver.log")?);
+        let (processes, keeper) = spawn_tied(vec![etcd, apiserver])?;
         let server = format!("https://127.0.0.1:{secure}");
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
@@ -224,8 +225,8 @@ impl ControlPlane {
         .map_err(io("writing the kubeconfig"))?;
         let cp = Self {
             dir,
-            etcd,
-            apiserver,
+            processes: Mutex::new(processes),
+            keeper: Mutex::new(Some(keeper)),
             server,
             kubeconfig,
             kubectl,
@@ -368,12 +369,164 @@ impl ControlPlane {
     }
 }
 
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        for child in [&mut self.apiserver, &mut self.etcd] {
+impl ControlPlane {
+    /// Stops the processes and removes the directory; idempotent.
+    fn shutdown(&self) {
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        for child in processes.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
         }
+        processes.clear();
+        drop(self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take());
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// One control plane for the whole test binary, started on first use and stopped when the
+    /// process exits (by atexit on a normal exit; by the kernel's parent-death signal if the
+    /// process is killed).
+    pub fn shared() -> &'static ControlPlane {
+        static SHARED: OnceLock<ControlPlane> = OnceLock::new();
+        extern "C" fn stop_shared() {
+            if let Some(cp) = SHARED.get() {
+                cp.shutdown();
+            }
+        }
+        SHARED.get_or_init(|| {
+            let cp = ControlPlane::start()
+                .unwrap_or_else(|e| panic!("starting the local control plane: {e}"));
+            // SAFETY: registers a plain function to run at process exit.
+            unsafe { libc::atexit(stop_shared) };
+            cp
+        })
+    }
+
+    /// A Kubernetes namespace of its own for one test, deleted when the guard drops.
+    pub fn test_namespace(&self, name: &str) -> Result<TestNamespace<'_>, Error> {
+        let out = self.kubectl(&["create", "namespace", name])?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                what: format!("creating namespace {name}"),
+                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            });
+        }
+        Ok(TestNamespace {
+            cp: self,
+            name: name.to_string(),
+        })
+    }
+}
+
+pub struct TestNamespace<'a> {
+    cp: &'a ControlPlane,
+    pub name: String,
+}
+
+impl Drop for TestNamespace<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .cp
+            .kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Keeps alive the thread that spawned the control plane's processes: they receive SIGKILL from
+/// the kernel when it ends (PR_SET_PDEATHSIG), which also happens when the test process dies.
+struct Keeper {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn spawn_tied(commands: Vec<Command>) -> Result<(Vec<Child>, Keeper), Error> {
+    let (result_tx, result_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let mut children = Vec::new();
+        for mut cmd in commands {
+            // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            match cmd.spawn() {
+                Ok(c) => children.push(c),
+                Err(source) => {
+                    for c in &mut children {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                    }
+                    let _ = result_tx.send(Err(Error::Io {
+                        what: format!("starting {:?}", cmd.get_program()),
+                        source,
+                    }));
+                    return;
+                }
+            }
+        }
+        let _ = result_tx.send(Ok(children));
+        let _ = stop_rx.recv(); // until the keeper is dropped
+    });
+    let children = result_rx.recv().map_err(|_| Error::Command {
+        what: "starting the control plane".into(),
+        stderr: "the spawner thread died".into(),
+    })??;
+    Ok((
+        children,
+        Keeper {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        },
+    ))
+}
+
+/// Removes what crashed earlier runs left: directories of dead test processes, and any process
+/// still running from one of them.
+fn sweep_leftovers() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("palisade-e2e-") else {
+            continue;
+        };
+        let pid: i32 = rest
+            .split('-')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        // SAFETY: signal 0 only checks that the process exists.
+        if pid <= 0 || unsafe { libc::kill(pid, 0) } == 0 {
+            continue;
+        }
+        let dir = entry.path().to_string_lossy().into_owned();
+        for proc_entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(p) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let cmdline = std::fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&dir) {
+                // SAFETY: kills a process whose command line names the dead run's directory.
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
     }
 }

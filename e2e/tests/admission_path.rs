@@ -24,7 +24,7 @@ fn deny_unless_allowed(review: &serde_json::Value) -> Option<String> {
 
 #[test]
 fn a_url_webhook_denial_reaches_kubectl() {
-    let cp = ControlPlane::start().expect("control plane");
+    let cp = ControlPlane::shared();
     let (cert, key) = cp
         .issue_serving_certificate("admission-stub", &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
         .unwrap();

@@ -12,19 +12,17 @@ fn text(o: &std::process::Output) -> String {
 
 #[test]
 fn apiserver_is_ready_and_rbac_governs_service_account_tokens() {
-    let cp = ControlPlane::start().expect("control plane starts");
+    let cp = ControlPlane::shared();
 
     let ready = cp.kubectl(&["get", "--raw", "/readyz"]).unwrap();
     assert!(ready.status.success(), "{}", text(&ready));
     assert_eq!(String::from_utf8_lossy(&ready.stdout), "ok");
 
-    for args in [
-        &["create", "namespace", "rbac-test"][..],
-        &["create", "serviceaccount", "viewer", "-n", "rbac-test"],
-    ] {
-        let o = cp.kubectl(args).unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-    }
+    let _ns = cp.test_namespace("rbac-test").unwrap();
+    let o = cp
+        .kubectl(&["create", "serviceaccount", "viewer", "-n", "rbac-test"])
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
     let token = cp
         .kubectl(&["create", "token", "viewer", "-n", "rbac-test"])
         .unwrap();
@@ -81,4 +79,91 @@ fn apiserver_is_ready_and_rbac_governs_service_account_tokens() {
         "{}",
         text(&secrets)
     );
+}
+
+#[test]
+fn a_killed_run_leaves_no_processes_and_its_leftovers_are_swept() {
+    let state =
+        std::env::temp_dir().join(format!("palisade-e2e-state-test-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    /// Kills the child even when an assertion fails first.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut serve = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_palisade-e2e"))
+            .arg("serve")
+            .env("PALISADE_E2E_STATE", &state)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let file = state.join("state");
+    let start = std::time::Instant::now();
+    while !file.exists() && start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let text = std::fs::read_to_string(&file).expect("serve wrote its state");
+    let kubeconfig = text
+        .lines()
+        .find_map(|l| l.strip_prefix("kubeconfig: "))
+        .unwrap();
+    let run_dir = std::path::Path::new(kubeconfig)
+        .parent()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let netns: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.split(": netns ").nth(1))
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .collect();
+    assert_eq!(netns.len(), 2, "{text}");
+    let children = || -> Vec<i32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+                (String::from_utf8_lossy(&cmd).contains(&run_dir) && !status.contains("State:\tZ"))
+                    .then_some(pid)
+            })
+            .collect()
+    };
+    assert_eq!(children().len(), 2, "etcd and kube-apiserver run");
+
+    serve.0.kill().unwrap(); // SIGKILL: no destructor runs
+    serve.0.wait().unwrap();
+    let start = std::time::Instant::now();
+    while !children().is_empty() && start.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        children(),
+        Vec::<i32>::new(),
+        "the kernel stops the control plane with its parent"
+    );
+
+    // What the dead run left (its network namespaces, its directory) goes with the next run.
+    assert!(std::path::Path::new(&run_dir).exists());
+    drop(palisade_e2e::Network::create(&["sweeper"]).unwrap());
+    for n in &netns {
+        assert!(
+            !std::path::Path::new(&format!("/run/netns/{n}")).exists(),
+            "{n} left behind"
+        );
+    }
+    drop(ControlPlane::start().unwrap());
+    assert!(
+        !std::path::Path::new(&run_dir).exists(),
+        "{run_dir} left behind"
+    );
+    let _ = std::fs::remove_dir_all(&state);
 }
