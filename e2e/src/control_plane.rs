@@ -31,6 +31,7 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 pub struct ControlPlane {
+    port: u16,
     dir: PathBuf,
     processes: Mutex<Vec<Child>>,
     keeper: Mutex<Option<Keeper>>,
@@ -180,8 +181,10 @@ impl ControlPlane {
             .args([
                 "--etcd-servers",
                 &etcd_url,
+                // All addresses: the nodes' network namespaces reach it through their gateway.
+                // The port is random and every request needs a client certificate or token.
                 "--bind-address",
-                "127.0.0.1",
+                "0.0.0.0",
                 "--advertise-address",
                 "127.0.0.1",
             ])
@@ -223,7 +226,9 @@ impl ControlPlane {
             ),
         )
         .map_err(io("writing the kubeconfig"))?;
+        let port = secure;
         let cp = Self {
+            port,
             dir,
             processes: Mutex::new(processes),
             keeper: Mutex::new(Some(keeper)),
@@ -257,6 +262,45 @@ impl ControlPlane {
             .collect::<Vec<_>>()
             .join("\n");
         Err(Error::NotReady(limit, tail))
+    }
+
+    /// A kubeconfig reaching the apiserver at `address` (e.g. a node's gateway, from inside the
+    /// node's namespace), authenticated with `token`, or as the admin when `None`. The serving
+    /// certificate is checked against the name `kubernetes` whatever the address.
+    pub fn kubeconfig_at(
+        &self,
+        address: std::net::IpAddr,
+        token: Option<&str>,
+    ) -> Result<PathBuf, Error> {
+        let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
+        let user = match token {
+            Some(t) => format!("{{token: \"{t}\"}}"),
+            None => format!(
+                "{{client-certificate: \"{}\", client-key: \"{}\"}}",
+                d("admin.crt"),
+                d("admin.key")
+            ),
+        };
+        let path = self.dir.join(format!(
+            "kubeconfig-{address}-{}",
+            if token.is_some() { "token" } else { "admin" }
+        ));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: e2e, cluster: {{server: \"https://{address}:{}\", certificate-authority: \"{}\", tls-server-name: kubernetes}}}}]\n\
+                 users: [{{name: u, user: {user}}}]\ncontexts: [{{name: e2e, context: {{cluster: e2e, user: u}}}}]\ncurrent-context: e2e\n",
+                self.port,
+                d("ca.crt")
+            ),
+        )
+        .map_err(io("writing a kubeconfig"))?;
+        Ok(path)
+    }
+
+    /// The kubectl binary the harness uses.
+    pub fn kubectl_path(&self) -> &Path {
+        &self.kubectl
     }
 
     /// The cluster CA, PEM, for a webhook configuration's `caBundle` (base64 of this).
