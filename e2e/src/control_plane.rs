@@ -31,6 +31,8 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 }
 
 pub struct ControlPlane {
+    /// Started here (and stopped on drop), or an existing cluster given by kubeconfig.
+    local: bool,
     port: u16,
     dir: PathBuf,
     processes: Mutex<Vec<Child>>,
@@ -228,6 +230,7 @@ impl ControlPlane {
         .map_err(io("writing the kubeconfig"))?;
         let port = secure;
         let cp = Self {
+            local: true,
             port,
             dir,
             processes: Mutex::new(processes),
@@ -272,6 +275,7 @@ impl ControlPlane {
         address: std::net::IpAddr,
         token: Option<&str>,
     ) -> Result<PathBuf, Error> {
+        self.local_only("a kubeconfig for a node")?;
         let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
         let user = match token {
             Some(t) => format!("{{token: \"{t}\"}}"),
@@ -304,6 +308,50 @@ impl ControlPlane {
     }
 
     /// The cluster CA, PEM, for a webhook configuration's `caBundle` (base64 of this).
+    /// Whether this control plane was started here (its CA key and processes are ours).
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
+    fn local_only(&self, what: &str) -> Result<(), Error> {
+        if self.local {
+            Ok(())
+        } else {
+            Err(Error::Command { what: what.into(), stderr: "needs the local control plane (PALISADE_E2E_KUBECONFIG names an existing cluster)".into() })
+        }
+    }
+
+    /// An existing cluster, reached through `kubeconfig`; nothing is started or stopped.
+    pub fn external(kubeconfig: PathBuf) -> Result<Self, Error> {
+        let kubectl = tool("kubectl")?;
+        let dir = std::env::temp_dir().join(format!(
+            "palisade-e2e-{}-{}",
+            std::process::id(),
+            free_port()?
+        ));
+        std::fs::create_dir_all(&dir).map_err(io("creating a scratch directory"))?;
+        let mut cp = Self {
+            local: false,
+            port: 0,
+            dir,
+            processes: Mutex::new(Vec::new()),
+            keeper: Mutex::new(None),
+            server: String::new(),
+            kubeconfig,
+            kubectl,
+        };
+        let out = cp.kubectl(&[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ])?;
+        cp.server = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        cp.wait_ready(Duration::from_secs(30))?;
+        Ok(cp)
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         self.dir.join("ca.crt")
     }
@@ -314,6 +362,7 @@ impl ControlPlane {
         name: &str,
         ips: &[std::net::IpAddr],
     ) -> Result<(PathBuf, PathBuf), Error> {
+        self.local_only("issuing a serving certificate")?;
         let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
         let ext = format!("{name}.ext");
         std::fs::write(
@@ -403,13 +452,31 @@ impl ControlPlane {
 
     /// Runs kubectl with a bearer token instead of the admin certificate.
     pub fn kubectl_as(&self, token: &str, args: &[&str]) -> Result<Output, Error> {
-        Command::new(&self.kubectl)
-            .args(["--server", &self.server, "--certificate-authority"])
-            .arg(self.dir.join("ca.crt"))
-            .args(["--token", token, "--request-timeout=20s"])
+        let view = self.kubectl(&["config", "view", "--minify", "--flatten", "-o", "json"])?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&view.stdout).map_err(|e| Error::Command {
+                what: "reading the kubeconfig".into(),
+                stderr: e.to_string(),
+            })?;
+        let token_config = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": config["clusters"],
+            "users": [{"name": "token", "user": {"token": token}}],
+            "contexts": [{"name": "token", "context": {"cluster": config["clusters"][0]["name"], "user": "token"}}],
+            "current-context": "token",
+        });
+        let path = self.dir.join(format!("kubeconfig-token-{}", free_port()?));
+        std::fs::write(&path, token_config.to_string())
+            .map_err(io("writing a token kubeconfig"))?;
+        let out = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&path)
+            .arg("--request-timeout=20s")
             .args(args)
             .output()
-            .map_err(io(format!("running kubectl {}", args.join(" "))))
+            .map_err(io(format!("running kubectl {}", args.join(" "))));
+        let _ = std::fs::remove_file(&path);
+        out
     }
 }
 
@@ -426,7 +493,8 @@ impl ControlPlane {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
-    /// One control plane for the whole test binary, started on first use and stopped when the
+    /// One control plane for the whole test binary: the cluster named by
+    /// `PALISADE_E2E_KUBECONFIG` when set, otherwise a local one started on first use and stopped when the
     /// process exits (by atexit on a normal exit; by the kernel's parent-death signal if the
     /// process is killed).
     pub fn shared() -> &'static ControlPlane {
@@ -437,6 +505,11 @@ impl ControlPlane {
             }
         }
         SHARED.get_or_init(|| {
+            if let Some(k) = std::env::var_os("PALISADE_E2E_KUBECONFIG") {
+                return ControlPlane::external(PathBuf::from(k)).unwrap_or_else(|e| {
+                    panic!("reaching the cluster of PALISADE_E2E_KUBECONFIG: {e}")
+                });
+            }
             let cp = ControlPlane::start()
                 .unwrap_or_else(|e| panic!("starting the local control plane: {e}"));
             // SAFETY: registers a plain function to run at process exit.

@@ -167,3 +167,50 @@ fn a_killed_run_leaves_no_processes_and_its_leftovers_are_swept() {
     );
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn an_existing_cluster_is_reached_through_its_kubeconfig() {
+    // The local apiserver stands in for "an existing cluster" (kind, k3d): the external mode
+    // starts nothing and stops nothing.
+    let local = ControlPlane::shared();
+    let _ns = local.test_namespace("external-test").unwrap();
+    let external = ControlPlane::external(local.kubeconfig.clone()).expect("reaches the cluster");
+    assert!(!external.is_local());
+    assert_eq!(external.server, local.server);
+    let ns = external
+        .kubectl(&["get", "namespace", "external-test", "-o", "name"])
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ns.stdout).trim(),
+        "namespace/external-test"
+    );
+    let sa = external
+        .kubectl(&["create", "serviceaccount", "ext", "-n", "external-test"])
+        .unwrap();
+    assert!(sa.status.success(), "{}", text(&sa));
+    let token = external
+        .kubectl(&["create", "token", "ext", "-n", "external-test"])
+        .unwrap();
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let denied = external
+        .kubectl_as(&token, &["get", "pods", "-n", "external-test"])
+        .unwrap();
+    assert!(
+        text(&denied).contains("system:serviceaccount:external-test:ext"),
+        "{}",
+        text(&denied)
+    );
+    assert!(
+        external
+            .issue_serving_certificate("x", &[])
+            .unwrap_err()
+            .to_string()
+            .contains("needs the local control plane")
+    );
+    drop(external);
+    let still = local.kubectl(&["get", "--raw", "/readyz"]).unwrap();
+    assert!(
+        still.status.success(),
+        "dropping the external handle must not stop the cluster"
+    );
+}
