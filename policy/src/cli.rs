@@ -36,7 +36,7 @@ pub struct CheckArgs {
     #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
     pub output: CheckFormat,
     /// Set a check's mode, e.g. `--mode one-sided=off` or `--mode egress-dns=warn`; repeatable.
-    #[arg(long = "mode", value_parser = parse_mode)]
+    #[arg(long = "mode", value_parser = checks::parse_setting)]
     pub modes: Vec<(CheckId, Mode)>,
 }
 
@@ -71,13 +71,6 @@ pub enum CheckFormat {
 pub enum ReachFormat {
     Table,
     Json,
-}
-
-fn parse_mode(s: &str) -> Result<(CheckId, Mode), String> {
-    let (id, mode) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?}: write CHECK=MODE, e.g. one-sided=off"))?;
-    Ok((id.parse()?, mode.parse()?))
 }
 
 /// What a command printed and how it ended.

@@ -121,6 +121,14 @@ impl FromStr for Mode {
     }
 }
 
+/// Parses a `CHECK=MODE` setting, e.g. `one-sided=off` (CLI flags, webhook configuration).
+pub fn parse_setting(s: &str) -> Result<(CheckId, Mode), String> {
+    let (id, mode) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: write CHECK=MODE, e.g. one-sided=off"))?;
+    Ok((id.parse()?, mode.parse()?))
+}
+
 /// Per-check modes; checks not named keep their default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckConfig {

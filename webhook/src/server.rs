@@ -1,0 +1,96 @@
+//! The HTTP side: `POST /validate` reads the body itself (bounded in size and time) and always
+//! answers an AdmissionReview, or 400/408/413 with a reason when the body is not one.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+
+use crate::config::WebhookConfig;
+use crate::metrics::Metrics;
+use crate::review::{ClusterState, review};
+
+/// The apiserver sends at most 3 MiB objects; an AdmissionReview holds two of them.
+pub const MAX_BODY: usize = 8 << 20;
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub cluster: Arc<RwLock<Arc<ClusterState>>>,
+    pub config: Arc<WebhookConfig>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .with_state(state)
+}
+
+fn plain(status: StatusCode, reason: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        reason + "\n",
+    )
+        .into_response()
+}
+
+async fn validate(State(state): State<AppState>, body: Body) -> Response {
+    let start = Instant::now();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await
+    {
+        Err(_) => {
+            state.metrics.bad_request("timeout");
+            return plain(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the request body did not arrive within {BODY_TIMEOUT:?}"),
+            );
+        }
+        Ok(Err(_)) => {
+            state.metrics.bad_request("too-large");
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is larger than {MAX_BODY} bytes"),
+            );
+        }
+        Ok(Ok(b)) => b,
+    };
+    let snapshot = state
+        .cluster
+        .read()
+        .map(|g| g.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    match review(&bytes, &snapshot, &state.config) {
+        Err(bad) => {
+            state.metrics.bad_request("malformed");
+            tracing::warn!(reason = %bad, "refused a malformed admission request");
+            plain(StatusCode::BAD_REQUEST, bad.to_string())
+        }
+        Ok(decision) => {
+            state.metrics.observe(&decision, start.elapsed());
+            if let Some(object) = &decision.object {
+                let checks: Vec<String> = decision
+                    .findings
+                    .iter()
+                    .map(|f| format!("{}:{}", f.check, f.severity.as_str()))
+                    .collect();
+                let skipped: Vec<&str> = decision.skipped.iter().map(|c| c.as_str()).collect();
+                tracing::info!(
+                    policy = %object,
+                    allowed = decision.allowed,
+                    dry_run = decision.dry_run,
+                    findings = %checks.join(","),
+                    skipped = %skipped.join(","),
+                    "reviewed NetworkPolicy"
+                );
+            }
+            (StatusCode::OK, axum::Json(decision.review)).into_response()
+        }
+    }
+}

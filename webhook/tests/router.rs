@@ -1,0 +1,256 @@
+//! Requests in, AdmissionReviews (or reasons) out, through the real router.
+
+use std::sync::{Arc, RwLock};
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use palisade_policy::input::Inputs;
+use palisade_webhook::config::WebhookConfig;
+use palisade_webhook::metrics::Metrics;
+use palisade_webhook::review::ClusterState;
+use palisade_webhook::server::{AppState, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const WORLD: &str = include_str!("../../policy/tests/fixtures/tutorial/world.yaml");
+
+fn app() -> (axum::Router, Arc<Metrics>) {
+    let mut inputs = Inputs::default();
+    inputs.add_text("world.yaml", WORLD).unwrap();
+    let state = ClusterState {
+        cluster: inputs.cluster(),
+        enforcement: None,
+    };
+    let metrics = Arc::new(Metrics::default());
+    let app = router(AppState {
+        cluster: Arc::new(RwLock::new(Arc::new(state))),
+        config: Arc::new(WebhookConfig::default()),
+        metrics: metrics.clone(),
+    });
+    (app, metrics)
+}
+
+/// A NetworkPolicy from YAML, as the apiserver puts it in a review.
+fn policy(yaml: &str) -> Value {
+    let doc = palisade_policy::input::parse_documents(yaml)
+        .unwrap()
+        .pop()
+        .unwrap();
+    doc.to_json()
+}
+
+fn review(object: Value, operation: &str, dry_run: bool) -> String {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "NetworkPolicy"},
+            "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "networkpolicies"},
+            "namespace": object["metadata"]["namespace"],
+            "name": object["metadata"]["name"],
+            "operation": operation,
+            "userInfo": {"username": "dev"},
+            "object": object,
+            "dryRun": dry_run
+        }
+    })
+    .to_string()
+}
+
+async fn send(app: axum::Router, body: impl Into<Body>) -> (StatusCode, String) {
+    let req = Request::post("/validate")
+        .header("content-type", "application/json")
+        .body(body.into())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = to_bytes(res.into_body(), usize::MAX).await.unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+async fn decide(object: Value, operation: &str, dry_run: bool) -> Value {
+    let (status, body) = send(app().0, review(object, operation, dry_run)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(v["kind"], "AdmissionReview");
+    assert_eq!(v["response"]["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    v["response"].clone()
+}
+
+const GOOD: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: backend, namespace: production}\n\
+                    spec:\n  podSelector: {matchLabels: {app: api}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {app: frontend}}}]\n    ports: [{port: 8080}]\n";
+
+#[tokio::test]
+async fn a_correct_policy_is_allowed_without_warnings() {
+    let r = decide(policy(GOOD), "CREATE", false).await;
+    assert_eq!(
+        r,
+        json!({"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true})
+    );
+}
+
+#[tokio::test]
+async fn an_egress_lockdown_without_dns_is_denied_with_the_explanation() {
+    let r = decide(
+        policy(include_str!(
+            "../../policy/tests/fixtures/tutorial/egress-without-dns.yaml"
+        )),
+        "CREATE",
+        false,
+    )
+    .await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.starts_with(
+        "Palisade refuses NetworkPolicy production/frontend-egress:\n\n[egress-dns] NetworkPolicy production/frontend-egress \
+         isolates egress of production/frontend and nothing allows DNS: every name lookup from these pods will time out.\n"
+    ), "{message}");
+    assert!(
+        message.ends_with(
+            "To accept this policy anyway, annotate it palisade.dev/skip-checks: \"egress-dns\"."
+        ),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_gets_the_same_answer() {
+    let object = policy(include_str!(
+        "../../policy/tests/fixtures/tutorial/typo-labels.yaml"
+    ));
+    let real = decide(object.clone(), "CREATE", false).await;
+    let dry = decide(object, "CREATE", true).await;
+    assert_eq!(real, dry);
+    assert_eq!(real["allowed"], false);
+}
+
+#[tokio::test]
+async fn suspicious_rules_are_warnings_of_one_short_line() {
+    let and_or = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: m, namespace: production}\n\
+                  spec:\n  podSelector: {matchLabels: {app: api}}\n  ingress:\n  - from:\n    - namespaceSelector: {matchLabels: {purpose: monitoring}}\n    - podSelector: {matchLabels: {app: frontend}}\n";
+    let r = decide(policy(and_or), "UPDATE", false).await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "[peer-and-or] ingress[0].from: namespaceSelector and podSelector are separate items (OR); one item means AND"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn a_helm_managed_policy_for_a_workload_not_yet_deployed_is_admitted_with_a_warning() {
+    let helm = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: payments, namespace: production, labels: {app.kubernetes.io/managed-by: Helm}}\n\
+                spec:\n  podSelector: {matchLabels: {app: payments}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: frontend}}}]}]\n";
+    let r = decide(policy(helm), "CREATE", false).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let warnings = r["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{r}");
+    let w = warnings[0].as_str().unwrap();
+    assert_eq!(
+        w,
+        "[unmatched-selector] Helm-managed, so a warning: podSelector app=payments matches no pod in production (no pod has a..."
+    );
+    assert!(w.chars().count() < 120);
+    // Without the Helm label the same policy is refused.
+    let plain = helm.replace(", labels: {app.kubernetes.io/managed-by: Helm}", "");
+    assert_eq!(
+        decide(policy(&plain), "CREATE", false).await["allowed"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn the_skip_annotation_is_honoured() {
+    let skipped = include_str!("../../policy/tests/fixtures/tutorial/typo-labels.yaml").replace(
+        "metadata: {name: backend-ingress, namespace: production}",
+        "metadata: {name: backend-ingress, namespace: production, annotations: {palisade.dev/skip-checks: unmatched-selector}}",
+    );
+    let r = decide(policy(&skipped), "CREATE", false).await;
+    assert_eq!(
+        r,
+        json!({"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true})
+    );
+}
+
+#[tokio::test]
+async fn deletes_and_other_kinds_are_allowed_untouched() {
+    let r = decide(
+        policy(include_str!(
+            "../../policy/tests/fixtures/tutorial/typo-labels.yaml"
+        )),
+        "DELETE",
+        false,
+    )
+    .await;
+    assert_eq!(r["allowed"], true);
+}
+
+#[tokio::test]
+async fn malformed_requests_get_400_with_the_reason() {
+    let cases: Vec<(String, &str)> = vec![
+        (String::new(), "empty request body: expected an AdmissionReview (admission.k8s.io/v1) as JSON\n"),
+        ("{\"apiVersion\": ".into(), "the request body is not JSON: EOF while parsing a value at line 1 column 15\n"),
+        (
+            json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": {"uid": "x"}}).to_string(),
+            "unsupported apiVersion \"admission.k8s.io/v1beta1\": Palisade reads admission.k8s.io/v1 (set admissionReviewVersions: [v1])\n",
+        ),
+        (json!({"apiVersion": "admission.k8s.io/v1", "kind": "Pod"}).to_string(), "expected kind AdmissionReview, got \"Pod\"\n"),
+        (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string(), "the AdmissionReview has no request\n"),
+        (
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE"}}).to_string(),
+            "the AdmissionReview request has no uid\n",
+        ),
+    ];
+    let (app, metrics) = app();
+    for (body, want) in cases {
+        let (status, text) = send(app.clone(), body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(text, want);
+    }
+    assert!(
+        metrics
+            .render()
+            .contains("palisade_webhook_bad_requests_total{reason=\"malformed\"} 6"),
+        "{}",
+        metrics.render()
+    );
+}
+
+#[tokio::test]
+async fn a_ten_mebibyte_body_gets_413() {
+    let body = vec![b' '; 10 << 20];
+    let (status, text) = send(app().0, body).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(text, "the request body is larger than 8388608 bytes\n");
+}
+
+#[tokio::test]
+async fn metrics_count_reviews_and_findings() {
+    let (app, metrics) = app();
+    let body = review(
+        policy(include_str!(
+            "../../policy/tests/fixtures/tutorial/egress-without-dns.yaml"
+        )),
+        "CREATE",
+        false,
+    );
+    let (status, _) = send(app, body).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = metrics.render();
+    assert!(
+        text.contains("palisade_webhook_reviews_total{result=\"denied\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_webhook_findings_total{check=\"egress-dns\",severity=\"deny\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_webhook_review_duration_seconds_count 1"),
+        "{text}"
+    );
+}
