@@ -19,11 +19,22 @@ use crate::review::{ClusterState, review};
 pub const MAX_BODY: usize = 8 << 20;
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A fresh view of one namespace, for confirming a denial the cache might owe to lag.
+pub trait Confirm: Send + Sync {
+    fn fresh<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<ClusterState>>;
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub cluster: Arc<RwLock<Arc<ClusterState>>>,
     pub config: Arc<WebhookConfig>,
     pub metrics: Arc<Metrics>,
+    /// Denials are decided again on live state when set (the webhook process); tests of the
+    /// router alone leave it unset.
+    pub confirm: Option<Arc<dyn Confirm>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -72,7 +83,23 @@ async fn validate(State(state): State<AppState>, body: Body) -> Response {
             tracing::warn!(reason = %bad, "refused a malformed admission request");
             plain(StatusCode::BAD_REQUEST, bad.to_string())
         }
-        Ok(decision) => {
+        Ok(mut decision) => {
+            // A denial may rest on a cache that has not yet seen an object created an instant
+            // ago (kubectl apply sends a file's objects one after another): decide again on
+            // the apiserver's current view of the namespace. Denials are rare; allows never wait.
+            if let (false, Some(confirm), Some(object)) =
+                (decision.allowed, &state.confirm, decision.object.clone())
+            {
+                let namespace = object.split('/').next().unwrap_or_default().to_string();
+                if let Some(fresh) = confirm.fresh(&namespace).await
+                    && let Ok(again) = review(&bytes, &fresh, &state.config)
+                {
+                    if again.allowed {
+                        tracing::info!(policy = %object, "allowed after reading the namespace afresh");
+                    }
+                    decision = again;
+                }
+            }
             state.metrics.observe(&decision, start.elapsed());
             if let Some(object) = &decision.object {
                 let checks: Vec<String> = decision

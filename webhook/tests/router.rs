@@ -26,6 +26,7 @@ fn app() -> (axum::Router, Arc<Metrics>) {
         cluster: Arc::new(RwLock::new(Arc::new(state))),
         config: Arc::new(WebhookConfig::default()),
         metrics: metrics.clone(),
+        confirm: None,
     });
     (app, metrics)
 }

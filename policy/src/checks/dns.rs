@@ -27,7 +27,8 @@ Fix: allow DNS to the cluster resolver, in this policy or in one that selects th
       port: 53
     - protocol: TCP
       port: 53
-or label the namespace palisade.dev/baseline=default so Palisade's baseline allows DNS.";
+or label the namespace palisade.dev/baseline=default so Palisade's baseline allows DNS.
+If a policy that allows DNS is part of the same change, apply it first: then DNS never breaks.";
 
 /// The resolver pods: the cluster's own kube-dns pods (`true`), or a stand-in with the usual
 /// labels (`false`).

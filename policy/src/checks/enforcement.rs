@@ -3,6 +3,18 @@
 use super::{Context, Issue, name, one_line};
 use crate::policy::Policy;
 
+/// Whether a CNI plugin enforces NetworkPolicy, by the name its DaemonSet, node annotations or
+/// CNI configuration use; `None` for plugins Palisade does not know.
+pub fn cni_enforces_network_policy(cni: &str) -> Option<bool> {
+    match cni {
+        "calico" | "cilium" | "weave" | "weave-net" | "kube-router" | "antrea" => Some(true),
+        "flannel" | "bridge" | "ptp" | "host-local" | "macvlan" | "ipvlan" | "kindnet" => {
+            Some(false)
+        }
+        _ => None,
+    }
+}
+
 /// Per-node knowledge: the CNI found there, and whether a Palisade enforcer is active on it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeEnforcement {

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use crate::cluster::Cluster;
 use crate::policy::Policy;
 
-pub use enforcement::{Enforcement, NodeEnforcement};
+pub use enforcement::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
 
 /// The annotation that turns named checks off for one object.
 pub const SKIP_ANNOTATION: &str = "palisade.dev/skip-checks";
@@ -107,6 +107,16 @@ pub enum Mode {
     Deny,
     Warn,
     Off,
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mode::Deny => "deny",
+            Mode::Warn => "warn",
+            Mode::Off => "off",
+        })
+    }
 }
 
 impl FromStr for Mode {

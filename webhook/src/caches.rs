@@ -1,0 +1,341 @@
+//! What the webhook knows about the cluster: kube-runtime reflectors for the objects the checks
+//! need, turned into a [`ClusterState`] snapshot whenever something changes.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use palisade_policy::checks::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
+use palisade_policy::{Cluster, Policy, Workload};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+
+use crate::review::ClusterState;
+
+/// kube-system DaemonSets that identify a CNI, and the CNI's name.
+const CNI_DAEMONSETS: &[(&str, &str)] = &[
+    ("kube-flannel-ds", "flannel"),
+    ("flannel", "flannel"),
+    ("calico-node", "calico"),
+    ("cilium", "cilium"),
+    ("weave-net", "weave"),
+    ("kube-router", "kube-router"),
+    ("antrea-agent", "antrea"),
+    ("kindnet", "kindnet"),
+];
+
+/// Node annotations that CNIs set, and the CNI's name.
+const CNI_NODE_ANNOTATIONS: &[(&str, &str)] = &[
+    ("flannel.alpha.coreos.com/backend-type", "flannel"),
+    ("projectcalico.org/IPv4Address", "calico"),
+    ("io.cilium.network.ipv4-pod-cidr", "cilium"),
+    ("kube-router.io/pod-cidr", "kube-router"),
+];
+
+/// One namespace's objects as the apiserver has them now.
+pub struct LiveNamespace {
+    pub namespace: String,
+    pods: Vec<Pod>,
+    policies: Vec<NetworkPolicy>,
+    deployments: Vec<Deployment>,
+    statefulsets: Vec<StatefulSet>,
+    daemonsets: Vec<DaemonSet>,
+    replicasets: Vec<ReplicaSet>,
+    jobs: Vec<Job>,
+    cronjobs: Vec<CronJob>,
+    namespaces: Vec<Namespace>,
+}
+
+/// Cached objects, with those of `namespace` taken from `live` instead when given.
+fn merged<'a, K: ResourceExt>(
+    cached: &'a [Arc<K>],
+    live: Option<&'a [K]>,
+    namespace: Option<&'a str>,
+) -> impl Iterator<Item = &'a K> + 'a {
+    let replaced = move |o: &K| live.is_some() && o.namespace().as_deref() == namespace;
+    cached
+        .iter()
+        .map(|o| o.as_ref())
+        .filter(move |o| !replaced(o))
+        .chain(live.unwrap_or_default().iter())
+}
+
+pub struct Caches {
+    client: Client,
+    pub pods: Store<Pod>,
+    pub namespaces: Store<Namespace>,
+    pub policies: Store<NetworkPolicy>,
+    pub nodes: Store<Node>,
+    pub daemonsets: Store<DaemonSet>,
+    pub deployments: Store<Deployment>,
+    pub statefulsets: Store<StatefulSet>,
+    pub replicasets: Store<ReplicaSet>,
+    pub jobs: Store<Job>,
+    pub cronjobs: Store<CronJob>,
+}
+
+fn watch<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(
+        writer,
+        watcher(
+            Api::<K>::all(client.clone()),
+            watcher::Config::default().any_semantic(),
+        )
+        .default_backoff()
+        .modify(|o: &mut K| o.managed_fields_mut().clear()),
+    );
+    let changed = changed.clone();
+    tokio::spawn(async move {
+        stream
+            .for_each(|event| {
+                if let Err(e) = &event {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff");
+                }
+                changed.notify_one();
+                futures::future::ready(())
+            })
+            .await;
+    });
+    reader
+}
+
+impl Caches {
+    /// Starts a reflector per kind; `changed` is notified on every event.
+    pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
+        Self {
+            client: client.clone(),
+            pods: watch(client, changed),
+            namespaces: watch(client, changed),
+            policies: watch(client, changed),
+            nodes: watch(client, changed),
+            daemonsets: watch(client, changed),
+            deployments: watch(client, changed),
+            statefulsets: watch(client, changed),
+            replicasets: watch(client, changed),
+            jobs: watch(client, changed),
+            cronjobs: watch(client, changed),
+        }
+    }
+
+    /// Waits for every reflector's first list.
+    pub async fn wait_ready(&self) {
+        let _ = futures::join!(
+            self.pods.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.policies.wait_until_ready(),
+            self.nodes.wait_until_ready(),
+            self.daemonsets.wait_until_ready(),
+            self.deployments.wait_until_ready(),
+            self.statefulsets.wait_until_ready(),
+            self.replicasets.wait_until_ready(),
+            self.jobs.wait_until_ready(),
+            self.cronjobs.wait_until_ready(),
+        );
+    }
+
+    /// Object counts by kind, for the cache-size metric.
+    pub fn sizes(&self) -> BTreeMap<&'static str, usize> {
+        [
+            ("pods", self.pods.len()),
+            ("namespaces", self.namespaces.len()),
+            ("networkpolicies", self.policies.len()),
+            ("nodes", self.nodes.len()),
+            (
+                "workloads",
+                self.deployments.len()
+                    + self.statefulsets.len()
+                    + self.daemonsets.len()
+                    + self.replicasets.len()
+                    + self.jobs.len()
+                    + self.cronjobs.len(),
+            ),
+        ]
+        .into()
+    }
+
+    /// The cluster as the checks see it. `declared_cni` (a chart value) names the CNI where
+    /// detection cannot; `live` replaces one namespace's cached objects with a fresh read.
+    pub fn snapshot(
+        &self,
+        declared_cni: Option<&str>,
+        live: Option<&LiveNamespace>,
+    ) -> ClusterState {
+        let ns = live.map(|l| l.namespace.as_str());
+        let mut workloads: Vec<Workload> = Vec::new();
+        workloads.extend(
+            merged(
+                &self.deployments.state(),
+                live.map(|l| &l.deployments[..]),
+                ns,
+            )
+            .map(Workload::from_deployment),
+        );
+        workloads.extend(
+            merged(
+                &self.statefulsets.state(),
+                live.map(|l| &l.statefulsets[..]),
+                ns,
+            )
+            .map(Workload::from_stateful_set),
+        );
+        workloads.extend(
+            merged(
+                &self.daemonsets.state(),
+                live.map(|l| &l.daemonsets[..]),
+                ns,
+            )
+            .map(Workload::from_daemon_set),
+        );
+        workloads.extend(
+            merged(
+                &self.replicasets.state(),
+                live.map(|l| &l.replicasets[..]),
+                ns,
+            )
+            .map(Workload::from_replica_set),
+        );
+        workloads.extend(
+            merged(&self.jobs.state(), live.map(|l| &l.jobs[..]), ns).map(Workload::from_job),
+        );
+        workloads.extend(
+            merged(&self.cronjobs.state(), live.map(|l| &l.cronjobs[..]), ns)
+                .map(Workload::from_cron_job),
+        );
+        let policies: Vec<Policy> =
+            merged(&self.policies.state(), live.map(|l| &l.policies[..]), ns)
+                .filter_map(|np| Policy::compile(np).ok())
+                .collect();
+        let pods = merged(&self.pods.state(), live.map(|l| &l.pods[..]), ns)
+            .map(palisade_policy::Pod::from_k8s)
+            .collect();
+        let namespaces: Vec<palisade_policy::Namespace> = match live {
+            Some(l) => l
+                .namespaces
+                .iter()
+                .map(palisade_policy::Namespace::from_k8s)
+                .collect(),
+            None => self
+                .namespaces
+                .state()
+                .iter()
+                .map(|n| palisade_policy::Namespace::from_k8s(n))
+                .collect(),
+        };
+        let cluster = Cluster::new(namespaces, pods, workloads, policies);
+        ClusterState {
+            cluster,
+            enforcement: Some(self.enforcement(declared_cni)),
+        }
+    }
+
+    /// Reads one namespace's objects (and all namespaces) straight from the apiserver: the
+    /// cache may not have seen an object created an instant ago, by the same `kubectl apply`.
+    pub async fn live(&self, namespace: &str) -> Result<LiveNamespace, kube::Error> {
+        async fn list<K>(client: &Client, ns: &str) -> Result<Vec<K>, kube::Error>
+        where
+            K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+                + Clone
+                + DeserializeOwned
+                + Debug,
+        {
+            Ok(Api::<K>::namespaced(client.clone(), ns)
+                .list(&Default::default())
+                .await?
+                .items)
+        }
+        let c = &self.client;
+        let (
+            pods,
+            policies,
+            deployments,
+            statefulsets,
+            daemonsets,
+            replicasets,
+            jobs,
+            cronjobs,
+            namespaces,
+        ) = futures::try_join!(
+            list::<Pod>(c, namespace),
+            list::<NetworkPolicy>(c, namespace),
+            list::<Deployment>(c, namespace),
+            list::<StatefulSet>(c, namespace),
+            list::<DaemonSet>(c, namespace),
+            list::<ReplicaSet>(c, namespace),
+            list::<Job>(c, namespace),
+            list::<CronJob>(c, namespace),
+            async {
+                Ok(Api::<Namespace>::all(c.clone())
+                    .list(&Default::default())
+                    .await?
+                    .items)
+            },
+        )?;
+        Ok(LiveNamespace {
+            namespace: namespace.to_string(),
+            pods,
+            policies,
+            deployments,
+            statefulsets,
+            daemonsets,
+            replicasets,
+            jobs,
+            cronjobs,
+            namespaces,
+        })
+    }
+
+    fn enforcement(&self, declared_cni: Option<&str>) -> Enforcement {
+        let cluster_cni = declared_cni.map(String::from).or_else(|| {
+            self.daemonsets.state().iter().find_map(|ds| {
+                (ds.namespace().as_deref() == Some("kube-system"))
+                    .then(|| {
+                        CNI_DAEMONSETS
+                            .iter()
+                            .find(|(name, _)| ds.name_any() == *name)
+                            .map(|(_, cni)| cni.to_string())
+                    })
+                    .flatten()
+            })
+        });
+        let nodes = self
+            .nodes
+            .state()
+            .iter()
+            .map(|node| {
+                let annotations = node.annotations();
+                let cni = CNI_NODE_ANNOTATIONS
+                    .iter()
+                    .find(|(key, _)| annotations.contains_key(*key))
+                    .map(|(_, cni)| cni.to_string())
+                    .or_else(|| cluster_cni.clone());
+                let ready = node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                NodeEnforcement {
+                    node: node.name_any(),
+                    ready,
+                    cni_enforces: cni.as_deref().and_then(cni_enforces_network_policy),
+                    cni,
+                    // Palisade's enforcer publishes its node status in a later release; until
+                    // then no node counts as covered by it.
+                    enforcer_active: false,
+                }
+            })
+            .collect();
+        Enforcement { nodes }
+    }
+}

@@ -1,0 +1,259 @@
+//! The webhook process: HTTPS on the webhook port, plain HTTP admin port, caches, certificate
+//! reload, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum_server::tls_rustls::RustlsConfig;
+use clap::Parser;
+use palisade_policy::checks::{self, CheckConfig, CheckId, Mode};
+use tokio::sync::Notify;
+
+use crate::caches::Caches;
+use crate::config::WebhookConfig;
+use crate::metrics::Metrics;
+use crate::review::ClusterState;
+use crate::server::{AppState, Confirm, router};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade-webhook",
+    version,
+    about = "Refuses ineffective NetworkPolicies at admission"
+)]
+pub struct Args {
+    /// HTTPS address for AdmissionReviews.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Plain HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    /// Serving certificate (PEM); reloaded when it changes.
+    #[arg(long)]
+    pub tls_cert: PathBuf,
+    /// Serving key (PEM); reloaded when it changes.
+    #[arg(long)]
+    pub tls_key: PathBuf,
+    /// A check's mode, `CHECK=deny|warn|off`; repeatable.
+    #[arg(long = "check-mode", value_parser = checks::parse_setting)]
+    pub check_modes: Vec<(CheckId, Mode)>,
+    /// `unmatched-selector` for objects managed by Helm, Argo CD or Flux.
+    #[arg(long, default_value = "warn")]
+    pub gitops_unmatched_selector: Mode,
+    /// The cluster's CNI (e.g. flannel) where it cannot be detected.
+    #[arg(long)]
+    pub cni: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, default_value = "json")]
+    pub log_format: String,
+}
+
+fn modified(path: &PathBuf) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    // One crypto provider for the process, installed before any TLS config is built.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = RustlsConfig::from_pem_file(&args.tls_cert, &args.tls_key)
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the serving certificate {} / {}: {e}",
+                args.tls_cert.display(),
+                args.tls_key.display()
+            )
+        })?;
+
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let changed = Arc::new(Notify::new());
+    let caches = Arc::new(Caches::start(&client, &changed));
+    let state = Arc::new(RwLock::new(Arc::new(ClusterState::default())));
+    let ready = Arc::new(AtomicBool::new(false));
+
+    // Snapshot refresher: after the first sync, rebuild on changes, at most every 200 ms.
+    {
+        let (caches, state, ready, metrics, cni) = (
+            caches.clone(),
+            state.clone(),
+            ready.clone(),
+            metrics.clone(),
+            args.cni.clone(),
+        );
+        tokio::spawn(async move {
+            caches.wait_ready().await;
+            loop {
+                let snapshot = Arc::new(caches.snapshot(cni.as_deref(), None));
+                for (kind, n) in caches.sizes() {
+                    metrics.set_cache(kind, n);
+                }
+                if let Ok(mut guard) = state.write() {
+                    *guard = snapshot;
+                }
+                if !ready.swap(true, Ordering::SeqCst) {
+                    tracing::info!("caches synced; ready");
+                }
+                changed.notified().await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+
+    // Certificate reload: cert-manager and the chart replace the files in place.
+    {
+        let (tls, cert, key) = (tls.clone(), args.tls_cert.clone(), args.tls_key.clone());
+        tokio::spawn(async move {
+            let mut seen = (modified(&cert), modified(&key));
+            loop {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let now = (modified(&cert), modified(&key));
+                if now != seen {
+                    match tls.reload_from_pem_file(&cert, &key).await {
+                        Ok(()) => {
+                            tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+                            seen = now;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "serving certificate changed but cannot be read; keeping the previous one")
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    let config = WebhookConfig {
+        checks: CheckConfig {
+            modes: args.check_modes.iter().copied().collect(),
+        },
+        gitops_unmatched_selector: args.gitops_unmatched_selector,
+    };
+    let confirm: Arc<dyn Confirm> = Arc::new(LiveConfirm {
+        caches: caches.clone(),
+        cni: args.cni.clone(),
+    });
+    let app = router(AppState {
+        cluster: state,
+        config: Arc::new(config),
+        metrics: metrics.clone(),
+        confirm: Some(confirm),
+    });
+    let admin = admin_router(ready.clone(), metrics);
+
+    let handle = axum_server::Handle::new();
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
+    tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
+    let shutdown = {
+        let handle = handle.clone();
+        async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight reviews");
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        }
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(());
+    let admin_server = axum::serve(admin_listener, admin).with_graceful_shutdown(async move {
+        let mut rx = shutdown_rx;
+        let _ = rx.changed().await;
+    });
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(());
+    });
+    let mut server = axum_server::bind_rustls(args.listen, tls).handle(handle);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let (webhook, admin) = tokio::join!(server.serve(app.into_make_service()), admin_server);
+    webhook?;
+    admin?;
+    Ok(())
+}
+
+fn admin_router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ok\n")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet\n")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = metrics.render();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                        .into_response()
+                }
+            }),
+        )
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+}
+
+/// Confirms denials against the apiserver's current view of the namespace.
+struct LiveConfirm {
+    caches: Arc<Caches>,
+    cni: Option<String>,
+}
+
+impl Confirm for LiveConfirm {
+    fn fresh<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> futures::future::BoxFuture<'a, Option<ClusterState>> {
+        Box::pin(async move {
+            match self.caches.live(namespace).await {
+                Ok(live) => Some(self.caches.snapshot(self.cni.as_deref(), Some(&live))),
+                Err(e) => {
+                    tracing::warn!(namespace, error = %e, "cannot confirm a denial against live state; using the cache");
+                    None
+                }
+            }
+        })
+    }
+}
