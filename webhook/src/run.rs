@@ -116,8 +116,12 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let mut seen = (modified(&cert), modified(&key));
             loop {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                let now = (modified(&cert), modified(&key));
+                let mut now = (modified(&cert), modified(&key));
                 if now != seen {
+                    // Let a writer that replaces the two files one after the other finish, so
+                    // a new certificate is never paired with the old key.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    now = (modified(&cert), modified(&key));
                     match tls.reload_from_pem_file(&cert, &key).await {
                         Ok(()) => {
                             tracing::info!(cert = %cert.display(), "serving certificate reloaded");

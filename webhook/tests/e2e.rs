@@ -33,6 +33,8 @@ struct Webhook {
     child: Child,
     port: u16,
     admin: u16,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
 }
 
 impl Drop for Webhook {
@@ -81,7 +83,13 @@ fn start_webhook(cp: &ControlPlane) -> Webhook {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let webhook = Webhook { child, port, admin };
+    let webhook = Webhook {
+        child,
+        port,
+        admin,
+        cert,
+        key,
+    };
     let start = Instant::now();
     while http_get(admin, "/readyz").map(|r| r.0) != Some(200) {
         assert!(
@@ -93,6 +101,8 @@ fn start_webhook(cp: &ControlPlane) -> Webhook {
     webhook
 }
 
+/// Registers the webhook as the chart does: every namespace but kube-system and Palisade's own
+/// (and `rotation`, which the rotation test, running alongside, judges with its own webhook).
 fn register(cp: &ControlPlane, port: u16) {
     let ca = Command::new("base64")
         .arg("-w0")
@@ -108,7 +118,7 @@ webhooks:
   clientConfig: {{url: "https://127.0.0.1:{port}/validate", caBundle: "{}"}}
   rules: [{{apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [networkpolicies]}}]
   namespaceSelector:
-    matchExpressions: [{{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, palisade-system]}}]
+    matchExpressions: [{{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, palisade-system, rotation]}}]
   sideEffects: None
   admissionReviewVersions: [v1]
   failurePolicy: Fail
@@ -234,4 +244,118 @@ fn kubectl_apply_shows_palisade_verdicts() {
         text(&down)
     );
     let _ = cp.kubectl(&["delete", "validatingwebhookconfiguration", "palisade"]);
+}
+
+/// The serial number of the certificate a TLS server presents.
+fn served_serial(port: u16) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("openssl s_client -connect 127.0.0.1:{port} </dev/null 2>/dev/null | openssl x509 -noout -serial"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_serving_certificate_is_rotated_under_load_without_failed_reviews() {
+    let cp = ControlPlane::shared();
+    if !cp.is_local() {
+        eprintln!("skipped: needs the local control plane's CA");
+        return;
+    }
+    let _ns = cp.test_namespace("rotation").unwrap();
+    let webhook = start_webhook(cp);
+    let config_name = "palisade-rotation";
+    let ca = Command::new("base64")
+        .arg("-w0")
+        .arg(cp.ca_file())
+        .output()
+        .unwrap();
+    let config = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {config_name}}}\n\
+         webhooks:\n- name: networkpolicies.palisade.dev\n  clientConfig: {{url: \"https://127.0.0.1:{}/validate\", caBundle: \"{}\"}}\n  \
+         rules: [{{apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [networkpolicies]}}]\n  \
+         namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: rotation}}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
+         failurePolicy: Fail\n  timeoutSeconds: 5\n",
+        webhook.port,
+        String::from_utf8_lossy(&ca.stdout)
+    );
+    assert!(
+        cp.kubectl_stdin(&["apply", "-f", "-"], &config)
+            .unwrap()
+            .status
+            .success()
+    );
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: nothing-here, namespace: rotation}\n\
+                  spec:\n  podSelector: {matchLabels: {app: ghost}}\n";
+    let judged = |o: &Output| {
+        text(o).contains("denied the request: Palisade refuses NetworkPolicy rotation/nothing-here")
+    };
+    let start = Instant::now();
+    while !judged(
+        &cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], policy)
+            .unwrap(),
+    ) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the webhook was never called"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let before = served_serial(webhook.port);
+    assert!(before.starts_with("serial="), "{before}");
+
+    // Load: three clients applying (dry-run) through the apiserver while the certificate turns.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let results: Vec<_> = (0..3)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let cp = ControlPlane::shared();
+                let (mut ok, mut failed) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let o = cp
+                        .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], policy)
+                        .unwrap();
+                    if judged(&o) {
+                        ok += 1
+                    } else {
+                        failed.push(text(&o))
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(1));
+    let (cert, key) = cp
+        .issue_serving_certificate("palisade-webhook-next", &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
+        .unwrap();
+    std::fs::rename(&key, &webhook.key).unwrap();
+    std::fs::rename(&cert, &webhook.cert).unwrap();
+    let rotated = Instant::now();
+    while served_serial(webhook.port) == before {
+        assert!(
+            rotated.elapsed() < Duration::from_secs(15),
+            "the new certificate was never served"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, Vec::new());
+    for r in results {
+        let (o, f) = r.join().unwrap();
+        ok += o;
+        failed.extend(f);
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} reviews failed during rotation: {:?}",
+        failed.len(),
+        ok + failed.len(),
+        failed.first()
+    );
+    assert!(ok >= 10, "only {ok} reviews ran during the rotation");
+    let _ = cp.kubectl(&["delete", "validatingwebhookconfiguration", config_name]);
 }
