@@ -4,8 +4,8 @@ use palisade_webhook::run::{Args, run};
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rustls=error".into());
     if args.log_format == "text" {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     } else {

@@ -108,14 +108,19 @@ async fn validate(State(state): State<AppState>, body: Body) -> Response {
                     .map(|f| format!("{}:{}", f.check, f.severity.as_str()))
                     .collect();
                 let skipped: Vec<&str> = decision.skipped.iter().map(|c| c.as_str()).collect();
-                tracing::info!(
-                    policy = %object,
-                    allowed = decision.allowed,
-                    dry_run = decision.dry_run,
-                    findings = %checks.join(","),
-                    skipped = %skipped.join(","),
-                    "reviewed NetworkPolicy"
-                );
+                // Denials, warnings and skips are worth a line; a clean allow is not at load.
+                if decision.findings.is_empty() && decision.skipped.is_empty() {
+                    tracing::debug!(policy = %object, allowed = true, dry_run = decision.dry_run, "reviewed NetworkPolicy");
+                } else {
+                    tracing::info!(
+                        policy = %object,
+                        allowed = decision.allowed,
+                        dry_run = decision.dry_run,
+                        findings = %checks.join(","),
+                        skipped = %skipped.join(","),
+                        "reviewed NetworkPolicy"
+                    );
+                }
             }
             (StatusCode::OK, axum::Json(decision.review)).into_response()
         }
