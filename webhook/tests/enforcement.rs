@@ -1,0 +1,96 @@
+//! The `enforcement` check against real Node objects: flannel nodes with no Palisade enforcer
+//! make every NetworkPolicy a policy nobody enforces. (Its own test binary: Nodes are
+//! cluster-wide and would refuse the other tests' policies.)
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{register, start_webhook, text};
+use palisade_e2e::ControlPlane;
+
+fn node(cp: &ControlPlane, name: &str, annotations: &str, ready: bool) {
+    let manifest = format!(
+        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, annotations: {{{annotations}}}}}\n"
+    );
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], &manifest).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let status = if ready { "True" } else { "False" };
+    let patch = format!(
+        r#"{{"status":{{"conditions":[{{"type":"Ready","status":"{status}","reason":"E2E","message":"set by the test"}}]}}}}"#
+    );
+    let o = cp
+        .kubectl(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch,
+        ])
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() {
+    let cp = ControlPlane::shared();
+    if !cp.is_local() {
+        eprintln!("skipped: creates Node objects and runs the webhook on loopback");
+        return;
+    }
+    node(
+        cp,
+        "node-1",
+        "flannel.alpha.coreos.com/backend-type: vxlan",
+        true,
+    );
+    node(
+        cp,
+        "node-2",
+        "flannel.alpha.coreos.com/backend-type: vxlan",
+        true,
+    );
+    node(
+        cp,
+        "node-3",
+        "flannel.alpha.coreos.com/backend-type: vxlan",
+        false,
+    );
+    let _ns = cp.test_namespace("shop").unwrap();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\nspec: {containers: [{name: c, image: i}]}\n";
+    assert!(
+        cp.kubectl_stdin(&["apply", "-f", "-"], pod)
+            .unwrap()
+            .status
+            .success()
+    );
+    let webhook = start_webhook(cp);
+    register(cp, webhook.port);
+
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\n\
+                  spec:\n  podSelector: {matchLabels: {app: web}}\n  ingress: [{from: [{podSelector: {}}]}]\n";
+    let start = Instant::now();
+    let denied = loop {
+        let o = cp
+            .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], policy)
+            .unwrap();
+        if !o.status.success() || start.elapsed() > Duration::from_secs(20) {
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let out = text(&denied);
+    assert!(out.contains("denied the request: Palisade refuses NetworkPolicy shop/web:\n\n[enforcement] NetworkPolicy shop/web would be stored but not enforced: on 2 of 2 ready nodes the CNI ignores NetworkPolicy and no Palisade enforcer is active"), "{out}");
+    assert!(out.contains("  node node-1: CNI flannel (does not enforce NetworkPolicy), Palisade enforcer: not active\n  node node-2: CNI flannel"), "{out}");
+    assert!(
+        !out.contains("node-3"),
+        "a node that is not Ready is not counted: {out}"
+    );
+
+    // Skipping the check for this one policy lets it through.
+    let skipped = policy.replace("metadata: {name: web, namespace: shop}", "metadata: {name: web, namespace: shop, annotations: {palisade.dev/skip-checks: enforcement}}");
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], &skipped).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
