@@ -33,8 +33,8 @@ impl Endpoint<'_> {
     }
 }
 
-/// Namespaces, pods, workloads and policies, indexed by namespace. Policies are kept sorted by
-/// (namespace, name) so verdicts never depend on the order objects arrived in.
+/// Namespaces, pods, workloads and policies, indexed by namespace, each kept sorted by
+/// namespace and name.
 #[derive(Debug, Clone, Default)]
 pub struct Cluster {
     namespaces: BTreeMap<String, Namespace>,
@@ -53,6 +53,13 @@ impl Cluster {
         workloads: Vec<Workload>,
         mut policies: Vec<Policy>,
     ) -> Self {
+        // Sorted, so verdicts and messages never depend on the order objects arrived in.
+        let mut pods = pods;
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let mut workloads = workloads;
+        workloads.sort_by(|a, b| {
+            (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name))
+        });
         policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         policies.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
         let mut c = Self {

@@ -38,11 +38,13 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         return Err("nothing is known about the nodes' CNI".into());
     };
     let ready: Vec<&NodeEnforcement> = enf.nodes.iter().filter(|n| n.ready).collect();
-    let open: Vec<&NodeEnforcement> = ready
+    let mut open: Vec<&NodeEnforcement> = ready
         .iter()
         .copied()
         .filter(|n| n.cni_enforces == Some(false) && !n.enforcer_active)
         .collect();
+    // Caches list nodes in no particular order; the message should not change between reviews.
+    open.sort_by(|a, b| a.node.cmp(&b.node));
     if open.is_empty() {
         return Ok(Vec::new());
     }

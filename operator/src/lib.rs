@@ -1,0 +1,5 @@
+//! Palisade's operator: default-deny baselines in every namespace that opts in by label,
+//! configured by the cluster-scoped `NetworkBaseline` resource.
+
+pub mod crd;
+pub mod desired;

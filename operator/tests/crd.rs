@@ -1,0 +1,97 @@
+//! The chart ships the CRD that the Rust types generate, and the real apiserver accepts it.
+
+const CHART_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../charts/palisade/crds/networkbaseline.yaml"
+);
+
+#[test]
+fn the_charts_crd_is_the_generated_one() {
+    let generated = palisade_operator::crd::crd_yaml().unwrap();
+    let shipped = std::fs::read_to_string(CHART_CRD).unwrap_or_default();
+    assert!(
+        generated == shipped,
+        "charts/palisade/crds/networkbaseline.yaml is not what the types generate; run\n  \
+         cargo run -p palisade-operator --bin crdgen > charts/palisade/crds/networkbaseline.yaml"
+    );
+}
+
+#[test]
+fn the_crd_describes_the_documented_names() {
+    let crd: serde_json::Value = serde_json::to_value(
+        <palisade_operator::crd::NetworkBaseline as kube::CustomResourceExt>::crd(),
+    )
+    .unwrap();
+    assert_eq!(crd["metadata"]["name"], "networkbaselines.palisade.dev");
+    assert_eq!(crd["spec"]["scope"], "Cluster");
+    assert_eq!(crd["spec"]["names"]["kind"], "NetworkBaseline");
+    assert_eq!(crd["spec"]["versions"][0]["name"], "v1alpha1");
+    assert_eq!(
+        crd["spec"]["versions"][0]["subresources"]["status"],
+        serde_json::json!({})
+    );
+    let props = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+    for field in ["policyTypes", "dns", "allow", "mode", "excludeNamespaces"] {
+        assert!(
+            props.get(field).is_some(),
+            "spec.{field} missing from the schema"
+        );
+    }
+    assert_eq!(
+        props["mode"]["enum"],
+        serde_json::json!(["Enforce", "Audit"])
+    );
+}
+
+#[test]
+fn the_apiserver_accepts_the_crd_and_refuses_invalid_baselines_with_the_reason() {
+    let cp = palisade_e2e::ControlPlane::shared();
+    let out = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let applied = cp.kubectl(&["apply", "-f", CHART_CRD]).unwrap();
+    assert!(applied.status.success(), "{}", out(&applied));
+    let established = cp
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/networkbaselines.palisade.dev",
+        ])
+        .unwrap();
+    assert!(established.status.success(), "{}", out(&established));
+
+    let good = "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec:\n  mode: Audit\n  allow: {fromNamespaces: [ingress-nginx]}\n";
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], good).unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    let stored = cp
+        .kubectl(&[
+            "get",
+            "networkbaseline",
+            "default",
+            "-o",
+            "jsonpath={.spec.mode} {.spec.dns.enabled}",
+        ])
+        .unwrap();
+    // The schema carries the defaults, so the apiserver fills them in where users can see them.
+    assert_eq!(String::from_utf8_lossy(&stored.stdout), "Audit true");
+
+    let bad_mode = "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: bad}\nspec: {mode: Strict}\n";
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], bad_mode).unwrap();
+    assert!(!o.status.success());
+    assert!(
+        out(&o).contains(
+            "spec.mode: Unsupported value: \"Strict\": supported values: \"Enforce\", \"Audit\""
+        ),
+        "{}",
+        out(&o)
+    );
+    let no_types = "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: bad}\nspec: {policyTypes: []}\n";
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], no_types).unwrap();
+    assert!(!o.status.success());
+    assert!(out(&o).contains("spec.policyTypes: Invalid value: 0: spec.policyTypes in body should have at least 1 items"), "{}", out(&o));
+}
