@@ -3,3 +3,4 @@
 
 pub mod crd;
 pub mod desired;
+pub mod reconcile;

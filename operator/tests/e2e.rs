@@ -1,0 +1,286 @@
+//! The operator as a process against the real apiserver: what a platform engineer does and sees.
+
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use palisade_e2e::ControlPlane;
+
+const CHART_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../charts/palisade/crds/networkbaseline.yaml"
+);
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Operator(Child);
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    let o = cp.kubectl(args).unwrap();
+    assert!(
+        o.status.success(),
+        "kubectl {}: {}",
+        args.join(" "),
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn apply(cp: &ControlPlane, yaml: &str) {
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], yaml).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Polls until `get` returns `want` (20 s at most).
+fn eventually(what: &str, want: &str, get: impl Fn() -> String) {
+    let start = Instant::now();
+    loop {
+        let got = get();
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{what}: want {want:?}, still {got:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn policies(cp: &ControlPlane, ns: &str) -> String {
+    kubectl(
+        cp,
+        &[
+            "get",
+            "networkpolicies",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.items[*].metadata.name}",
+        ],
+    )
+}
+
+#[test]
+fn a_labelled_namespace_gets_and_keeps_its_baseline() {
+    let cp = ControlPlane::shared();
+    kubectl(cp, &["apply", "-f", CHART_CRD]);
+    kubectl(
+        cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/networkbaselines.palisade.dev",
+        ],
+    );
+    let _operator = Operator(
+        Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
+            .args(["--namespace", "palisade-system", "--log-format", "text"])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec: {}\n",
+    );
+    let _shop = cp.test_namespace("shop").unwrap();
+    kubectl(
+        cp,
+        &[
+            "label",
+            "namespace",
+            "shop",
+            "palisade.dev/baseline=default",
+        ],
+    );
+    eventually(
+        "opt-in",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "shop"),
+    );
+    let labels = kubectl(
+        cp,
+        &[
+            "get",
+            "networkpolicy",
+            "palisade-baseline-deny",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ],
+    );
+    assert_eq!(
+        labels,
+        r#"{"app.kubernetes.io/managed-by":"palisade","palisade.dev/baseline":"default"}"#
+    );
+    eventually("status", "1 shop True", || {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkbaseline",
+                "default",
+                "-o",
+                "jsonpath={.status.namespaceCount} {.status.namespaces[*]} {.status.conditions[?(@.type==\"Ready\")].status}",
+            ],
+        )
+    });
+
+    // At rest the operator writes nothing: the apiserver's own request counters for writes to
+    // NetworkPolicies and NetworkBaselines do not move over a quiet period.
+    let writes = || -> u64 {
+        kubectl(cp, &["get", "--raw", "/metrics"])
+            .lines()
+            .filter(|l| l.starts_with("apiserver_request_total{"))
+            .filter(|l| {
+                l.contains("resource=\"networkpolicies\"")
+                    || l.contains("resource=\"networkbaselines\"")
+            })
+            .filter(|l| {
+                ["APPLY", "PATCH", "POST", "PUT", "DELETE"]
+                    .iter()
+                    .any(|v| l.contains(&format!("verb=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let before = writes();
+    assert!(
+        before >= 3,
+        "the counter must see the writes that created the policies and the status ({before})"
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(writes(), before, "the operator wrote while nothing changed");
+
+    // A baseline edit reaches the namespace.
+    kubectl(
+        cp,
+        &[
+            "patch",
+            "networkbaseline",
+            "default",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"allow":{"sameNamespace":true}}}"#,
+        ],
+    );
+    eventually(
+        "edit",
+        "palisade-baseline-deny palisade-baseline-dns palisade-baseline-same-namespace",
+        || policies(cp, "shop"),
+    );
+
+    // Drift is repaired: a deleted policy comes back, an edited one is put back.
+    kubectl(
+        cp,
+        &[
+            "delete",
+            "networkpolicy",
+            "palisade-baseline-deny",
+            "-n",
+            "shop",
+        ],
+    );
+    eventually(
+        "delete repaired",
+        "palisade-baseline-deny palisade-baseline-dns palisade-baseline-same-namespace",
+        || policies(cp, "shop"),
+    );
+    kubectl(
+        cp,
+        &[
+            "patch",
+            "networkpolicy",
+            "palisade-baseline-dns",
+            "-n",
+            "shop",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/egress/0/ports/0/port","value":5353}]"#,
+        ],
+    );
+    eventually("edit repaired", "53", || {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkpolicy",
+                "palisade-baseline-dns",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={.spec.egress[0].ports[0].port}",
+            ],
+        )
+    });
+    // Policies it does not own are left alone.
+    apply(
+        cp,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: mine, namespace: shop}\nspec: {podSelector: {}}\n",
+    );
+
+    // A label naming a missing baseline: an Event on the namespace, nothing applied.
+    let _orphan = cp.test_namespace("orphan").unwrap();
+    kubectl(
+        cp,
+        &["label", "namespace", "orphan", "palisade.dev/baseline=nope"],
+    );
+    // Events about a cluster-scoped Namespace are stored in `default`; kubectl describe shows them.
+    let events = |path: &str| {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                "reason=BaselineNotFound,involvedObject.name=orphan",
+                "-o",
+                &format!("jsonpath={{.items[*].{path}}}"),
+            ],
+        )
+    };
+    eventually("event", "BaselineNotFound", || events("reason"));
+    let note = events("message");
+    assert_eq!(
+        note,
+        "palisade.dev/baseline=nope, but there is no NetworkBaseline nope: nothing applied (kubectl get networkbaselines)"
+    );
+    assert_eq!(policies(cp, "orphan"), "");
+
+    // Opting out removes the managed policies, and only those.
+    kubectl(
+        cp,
+        &["label", "namespace", "shop", "palisade.dev/baseline-"],
+    );
+    eventually("opt-out", "mine", || policies(cp, "shop"));
+    eventually("status after opt-out", "0", || {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkbaseline",
+                "default",
+                "-o",
+                "jsonpath={.status.namespaceCount}",
+            ],
+        )
+    });
+}
