@@ -18,6 +18,39 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// The tests of this binary run one at a time: each starts its own operator, and the first
+/// measures that nothing writes while the cluster is at rest.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn setup() -> (
+    &'static ControlPlane,
+    std::sync::MutexGuard<'static, ()>,
+    Operator,
+) {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::shared();
+    kubectl(cp, &["apply", "-f", CHART_CRD]);
+    kubectl(
+        cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            "crd/networkbaselines.palisade.dev",
+        ],
+    );
+    let operator = Operator(
+        Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
+            .args(["--namespace", "palisade-system", "--log-format", "text"])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (cp, serial, operator)
+}
+
 struct Operator(Child);
 impl Drop for Operator {
     fn drop(&mut self) {
@@ -74,26 +107,7 @@ fn policies(cp: &ControlPlane, ns: &str) -> String {
 
 #[test]
 fn a_labelled_namespace_gets_and_keeps_its_baseline() {
-    let cp = ControlPlane::shared();
-    kubectl(cp, &["apply", "-f", CHART_CRD]);
-    kubectl(
-        cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/networkbaselines.palisade.dev",
-        ],
-    );
-    let _operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
-            .args(["--namespace", "palisade-system", "--log-format", "text"])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (cp, _serial, _operator) = setup();
     apply(
         cp,
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec: {}\n",
@@ -283,4 +297,119 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
             ],
         )
     });
+}
+
+#[test]
+fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_policies() {
+    let (cp, _serial, _operator) = setup();
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: ingress-only}\nspec: {policyTypes: [Ingress]}\n",
+    );
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: audit}\nspec: {mode: Audit, allow: {fromNamespaces: [monitoring]}}\n",
+    );
+    let _a = cp.test_namespace("team-a").unwrap();
+    let _b = cp.test_namespace("team-b").unwrap();
+    kubectl(
+        cp,
+        &[
+            "label",
+            "namespace",
+            "team-a",
+            "palisade.dev/baseline=ingress-only",
+        ],
+    );
+    kubectl(
+        cp,
+        &[
+            "label",
+            "namespace",
+            "team-b",
+            "palisade.dev/baseline=audit",
+        ],
+    );
+    eventually("team-a", "palisade-baseline-deny", || {
+        policies(cp, "team-a")
+    });
+    eventually(
+        "team-b",
+        "palisade-baseline-deny palisade-baseline-dns palisade-baseline-from-namespaces",
+        || policies(cp, "team-b"),
+    );
+    assert_eq!(
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkpolicy",
+                "palisade-baseline-deny",
+                "-n",
+                "team-a",
+                "-o",
+                "jsonpath={.spec.policyTypes}"
+            ]
+        ),
+        r#"["Ingress"]"#
+    );
+    assert_eq!(
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkpolicy",
+                "palisade-baseline-deny",
+                "-n",
+                "team-b",
+                "-o",
+                "jsonpath={.metadata.annotations.palisade\\.dev/mode}"
+            ]
+        ),
+        "audit"
+    );
+
+    kubectl(cp, &["delete", "networkbaseline", "audit"]);
+    eventually("deleted baseline", "", || policies(cp, "team-b"));
+    assert_eq!(
+        policies(cp, "team-a"),
+        "palisade-baseline-deny",
+        "the other baseline's namespace is untouched"
+    );
+
+    // An excluded namespace is a conflict in the status, and gets nothing.
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: ingress-only}\nspec: {policyTypes: [Ingress], excludeNamespaces: [team-a]}\n",
+    );
+    eventually("excluded", "", || policies(cp, "team-a"));
+    eventually(
+        "conflict",
+        "namespace team-a is listed in spec.excludeNamespaces",
+        || {
+            kubectl(
+                cp,
+                &[
+                    "get",
+                    "networkbaseline",
+                    "ingress-only",
+                    "-o",
+                    "jsonpath={.status.conflicts[*]}",
+                ],
+            )
+        },
+    );
+    assert_eq!(
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkbaseline",
+                "ingress-only",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Degraded\")].reason}"
+            ]
+        ),
+        "Conflicts"
+    );
 }
