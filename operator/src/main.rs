@@ -44,7 +44,19 @@ async fn main() {
     let ctx = Arc::new(Context::new(client, args.namespace, args.pod_name));
     tracing::info!("reconciling NetworkBaselines");
     run(ctx, async {
-        let _ = tokio::signal::ctrl_c().await;
+        // Kubernetes stops pods with SIGTERM; Ctrl-C for people running it by hand.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        tracing::info!("shutting down");
     })
     .await;
 }

@@ -107,7 +107,7 @@ fn policies(cp: &ControlPlane, ns: &str) -> String {
 
 #[test]
 fn a_labelled_namespace_gets_and_keeps_its_baseline() {
-    let (cp, _serial, _operator) = setup();
+    let (cp, _serial, mut operator) = setup();
     apply(
         cp,
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec: {}\n",
@@ -297,6 +297,28 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
             ],
         )
     });
+
+    // SIGTERM, as Kubernetes stops a pod: the operator exits cleanly.
+    let pid = operator.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = operator.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the operator ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "exit status {status}");
 }
 
 #[test]
