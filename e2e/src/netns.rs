@@ -72,14 +72,10 @@ impl Netns {
         c.args(["netns", "exec", &self.name, program]);
         c
     }
-
-    /// Moves the calling thread into the namespace: sockets it opens afterwards live there.
-    /// Only for threads the harness spawned for that purpose.
-    pub fn enter_current_thread(&self) -> Result<(), Error> {
-        enter(&self.name)
-    }
 }
 
+/// Moves the calling thread into namespace `name`: sockets it opens afterwards live there.
+/// Only for threads the harness spawned for that purpose.
 pub fn enter(name: &str) -> Result<(), Error> {
     let path = format!("/run/netns/{name}");
     let f = File::open(&path).map_err(|source| Error::Io {

@@ -104,15 +104,16 @@ pub fn run(cli: Cli) -> Outcome {
     }
 }
 
+/// One finding as the CLI prints it (text) and serializes it (JSON).
 #[derive(serde::Serialize)]
-struct JsonFinding<'a> {
-    check: &'a str,
-    severity: &'a str,
-    object: &'a str,
-    file: &'a str,
+struct Row {
+    check: String,
+    severity: &'static str,
+    object: String,
+    file: String,
     line: usize,
-    summary: &'a str,
-    message: &'a str,
+    summary: String,
+    message: String,
 }
 
 pub fn check(inputs: &Inputs, args: &CheckArgs) -> Outcome {
@@ -127,33 +128,33 @@ pub fn check(inputs: &Inputs, args: &CheckArgs) -> Outcome {
         knows_namespaces: !inputs.namespaces.is_empty(),
     };
 
-    // (check, severity, object, file, line, summary, message)
-    let mut rows: Vec<(String, &str, String, String, usize, String, String)> = Vec::new();
-    for p in &inputs.problems {
-        rows.push((
-            "schema".into(),
-            "deny",
-            p.object.clone(),
-            p.file.clone(),
-            p.line,
-            p.message.clone(),
-            p.message.clone(),
-        ));
-    }
+    let mut rows: Vec<Row> = inputs
+        .problems
+        .iter()
+        .map(|p| Row {
+            check: "schema".into(),
+            severity: "deny",
+            object: p.object.clone(),
+            file: p.file.clone(),
+            line: p.line,
+            summary: p.message.clone(),
+            message: p.message.clone(),
+        })
+        .collect();
     let mut notes: Vec<String> = Vec::new();
     for src in &inputs.policies {
         let report = checks::run(&src.policy, &ctx, &config);
         let object = src.policy.id().to_string();
         for f in &report.findings {
-            rows.push((
-                f.check.to_string(),
-                f.severity.as_str(),
-                object.clone(),
-                src.file.clone(),
-                src.line,
-                f.summary.clone(),
-                f.message.clone(),
-            ));
+            rows.push(Row {
+                check: f.check.to_string(),
+                severity: f.severity.as_str(),
+                object: object.clone(),
+                file: src.file.clone(),
+                line: src.line,
+                summary: f.summary.clone(),
+                message: f.message.clone(),
+            });
         }
         if !report.skipped.is_empty() {
             let ids: Vec<&str> = report.skipped.iter().map(|c| c.as_str()).collect();
@@ -178,26 +179,14 @@ pub fn check(inputs: &Inputs, args: &CheckArgs) -> Outcome {
             }
         }
     }
-    rows.sort_by(|a, b| (&a.3, a.4, &a.0).cmp(&(&b.3, b.4, &b.0)));
-    let denied = rows.iter().filter(|r| r.1 == "deny").count();
+    rows.sort_by(|a, b| (&a.file, a.line, &a.check).cmp(&(&b.file, b.line, &b.check)));
+    let denied = rows.iter().filter(|r| r.severity == "deny").count();
     let warned = rows.len() - denied;
 
     let stdout = match args.output {
         CheckFormat::Json => {
-            let findings: Vec<JsonFinding> = rows
-                .iter()
-                .map(|r| JsonFinding {
-                    check: &r.0,
-                    severity: r.1,
-                    object: &r.2,
-                    file: &r.3,
-                    line: r.4,
-                    summary: &r.5,
-                    message: &r.6,
-                })
-                .collect();
             let mut s = serde_json::to_string_pretty(
-                &serde_json::json!({ "findings": findings, "notes": notes }),
+                &serde_json::json!({ "findings": rows, "notes": notes }),
             )
             .unwrap_or_default();
             s.push('\n');
@@ -206,8 +195,12 @@ pub fn check(inputs: &Inputs, args: &CheckArgs) -> Outcome {
         CheckFormat::Text => {
             let mut s = String::new();
             for r in &rows {
-                let _ = writeln!(s, "{}:{}: {} {} [{}]", r.3, r.4, r.2, r.1, r.0);
-                for line in r.6.lines() {
+                let _ = writeln!(
+                    s,
+                    "{}:{}: {} {} [{}]",
+                    r.file, r.line, r.object, r.severity, r.check
+                );
+                for line in r.message.lines() {
                     let _ = writeln!(s, "    {line}");
                 }
                 s.push('\n');

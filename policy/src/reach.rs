@@ -91,18 +91,14 @@ pub struct Matrix<'c> {
 
 /// Pods that take part in a matrix: they have an IP and are not finished.
 pub fn reachable_pods(cluster: &Cluster) -> Vec<usize> {
-    let mut pods: Vec<usize> = cluster
+    // Cluster keeps pods sorted by namespace and name, so the matrix is in that order too.
+    cluster
         .pods()
         .iter()
         .enumerate()
         .filter(|(_, p)| p.ip.is_some() && !matches!(p.phase, Phase::Succeeded | Phase::Failed))
         .map(|(i, _)| i)
-        .collect();
-    pods.sort_by(|&a, &b| {
-        let (a, b) = (&cluster.pods()[a], &cluster.pods()[b]);
-        (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name))
-    });
-    pods
+        .collect()
 }
 
 /// The ports the pods declare, for a matrix where none were asked for.

@@ -71,8 +71,14 @@ fn kubectl_apply_shows_palisade_verdicts() {
     let and_or = apply(cp, &format!("{FIXTURES}/and-or-confusion.yaml"), &[]);
     assert!(!and_or.status.success());
     assert!(
-        text(&and_or).contains("the matching pods are in monitoring")
-            || text(&and_or).contains("1 pod runs with app=prometheus in namespace monitoring"),
+        text(&and_or).contains(
+            "[unmatched-selector] NetworkPolicy production/metrics-from-prometheus: peer ingress[0].from[1] has a podSelector (app=prometheus) without a namespaceSelector"
+        ),
+        "{}",
+        text(&and_or)
+    );
+    assert!(
+        text(&and_or).contains("1 pod runs with app=prometheus in namespace monitoring"),
         "{}",
         text(&and_or)
     );
