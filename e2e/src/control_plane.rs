@@ -419,38 +419,45 @@ impl ControlPlane {
         Ok((self.dir.join(crt), self.dir.join(key)))
     }
 
-    /// Runs kubectl as the cluster admin (bounded by `--request-timeout`).
-    pub fn kubectl(&self, args: &[&str]) -> Result<Output, Error> {
-        Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .output()
-            .map_err(io(format!("running kubectl {}", args.join(" "))))
-    }
-
-    /// Runs `kubectl apply -f -` (or any command reading stdin) with `input` as the manifest.
-    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<Output, Error> {
+    /// Runs kubectl with `kubeconfig` (bounded by `--request-timeout`), feeding `input` on stdin.
+    fn run_kubectl(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<Output, Error> {
+        let what = format!("running kubectl {}", args.join(" "));
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
+            .arg(kubeconfig)
             .arg("--request-timeout=20s")
             .args(args)
-            .stdin(Stdio::piped())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(io(format!("running kubectl {}", args.join(" "))))?;
-        if let Some(mut stdin) = child.stdin.take() {
+            .map_err(io(what.clone()))?;
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             use std::io::Write;
             stdin
                 .write_all(input.as_bytes())
                 .map_err(io("writing kubectl's stdin"))?;
         }
-        child
-            .wait_with_output()
-            .map_err(io(format!("running kubectl {}", args.join(" "))))
+        child.wait_with_output().map_err(io(what))
+    }
+
+    /// Runs kubectl as the cluster admin.
+    pub fn kubectl(&self, args: &[&str]) -> Result<Output, Error> {
+        self.run_kubectl(&self.kubeconfig, args, None)
+    }
+
+    /// Runs `kubectl apply -f -` (or any command reading stdin) with `input` as the manifest.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Result<Output, Error> {
+        self.run_kubectl(&self.kubeconfig, args, Some(input))
     }
 
     /// Runs kubectl with a bearer token instead of the admin certificate.
@@ -471,13 +478,7 @@ impl ControlPlane {
         let path = self.dir.join(format!("kubeconfig-token-{}", free_port()?));
         std::fs::write(&path, token_config.to_string())
             .map_err(io("writing a token kubeconfig"))?;
-        let out = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&path)
-            .arg("--request-timeout=20s")
-            .args(args)
-            .output()
-            .map_err(io(format!("running kubectl {}", args.join(" "))));
+        let out = self.run_kubectl(&path, args, None);
         let _ = std::fs::remove_file(&path);
         out
     }

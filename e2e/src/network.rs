@@ -167,25 +167,11 @@ impl Network {
         ip(&["link", "set", &root_if, "up"])?;
         // Forwarding only on our own links: the machine's global ip_forward stays as it is.
         sysctl(None, &format!("net.ipv4.conf.{root_if}.forwarding"), "1")?;
-        ip(&[
-            "-n",
+        bring_up_eth0(
             &netns.name,
-            "addr",
-            "add",
             &format!("{address}/24"),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&["-n", &netns.name, "link", "set", "eth0", "up"])?;
-        ip(&[
-            "-n",
-            &netns.name,
-            "route",
-            "add",
-            "default",
-            "via",
-            &gateway.to_string(),
-        ])?;
+            &[&["default", "via", &gateway.to_string()]],
+        )?;
         sysctl(Some(&netns.name), "net.ipv4.ip_forward", "1")?;
         ip(&[
             "route",
@@ -277,34 +263,15 @@ impl Network {
             "dev",
             &link,
         ])?;
-        ip(&[
-            "-n",
+        // Calico-style: a /32 and a link-local gateway answered by the node's proxy ARP.
+        bring_up_eth0(
             &netns.name,
-            "addr",
-            "add",
             &format!("{pod_ip}/32"),
-            "dev",
-            "eth0",
-        ])?;
-        ip(&["-n", &netns.name, "link", "set", "eth0", "up"])?;
-        ip(&[
-            "-n",
-            &netns.name,
-            "route",
-            "add",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ])?;
-        ip(&[
-            "-n",
-            &netns.name,
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-        ])?;
+            &[
+                &["169.254.1.1", "dev", "eth0"],
+                &["default", "via", "169.254.1.1"],
+            ],
+        )?;
         self.pods.push(PodNet {
             key: format!("{namespace}/{name}"),
             node: node.into(),
@@ -393,6 +360,19 @@ impl Network {
         let cells = [(from.to_string(), to.to_string(), port, protocol)];
         Ok(self.probe_all(&cells, Duration::from_secs(1))?[0].allowed)
     }
+}
+
+/// Gives namespace `ns`'s `eth0` its address, brings it up, and adds `routes`
+/// (each the arguments after `ip route add`).
+fn bring_up_eth0(ns: &str, cidr: &str, routes: &[&[&str]]) -> Result<(), Error> {
+    ip(&["-n", ns, "addr", "add", cidr, "dev", "eth0"])?;
+    ip(&["-n", ns, "link", "set", "eth0", "up"])?;
+    for route in routes {
+        let mut args = vec!["-n", ns, "route", "add"];
+        args.extend_from_slice(route);
+        ip(&args)?;
+    }
+    Ok(())
 }
 
 impl Drop for Network {
