@@ -96,9 +96,10 @@ pub fn review(
         .filter(|u| u.as_str().is_some_and(|s| !s.is_empty()))
         .ok_or(BadReview::NoUid)?;
     let dry_run = request["dryRun"].as_bool().unwrap_or(false);
-    let allow = |object| Decision {
-        review: response(uid, true, None, Vec::new()),
-        allowed: true,
+    // A verdict without check findings: allowed when there is no message.
+    let plain = |object: Option<String>, message: Option<String>| Decision {
+        review: response(uid, message.is_none(), message.clone(), Vec::new()),
+        allowed: message.is_none(),
         object,
         findings: Vec::new(),
         skipped: Vec::new(),
@@ -109,24 +110,15 @@ pub fn review(
         && request["kind"]["kind"] == "NetworkPolicy";
     let judged = matches!(request["operation"].as_str(), Some("CREATE" | "UPDATE"));
     if !is_policy || !judged {
-        return Ok(allow(None));
+        return Ok(plain(None, None));
     }
     let mut np: NetworkPolicy = match serde_json::from_value(request["object"].clone()) {
         Ok(np) => np,
         Err(e) => {
-            return Ok(Decision {
-                review: response(
-                    uid,
-                    false,
-                    Some(format!("Palisade cannot read this NetworkPolicy: {e}")),
-                    Vec::new(),
-                ),
-                allowed: false,
-                object: None,
-                findings: Vec::new(),
-                skipped: Vec::new(),
-                dry_run,
-            });
+            return Ok(plain(
+                None,
+                Some(format!("Palisade cannot read this NetworkPolicy: {e}")),
+            ));
         }
     };
     if np.metadata.namespace.is_none() {
@@ -144,19 +136,8 @@ pub fn review(
     let policy = match Policy::compile(&np) {
         Ok(p) => p,
         Err(e) => {
-            return Ok(Decision {
-                review: response(
-                    uid,
-                    false,
-                    Some(format!("NetworkPolicy {object}: {e}")),
-                    Vec::new(),
-                ),
-                allowed: false,
-                object: Some(object),
-                findings: Vec::new(),
-                skipped: Vec::new(),
-                dry_run,
-            });
+            let message = format!("NetworkPolicy {object}: {e}");
+            return Ok(plain(Some(object), Some(message)));
         }
     };
 

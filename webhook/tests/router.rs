@@ -255,3 +255,22 @@ async fn metrics_count_reviews_and_findings() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_object_that_is_not_a_network_policy_is_refused_with_the_reason() {
+    let object = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "odd", "namespace": "production"}, "spec": "not a spec"});
+    let r = decide(object, "CREATE", false).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        r["status"]["message"],
+        "Palisade cannot read this NetworkPolicy: invalid type: string \"not a spec\", expected NetworkPolicySpec"
+    );
+    let bad_type = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "odd", "namespace": "production"}, "spec": {"podSelector": {}, "policyTypes": ["Sideways"]}});
+    let r = decide(bad_type, "CREATE", false).await;
+    assert_eq!(
+        r["status"]["message"],
+        "NetworkPolicy production/odd: spec.policyTypes[0]: unknown policy type \"Sideways\" (use Ingress or Egress)"
+    );
+}
