@@ -1,0 +1,568 @@
+//! Cluster snapshot → [`Ruleset`] for one node: the same answers as
+//! [`Cluster::evaluate`], as chains and ipsets.
+//!
+//! Shape of the result (`iptables-save` of a node with one isolated pod):
+//!
+//! ```text
+//! PALISADE-FORWARD   not to/from a local pod → RETURN; ESTABLISHED,RELATED → ACCEPT;
+//!                    INVALID → DROP; -s pod → PAL-E-…; -d pod → PAL-I-…; clear the mark bit
+//! PALISADE-INPUT     the same for a local pod talking to the node's own addresses (egress only)
+//! PALISADE-OUTPUT    the node to its own pods: always allowed (RETURN)
+//! PAL-I-… / PAL-E-…  per pod and direction, only if a policy isolates it: clear the bit, then
+//!                    for every rule of every isolating policy jump to its PAL-R-… chain and
+//!                    RETURN if that set the bit; at the end DROP (or count + NFLOG in audit)
+//! PAL-R-…            per policy rule: one line per (peer, port) pair that sets the bit
+//! ```
+//!
+//! Allowed packets leave Palisade's chains by RETURN, never ACCEPT: Palisade only takes
+//! permissions away, so the rest of the filter table (kube-proxy's service rejects and
+//! firewall, the CNI's rules, the administrator's) still has its say and installing Palisade can
+//! never open what was closed. The one ACCEPT is for ESTABLISHED,RELATED packets (the design's
+//! fast path): their connection already passed the whole table when it was new.
+//!
+//! Why a mark bit instead of RETURN straight out of the rule chain: a rule is the AND of its
+//! peers (OR) and its ports (OR); that takes a sub-chain, and the sub-chain's RETURN cannot end
+//! the pod chain, so it leaves a bit the pod chain tests. The bit (default 0x10000) stays clear
+//! of kube-proxy's 0x4000 (masquerade) and 0x8000 (drop), is cleared at the start of every pod
+//! chain (egress and ingress of one packet are separate checks) and cleared again before the
+//! entry chain ends, so packets leave with the mark they came with.
+//!
+//! Peers are ipsets named after the rule (policy, direction, rule index, peer index), not after
+//! their content: a pod coming or going changes set members only, never a chain, so the
+//! iptables side of a sync is empty in the common case.
+//!
+//! IPv4 only for now: pods and ipBlocks with IPv6 addresses are skipped (an IPv6-only peer
+//! matches no IPv4 packet, and a rule whose peers are all IPv6 matches nothing rather than
+//! everything).
+//!
+//! At packet level a pod is its IP. Two consequences where the policy crate can tell more:
+//! hostNetwork pods on this node reach local pods through OUTPUT and are allowed like the node
+//! itself, and a named egress port resolves on whatever live pod owns the destination IP
+//! (hostNetwork pods included).
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::Ipv4Net;
+use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortSpec};
+use palisade_policy::{Cluster, Direction, Endpoint, Peer, Phase, Pod, Policy, Protocol, Rule};
+
+use crate::ruleset::{
+    CtState, FORWARD_CHAIN, INPUT_CHAIN, IpSet, LOCAL_SET, Match, OUTPUT_CHAIN, RuleLine, Ruleset,
+    SetDir, SetEntry, SetKind, Target, hashed_name,
+};
+
+/// Annotation the operator sets on the policies of an Audit baseline (same string as the
+/// operator's `desired::MODE_ANNOTATION`).
+pub const MODE_ANNOTATION: &str = "palisade.dev/mode";
+/// The value of [`MODE_ANNOTATION`] that makes a policy audit-only.
+pub const AUDIT_MODE: &str = "audit";
+/// NFLOG prefixes longer than this are cut by the kernel (64 bytes with the terminating NUL).
+pub const MAX_NFLOG_PREFIX: usize = 63;
+/// iptables' comment match holds 255 bytes.
+pub const MAX_COMMENT: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Netlink group audit logs go to (read them with ulogd, or `tcpdump -i nflog:<group>`).
+    pub nflog_group: u16,
+    /// The single mark bit Palisade borrows while a packet is in its chains.
+    pub mark: u32,
+    /// Audit log rate per pod and direction.
+    pub audit_logs_per_minute: u32,
+    pub audit_log_burst: u32,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            nflog_group: 100,
+            mark: 0x10000,
+            audit_logs_per_minute: 10,
+            audit_log_burst: 20,
+        }
+    }
+}
+
+/// Whether a policy only audits (logs and counts what it would drop).
+pub fn is_audit(policy: &Policy) -> bool {
+    policy
+        .annotations
+        .get(MODE_ANNOTATION)
+        .is_some_and(|m| m == AUDIT_MODE)
+}
+
+/// A pod's IPv4 address, if it has one.
+pub fn ipv4(pod: &Pod) -> Option<Ipv4Addr> {
+    match pod.ip {
+        Some(IpAddr::V4(ip)) => Some(ip),
+        _ => None,
+    }
+}
+
+fn finished(pod: &Pod) -> bool {
+    matches!(pod.phase, Phase::Succeeded | Phase::Failed)
+}
+
+/// The pods this node enforces for: bound to it, with an IPv4 address, not on the host network,
+/// not finished. In cluster order (namespace, name).
+pub fn local_pods<'a>(cluster: &'a Cluster, node: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
+    cluster.pods().iter().filter(move |p| {
+        p.node.as_deref() == Some(node) && ipv4(p).is_some() && p.is_target() && !finished(p)
+    })
+}
+
+/// Compiles the ruleset for `node`. Pure and deterministic: the same snapshot gives the same
+/// ruleset, whatever order objects arrived in.
+pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Ruleset {
+    let mut b = Builder {
+        cluster,
+        options,
+        out: Ruleset::default(),
+    };
+    let mut local = IpSet::new(SetKind::HashIp);
+    let mut egress_dispatch = Vec::new();
+    let mut ingress_dispatch = Vec::new();
+    for pod in local_pods(cluster, node) {
+        let Some(ip) = ipv4(pod) else { continue };
+        local.entries.insert(SetEntry::Ip(ip));
+        let host = Ipv4Net::from(ip);
+        for direction in [Direction::Egress, Direction::Ingress] {
+            let isolating: Vec<&Policy> =
+                cluster.isolating(pod, direction).map(|(_, p)| p).collect();
+            if isolating.is_empty() {
+                continue;
+            }
+            let chain = b.pod_chain(pod, direction, &isolating);
+            let comment = format!("{} {direction}", pod.key());
+            match direction {
+                Direction::Egress => egress_dispatch.push(RuleLine::new(
+                    vec![Match::Src(host)],
+                    Target::Jump(chain),
+                    comment,
+                )),
+                Direction::Ingress => ingress_dispatch.push(RuleLine::new(
+                    vec![Match::Dst(host)],
+                    Target::Jump(chain),
+                    comment,
+                )),
+            }
+        }
+    }
+    b.out.sets.insert(LOCAL_SET.to_string(), local);
+    let mark = options.mark;
+
+    let local_set = |dir, negate| Match::Set {
+        name: LOCAL_SET.into(),
+        dir,
+        negate,
+    };
+    let conntrack = || {
+        [
+            RuleLine::new(
+                vec![Match::CtState(vec![CtState::Related, CtState::Established])],
+                Target::Accept,
+                "palisade: established connections",
+            ),
+            RuleLine::new(
+                vec![Match::CtState(vec![CtState::Invalid])],
+                Target::Drop,
+                "palisade: invalid packets",
+            ),
+        ]
+    };
+    let unmark = || {
+        RuleLine::new(
+            vec![],
+            Target::SetMark { value: 0, mask: mark },
+            "palisade: leave the mark as found",
+        )
+    };
+
+    let mut forward = vec![RuleLine::new(
+        vec![
+            local_set(SetDir::Src, true),
+            local_set(SetDir::Dst, true),
+        ],
+        Target::Return,
+        "palisade: not from or to a local pod",
+    )];
+    forward.extend(conntrack());
+    forward.extend(egress_dispatch.iter().cloned());
+    forward.extend(ingress_dispatch);
+    forward.push(unmark());
+
+    // Local pods talking to the node's own addresses: only their egress applies.
+    let mut input = vec![RuleLine::new(
+        vec![local_set(SetDir::Src, true)],
+        Target::Return,
+        "palisade: not from a local pod",
+    )];
+    input.extend(conntrack());
+    input.extend(egress_dispatch);
+    input.push(unmark());
+
+    // The node to its own pods (kubelet probes): always allowed, and only recognised on this
+    // path, since a source address in FORWARD could be spoofed.
+    let output = vec![RuleLine::new(
+        vec![local_set(SetDir::Dst, false)],
+        Target::Return,
+        "palisade: from this node to its pods, always allowed",
+    )];
+
+    b.out.chains.insert(FORWARD_CHAIN.into(), forward);
+    b.out.chains.insert(INPUT_CHAIN.into(), input);
+    b.out.chains.insert(OUTPUT_CHAIN.into(), output);
+    b.out
+}
+
+struct Builder<'a> {
+    cluster: &'a Cluster,
+    options: &'a CompileOptions,
+    out: Ruleset,
+}
+
+fn dir_tag(direction: Direction) -> char {
+    match direction {
+        Direction::Ingress => 'I',
+        Direction::Egress => 'E',
+    }
+}
+
+impl<'a> Builder<'a> {
+    /// The chain that decides `direction` for `pod`, which `isolating` (not empty) isolate.
+    fn pod_chain(&mut self, pod: &Pod, direction: Direction, isolating: &[&Policy]) -> String {
+        let name = hashed_name(
+            dir_tag(direction),
+            &[&pod.namespace, &pod.name, direction.as_str()],
+        );
+        let subject = format!("{} {direction}", pod.key());
+        let mark = self.options.mark;
+        let mut lines = vec![RuleLine::new(
+            vec![],
+            Target::SetMark { value: 0, mask: mark },
+            format!("{subject}: start unmarked"),
+        )];
+        for policy in isolating {
+            for (index, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+                let what = rule_label(policy, direction, index);
+                if let Some(chain) = self.rule_chain(policy, direction, index, rule, pod) {
+                    lines.push(RuleLine::new(vec![], Target::Jump(chain), what.clone()));
+                    lines.push(RuleLine::new(
+                        vec![Match::Mark {
+                            value: mark,
+                            mask: mark,
+                            negate: false,
+                        }],
+                        Target::Return,
+                        format!("{what} allows"),
+                    ));
+                }
+            }
+        }
+        if isolating.iter().any(|p| !is_audit(p)) {
+            lines.push(RuleLine::new(
+                vec![],
+                Target::Drop,
+                format!("{subject}: no rule allows"),
+            ));
+        } else {
+            // Only audit policies isolate: count and log what would be dropped, let it pass.
+            lines.push(RuleLine::new(
+                vec![],
+                Target::None,
+                format!("{subject}: audit, would drop"),
+            ));
+            lines.push(RuleLine::new(
+                vec![Match::Limit {
+                    per_minute: self.options.audit_logs_per_minute,
+                    burst: self.options.audit_log_burst,
+                }],
+                Target::Nflog {
+                    group: self.options.nflog_group,
+                    prefix: nflog_prefix(&format!("palisade-audit {subject}")),
+                },
+                format!("{subject}: audit log"),
+            ));
+        }
+        self.out.chains.insert(name.clone(), lines);
+        name
+    }
+
+    /// The chain of one rule as it applies to `pod` (ingress named ports resolve on it), or
+    /// `None` when the rule can match nothing.
+    fn rule_chain(
+        &mut self,
+        policy: &Policy,
+        direction: Direction,
+        index: usize,
+        rule: &Rule,
+        pod: &Pod,
+    ) -> Option<String> {
+        let what = rule_label(policy, direction, index);
+        let idx = index.to_string();
+        let base = [
+            policy.namespace.as_str(),
+            policy.name.as_str(),
+            direction.as_str(),
+            idx.as_str(),
+        ];
+
+        // Ports: alternatives of (protocol, range); egress named ports go to an ip,port set.
+        let mut port_alts: Vec<Vec<Match>> = Vec::new();
+        let mut named: Vec<(Protocol, &str)> = Vec::new();
+        let mut resolution = String::new();
+        if rule.ports.is_empty() {
+            port_alts.push(Vec::new());
+        }
+        for m in &rule.ports {
+            match &m.port {
+                PortSpec::Any => port_alts.push(vec![Match::Protocol(m.protocol)]),
+                PortSpec::Range(lo, hi) => {
+                    port_alts.push(vec![Match::Protocol(m.protocol), Match::DstPorts(*lo, *hi)]);
+                }
+                PortSpec::Named(port_name) => match direction {
+                    Direction::Ingress => {
+                        let port = pod.resolve_named_port(port_name, m.protocol);
+                        resolution.push_str(&format!("{port_name}/{}={port:?};", m.protocol));
+                        if let Some(port) = port {
+                            port_alts
+                                .push(vec![Match::Protocol(m.protocol), Match::DstPorts(port, port)]);
+                        }
+                    }
+                    Direction::Egress => named.push((m.protocol, port_name)),
+                },
+            }
+        }
+
+        let chain = hashed_name('R', &[&base[..], &[resolution.as_str()]].concat());
+        if self.out.chains.contains_key(&chain) {
+            return Some(chain);
+        }
+
+        let set_dir = match direction {
+            Direction::Ingress => SetDir::Src,
+            Direction::Egress => SetDir::Dst,
+        };
+        let mut peer_alts: Vec<Option<Match>> = Vec::new();
+        if rule.peers.is_empty() {
+            peer_alts.push(None);
+        }
+        if !port_alts.is_empty() {
+            for peer in &rule.peers {
+                let set = match peer {
+                    Peer::Pods { .. } => {
+                        let name = hashed_name('S', &peer_key(&policy.namespace, peer));
+                        self.pod_set(&name, &policy.namespace, peer);
+                        Some(name)
+                    }
+                    Peer::IpBlock(block) => {
+                        let name = hashed_name('N', &peer_key(&policy.namespace, peer));
+                        if !self.out.sets.contains_key(&name) {
+                            let entries = ip_block_entries(block);
+                            if let Some(entries) = entries {
+                                let set = IpSet {
+                                    kind: SetKind::HashNet,
+                                    entries,
+                                };
+                                self.out.sets.insert(name.clone(), set);
+                            }
+                        }
+                        self.out.sets.contains_key(&name).then_some(name)
+                    }
+                };
+                if let Some(name) = set {
+                    peer_alts.push(Some(Match::Set {
+                        name,
+                        dir: set_dir,
+                        negate: false,
+                    }));
+                }
+            }
+        }
+
+        let allow = Target::SetMark {
+            value: self.options.mark,
+            mask: self.options.mark,
+        };
+        let mut lines = Vec::new();
+        for peer in &peer_alts {
+            for ports in &port_alts {
+                let matches = peer.iter().chain(ports).cloned().collect();
+                lines.push(RuleLine::new(matches, allow.clone(), what.clone()));
+            }
+        }
+        if !named.is_empty() {
+            let name = hashed_name('P', &[&base[..], &["named"]].concat());
+            self.named_port_set(&name, policy, rule, &named);
+            lines.push(RuleLine::new(
+                vec![Match::Set {
+                    name,
+                    dir: SetDir::DstIpPort,
+                    negate: false,
+                }],
+                allow,
+                format!("{what} named ports"),
+            ));
+        }
+        if lines.is_empty() {
+            return None;
+        }
+        self.out.chains.insert(chain.clone(), lines);
+        Some(chain)
+    }
+
+    /// A `hash:ip` set of the pods a pod-selecting peer names.
+    fn pod_set(&mut self, name: &str, policy_ns: &str, peer: &Peer) {
+        if self.out.sets.contains_key(name) {
+            return;
+        }
+        let cluster = self.cluster;
+        // Narrow by namespace first (cheap), then ask the policy crate (exact).
+        let candidates: Box<dyn Iterator<Item = &Pod>> = match peer {
+            Peer::Pods {
+                namespaces: NamespaceScope::Matching(sel),
+                ..
+            } => Box::new(
+                cluster
+                    .namespaces()
+                    .filter(move |n| sel.matches(&n.labels))
+                    .flat_map(move |n| cluster.pods_in(&n.name)),
+            ),
+            _ => Box::new(cluster.pods_in(policy_ns)),
+        };
+        let entries = candidates
+            .filter(|p| cluster.peer_matches(policy_ns, peer, &Endpoint::Pod(p)))
+            .filter_map(ipv4)
+            .map(SetEntry::Ip)
+            .collect();
+        self.out.sets.insert(
+            name.to_string(),
+            IpSet {
+                kind: SetKind::HashIp,
+                entries,
+            },
+        );
+    }
+
+    /// A `hash:ip,port` set of (pod, protocol, port) for the live pods that are peers of `rule`
+    /// and define one of the `named` ports: egress named ports resolve on the destination.
+    fn named_port_set(
+        &mut self,
+        name: &str,
+        policy: &Policy,
+        rule: &Rule,
+        named: &[(Protocol, &str)],
+    ) {
+        if self.out.sets.contains_key(name) {
+            return;
+        }
+        let mut set = IpSet::new(SetKind::HashIpPort);
+        for pod in self.cluster.pods() {
+            let Some(ip) = ipv4(pod) else { continue };
+            if finished(pod) {
+                continue;
+            }
+            let ports: Vec<(Protocol, u16)> = named
+                .iter()
+                .filter_map(|(proto, n)| Some((*proto, pod.resolve_named_port(n, *proto)?)))
+                .collect();
+            if ports.is_empty()
+                || !self
+                    .cluster
+                    .rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(pod))
+            {
+                continue;
+            }
+            for (proto, port) in ports {
+                set.entries.insert(SetEntry::IpPort(ip, proto, port));
+            }
+        }
+        self.out.sets.insert(name.to_string(), set);
+    }
+}
+
+/// What a peer's set is named after: what it selects, not which policy it is in, so policies
+/// that name the same peers share one set (a namespaceSelector peer does not even depend on
+/// the policy's namespace). Never the members: a pod coming or going must not rename a set.
+fn peer_key(policy_ns: &str, peer: &Peer) -> Vec<String> {
+    match peer {
+        Peer::Pods { namespaces, pods } => {
+            let scope = match namespaces {
+                NamespaceScope::Own => format!("own {policy_ns}"),
+                NamespaceScope::Matching(sel) => format!("namespaces {:?}", sel.requirements()),
+            };
+            vec!["pods".into(), scope, format!("{:?}", pods.requirements())]
+        }
+        Peer::IpBlock(block) => {
+            let mut key = vec!["block".to_string(), block.cidr.to_string()];
+            key.extend(block.except.iter().map(ToString::to_string));
+            key
+        }
+    }
+}
+
+/// `ns/policy ingress[0]`: how rule lines name their rule.
+fn rule_label(policy: &Policy, direction: Direction, index: usize) -> String {
+    format!(
+        "{}/{} {direction}[{index}]",
+        policy.namespace, policy.name
+    )
+}
+
+/// The `hash:net` entries that match exactly the addresses an IPv4 ipBlock contains, or `None`
+/// for an IPv6 block. One set per block: excepts of overlapping blocks in one set would punch
+/// holes into each other under longest-prefix matching.
+pub fn ip_block_entries(block: &IpBlockPeer) -> Option<std::collections::BTreeSet<SetEntry>> {
+    let ipnet::IpNet::V4(cidr) = block.cidr else {
+        return None;
+    };
+    // hash:net cannot hold a /0: two halves instead.
+    let mut matching: BTreeMap<Ipv4Net, bool> = if cidr.prefix_len() == 0 {
+        cidr.subnets(1)
+            .map(|s| s.map(|n| (n, true)).collect())
+            .unwrap_or_default()
+    } else {
+        [(cidr, true)].into()
+    };
+    for except in &block.except {
+        let ipnet::IpNet::V4(except) = except else {
+            continue;
+        };
+        let except = except.trunc();
+        if except.prefix_len() == 0 {
+            return Some(Default::default());
+        }
+        // An except equal to a matching entry cancels it (one element cannot be both).
+        match matching.get(&except) {
+            Some(true) => {
+                matching.remove(&except);
+            }
+            _ => {
+                matching.insert(except, false);
+            }
+        }
+    }
+    Some(
+        matching
+            .into_iter()
+            .map(|(net, matches)| SetEntry::Net {
+                net,
+                nomatch: !matches,
+            })
+            .collect(),
+    )
+}
+
+/// Cut to what the kernel keeps, on a character boundary.
+pub fn nflog_prefix(text: &str) -> String {
+    truncate(text, MAX_NFLOG_PREFIX)
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}

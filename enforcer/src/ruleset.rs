@@ -1,0 +1,224 @@
+//! What the enforcer installs on a node, as data: ipsets and Palisade's filter chains. Structured
+//! rather than text so it can be interpreted in tests, diffed, and rendered for more than one
+//! backend.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use palisade_policy::Protocol;
+
+/// The entry chains; the apply layer jumps to them from position 1 of the built-in chains.
+pub const FORWARD_CHAIN: &str = "PALISADE-FORWARD";
+pub const INPUT_CHAIN: &str = "PALISADE-INPUT";
+pub const OUTPUT_CHAIN: &str = "PALISADE-OUTPUT";
+/// The `hash:ip` set of this node's pod IPs.
+pub const LOCAL_SET: &str = "PALISADE-LOCAL";
+/// Every chain and set Palisade owns starts with this; nothing else may.
+pub const NAME_PREFIX: &str = "PAL";
+
+/// The built-in chain each entry chain hangs off.
+pub const ENTRY_CHAINS: [(&str, &str); 3] = [
+    ("FORWARD", FORWARD_CHAIN),
+    ("INPUT", INPUT_CHAIN),
+    ("OUTPUT", OUTPUT_CHAIN),
+];
+
+/// Whether a chain or set name is Palisade's.
+pub fn is_palisade_name(name: &str) -> bool {
+    name.starts_with(NAME_PREFIX)
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub sets: BTreeMap<String, IpSet>,
+    /// Chain name to its rules, in order.
+    pub chains: BTreeMap<String, Vec<RuleLine>>,
+}
+
+/// Sizes for metrics and the node status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub chains: usize,
+    pub rules: usize,
+    pub sets: usize,
+    pub set_entries: usize,
+}
+
+impl Ruleset {
+    pub fn summary(&self) -> Summary {
+        Summary {
+            chains: self.chains.len(),
+            rules: self.chains.values().map(Vec::len).sum(),
+            sets: self.sets.len(),
+            set_entries: self.sets.values().map(|s| s.entries.len()).sum(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetKind {
+    HashIp,
+    HashNet,
+    HashIpPort,
+}
+
+impl SetKind {
+    /// The ipset type name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SetKind::HashIp => "hash:ip",
+            SetKind::HashNet => "hash:net",
+            SetKind::HashIpPort => "hash:ip,port",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpSet {
+    pub kind: SetKind,
+    pub entries: BTreeSet<SetEntry>,
+}
+
+impl IpSet {
+    pub fn new(kind: SetKind) -> Self {
+        Self {
+            kind,
+            entries: BTreeSet::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetEntry {
+    /// A `hash:ip` member.
+    Ip(Ipv4Addr),
+    /// A `hash:net` member; `nomatch` entries carve holes (the longest matching prefix wins).
+    Net { net: Ipv4Net, nomatch: bool },
+    /// A `hash:ip,port` member.
+    IpPort(Ipv4Addr, Protocol, u16),
+}
+
+/// Which packet fields a set match looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SetDir {
+    /// `src`
+    Src,
+    /// `dst`
+    Dst,
+    /// `dst,dst`: destination address and (protocol, destination port), for `hash:ip,port`.
+    DstIpPort,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CtState {
+    Invalid,
+    New,
+    Established,
+    Related,
+}
+
+impl CtState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CtState::Invalid => "INVALID",
+            CtState::New => "NEW",
+            CtState::Established => "ESTABLISHED",
+            CtState::Related => "RELATED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Match {
+    Src(Ipv4Net),
+    Dst(Ipv4Net),
+    Protocol(Protocol),
+    Set {
+        name: String,
+        dir: SetDir,
+        negate: bool,
+    },
+    /// Inclusive destination port range; needs a [`Match::Protocol`] in the same rule.
+    DstPorts(u16, u16),
+    /// `(packet mark & mask) == value`, or its negation.
+    Mark {
+        value: u32,
+        mask: u32,
+        negate: bool,
+    },
+    /// The connection is in one of these states (rendered in iptables-save's order).
+    CtState(Vec<CtState>),
+    /// At most `per_minute` matches a minute after a burst of `burst`.
+    Limit { per_minute: u32, burst: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Target {
+    Jump(String),
+    Accept,
+    Drop,
+    Return,
+    /// `mark = (mark & !mask) | value`; does not end the chain.
+    SetMark {
+        value: u32,
+        mask: u32,
+    },
+    /// Log to netlink group `group` with `prefix`; does not end the chain.
+    Nflog { group: u16, prefix: String },
+    /// No target: the rule only counts the packets that reach it.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RuleLine {
+    pub matches: Vec<Match>,
+    pub target: Target,
+    /// Says which pod, policy and rule the line is for, in `iptables-save`.
+    pub comment: Option<String>,
+}
+
+impl RuleLine {
+    pub fn new(matches: Vec<Match>, target: Target, comment: impl Into<String>) -> Self {
+        Self {
+            matches,
+            target,
+            comment: Some(comment.into()),
+        }
+    }
+}
+
+/// FNV-1a 64 over the parts, each followed by a 0xff byte (which no UTF-8 string contains, so
+/// `("ab", "c")` and `("a", "bc")` differ). Stable across releases and platforms, unlike
+/// `std`'s hasher: names derived from it must not change when the enforcer is upgraded.
+pub fn stable_hash<S: AsRef<str>>(parts: &[S]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in part.as_ref().as_bytes().iter().chain(&[0xff]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// `PAL-<tag>-<16 hex digits>`: 22 characters, within iptables' 28 for chains and ipset's 31
+/// for sets (with room for the `-T` of a temporary set).
+pub fn hashed_name<S: AsRef<str>>(tag: char, parts: &[S]) -> String {
+    format!("PAL-{tag}-{:016X}", stable_hash(parts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_is_stable_and_separates_parts() {
+        // Pinned: chain and set names on running nodes depend on it.
+        assert_eq!(stable_hash::<&str>(&[]), 0xcbf2_9ce4_8422_2325);
+        assert_ne!(stable_hash(&["ab", "c"]), stable_hash(&["a", "bc"]));
+        let name = hashed_name('I', &["ns", "pod", "ingress"]);
+        assert_eq!(name.len(), 22);
+        assert_eq!(name, hashed_name('I', &["ns", "pod", "ingress"]));
+    }
+}
