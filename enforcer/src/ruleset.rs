@@ -56,6 +56,73 @@ impl Ruleset {
     }
 }
 
+/// The longest chain name iptables accepts.
+pub const MAX_CHAIN_NAME: usize = 28;
+/// The longest set name ipset accepts, less room for the suffix of a temporary set.
+pub const MAX_SET_NAME: usize = 29;
+
+impl Ruleset {
+    /// Checks what the kernel would refuse or misread, so a bad ruleset fails here and not
+    /// halfway through a restore: name lengths, references to missing chains or sets, entries of
+    /// the wrong kind, `/0` in a `hash:net`, one net both matching and `nomatch`, port matches
+    /// without a protocol.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, set) in &self.sets {
+            if name.len() > MAX_SET_NAME || !is_palisade_name(name) {
+                return Err(format!("set name {name:?} too long or not Palisade's"));
+            }
+            for entry in &set.entries {
+                let ok = match (set.kind, entry) {
+                    (SetKind::HashIp, SetEntry::Ip(_))
+                    | (SetKind::HashIpPort, SetEntry::IpPort(..)) => true,
+                    (SetKind::HashNet, SetEntry::Net { net, nomatch }) => {
+                        net.prefix_len() > 0
+                            && *net == net.trunc()
+                            && !set.entries.contains(&SetEntry::Net {
+                                net: *net,
+                                nomatch: !nomatch,
+                            })
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    return Err(format!("set {name}: bad entry {entry:?}"));
+                }
+            }
+        }
+        for (name, lines) in &self.chains {
+            if name.len() > MAX_CHAIN_NAME || !is_palisade_name(name) {
+                return Err(format!("chain name {name:?} too long or not Palisade's"));
+            }
+            for line in lines {
+                if let Target::Jump(to) = &line.target
+                    && !self.chains.contains_key(to)
+                {
+                    return Err(format!("chain {name} jumps to missing chain {to}"));
+                }
+                let has_protocol = line.matches.iter().any(|m| matches!(m, Match::Protocol(_)));
+                for m in &line.matches {
+                    match m {
+                        Match::Set { name: set, dir, .. } => {
+                            let Some(s) = self.sets.get(set) else {
+                                return Err(format!("chain {name} uses missing set {set}"));
+                            };
+                            if (*dir == SetDir::DstIpPort) != (s.kind == SetKind::HashIpPort) {
+                                return Err(format!("chain {name} matches set {set} wrongly"));
+                            }
+                        }
+                        Match::DstPorts(lo, hi) if !has_protocol || lo > hi => {
+                            return Err(format!("chain {name}: bad port match {lo}:{hi}"));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SetKind {
     HashIp,
