@@ -35,8 +35,11 @@ pub struct ControlPlane {
     local: bool,
     port: u16,
     dir: PathBuf,
+    /// etcd, then the apiserver.
     processes: Mutex<Vec<Child>>,
-    keeper: Mutex<Option<Keeper>>,
+    keepers: Mutex<Vec<Keeper>>,
+    /// How the apiserver was started, to start it again.
+    apiserver: (PathBuf, Vec<std::ffi::OsString>),
     pub server: String,
     pub kubeconfig: PathBuf,
     kubectl: PathBuf,
@@ -216,6 +219,10 @@ impl ControlPlane {
             .args(["--disable-admission-plugins", "ServiceAccount"])
             .stdout(Stdio::null())
             .stderr(log("apiserver.log")?);
+        let apiserver_args = (
+            PathBuf::from(apiserver.get_program()),
+            apiserver.get_args().map(|a| a.to_os_string()).collect(),
+        );
         let (processes, keeper) = spawn_tied(vec![etcd, apiserver])?;
         let server = format!("https://127.0.0.1:{secure}");
         let kubeconfig = dir.join("kubeconfig");
@@ -237,13 +244,43 @@ impl ControlPlane {
             port,
             dir,
             processes: Mutex::new(processes),
-            keeper: Mutex::new(Some(keeper)),
+            keepers: Mutex::new(vec![keeper]),
+            apiserver: apiserver_args,
             server,
             kubeconfig,
             kubectl,
         };
         cp.wait_ready(Duration::from_secs(90))?;
         Ok(cp)
+    }
+
+    /// Kills the apiserver and starts it again on the same port and etcd (what clients see
+    /// during a control-plane upgrade or crash), then waits until it is ready.
+    pub fn restart_apiserver(&self) -> Result<(), Error> {
+        self.local_only("restarting the apiserver")?;
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = processes.get_mut(1) {
+            let _ = old.kill();
+            let _ = old.wait();
+        }
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.join("apiserver.log"))
+            .map_err(io("opening apiserver.log"))?;
+        let mut cmd = Command::new(&self.apiserver.0);
+        cmd.args(&self.apiserver.1)
+            .stdout(Stdio::null())
+            .stderr(log);
+        let (mut started, keeper) = spawn_tied(vec![cmd])?;
+        if let (Some(slot), Some(new)) = (processes.get_mut(1), started.pop()) {
+            *slot = new;
+        }
+        drop(processes);
+        self.keepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(keeper);
+        self.wait_ready(Duration::from_secs(90))
     }
 
     fn wait_ready(&self, limit: Duration) -> Result<(), Error> {
@@ -338,7 +375,8 @@ impl ControlPlane {
             port: 0,
             dir,
             processes: Mutex::new(Vec::new()),
-            keeper: Mutex::new(None),
+            keepers: Mutex::new(Vec::new()),
+            apiserver: (PathBuf::new(), Vec::new()),
             server: String::new(),
             kubeconfig,
             kubectl,
@@ -493,7 +531,10 @@ impl ControlPlane {
             let _ = child.wait();
         }
         processes.clear();
-        drop(self.keeper.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.keepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 

@@ -6,6 +6,7 @@ pub mod control_plane;
 pub mod netns;
 pub mod network;
 pub mod tools;
+pub mod util;
 
 pub use control_plane::{ControlPlane, Error};
 pub use network::Network;

@@ -3,4 +3,6 @@
 
 pub mod crd;
 pub mod desired;
+pub mod leader;
+pub mod metrics;
 pub mod reconcile;

@@ -1,7 +1,13 @@
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use clap::Parser;
+use palisade_operator::leader::{Elector, LeaseConfig};
+use palisade_operator::metrics::Metrics;
 use palisade_operator::reconcile::{Context, run};
+use palisade_policy::process;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -10,30 +16,37 @@ use palisade_operator::reconcile::{Context, run};
     about = "Keeps NetworkBaseline default-deny policies in opted-in namespaces"
 )]
 struct Args {
-    /// Palisade's own namespace, never given a baseline.
+    /// Palisade's own namespace: never given a baseline; holds the leader Lease.
     #[arg(long, env = "POD_NAMESPACE", default_value = "palisade-system")]
     namespace: String,
-    /// This replica's name, for Events.
+    /// This replica's name, for Events and the leader Lease (default: the host name).
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
+    /// Plain HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    admin_listen: SocketAddr,
+    /// The Lease that elects the one replica that writes.
+    #[arg(long, default_value = "palisade-operator")]
+    lease_name: String,
+    /// Seconds a leader's Lease lasts without renewal; a standby takes over after that.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
     /// Log format: text or json.
     #[arg(long, default_value = "json")]
     log_format: String,
 }
 
+fn identity(pod_name: Option<String>) -> String {
+    pod_name
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| format!("palisade-operator-{}", std::process::id()))
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    if args.log_format == "text" {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    } else {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    }
+    process::init_logging(&args.log_format, "info");
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -41,22 +54,90 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let ctx = Arc::new(Context::new(client, args.namespace, args.pod_name));
-    tracing::info!("reconciling NetworkBaselines");
-    run(ctx, async {
-        // Kubernetes stops pods with SIGTERM; Ctrl-C for people running it by hand.
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
+    let identity = identity(args.pod_name);
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        process::shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let admin = process::admin_router(ready.clone(), "the Kubernetes API has not answered yet", {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    });
+    let admin = tokio::spawn(process::serve_admin(
+        args.admin_listen,
+        admin,
+        stopped(stop_rx.clone()),
+    ));
+
+    let lease_duration = Duration::from_secs(args.lease_duration.max(2));
+    let mut elector = Elector::new(
+        client.clone(),
+        LeaseConfig {
+            namespace: args.namespace.clone(),
+            name: args.lease_name,
+            identity: identity.clone(),
+            duration: lease_duration,
+            retry: lease_duration / 3,
+        },
+    );
+    tracing::info!(%identity, "waiting to lead");
+    // Ready means "alive and talking to the API": a standby is ready, so rollouts proceed.
+    let leading = tokio::select! {
+        _ = elector.acquire(|answered| ready.store(answered, Ordering::SeqCst)) => true,
+        _ = stopped(stop_rx.clone()) => false,
+    };
+    let mut code = 0;
+    if leading {
+        metrics.set_leader(true);
+        tracing::info!(%identity, "leading: reconciling NetworkBaselines");
+        let ctx = Arc::new(Context::new(
+            client,
+            args.namespace,
+            Some(identity),
+            metrics.clone(),
+        ));
+        let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
+        let controllers = run(ctx, {
+            let (mut stop, mut lost) = (stop_rx.clone(), lost_rx);
+            async move {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+                    _ = stop.wait_for(|s| *s) => {}
+                    _ = lost.wait_for(|l| *l) => {}
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+        });
+        tokio::pin!(controllers);
+        tokio::select! {
+            _ = &mut controllers => {}
+            _ = elector.hold() => {
+                // Another replica may be writing now: stop at once, and let Kubernetes
+                // restart this one as a standby.
+                let _ = lost_tx.send(true);
+                metrics.set_leader(false);
+                code = 1;
+                controllers.await;
             }
         }
-        tracing::info!("shutting down");
-    })
-    .await;
+        if code != 0 {
+            std::process::exit(code);
+        }
+        elector.release().await;
+    }
+    match admin.await {
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "admin port");
+            code = 1;
+        }
+        Err(e) => tracing::error!(error = %e, "admin server task"),
+        Ok(Ok(())) => {}
+    }
+    std::process::exit(code);
 }

@@ -19,6 +19,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::crd::{BASELINE_LABEL, NetworkBaseline, NetworkBaselineStatus};
 use crate::desired::{MANAGED_BY, MANAGED_BY_LABEL, desired_policies, exclusion};
+use crate::metrics::Metrics;
 
 pub const FIELD_MANAGER: &str = "palisade-operator";
 const LISTED_NAMESPACES: usize = 50;
@@ -31,13 +32,19 @@ pub enum Error {
 
 pub struct Context {
     pub client: Client,
+    pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     /// Palisade's own namespace, never given a baseline.
     pub own_namespace: String,
 }
 
 impl Context {
-    pub fn new(client: Client, own_namespace: String, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        own_namespace: String,
+        instance: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance,
@@ -45,6 +52,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
+            metrics,
             own_namespace,
         }
     }
@@ -224,6 +232,7 @@ pub async fn reconcile_baseline(
     }
     covered.sort();
     conflicts.sort();
+    ctx.metrics.set_covered(&name, covered.len());
     let ready = match &invalid {
         Some(e) => condition(
             "Ready",
@@ -298,6 +307,23 @@ pub async fn reconcile_baseline(
     Ok(Action::await_change())
 }
 
+/// Runs a reconcile and records its result and duration.
+async fn measured<K, F>(
+    controller: &'static str,
+    reconcile: fn(Arc<K>, Arc<Context>) -> F,
+    object: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error>
+where
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
+    let start = std::time::Instant::now();
+    let result = reconcile(object, ctx.clone()).await;
+    ctx.metrics
+        .reconciled(controller, result.is_ok(), start.elapsed());
+    result
+}
+
 fn error_policy<K>(_: Arc<K>, error: &Error, _: Arc<Context>) -> Action {
     tracing::warn!(%error, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(5))
@@ -343,7 +369,11 @@ pub async fn run(
             |p: NetworkPolicy| p.namespace().map(|ns| ObjectRef::<Namespace>::new(&ns)),
         )
         .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(reconcile_namespace, error_policy, ctx.clone())
+        .run(
+            |ns, ctx| measured("namespace", reconcile_namespace, ns, ctx),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "namespace reconcile");
@@ -371,10 +401,19 @@ pub async fn run(
             },
         )
         .graceful_shutdown_on(stopped(stop_rx))
-        .run(reconcile_baseline, error_policy, ctx)
+        .run(
+            |b, ctx| measured("baseline", reconcile_baseline, b, ctx),
+            error_policy,
+            ctx.clone(),
+        )
         .for_each(|r| {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "baseline reconcile");
+            match r {
+                // A deleted baseline covers nothing any more.
+                Err(kube::runtime::controller::Error::ObjectNotFound(gone)) => {
+                    ctx.metrics.forget_baseline(&gone.name)
+                }
+                Err(e) => tracing::debug!(error = %e, "baseline reconcile"),
+                Ok(_) => {}
             }
             futures::future::ready(())
         });

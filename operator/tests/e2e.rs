@@ -1,28 +1,68 @@
 //! The operator as a process against the real apiserver: what a platform engineer does and sees.
 
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use palisade_e2e::ControlPlane;
+use palisade_e2e::util::{Process, free_port, http_get, text};
 
 const CHART_CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../charts/palisade/crds/networkbaseline.yaml"
 );
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// The tests of this binary run one at a time: each starts its own operator, and the first
 /// measures that nothing writes while the cluster is at rest.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn setup() -> (
+/// An operator replica: the process and its admin port.
+struct Operator {
+    process: Process,
+    admin: u16,
+}
+
+impl Operator {
+    /// Starts a replica named `identity` (its Lease holder name) and waits for its admin port.
+    fn start(cp: &ControlPlane, identity: &str) -> Self {
+        let admin = free_port();
+        let process = Process(
+            Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
+                .args(["--namespace", "palisade-system", "--log-format", "text"])
+                .args(["--pod-name", identity, "--lease-duration", "4"])
+                .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+                .env("KUBECONFIG", &cp.kubeconfig)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let operator = Self { process, admin };
+        palisade_e2e::util::eventually(
+            "the operator's readiness",
+            Duration::from_secs(20),
+            Some(200),
+            || http_get(admin, "/readyz").map(|r| r.0),
+        );
+        operator
+    }
+
+    fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default()
+    }
+}
+
+/// The value of one sample in Prometheus text, e.g. `palisade_operator_leader`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+fn setup_as(
+    identity: &str,
+) -> (
     &'static ControlPlane,
     std::sync::MutexGuard<'static, ()>,
     Operator,
@@ -39,24 +79,21 @@ fn setup() -> (
             "crd/networkbaselines.palisade.dev",
         ],
     );
-    let operator = Operator(
-        Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
-            .args(["--namespace", "palisade-system", "--log-format", "text"])
-            .env("KUBECONFIG", &cp.kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    // The leader Lease lives in Palisade's own namespace, which the chart creates.
+    let ns = kubectl(
+        cp,
+        &[
+            "create",
+            "namespace",
+            "palisade-system",
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
     );
+    apply(cp, &ns);
+    let operator = Operator::start(cp, identity);
     (cp, serial, operator)
-}
-
-struct Operator(Child);
-impl Drop for Operator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
@@ -77,18 +114,7 @@ fn apply(cp: &ControlPlane, yaml: &str) {
 
 /// Polls until `get` returns `want` (20 s at most).
 fn eventually(what: &str, want: &str, get: impl Fn() -> String) {
-    let start = Instant::now();
-    loop {
-        let got = get();
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{what}: want {want:?}, still {got:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    palisade_e2e::util::eventually(what, Duration::from_secs(20), want.to_string(), get);
 }
 
 fn policies(cp: &ControlPlane, ns: &str) -> String {
@@ -107,7 +133,7 @@ fn policies(cp: &ControlPlane, ns: &str) -> String {
 
 #[test]
 fn a_labelled_namespace_gets_and_keeps_its_baseline() {
-    let (cp, _serial, mut operator) = setup();
+    let (cp, _serial, mut operator) = setup_as("at-rest");
     apply(
         cp,
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec: {}\n",
@@ -298,32 +324,177 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         )
     });
 
-    // SIGTERM, as Kubernetes stops a pod: the operator exits cleanly.
-    let pid = operator.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
+    // The admin port says what happened.
+    let metrics = operator.metrics();
+    assert_eq!(
+        sample(&metrics, "palisade_operator_leader"),
+        Some(1.0),
+        "{metrics}"
     );
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = operator.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the operator ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"palisade_operator_namespaces_covered{baseline="default"}"#
+        ),
+        Some(0.0), // shop opted out above
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            r#"palisade_operator_reconciles_total{controller="namespace",result="ok"}"#
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    assert!(metrics.contains("palisade_operator_reconcile_duration_seconds_bucket"));
+    assert_eq!(
+        http_get(operator.admin, "/healthz"),
+        Some((200, "ok\n".into()))
+    );
+
+    // SIGTERM, as Kubernetes stops a pod: the operator exits cleanly and hands the Lease on.
+    let status = operator
+        .process
+        .terminate(Duration::from_secs(10))
+        .expect("the operator ignored SIGTERM");
     assert!(status.success(), "exit status {status}");
+    assert_eq!(lease_holder(cp), "");
+}
+
+fn lease_holder(cp: &ControlPlane) -> String {
+    kubectl(
+        cp,
+        &[
+            "get",
+            "lease",
+            "palisade-operator",
+            "-n",
+            "palisade-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    )
+}
+
+fn opt_in(cp: &ControlPlane, ns: &str, baseline: &str) {
+    kubectl(
+        cp,
+        &[
+            "label",
+            "--overwrite",
+            "namespace",
+            ns,
+            &format!("palisade.dev/baseline={baseline}"),
+        ],
+    );
+}
+
+#[test]
+fn a_standby_replica_takes_over_when_the_leader_dies() {
+    let (cp, _serial, leader) = setup_as("replica-a");
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: failover}\nspec: {}\n",
+    );
+    eventually("the first replica leads", "replica-a", || lease_holder(cp));
+    let standby = Operator::start(cp, "replica-b");
+    let _one = cp.test_namespace("failover-one").unwrap();
+    opt_in(cp, "failover-one", "failover");
+    eventually(
+        "the leader applies",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "failover-one"),
+    );
+    // Only the holder writes: the standby has reconciled nothing.
+    let metrics = standby.metrics();
+    assert_eq!(
+        sample(&metrics, "palisade_operator_leader"),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("controller=\"namespace\""), "{metrics}");
+    assert_eq!(lease_holder(cp), "replica-a");
+
+    // SIGKILL: no chance to hand the Lease on; the standby waits out the lease duration.
+    drop(leader);
+    eventually("the standby takes over", "replica-b", || lease_holder(cp));
+    let _two = cp.test_namespace("failover-two").unwrap();
+    opt_in(cp, "failover-two", "failover");
+    eventually(
+        "the new leader applies",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "failover-two"),
+    );
+    kubectl(
+        cp,
+        &[
+            "delete",
+            "networkpolicy",
+            "palisade-baseline-deny",
+            "-n",
+            "failover-one",
+        ],
+    );
+    eventually(
+        "the new leader repairs",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "failover-one"),
+    );
+    assert_eq!(
+        sample(&standby.metrics(), "palisade_operator_leader"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn the_operator_converges_after_the_apiserver_restarts() {
+    let (cp, _serial, _operator) = setup_as("restart");
+    if !cp.is_local() {
+        return; // an external cluster's apiserver is not ours to restart
+    }
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: restart}\nspec: {}\n",
+    );
+    let _before = cp.test_namespace("restart-before").unwrap();
+    opt_in(cp, "restart-before", "restart");
+    eventually(
+        "before the restart",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "restart-before"),
+    );
+
+    cp.restart_apiserver().unwrap();
+
+    // The operator's watches reconnect: new changes and drift are handled again.
+    let _after = cp.test_namespace("restart-after").unwrap();
+    opt_in(cp, "restart-after", "restart");
+    kubectl(
+        cp,
+        &[
+            "delete",
+            "networkpolicy",
+            "palisade-baseline-dns",
+            "-n",
+            "restart-before",
+        ],
+    );
+    eventually(
+        "a namespace labelled after the restart",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "restart-after"),
+    );
+    eventually(
+        "drift after the restart",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "restart-before"),
+    );
 }
 
 #[test]
 fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_policies() {
-    let (cp, _serial, _operator) = setup();
+    let (cp, _serial, _operator) = setup_as("baselines");
     apply(
         cp,
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: ingress-only}\nspec: {policyTypes: [Ingress]}\n",

@@ -7,6 +7,8 @@ pub mod cluster;
 pub mod input;
 pub mod model;
 pub mod policy;
+#[cfg(feature = "process")]
+pub mod process;
 pub mod reach;
 pub mod selector;
 pub mod verdict;

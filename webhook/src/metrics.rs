@@ -130,9 +130,7 @@ impl Metrics {
 
     /// The OpenMetrics text for `/metrics`.
     pub fn render(&self) -> String {
-        let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        palisade_policy::process::encode(&registry)
     }
 }

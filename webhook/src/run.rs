@@ -7,13 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
 use axum_server::tls_rustls::RustlsConfig;
 use clap::Parser;
 use palisade_policy::checks::{self, CheckConfig, CheckId, Mode};
+use palisade_policy::process;
 use tokio::sync::Notify;
 
 use crate::caches::Caches;
@@ -152,21 +149,24 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         metrics: metrics.clone(),
         confirm: Some(confirm),
     });
-    let admin = admin_router(ready.clone(), metrics);
+    let admin = process::admin_router(
+        ready.clone(),
+        "caches not synced yet",
+        Arc::new(move || metrics.render()),
+    );
 
     let handle = axum_server::Handle::new();
-    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen).await?;
     tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
     let shutdown = {
         let handle = handle.clone();
         async move {
-            wait_for_signal().await;
+            process::shutdown_signal().await;
             tracing::info!("shutting down: finishing in-flight reviews");
             handle.graceful_shutdown(Some(Duration::from_secs(10)));
         }
     };
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(());
-    let admin_server = axum::serve(admin_listener, admin).with_graceful_shutdown(async move {
+    let admin_server = process::serve_admin(args.admin_listen, admin, async move {
         let mut rx = shutdown_rx;
         let _ = rx.changed().await;
     });
@@ -184,59 +184,6 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     webhook?;
     admin?;
     Ok(())
-}
-
-fn admin_router(ready: Arc<AtomicBool>, metrics: Arc<Metrics>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(Ordering::SeqCst);
-                async move {
-                    if ready {
-                        (StatusCode::OK, "ok\n")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet\n")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let text = metrics.render();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        text,
-                    )
-                        .into_response()
-                }
-            }),
-        )
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
 }
 
 /// Confirms denials against the apiserver's current view of the namespace.
