@@ -238,11 +238,7 @@ impl<'a> Builder<'a> {
         );
         let subject = format!("{} {direction}", pod.key());
         let mark = self.options.mark;
-        let mut lines = vec![RuleLine::new(
-            vec![],
-            Target::SetMark { value: 0, mask: mark },
-            format!("{subject}: start unmarked"),
-        )];
+        let mut lines = Vec::new();
         for policy in isolating {
             for (index, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
                 let what = rule_label(policy, direction, index);
@@ -260,6 +256,17 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        if !lines.is_empty() {
+            // Egress and ingress of one packet are separate checks: start each unmarked.
+            lines.insert(
+                0,
+                RuleLine::new(
+                    vec![],
+                    Target::SetMark { value: 0, mask: mark },
+                    format!("{subject}: start unmarked"),
+                ),
+            );
+        }
         if isolating.iter().any(|p| !is_audit(p)) {
             lines.push(RuleLine::new(
                 vec![],
@@ -268,10 +275,12 @@ impl<'a> Builder<'a> {
             ));
         } else {
             // Only audit policies isolate: count and log what would be dropped, let it pass.
+            let names: Vec<&str> = isolating.iter().map(|p| p.name.as_str()).collect();
+            let names = names.join(",");
             lines.push(RuleLine::new(
                 vec![],
                 Target::None,
-                format!("{subject}: audit, would drop"),
+                format!("{subject}: audit, would drop (isolated by {names})"),
             ));
             lines.push(RuleLine::new(
                 vec![Match::Limit {
@@ -280,7 +289,7 @@ impl<'a> Builder<'a> {
                 }],
                 Target::Nflog {
                     group: self.options.nflog_group,
-                    prefix: nflog_prefix(&format!("palisade-audit {subject}")),
+                    prefix: nflog_prefix(&format!("palisade-audit {subject} {names}")),
                 },
                 format!("{subject}: audit log"),
             ));

@@ -1,0 +1,355 @@
+//! The text of the ruleset for small clusters, exactly: what a user sees in `iptables-save`
+//! and `ipset save`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use palisade_enforcer::compile::MODE_ANNOTATION;
+use palisade_enforcer::render::{render_iptables, render_ipset};
+use palisade_enforcer::{CompileOptions, Ruleset, compile};
+use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
+use palisade_policy::{
+    Cluster, ContainerPort, Labels, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector,
+};
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn pod(ns: &str, name: &str, app: &str, ip: [u8; 4], node: &str) -> Pod {
+    let mut p = Pod::running(
+        ns,
+        name,
+        labels(&[("app", app)]),
+        IpAddr::V4(Ipv4Addr::from(ip)),
+    );
+    p.node = Some(node.into());
+    p
+}
+
+fn policy(ns: &str, name: &str, app: &str) -> Policy {
+    Policy {
+        namespace: ns.into(),
+        name: name.into(),
+        labels: Labels::new(),
+        annotations: Default::default(),
+        pod_selector: Selector::from_labels(&labels(&[("app", app)])),
+        ingress: None,
+        egress: None,
+    }
+}
+
+fn tcp(lo: u16, hi: u16) -> PortMatch {
+    PortMatch {
+        protocol: Protocol::Tcp,
+        port: PortSpec::Range(lo, hi),
+    }
+}
+
+fn pods_of(app: &str) -> Peer {
+    Peer::Pods {
+        namespaces: NamespaceScope::Own,
+        pods: Selector::from_labels(&labels(&[("app", app)])),
+    }
+}
+
+/// Everything a sync would write to a fresh node: ipset input, then iptables input.
+fn text(pods: Vec<Pod>, policies: Vec<Policy>) -> String {
+    let c = Cluster::new(vec![Namespace::new("x", Labels::new())], pods, vec![], policies);
+    let r = compile(&c, "n1", &CompileOptions::default());
+    assert_eq!(r.validate(), Ok(()));
+    full(&r)
+}
+
+fn full(r: &Ruleset) -> String {
+    let sets = render_ipset(r, Some(&BTreeMap::new()));
+    let chains = render_iptables(r, &BTreeMap::new()).expect("a fresh node needs chains");
+    format!("{sets}{chains}")
+}
+
+/// The pod and rule chains and the peer sets, without the fixed entry chains.
+fn specific(pods: Vec<Pod>, policies: Vec<Policy>) -> String {
+    let c = Cluster::new(vec![Namespace::new("x", Labels::new())], pods, vec![], policies);
+    let mut r = compile(&c, "n1", &CompileOptions::default());
+    assert_eq!(r.validate(), Ok(()));
+    r.chains.retain(|name, _| !name.starts_with("PALISADE-"));
+    r.sets.retain(|name, _| !name.starts_with("PALISADE-"));
+    let sets = render_ipset(&r, Some(&BTreeMap::new()));
+    let chains = render_iptables(&r, &BTreeMap::new()).unwrap_or_default();
+    format!("{sets}{chains}")
+}
+
+
+fn web_with_port(ip: [u8; 4], node: &str, name: &str, port: u16) -> Pod {
+    let mut p = pod("x", name, "web", ip, node);
+    p.ports.push(ContainerPort {
+        name: Some("http".into()),
+        port,
+        protocol: Protocol::Tcp,
+    });
+    p
+}
+
+fn db(name: &str, ip: [u8; 4], http: Option<u16>) -> Pod {
+    let mut p = pod("x", name, "db", ip, "n2");
+    if let Some(port) = http {
+        p.ports.push(ContainerPort {
+            name: Some("http".into()),
+            port,
+            protocol: Protocol::Tcp,
+        });
+    }
+    p
+}
+
+fn named(protocol: Protocol, name: &str) -> PortMatch {
+    PortMatch {
+        protocol,
+        port: PortSpec::Named(name.into()),
+    }
+}
+
+fn block(cidr: &str, except: &[&str]) -> Peer {
+    Peer::IpBlock(IpBlockPeer {
+        cidr: cidr.parse().expect("cidr"),
+        except: except.iter().map(|e| e.parse().expect("cidr")).collect(),
+    })
+}
+
+fn scenario_deny_all() -> String {
+    let a = pod("x", "a", "web", [10, 0, 0, 1], "n1");
+    let b = pod("x", "b", "db", [10, 0, 1, 2], "n2");
+    let mut deny = policy("x", "deny", "web");
+    deny.ingress = Some(vec![]);
+    text(vec![a, b], vec![deny])
+}
+
+fn scenario_selector_and_ports() -> String {
+    let mut p = policy("x", "allow-db", "web");
+    p.ingress = Some(vec![Rule {
+        peers: vec![pods_of("db")],
+        ports: vec![tcp(80, 80), tcp(8000, 8100)],
+    }]);
+    let pods = vec![
+        web_with_port([10, 0, 0, 1], "n1", "a", 8080),
+        db("b", [10, 0, 1, 2], None),
+        db("c", [10, 0, 1, 3], None),
+    ];
+    specific(pods, vec![p])
+}
+
+fn scenario_ip_blocks() -> String {
+    let mut p = policy("x", "blocks", "web");
+    p.ingress = Some(vec![Rule {
+        peers: vec![
+            block("10.0.0.0/16", &["10.0.1.0/24"]),
+            block("0.0.0.0/0", &["10.0.0.0/8"]),
+        ],
+        ports: vec![],
+    }]);
+    specific(vec![pod("x", "a", "web", [10, 0, 0, 1], "n1")], vec![p])
+}
+
+fn scenario_named_ports() -> String {
+    let mut p = policy("x", "named", "web");
+    p.ingress = Some(vec![Rule {
+        peers: vec![],
+        ports: vec![named(Protocol::Tcp, "http")],
+    }]);
+    p.egress = Some(vec![Rule {
+        peers: vec![pods_of("db")],
+        ports: vec![
+            named(Protocol::Tcp, "http"),
+            PortMatch {
+                protocol: Protocol::Udp,
+                port: PortSpec::Any,
+            },
+        ],
+    }]);
+    let pods = vec![
+        web_with_port([10, 0, 0, 1], "n1", "a", 8080),
+        // The same name, another number: a rule chain of its own.
+        web_with_port([10, 0, 0, 5], "n1", "e", 8443),
+        db("b", [10, 0, 1, 2], Some(9090)),
+        db("c", [10, 0, 1, 3], None),
+    ];
+    specific(pods, vec![p])
+}
+
+fn scenario_audit() -> String {
+    let mut audit = policy("x", "audit", "web");
+    audit.annotations = [(MODE_ANNOTATION.to_string(), "audit".to_string())].into();
+    audit.ingress = Some(vec![Rule {
+        peers: vec![pods_of("db")],
+        ports: vec![],
+    }]);
+    audit.egress = Some(vec![]);
+    // Ingress is also isolated by an enforcing policy: there a denial drops.
+    let mut enforce = policy("x", "enforce", "web");
+    enforce.ingress = Some(vec![]);
+    let pods = vec![
+        pod("x", "a", "web", [10, 0, 0, 1], "n1"),
+        db("b", [10, 0, 1, 2], None),
+    ];
+    specific(pods, vec![audit, enforce])
+}
+
+/// One local pod isolated for ingress with no rules: the whole node's ruleset.
+#[test]
+fn deny_all() {
+    assert_eq!(
+        scenario_deny_all(),
+        r#"create PALISADE-LOCAL hash:ip family inet hashsize 1024 maxelem 1048576
+add PALISADE-LOCAL 10.0.0.1
+*filter
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PALISADE-FORWARD - [0:0]
+:PALISADE-INPUT - [0:0]
+:PALISADE-OUTPUT - [0:0]
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j DROP
+-A PALISADE-FORWARD -m set ! --match-set PALISADE-LOCAL src -m set ! --match-set PALISADE-LOCAL dst -m comment --comment "palisade: not from or to a local pod" -j RETURN
+-A PALISADE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
+-A PALISADE-FORWARD -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-FORWARD -d 10.0.0.1/32 -m comment --comment "x/a ingress" -j PAL-I-5D91D0EE6D0E4B6C
+-A PALISADE-FORWARD -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-INPUT -m set ! --match-set PALISADE-LOCAL src -m comment --comment "palisade: not from a local pod" -j RETURN
+-A PALISADE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
+-A PALISADE-INPUT -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-INPUT -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-OUTPUT -m set --match-set PALISADE-LOCAL dst -m comment --comment "palisade: from this node to its pods, always allowed" -j RETURN
+COMMIT
+"#
+    );
+}
+
+/// Pods of a selector on a port and an endPort range: one set of peers, one line per port.
+#[test]
+fn selector_and_ports() {
+    assert_eq!(
+        scenario_selector_and_ports(),
+        r#"create PAL-S-9E5797AD4F9E72E3 hash:ip family inet hashsize 1024 maxelem 1048576
+add PAL-S-9E5797AD4F9E72E3 10.0.1.2
+add PAL-S-9E5797AD4F9E72E3 10.0.1.3
+*filter
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PAL-R-E25ACAFFAE77481F - [0:0]
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/allow-db ingress[0]" -j PAL-R-E25ACAFFAE77481F
+-A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/allow-db ingress[0] allows" -j RETURN
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j DROP
+-A PAL-R-E25ACAFFAE77481F -p tcp -m set --match-set PAL-S-9E5797AD4F9E72E3 src -m tcp --dport 80 -m comment --comment "x/allow-db ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-E25ACAFFAE77481F -p tcp -m set --match-set PAL-S-9E5797AD4F9E72E3 src -m tcp --dport 8000:8100 -m comment --comment "x/allow-db ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+COMMIT
+"#
+    );
+}
+
+/// One hash:net set per ipBlock, excepts as nomatch entries; a /0 as two halves.
+#[test]
+fn ip_blocks() {
+    assert_eq!(
+        scenario_ip_blocks(),
+        r#"create PAL-N-939BAD10B35A9472 hash:net family inet hashsize 1024 maxelem 1048576
+add PAL-N-939BAD10B35A9472 0.0.0.0/1
+add PAL-N-939BAD10B35A9472 10.0.0.0/8 nomatch
+add PAL-N-939BAD10B35A9472 128.0.0.0/1
+create PAL-N-FCE95DD4EAAB42C7 hash:net family inet hashsize 1024 maxelem 1048576
+add PAL-N-FCE95DD4EAAB42C7 10.0.0.0/16
+add PAL-N-FCE95DD4EAAB42C7 10.0.1.0/24 nomatch
+*filter
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PAL-R-8D2F9816A6939837 - [0:0]
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/blocks ingress[0]" -j PAL-R-8D2F9816A6939837
+-A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/blocks ingress[0] allows" -j RETURN
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j DROP
+-A PAL-R-8D2F9816A6939837 -m set --match-set PAL-N-FCE95DD4EAAB42C7 src -m comment --comment "x/blocks ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-8D2F9816A6939837 -m set --match-set PAL-N-939BAD10B35A9472 src -m comment --comment "x/blocks ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+COMMIT
+"#
+    );
+}
+
+/// Ingress named ports resolve on each local pod (another number, another rule chain);
+/// egress named ports on each peer, through a hash:ip,port set.
+#[test]
+fn named_ports() {
+    assert_eq!(
+        scenario_named_ports(),
+        r#"create PAL-P-48EFAA0070E0A3AD hash:ip,port family inet hashsize 1024 maxelem 1048576
+add PAL-P-48EFAA0070E0A3AD 10.0.1.2,tcp:9090
+create PAL-S-9E5797AD4F9E72E3 hash:ip family inet hashsize 1024 maxelem 1048576
+add PAL-S-9E5797AD4F9E72E3 10.0.1.2
+add PAL-S-9E5797AD4F9E72E3 10.0.1.3
+*filter
+:PAL-E-0A74BD4AF1A08144 - [0:0]
+:PAL-E-FFECB56C29E1D3A8 - [0:0]
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PAL-I-FD74D520DECEA678 - [0:0]
+:PAL-R-60A1AFCF2CE693AB - [0:0]
+:PAL-R-739682F41FF6BAE8 - [0:0]
+:PAL-R-B9EC4EF76FF7161C - [0:0]
+-A PAL-E-0A74BD4AF1A08144 -m comment --comment "x/a egress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-E-0A74BD4AF1A08144 -m comment --comment "x/named egress[0]" -j PAL-R-739682F41FF6BAE8
+-A PAL-E-0A74BD4AF1A08144 -m mark --mark 0x10000/0x10000 -m comment --comment "x/named egress[0] allows" -j RETURN
+-A PAL-E-0A74BD4AF1A08144 -m comment --comment "x/a egress: no rule allows" -j DROP
+-A PAL-E-FFECB56C29E1D3A8 -m comment --comment "x/e egress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-E-FFECB56C29E1D3A8 -m comment --comment "x/named egress[0]" -j PAL-R-739682F41FF6BAE8
+-A PAL-E-FFECB56C29E1D3A8 -m mark --mark 0x10000/0x10000 -m comment --comment "x/named egress[0] allows" -j RETURN
+-A PAL-E-FFECB56C29E1D3A8 -m comment --comment "x/e egress: no rule allows" -j DROP
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/named ingress[0]" -j PAL-R-60A1AFCF2CE693AB
+-A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/named ingress[0] allows" -j RETURN
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j DROP
+-A PAL-I-FD74D520DECEA678 -m comment --comment "x/e ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-FD74D520DECEA678 -m comment --comment "x/named ingress[0]" -j PAL-R-B9EC4EF76FF7161C
+-A PAL-I-FD74D520DECEA678 -m mark --mark 0x10000/0x10000 -m comment --comment "x/named ingress[0] allows" -j RETURN
+-A PAL-I-FD74D520DECEA678 -m comment --comment "x/e ingress: no rule allows" -j DROP
+-A PAL-R-60A1AFCF2CE693AB -p tcp -m tcp --dport 8080 -m comment --comment "x/named ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-739682F41FF6BAE8 -p udp -m set --match-set PAL-S-9E5797AD4F9E72E3 dst -m comment --comment "x/named egress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-739682F41FF6BAE8 -m set --match-set PAL-P-48EFAA0070E0A3AD dst,dst -m comment --comment "x/named egress[0] named ports" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-B9EC4EF76FF7161C -p tcp -m tcp --dport 8443 -m comment --comment "x/named ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+COMMIT
+"#
+    );
+}
+
+/// Denied by audit policies only: counted and logged, let through; an enforcing policy
+/// isolating the same direction drops.
+#[test]
+fn audit() {
+    assert_eq!(
+        scenario_audit(),
+        r#"create PAL-S-9E5797AD4F9E72E3 hash:ip family inet hashsize 1024 maxelem 1048576
+add PAL-S-9E5797AD4F9E72E3 10.0.1.2
+*filter
+:PAL-E-0A74BD4AF1A08144 - [0:0]
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PAL-R-1796012EE45535FE - [0:0]
+-A PAL-E-0A74BD4AF1A08144 -m comment --comment "x/a egress: audit, would drop (isolated by audit)"
+-A PAL-E-0A74BD4AF1A08144 -m limit --limit 10/min --limit-burst 20 -m comment --comment "x/a egress: audit log" -j NFLOG --nflog-prefix "palisade-audit x/a egress audit" --nflog-group 100
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/audit ingress[0]" -j PAL-R-1796012EE45535FE
+-A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/audit ingress[0] allows" -j RETURN
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j DROP
+-A PAL-R-1796012EE45535FE -m set --match-set PAL-S-9E5797AD4F9E72E3 src -m comment --comment "x/audit ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+COMMIT
+"#
+    );
+}
+
+#[test]
+fn same_input_same_text() {
+    for scenario in [
+        scenario_deny_all,
+        scenario_selector_and_ports,
+        scenario_ip_blocks,
+        scenario_named_ports,
+        scenario_audit,
+    ] {
+        assert_eq!(scenario(), scenario());
+    }
+}
