@@ -89,6 +89,30 @@ fn ct_order(s: CtState) -> u8 {
     }
 }
 
+/// A rate as the limit match prints it back: the kernel keeps a period (`60 s × 10000 / n`),
+/// which iptables-save shows in the largest unit that divides it (`60/min` is `1/sec`). The
+/// same arithmetic as iptables' `print_rate`.
+fn limit_rate(per_minute: u32) -> String {
+    const SCALE: u32 = 10_000;
+    let rates = [
+        ("day", SCALE * 24 * 60 * 60),
+        ("hour", SCALE * 60 * 60),
+        ("min", SCALE * 60),
+        ("sec", SCALE),
+    ];
+    let period = (SCALE * 60) / per_minute.clamp(1, SCALE * 60);
+    let mut i = 1;
+    while i < rates.len() {
+        let mult = rates[i].1;
+        if period > mult || mult / period < mult % period {
+            break;
+        }
+        i += 1;
+    }
+    let (name, mult) = rates[i - 1];
+    format!("{}/{name}", mult / period)
+}
+
 /// One rule as `iptables-save` prints it.
 pub fn render_rule(chain: &str, line: &RuleLine) -> String {
     let mut out = format!("-A {chain}");
@@ -145,7 +169,7 @@ pub fn render_rule(chain: &str, line: &RuleLine) -> String {
                 let _ = write!(out, " -m conntrack --ctstate {}", names.join(","));
             }
             Match::Limit { per_minute, burst } => {
-                let _ = write!(out, " -m limit --limit {per_minute}/min");
+                let _ = write!(out, " -m limit --limit {}", limit_rate(*per_minute));
                 // 5 is the default, which iptables-save leaves out.
                 if *burst != 5 {
                     let _ = write!(out, " --limit-burst {burst}");
@@ -155,8 +179,7 @@ pub fn render_rule(chain: &str, line: &RuleLine) -> String {
     }
     if let Some(comment) = &line.comment {
         out.push_str(" -m comment --comment");
-        // The comment match always quotes.
-        let _ = write!(out, " \"{}\"", sanitize_comment(comment));
+        save_string(&mut out, &sanitize_comment(comment));
     }
     match &line.target {
         Target::Jump(chain) => {
