@@ -144,6 +144,7 @@ fn canonical(plugin: &str) -> &str {
     match plugin {
         "cilium-cni" => "cilium",
         "antrea-cni" => "antrea",
+        "weave-net" => "weave",
         other => other,
     }
 }
