@@ -402,7 +402,7 @@ impl<'a> Builder<'a> {
             }
         }
         if !named.is_empty() {
-            let name = hashed_name('P', &[&base[..], &["named"]].concat());
+            let name = hashed_name('P', &named_key(policy, rule, &named));
             self.named_port_set(&name, policy, rule, &named);
             lines.push(RuleLine::new(
                 vec![Match::Set {
@@ -509,6 +509,23 @@ fn peer_key(policy_ns: &str, peer: &Peer) -> Vec<String> {
             key
         }
     }
+}
+
+/// What an egress named-port set is named after: the rule's peers (as in [`peer_key`]) and
+/// the port names, so rules that say the same in different policies share one set.
+fn named_key(policy: &Policy, rule: &Rule, named: &[(Protocol, &str)]) -> Vec<String> {
+    let mut key = vec!["named".to_string()];
+    for (protocol, name) in named {
+        key.push(format!("{protocol}/{name}"));
+    }
+    if rule.peers.is_empty() {
+        key.push("any peer".into());
+    }
+    for peer in &rule.peers {
+        key.push("peer".into());
+        key.extend(peer_key(&policy.namespace, peer));
+    }
+    key
 }
 
 /// `ns/policy ingress[0]`: how rule lines name their rule.

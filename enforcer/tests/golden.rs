@@ -279,8 +279,8 @@ COMMIT
 fn named_ports() {
     assert_eq!(
         scenario_named_ports(),
-        r#"create PAL-P-48EFAA0070E0A3AD hash:ip,port family inet hashsize 1024 maxelem 1048576
-add PAL-P-48EFAA0070E0A3AD 10.0.1.2,tcp:9090
+        r#"create PAL-P-7039367A00678343 hash:ip,port family inet hashsize 1024 maxelem 1048576
+add PAL-P-7039367A00678343 10.0.1.2,tcp:9090
 create PAL-S-9E5797AD4F9E72E3 hash:ip family inet hashsize 1024 maxelem 1048576
 add PAL-S-9E5797AD4F9E72E3 10.0.1.2
 add PAL-S-9E5797AD4F9E72E3 10.0.1.3
@@ -310,7 +310,7 @@ add PAL-S-9E5797AD4F9E72E3 10.0.1.3
 -A PAL-I-FD74D520DECEA678 -m comment --comment "x/e ingress: no rule allows" -j DROP
 -A PAL-R-60A1AFCF2CE693AB -p tcp -m tcp --dport 8080 -m comment --comment "x/named ingress[0]" -j MARK --set-xmark 0x10000/0x10000
 -A PAL-R-739682F41FF6BAE8 -p udp -m set --match-set PAL-S-9E5797AD4F9E72E3 dst -m comment --comment "x/named egress[0]" -j MARK --set-xmark 0x10000/0x10000
--A PAL-R-739682F41FF6BAE8 -m set --match-set PAL-P-48EFAA0070E0A3AD dst,dst -m comment --comment "x/named egress[0] named ports" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-739682F41FF6BAE8 -m set --match-set PAL-P-7039367A00678343 dst,dst -m comment --comment "x/named egress[0] named ports" -j MARK --set-xmark 0x10000/0x10000
 -A PAL-R-B9EC4EF76FF7161C -p tcp -m tcp --dport 8443 -m comment --comment "x/named ingress[0]" -j MARK --set-xmark 0x10000/0x10000
 COMMIT
 "#
