@@ -22,7 +22,7 @@ trap cleanup EXIT
 PALISADE_E2E_STATE=$work target/release/palisade-e2e up >/dev/null
 export KUBECONFIG=$(sed -n 's/^kubeconfig: //p' "$work/state")
 k() { "$BIN/kubectl" "$@"; }
-k apply -f charts/palisade/crds/networkbaseline.yaml >/dev/null
+k apply -f charts/palisade/crds/palisade.dev.yaml >/dev/null
 k wait --for=condition=Established --timeout=30s crd/networkbaselines.palisade.dev >/dev/null
 printf 'apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec: {}\n' | k apply -f - >/dev/null
 python3 - "$N" >"$work/namespaces.json" <<'PY'

@@ -2,7 +2,7 @@
 
 const CHART_CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../charts/palisade/crds/networkbaseline.yaml"
+    "/../charts/palisade/crds/palisade.dev.yaml"
 );
 
 #[test]
@@ -11,8 +11,8 @@ fn the_charts_crd_is_the_generated_one() {
     let shipped = std::fs::read_to_string(CHART_CRD).unwrap_or_default();
     assert!(
         generated == shipped,
-        "charts/palisade/crds/networkbaseline.yaml is not what the types generate; run\n  \
-         cargo run -p palisade-operator --bin crdgen > charts/palisade/crds/networkbaseline.yaml"
+        "charts/palisade/crds/palisade.dev.yaml is not what the types generate; run\n  \
+         cargo run -p palisade-operator --bin crdgen > charts/palisade/crds/palisade.dev.yaml"
     );
 }
 

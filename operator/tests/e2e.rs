@@ -8,7 +8,7 @@ use palisade_e2e::util::{Process, free_port, http_get, text};
 
 const CHART_CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../charts/palisade/crds/networkbaseline.yaml"
+    "/../charts/palisade/crds/palisade.dev.yaml"
 );
 
 /// The tests of this binary run one at a time: each starts its own operator, and the first

@@ -12,6 +12,8 @@ pub mod process;
 pub mod reach;
 pub mod selector;
 pub mod verdict;
+#[cfg(feature = "process")]
+pub mod watch;
 
 pub use cluster::{Cluster, Endpoint};
 pub use model::{ContainerPort, Namespace, Phase, Pod, Protocol, Workload};

@@ -5,14 +5,14 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
+use palisade_operator::crd::NodeEnforcement as NodeEnforcementObject;
+use palisade_policy::watch::watch;
 use palisade_policy::checks::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
 use palisade_policy::{Cluster, Policy, Workload};
 use serde::de::DeserializeOwned;
@@ -74,96 +74,14 @@ pub struct Caches {
     pub namespaces: Store<Namespace>,
     pub policies: Store<NetworkPolicy>,
     pub nodes: Store<Node>,
+    /// What each node's enforcer reports; not waited for (the CRD may not be installed).
+    pub node_enforcements: Store<NodeEnforcementObject>,
     pub daemonsets: Store<DaemonSet>,
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
     pub replicasets: Store<ReplicaSet>,
     pub jobs: Store<Job>,
     pub cronjobs: Store<CronJob>,
-}
-
-/// Drops what the checks never read, so 10,000 cached pods stay small.
-trait Slim {
-    fn slim(&mut self) {}
-}
-
-impl Slim for Pod {
-    fn slim(&mut self) {
-        self.metadata.annotations = None;
-        self.metadata.owner_references = None;
-        if let Some(spec) = self.spec.as_mut() {
-            for c in spec
-                .containers
-                .iter_mut()
-                .chain(spec.init_containers.iter_mut().flatten())
-            {
-                let ports = c.ports.take();
-                *c = k8s_openapi::api::core::v1::Container {
-                    name: std::mem::take(&mut c.name),
-                    ports,
-                    ..Default::default()
-                };
-            }
-            spec.volumes = None;
-            spec.ephemeral_containers = None;
-            spec.affinity = None;
-            spec.tolerations = None;
-        }
-        if let Some(status) = self.status.as_mut() {
-            status.container_statuses = None;
-            status.init_container_statuses = None;
-            status.conditions = None;
-        }
-    }
-}
-impl Slim for Namespace {}
-impl Slim for NetworkPolicy {}
-impl Slim for Node {
-    fn slim(&mut self) {
-        if let Some(status) = self.status.as_mut() {
-            status.images = None;
-            status.volumes_attached = None;
-            status.volumes_in_use = None;
-        }
-    }
-}
-impl Slim for DaemonSet {}
-impl Slim for Deployment {}
-impl Slim for StatefulSet {}
-impl Slim for ReplicaSet {}
-impl Slim for Job {}
-impl Slim for CronJob {}
-
-fn watch<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + Slim + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(
-        writer,
-        watcher(
-            Api::<K>::all(client.clone()),
-            watcher::Config::default().any_semantic(),
-        )
-        .default_backoff()
-        .modify(|o: &mut K| {
-            o.managed_fields_mut().clear();
-            o.slim();
-        }),
-    );
-    let changed = changed.clone();
-    tokio::spawn(async move {
-        stream
-            .for_each(|event| {
-                if let Err(e) = &event {
-                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying with backoff");
-                }
-                changed.notify_one();
-                futures::future::ready(())
-            })
-            .await;
-    });
-    reader
 }
 
 impl Caches {
@@ -175,6 +93,7 @@ impl Caches {
             namespaces: watch(client, changed),
             policies: watch(client, changed),
             nodes: watch(client, changed),
+            node_enforcements: watch(client, changed),
             daemonsets: watch(client, changed),
             deployments: watch(client, changed),
             statefulsets: watch(client, changed),
@@ -370,10 +289,20 @@ impl Caches {
             .iter()
             .map(|node| {
                 let annotations = node.annotations();
-                let cni = CNI_NODE_ANNOTATIONS
-                    .iter()
-                    .find(|(key, _)| annotations.contains_key(*key))
-                    .map(|(_, cni)| cni.to_string())
+                let reported = self
+                    .node_enforcements
+                    .get(&ObjectRef::new(&node.name_any()))
+                    .and_then(|ne| ne.status.clone());
+                // The enforcer read the node's own CNI configuration: the best evidence.
+                let cni = reported
+                    .as_ref()
+                    .and_then(|s| s.cni.clone())
+                    .or_else(|| {
+                        CNI_NODE_ANNOTATIONS
+                            .iter()
+                            .find(|(key, _)| annotations.contains_key(*key))
+                            .map(|(_, cni)| cni.to_string())
+                    })
                     .or_else(|| cluster_cni.clone());
                 let ready = node
                     .status
@@ -385,9 +314,8 @@ impl Caches {
                     ready,
                     cni_enforces: cni.as_deref().and_then(cni_enforces_network_policy),
                     cni,
-                    // Palisade's enforcer publishes its node status in a later release; until
-                    // then no node counts as covered by it.
-                    enforcer_active: false,
+                    enforcer_active: reported
+                        .is_some_and(|s| s.enforcing && s.last_sync.is_some() && s.last_error.is_none()),
                 }
             })
             .collect();

@@ -1,5 +1,5 @@
-//! Prints the NetworkBaseline CustomResourceDefinition generated from the Rust types:
-//! `cargo run -p palisade-operator --bin crdgen > charts/palisade/crds/networkbaseline.yaml`
+//! Prints the NetworkBaseline and NodeEnforcement CustomResourceDefinitions generated from the Rust types:
+//! `cargo run -p palisade-operator --bin crdgen > charts/palisade/crds/palisade.dev.yaml`
 fn main() {
     match palisade_operator::crd::crd_yaml() {
         Ok(yaml) => print!("{yaml}"),
