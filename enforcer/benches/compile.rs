@@ -6,7 +6,7 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use palisade_enforcer::render::{render_iptables, render_ipset};
+use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::{CompileOptions, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
 use palisade_policy::{

@@ -174,16 +174,16 @@ pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Rules
     let unmark = || {
         RuleLine::new(
             vec![],
-            Target::SetMark { value: 0, mask: mark },
+            Target::SetMark {
+                value: 0,
+                mask: mark,
+            },
             "palisade: leave the mark as found",
         )
     };
 
     let mut forward = vec![RuleLine::new(
-        vec![
-            local_set(SetDir::Src, true),
-            local_set(SetDir::Dst, true),
-        ],
+        vec![local_set(SetDir::Src, true), local_set(SetDir::Dst, true)],
         Target::Return,
         "palisade: not from or to a local pod",
     )];
@@ -240,7 +240,12 @@ impl<'a> Builder<'a> {
         let mark = self.options.mark;
         let mut lines = Vec::new();
         for policy in isolating {
-            for (index, rule) in policy.rules(direction).unwrap_or_default().iter().enumerate() {
+            for (index, rule) in policy
+                .rules(direction)
+                .unwrap_or_default()
+                .iter()
+                .enumerate()
+            {
                 let what = rule_label(policy, direction, index);
                 if let Some(chain) = self.rule_chain(policy, direction, index, rule, pod) {
                     lines.push(RuleLine::new(vec![], Target::Jump(chain), what.clone()));
@@ -262,7 +267,10 @@ impl<'a> Builder<'a> {
                 0,
                 RuleLine::new(
                     vec![],
-                    Target::SetMark { value: 0, mask: mark },
+                    Target::SetMark {
+                        value: 0,
+                        mask: mark,
+                    },
                     format!("{subject}: start unmarked"),
                 ),
             );
@@ -335,8 +343,10 @@ impl<'a> Builder<'a> {
                         let port = pod.resolve_named_port(port_name, m.protocol);
                         resolution.push_str(&format!("{port_name}/{}={port:?};", m.protocol));
                         if let Some(port) = port {
-                            port_alts
-                                .push(vec![Match::Protocol(m.protocol), Match::DstPorts(port, port)]);
+                            port_alts.push(vec![
+                                Match::Protocol(m.protocol),
+                                Match::DstPorts(port, port),
+                            ]);
                         }
                     }
                     Direction::Egress => named.push((m.protocol, port_name)),
@@ -530,10 +540,7 @@ fn named_key(policy: &Policy, rule: &Rule, named: &[(Protocol, &str)]) -> Vec<St
 
 /// `ns/policy ingress[0]`: how rule lines name their rule.
 fn rule_label(policy: &Policy, direction: Direction, index: usize) -> String {
-    format!(
-        "{}/{} {direction}[{index}]",
-        policy.namespace, policy.name
-    )
+    format!("{}/{} {direction}[{index}]", policy.namespace, policy.name)
 }
 
 /// The `hash:net` entries that match exactly the addresses an IPv4 ipBlock contains, or `None`

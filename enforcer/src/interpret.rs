@@ -166,9 +166,8 @@ impl State<'_> {
 pub fn set_contains(set: &IpSet, ip: Ipv4Addr, port: Option<(Protocol, u16)>) -> bool {
     match set.kind {
         SetKind::HashIp => set.entries.contains(&SetEntry::Ip(ip)),
-        SetKind::HashIpPort => port.is_some_and(|(proto, port)| {
-            set.entries.contains(&SetEntry::IpPort(ip, proto, port))
-        }),
+        SetKind::HashIpPort => port
+            .is_some_and(|(proto, port)| set.entries.contains(&SetEntry::IpPort(ip, proto, port))),
         SetKind::HashNet => {
             let best: Option<(&Ipv4Net, bool)> = set
                 .entries

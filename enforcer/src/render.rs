@@ -229,21 +229,24 @@ pub fn parse_iptables_save(text: &str) -> ChainTexts {
     for line in text.lines().map(str::trim_end) {
         if let Some(table) = line.strip_prefix('*') {
             in_filter = table == "filter";
-        } else if line == "COMMIT" {
-            in_filter = false;
-        } else if !in_filter {
             continue;
-        } else if let Some(decl) = line.strip_prefix(':') {
-            if let Some(name) = decl.split_whitespace().next().filter(|n| is_palisade_name(n)) {
-                chains.entry(name.to_string()).or_default();
-            }
-        } else if let Some(rest) = line.strip_prefix("-A ") {
-            if let Some(name) = rest.split_whitespace().next().filter(|n| is_palisade_name(n)) {
-                chains
-                    .entry(name.to_string())
-                    .or_default()
-                    .push(line.to_string());
-            }
+        }
+        if line == "COMMIT" {
+            in_filter = false;
+        }
+        if !in_filter {
+            continue;
+        }
+        let first_word = |rest: &str| {
+            rest.split_whitespace()
+                .next()
+                .filter(|n| is_palisade_name(n))
+                .map(str::to_string)
+        };
+        if let Some(name) = line.strip_prefix(':').and_then(first_word) {
+            chains.entry(name).or_default();
+        } else if let Some(name) = line.strip_prefix("-A ").and_then(first_word) {
+            chains.entry(name).or_default().push(line.to_string());
         }
     }
     chains
@@ -427,7 +430,11 @@ fn parse_entry(kind: SetKind, value: &str, nomatch: bool) -> Option<SetEntry> {
                 "sctp" => Protocol::Sctp,
                 _ => return None,
             };
-            Some(SetEntry::IpPort(ip.parse().ok()?, proto, port.parse().ok()?))
+            Some(SetEntry::IpPort(
+                ip.parse().ok()?,
+                proto,
+                port.parse().ok()?,
+            ))
         }
     }
 }

@@ -217,7 +217,10 @@ pub enum Match {
     /// The connection is in one of these states (rendered in iptables-save's order).
     CtState(Vec<CtState>),
     /// At most `per_minute` matches a minute after a burst of `burst`.
-    Limit { per_minute: u32, burst: u32 },
+    Limit {
+        per_minute: u32,
+        burst: u32,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -232,7 +235,10 @@ pub enum Target {
         mask: u32,
     },
     /// Log to netlink group `group` with `prefix`; does not end the chain.
-    Nflog { group: u16, prefix: String },
+    Nflog {
+        group: u16,
+        prefix: String,
+    },
     /// No target: the rule only counts the packets that reach it.
     None,
 }

@@ -11,10 +11,8 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(tag: &str) -> Self {
-        let path = std::env::temp_dir().join(format!(
-            "palisade-cni-test-{}-{tag}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("palisade-cni-test-{}-{tag}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("temp dir");
         Self(path)
@@ -136,7 +134,11 @@ fn strings(v: &[&str]) -> Vec<String> {
 fn flannel_does_not_enforce() {
     assert_eq!(
         found("10-flannel.conflist", FLANNEL),
-        ("flannel".into(), Some(false), strings(&["flannel", "portmap"]))
+        (
+            "flannel".into(),
+            Some(false),
+            strings(&["flannel", "portmap"])
+        )
     );
     // kube-flannel ships the list as cni-conf.json; a list is a list whatever the extension.
     assert_eq!(found("cni-conf.json", FLANNEL).1, Some(false));
@@ -158,7 +160,11 @@ fn policy_engines_enforce() {
     );
     assert_eq!(
         found("10-weave.conflist", WEAVE),
-        ("weave".into(), Some(true), strings(&["weave-net", "portmap"]))
+        (
+            "weave".into(),
+            Some(true),
+            strings(&["weave-net", "portmap"])
+        )
     );
     assert_eq!(
         found("10-antrea.conflist", ANTREA),
@@ -236,16 +242,27 @@ fn an_empty_directory_has_no_configuration() {
     let dir = Dir::new("empty");
     let err = detect(dir.path()).unwrap_err();
     assert!(matches!(err, CniError::NoConfig { ref skipped, .. } if skipped.is_empty()));
-    assert!(err.to_string().contains("no .conflist, .conf or .json file"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no .conflist, .conf or .json file"),
+        "{err}"
+    );
 
     let dir = Dir::new("only-broken").with("10-x.conflist", "[]");
     let err = detect(dir.path()).unwrap_err();
-    assert!(err.to_string().contains("10-x.conflist: not a JSON object"), "{err}");
+    assert!(
+        err.to_string().contains("10-x.conflist: not a JSON object"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_directory_is_an_error() {
     let err = detect(Path::new("/nonexistent/palisade/cni")).unwrap_err();
     assert!(matches!(err, CniError::Unreadable { .. }));
-    assert!(err.to_string().starts_with("cannot read CNI configuration directory /nonexistent/palisade/cni"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot read CNI configuration directory /nonexistent/palisade/cni"),
+        "{err}"
+    );
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use palisade_enforcer::compile::MODE_ANNOTATION;
-use palisade_enforcer::render::{render_iptables, render_ipset};
+use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
 use palisade_policy::{
@@ -58,7 +58,12 @@ fn pods_of(app: &str) -> Peer {
 
 /// Everything a sync would write to a fresh node: ipset input, then iptables input.
 fn text(pods: Vec<Pod>, policies: Vec<Policy>) -> String {
-    let c = Cluster::new(vec![Namespace::new("x", Labels::new())], pods, vec![], policies);
+    let c = Cluster::new(
+        vec![Namespace::new("x", Labels::new())],
+        pods,
+        vec![],
+        policies,
+    );
     let r = compile(&c, "n1", &CompileOptions::default());
     assert_eq!(r.validate(), Ok(()));
     full(&r)
@@ -72,7 +77,12 @@ fn full(r: &Ruleset) -> String {
 
 /// The pod and rule chains and the peer sets, without the fixed entry chains.
 fn specific(pods: Vec<Pod>, policies: Vec<Policy>) -> String {
-    let c = Cluster::new(vec![Namespace::new("x", Labels::new())], pods, vec![], policies);
+    let c = Cluster::new(
+        vec![Namespace::new("x", Labels::new())],
+        pods,
+        vec![],
+        policies,
+    );
     let mut r = compile(&c, "n1", &CompileOptions::default());
     assert_eq!(r.validate(), Ok(()));
     r.chains.retain(|name, _| !name.starts_with("PALISADE-"));
@@ -81,7 +91,6 @@ fn specific(pods: Vec<Pod>, policies: Vec<Policy>) -> String {
     let chains = render_iptables(&r, &BTreeMap::new()).unwrap_or_default();
     format!("{sets}{chains}")
 }
-
 
 fn web_with_port(ip: [u8; 4], node: &str, name: &str, port: u16) -> Pod {
     let mut p = pod("x", name, "web", ip, node);

@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 
 use palisade_enforcer::compile::MODE_ANNOTATION;
 use palisade_enforcer::render::{
-    parse_ipset_names, parse_ipset_save, parse_iptables_save, render_chains,
-    render_ipset_cleanup, render_iptables, render_ipset,
+    parse_ipset_names, parse_ipset_save, parse_iptables_save, render_chains, render_ipset,
+    render_ipset_cleanup, render_iptables,
 };
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
@@ -63,9 +63,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.0])
-            .status();
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
     }
 }
 
@@ -118,7 +116,10 @@ fn cluster(extra_rule: bool) -> Cluster {
         Rule {
             peers: vec![Peer::IpBlock(IpBlockPeer {
                 cidr: "0.0.0.0/0".parse().expect("cidr"),
-                except: vec!["10.0.0.0/8".parse().expect("cidr"), "192.168.1.1/32".parse().expect("cidr")],
+                except: vec![
+                    "10.0.0.0/8".parse().expect("cidr"),
+                    "192.168.1.1/32".parse().expect("cidr"),
+                ],
             })],
             ports: vec![PortMatch {
                 protocol: Protocol::Udp,
@@ -190,7 +191,11 @@ fn sync(ns: &Netns, new: &Ruleset) {
     ns.run(&["ipset", "restore"], &render_ipset_cleanup(new, &names));
 
     let (chains, sets) = host_state(ns);
-    assert_eq!(chains, render_chains(new), "iptables-save differs from the render");
+    assert_eq!(
+        chains,
+        render_chains(new),
+        "iptables-save differs from the render"
+    );
     assert_eq!(sets.sets, new.sets, "ipset save differs from the ruleset");
     assert_eq!(render_iptables(new, &chains), None);
     assert_eq!(render_ipset(new, Some(&sets.sets)), "");

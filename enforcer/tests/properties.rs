@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use palisade_enforcer::compile::{MODE_ANNOTATION, ipv4, is_audit, local_pods};
 use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
-use palisade_enforcer::render::{render_chains, render_iptables, render_ipset};
+use palisade_enforcer::render::{render_chains, render_ipset, render_iptables};
 use palisade_enforcer::ruleset::CtState;
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
@@ -259,11 +259,11 @@ fn check_all(c: &Cluster, rules: &Ruleset) -> Result<(), TestCaseError> {
     for port in PORTS {
         for proto in PROTOCOLS {
             let probe = |what: String,
-                             pkt: Packet,
-                             src: &Endpoint,
-                             dst: &Endpoint,
-                             eg: bool,
-                             ing: bool|
+                         pkt: Packet,
+                         src: &Endpoint,
+                         dst: &Endpoint,
+                         eg: bool,
+                         ing: bool|
              -> Result<(), TestCaseError> {
                 let want = expected(c, src, dst, eg, ing, port, proto);
                 let got = run(rules, pkt).map_err(|e| TestCaseError::fail(e.to_string()))?;

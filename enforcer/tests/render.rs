@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 use palisade_enforcer::render::{
-    parse_ipset_names, parse_ipset_save, parse_iptables_save, render_chains,
-    render_ipset_cleanup, render_iptables, render_ipset, render_rule,
+    parse_ipset_names, parse_ipset_save, parse_iptables_save, render_chains, render_ipset,
+    render_ipset_cleanup, render_iptables, render_rule,
 };
 use palisade_enforcer::ruleset::SetDir;
 use palisade_enforcer::{IpSet, Match, RuleLine, Ruleset, SetEntry, SetKind, Target};
@@ -46,7 +46,13 @@ fn ruleset(members: &[SetEntry], chains: &[(&str, Target)]) -> Ruleset {
 
 #[test]
 fn nothing_changed_writes_nothing() {
-    let r = ruleset(&[ip(1)], &[("PALISADE-FORWARD", Target::Jump("PAL-I-X".into())), ("PAL-I-X", Target::Drop)]);
+    let r = ruleset(
+        &[ip(1)],
+        &[
+            ("PALISADE-FORWARD", Target::Jump("PAL-I-X".into())),
+            ("PAL-I-X", Target::Drop),
+        ],
+    );
     assert_eq!(render_iptables(&r, &render_chains(&r)), None);
     assert_eq!(render_ipset(&r, Some(&r.sets)), "");
     assert_eq!(render_ipset_cleanup(&r, r.sets.keys()), "");
@@ -119,7 +125,10 @@ fn only_changed_chains_are_redeclared_and_stale_ones_deleted_last() {
     );
     let mut host = render_chains(&old);
     // Someone else's chain is never touched.
-    host.insert("KUBE-FORWARD".into(), vec!["-A KUBE-FORWARD -j ACCEPT".into()]);
+    host.insert(
+        "KUBE-FORWARD".into(),
+        vec!["-A KUBE-FORWARD -j ACCEPT".into()],
+    );
     assert_eq!(
         render_iptables(&new, &host).as_deref(),
         Some(
@@ -266,7 +275,10 @@ fn rules_print_as_iptables_save_does() {
     // Rates print in the largest unit that divides them (checked against iptables 1.8.9).
     let rate = |per_minute| {
         let line = RuleLine {
-            matches: vec![Match::Limit { per_minute, burst: 5 }],
+            matches: vec![Match::Limit {
+                per_minute,
+                burst: 5,
+            }],
             target: Target::None,
             comment: None,
         };

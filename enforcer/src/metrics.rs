@@ -1,0 +1,137 @@
+//! Prometheus metrics of one node's enforcer.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::ruleset::Summary;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SyncLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuditLabels {
+    rule: String,
+}
+
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    syncs: Family<SyncLabels, Counter>,
+    sync_duration: Histogram,
+    event_to_rule: Histogram,
+    chains: Gauge,
+    rules: Gauge,
+    sets: Gauge,
+    set_entries: Gauge,
+    local_pods: Gauge,
+    enforcing: Gauge,
+    audit: Family<AuditLabels, Gauge>,
+}
+
+fn latency_buckets() -> Histogram {
+    Histogram::new([
+        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("palisade_enforcer");
+        let m = Self {
+            registry: Mutex::new(Registry::default()),
+            syncs: Family::default(),
+            sync_duration: latency_buckets(),
+            event_to_rule: latency_buckets(),
+            chains: Gauge::default(),
+            rules: Gauge::default(),
+            sets: Gauge::default(),
+            set_entries: Gauge::default(),
+            local_pods: Gauge::default(),
+            enforcing: Gauge::default(),
+            audit: Family::default(),
+        };
+        registry.register(
+            "syncs",
+            "Syncs by result: written (rules changed), unchanged, error",
+            m.syncs.clone(),
+        );
+        registry.register(
+            "sync_duration_seconds",
+            "Time of one sync: compile, read the host, write the difference",
+            m.sync_duration.clone(),
+        );
+        registry.register(
+            "event_to_rule_seconds",
+            "Time from a Kubernetes change reaching the enforcer to the rules being in the kernel",
+            m.event_to_rule.clone(),
+        );
+        registry.register("chains", "Palisade chains installed", m.chains.clone());
+        registry.register("rules", "Palisade rules installed", m.rules.clone());
+        registry.register("sets", "Palisade ipsets installed", m.sets.clone());
+        registry.register(
+            "set_entries",
+            "Entries in Palisade's ipsets",
+            m.set_entries.clone(),
+        );
+        registry.register(
+            "local_pods",
+            "Pods on this node the rules protect",
+            m.local_pods.clone(),
+        );
+        registry.register(
+            "enforcing",
+            "1 while this enforcer programs rules (0: standing aside for the CNI, or mode off)",
+            m.enforcing.clone(),
+        );
+        registry.register(
+            "audit_would_drop",
+            "Packets audit policies would have dropped, by audit rule (pod and policies), since the rule was installed",
+            m.audit.clone(),
+        );
+        *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
+        m
+    }
+}
+
+impl Metrics {
+    pub fn synced(&self, result: &'static str, took: Duration) {
+        self.syncs.get_or_create(&SyncLabels { result }).inc();
+        self.sync_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn event_to_rule(&self, took: Duration) {
+        self.event_to_rule.observe(took.as_secs_f64());
+    }
+
+    pub fn installed(&self, summary: Summary, local_pods: usize, enforcing: bool) {
+        self.chains.set(summary.chains as i64);
+        self.rules.set(summary.rules as i64);
+        self.sets.set(summary.sets as i64);
+        self.set_entries.set(summary.set_entries as i64);
+        self.local_pods.set(local_pods as i64);
+        self.enforcing.set(i64::from(enforcing));
+    }
+
+    pub fn audit(&self, counters: &BTreeMap<String, u64>) {
+        self.audit.clear();
+        for (rule, packets) in counters {
+            self.audit
+                .get_or_create(&AuditLabels { rule: rule.clone() })
+                .set(*packets as i64);
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        palisade_policy::process::encode(&registry)
+    }
+}

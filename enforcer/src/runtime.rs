@@ -1,0 +1,295 @@
+//! The enforcer's loop: watch, debounce, compile, apply, report. One sync at a time; a failed
+//! apply keeps the previous rules and is retried with backoff; a periodic check repairs rules
+//! someone else changed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use palisade_operator::crd::NodeEnforcementStatus;
+use palisade_policy::watch::{watch, watch_with};
+use palisade_policy::{Cluster, Policy};
+use tokio::sync::Notify;
+
+use crate::apply;
+use crate::cni::{self, CniError, CniInfo};
+use crate::compile::{CompileOptions, compile, local_pods};
+use crate::metrics::Metrics;
+use crate::ruleset::Ruleset;
+use crate::status::{StatusWriter, now};
+
+/// Whether the enforcer programs rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Enforce only where the node's CNI does not enforce NetworkPolicy itself.
+    Auto,
+    /// Always enforce.
+    Enforce,
+    /// Never enforce; only report (existing Palisade rules are removed).
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Enforce => "enforce",
+            Mode::Off => "off",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub node: String,
+    pub cni_dir: PathBuf,
+    pub mode: Mode,
+    /// How often the host's rules are compared with the desired ones even without a change.
+    pub resync: Duration,
+    /// How long to wait after a change for more, so a burst becomes one sync.
+    pub debounce: Duration,
+    pub options: CompileOptions,
+}
+
+/// Whether to enforce given the mode and what the CNI configuration says, and why in words.
+pub fn decide(mode: Mode, cni: &Result<CniInfo, CniError>) -> (bool, String) {
+    match (mode, cni) {
+        (Mode::Off, _) => (false, "mode off: reporting only".into()),
+        (Mode::Enforce, _) => (true, "mode enforce".into()),
+        (Mode::Auto, Ok(info)) => match info.enforces {
+            Some(true) => (
+                false,
+                format!("{} enforces NetworkPolicy itself; standing aside", info.cni),
+            ),
+            Some(false) => (
+                true,
+                format!("{} does not enforce NetworkPolicy", info.cni),
+            ),
+            None => (
+                true,
+                format!(
+                    "CNI {} is not known to enforce NetworkPolicy; enforcing",
+                    info.cni
+                ),
+            ),
+        },
+        (Mode::Auto, Err(e)) => (true, format!("{e}; enforcing")),
+    }
+}
+
+/// The cluster as the stores have it, with the policies that cannot be understood named.
+pub fn snapshot(
+    pods: &Store<Pod>,
+    namespaces: &Store<Namespace>,
+    policies: &Store<NetworkPolicy>,
+) -> (Cluster, Vec<String>) {
+    let mut errors = Vec::new();
+    let compiled = policies
+        .state()
+        .iter()
+        .filter_map(|np| match Policy::compile(np) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errors.push(format!(
+                    "{}/{}: {e}",
+                    np.namespace().unwrap_or_default(),
+                    np.name_any()
+                ));
+                None
+            }
+        })
+        .collect();
+    let cluster = Cluster::new(
+        namespaces
+            .state()
+            .iter()
+            .map(|n| palisade_policy::Namespace::from_k8s(n)),
+        pods.state()
+            .iter()
+            .map(|p| palisade_policy::Pod::from_k8s(p))
+            .collect(),
+        Vec::new(),
+        compiled,
+    );
+    (cluster, errors)
+}
+
+struct Watches {
+    pods: Store<Pod>,
+    namespaces: Store<Namespace>,
+    policies: Store<NetworkPolicy>,
+    node: Store<Node>,
+}
+
+/// Why the loop woke up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    Start,
+    Change,
+    Timer,
+}
+
+/// Runs until `shutdown` resolves. Rules stay in force when it returns.
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    ready: Arc<AtomicBool>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let changed = Arc::new(Notify::new());
+    let w = Watches {
+        pods: watch(&client, &changed),
+        namespaces: watch(&client, &changed),
+        policies: watch(&client, &changed),
+        node: watch_with(
+            Api::all(client.clone()),
+            watcher::Config::default().fields(&format!("metadata.name={}", settings.node)),
+            &changed,
+        ),
+    };
+    tokio::select! {
+        _ = async { futures::join!(
+            w.pods.wait_until_ready(),
+            w.namespaces.wait_until_ready(),
+            w.policies.wait_until_ready(),
+            w.node.wait_until_ready(),
+        ) } => {}
+        _ = &mut shutdown => return,
+    }
+    tracing::info!(node = %settings.node, "caches synced");
+
+    let mut status = StatusWriter::new(client, &settings.node);
+    let mut installed: Option<Ruleset> = None;
+    let mut pending_since: Option<Instant> = Some(Instant::now());
+    let mut backoff = Duration::from_secs(1);
+    let mut wake = Wake::Start;
+    loop {
+        let started = Instant::now();
+        let cni = cni::detect(&settings.cni_dir);
+        let (enforcing, reason) = decide(settings.mode, &cni);
+        let (cluster, policy_errors) = snapshot(&w.pods, &w.namespaces, &w.policies);
+        let ruleset = if enforcing {
+            compile(&cluster, &settings.node, &settings.options)
+        } else {
+            Ruleset::default()
+        };
+        let local = local_pods(&cluster, &settings.node).count();
+        drop(cluster);
+
+        // A change that compiles to the rules in place needs no look at the host.
+        let result = if wake == Wake::Change && installed.as_ref() == Some(&ruleset) {
+            Ok(apply::Applied::default())
+        } else {
+            let to_apply = ruleset.clone();
+            tokio::task::spawn_blocking(move || {
+                if enforcing {
+                    apply::sync(&to_apply)
+                } else {
+                    apply::cleanup()
+                }
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(apply::ApplyError::Failed {
+                    what: "the sync task".into(),
+                    stderr: e.to_string(),
+                })
+            })
+        };
+
+        let node = w.node.get(&ObjectRef::new(&settings.node));
+        let mut report = NodeEnforcementStatus {
+            mode: settings.mode.as_str().into(),
+            enforcing,
+            reason,
+            local_pods: local as u32,
+            ..NodeEnforcementStatus::default()
+        };
+        if let Ok(info) = &cni {
+            report.cni = Some(info.cni.clone());
+            report.cni_config = Some(info.file.display().to_string());
+            report.cni_plugins = info.plugins.clone();
+            report.cni_enforces = info.enforces;
+        }
+        let retry = match result {
+            Ok(applied) => {
+                let summary = ruleset.summary();
+                metrics.synced(
+                    if applied.wrote() {
+                        "written"
+                    } else {
+                        "unchanged"
+                    },
+                    started.elapsed(),
+                );
+                if let Some(since) = pending_since.take() {
+                    metrics.event_to_rule(since.elapsed());
+                }
+                metrics.installed(summary, local, enforcing);
+                if applied.wrote() {
+                    tracing::info!(
+                        chains = summary.chains,
+                        rules = summary.rules,
+                        sets = summary.sets,
+                        local_pods = local,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "rules synced"
+                    );
+                }
+                if enforcing && let Ok(counters) = apply::audit_counters() {
+                    metrics.audit(&counters);
+                }
+                if applied.wrote() || !status.has_synced() {
+                    report.last_sync = Some(now());
+                }
+                report.chains = summary.chains as u32;
+                report.rules = summary.rules as u32;
+                report.sets = summary.sets as u32;
+                report.last_error = (!policy_errors.is_empty()).then(|| {
+                    format!("policies not understood: {}", policy_errors.join("; "))
+                });
+                installed = Some(ruleset);
+                ready.store(true, Ordering::SeqCst);
+                backoff = Duration::from_secs(1);
+                None
+            }
+            Err(e) => {
+                metrics.synced("error", started.elapsed());
+                tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; the previous rules stay in force");
+                report.last_error = Some(e.to_string());
+                if let Some(previous) = &installed {
+                    let summary = previous.summary();
+                    report.chains = summary.chains as u32;
+                    report.rules = summary.rules as u32;
+                    report.sets = summary.sets as u32;
+                }
+                // Something changed that is not in the kernel yet: keep measuring from then.
+                pending_since.get_or_insert(started);
+                let wait = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                Some(wait)
+            }
+        };
+        status.publish(node.as_deref(), report).await;
+
+        let next = retry.unwrap_or(settings.resync);
+        wake = tokio::select! {
+            _ = changed.notified() => Wake::Change,
+            _ = tokio::time::sleep(next) => if retry.is_some() { Wake::Start } else { Wake::Timer },
+            _ = &mut shutdown => break,
+        };
+        if wake == Wake::Change {
+            pending_since.get_or_insert_with(Instant::now);
+            tokio::time::sleep(settings.debounce).await;
+        }
+    }
+    tracing::info!("stopping; the rules stay in force");
+}
