@@ -110,10 +110,7 @@ pub fn read_host() -> Result<HostState, ApplyError> {
             .filter(|l| l.starts_with(&format!("-A {builtin} ")))
             .collect();
         let first = rules.first().is_some_and(|l| is_jump(l, builtin, target));
-        let count = rules
-            .iter()
-            .filter(|l| is_jump(l, builtin, target))
-            .count();
+        let count = rules.iter().filter(|l| is_jump(l, builtin, target)).count();
         jumps.insert(builtin, (first, count));
     }
     let sets = parse_ipset_save(&run("ipset", &["save"], None)?)?;
@@ -140,7 +137,10 @@ pub fn iptables_transaction(new: &Ruleset, host: &HostState) -> Option<String> {
         for _ in 0..count {
             jump_lines.push_str(&format!("-D {}\n", jump_rule(builtin, target)));
         }
-        jump_lines.push_str(&format!("-I {}\n", jump_rule(builtin, target).replacen(' ', " 1 ", 1)));
+        jump_lines.push_str(&format!(
+            "-I {}\n",
+            jump_rule(builtin, target).replacen(' ', " 1 ", 1)
+        ));
     }
     let chains = render_iptables(new, &host.chains);
     match (chains, jump_lines.is_empty()) {
@@ -190,11 +190,7 @@ pub fn cleanup() -> Result<Applied, ApplyError> {
             wrote = true;
         }
     }
-    let chains: Vec<&String> = host
-        .chains
-        .keys()
-        .filter(|c| is_palisade_name(c))
-        .collect();
+    let chains: Vec<&String> = host.chains.keys().filter(|c| is_palisade_name(c)).collect();
     for chain in &chains {
         text.push_str(&format!("-F {chain}\n"));
     }

@@ -9,11 +9,15 @@
 //! - [`interpret`] runs a packet through a ruleset, so tests can prove compiler and semantics
 //!   agree.
 
+pub mod apply;
 pub mod cni;
 pub mod compile;
 pub mod interpret;
+pub mod metrics;
 pub mod render;
 pub mod ruleset;
+pub mod runtime;
+pub mod status;
 
 pub use compile::{CompileOptions, compile};
 pub use ruleset::{IpSet, Match, RuleLine, Ruleset, SetEntry, SetKind, Summary, Target};

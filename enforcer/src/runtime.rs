@@ -67,10 +67,7 @@ pub fn decide(mode: Mode, cni: &Result<CniInfo, CniError>) -> (bool, String) {
                 false,
                 format!("{} enforces NetworkPolicy itself; standing aside", info.cni),
             ),
-            Some(false) => (
-                true,
-                format!("{} does not enforce NetworkPolicy", info.cni),
-            ),
+            Some(false) => (true, format!("{} does not enforce NetworkPolicy", info.cni)),
             None => (
                 true,
                 format!(
@@ -171,6 +168,7 @@ pub async fn run(
     let mut pending_since: Option<Instant> = Some(Instant::now());
     let mut backoff = Duration::from_secs(1);
     let mut wake = Wake::Start;
+    let mut healthy = false;
     loop {
         let started = Instant::now();
         let cni = cni::detect(&settings.cni_dir);
@@ -185,7 +183,7 @@ pub async fn run(
         drop(cluster);
 
         // A change that compiles to the rules in place needs no look at the host.
-        let result = if wake == Wake::Change && installed.as_ref() == Some(&ruleset) {
+        let result = if wake == Wake::Change && healthy && installed.as_ref() == Some(&ruleset) {
             Ok(apply::Applied::default())
         } else {
             let to_apply = ruleset.clone();
@@ -253,16 +251,17 @@ pub async fn run(
                 report.chains = summary.chains as u32;
                 report.rules = summary.rules as u32;
                 report.sets = summary.sets as u32;
-                report.last_error = (!policy_errors.is_empty()).then(|| {
-                    format!("policies not understood: {}", policy_errors.join("; "))
-                });
+                report.last_error = (!policy_errors.is_empty())
+                    .then(|| format!("policies not understood: {}", policy_errors.join("; ")));
                 installed = Some(ruleset);
+                healthy = true;
                 ready.store(true, Ordering::SeqCst);
                 backoff = Duration::from_secs(1);
                 None
             }
             Err(e) => {
                 metrics.synced("error", started.elapsed());
+                healthy = false;
                 tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; the previous rules stay in force");
                 report.last_error = Some(e.to_string());
                 if let Some(previous) = &installed {

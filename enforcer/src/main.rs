@@ -1,0 +1,134 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use palisade_enforcer::CompileOptions;
+use palisade_enforcer::metrics::Metrics;
+use palisade_enforcer::runtime::{Mode, Settings, run};
+use palisade_policy::process;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "palisade-enforcer",
+    version,
+    about = "Programs iptables chains and ipsets on this node from the cluster's NetworkPolicies"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Watch the cluster and keep this node's rules right (the default).
+    Run,
+    /// Remove every Palisade chain, jump and ipset from this node, then exit.
+    Cleanup,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// This node's name (the downward API's spec.nodeName).
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// Where the node's CNI configuration lives.
+    #[arg(long, default_value = palisade_enforcer::cni::DEFAULT_DIR)]
+    cni_dir: PathBuf,
+    /// auto: enforce only where the CNI does not; enforce: always; off: never (report only).
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: Mode,
+    /// Plain HTTP address for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:9102")]
+    admin_listen: SocketAddr,
+    /// Seconds between checks of the node's rules against the desired ones (repairs rules
+    /// someone else changed).
+    #[arg(long, default_value_t = 10)]
+    resync_seconds: u64,
+    /// Milliseconds to wait after a change for more, so a burst becomes one sync.
+    #[arg(long, default_value_t = 100)]
+    debounce_ms: u64,
+    /// NFLOG group for audit logs (read with ulogd or `tcpdump -i nflog:<group>`).
+    #[arg(long, default_value_t = 100)]
+    nflog_group: u16,
+    /// Log format: text or json.
+    #[arg(long, default_value = "json")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    process::init_logging(&args.run.log_format, "info");
+    if let Some(Command::Cleanup) = args.command {
+        match tokio::task::spawn_blocking(palisade_enforcer::apply::cleanup).await {
+            Ok(Ok(applied)) => {
+                tracing::info!(
+                    removed = applied.wrote(),
+                    "Palisade's rules and sets removed"
+                );
+                return;
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
+            Err(e) => tracing::error!(error = %e, "cleanup task"),
+        }
+        std::process::exit(1);
+    }
+    let a = args.run;
+    let Some(node) = a.node_name.filter(|n| !n.is_empty()) else {
+        tracing::error!("no node name: set --node-name or NODE_NAME (downward API spec.nodeName)");
+        std::process::exit(2);
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the Kubernetes API");
+            std::process::exit(1);
+        }
+    };
+    let settings = Settings {
+        node,
+        cni_dir: a.cni_dir,
+        mode: a.mode,
+        resync: Duration::from_secs(a.resync_seconds.max(1)),
+        debounce: Duration::from_millis(a.debounce_ms),
+        options: CompileOptions {
+            nflog_group: a.nflog_group,
+            ..CompileOptions::default()
+        },
+    };
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        process::shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin = process::admin_router(ready.clone(), "the first sync has not finished", {
+        let metrics = metrics.clone();
+        Arc::new(move || metrics.render())
+    });
+    let admin = tokio::spawn(process::serve_admin(
+        a.admin_listen,
+        admin,
+        stopped(stop_rx.clone()),
+    ));
+    tracing::info!(node = %settings.node, mode = settings.mode.as_str(), "starting");
+    run(client, settings, metrics, ready, stopped(stop_rx)).await;
+    match admin.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "admin port");
+            std::process::exit(1);
+        }
+        Err(e) => tracing::error!(error = %e, "admin server task"),
+    }
+}
