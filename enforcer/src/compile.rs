@@ -84,6 +84,25 @@ impl Default for CompileOptions {
     }
 }
 
+/// kube-proxy's masquerade (0x4000) and drop (0x8000) bits.
+pub const KUBE_PROXY_MARKS: u32 = 0xc000;
+
+impl CompileOptions {
+    /// Refuses a mark that is not one bit or that kube-proxy uses.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.mark.count_ones() != 1 || self.mark & KUBE_PROXY_MARKS != 0 {
+            return Err(format!(
+                "mark {:#x} must be a single bit other than kube-proxy's 0x4000 and 0x8000",
+                self.mark
+            ));
+        }
+        if self.audit_logs_per_minute == 0 {
+            return Err("audit log rate must be at least 1 a minute".into());
+        }
+        Ok(())
+    }
+}
+
 /// Whether a policy only audits (logs and counts what it would drop).
 pub fn is_audit(policy: &Policy) -> bool {
     policy
@@ -598,4 +617,61 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     text[..end].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_refuse_kube_proxy_marks() {
+        assert_eq!(CompileOptions::default().validate(), Ok(()));
+        for mark in [0x4000, 0x8000, 0x30000, 0] {
+            let options = CompileOptions {
+                mark,
+                ..Default::default()
+            };
+            assert!(options.validate().is_err(), "{mark:#x}");
+        }
+    }
+
+    #[test]
+    fn ip_blocks_become_exact_hash_net_entries() {
+        let block = |cidr: &str, except: &[&str]| IpBlockPeer {
+            cidr: cidr.parse().expect("cidr"),
+            except: except.iter().map(|e| e.parse().expect("cidr")).collect(),
+        };
+        let entries = |b: &IpBlockPeer| -> Vec<String> {
+            ip_block_entries(b)
+                .into_iter()
+                .flatten()
+                .map(|e| match e {
+                    SetEntry::Net { net, nomatch } => {
+                        format!("{net}{}", if nomatch { " nomatch" } else { "" })
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            entries(&block("10.0.0.0/8", &["10.0.0.0/8"])),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            entries(&block("0.0.0.0/0", &["0.0.0.0/1", "10.0.0.0/8"])),
+            ["10.0.0.0/8 nomatch", "128.0.0.0/1"]
+        );
+        assert_eq!(
+            entries(&block("0.0.0.0/0", &["0.0.0.0/0"])),
+            Vec::<String>::new()
+        );
+        assert_eq!(ip_block_entries(&block("fd00::/64", &[])), None);
+    }
+
+    #[test]
+    fn nflog_prefixes_are_cut_on_a_character_boundary() {
+        let long = format!("palisade-audit {}", "é".repeat(40));
+        let cut = nflog_prefix(&long);
+        assert!(cut.len() <= MAX_NFLOG_PREFIX && long.starts_with(&cut));
+    }
 }
