@@ -2,11 +2,13 @@
 //! loopback with generated certificates, RBAC and service-account tokens.
 
 pub mod admission_stub;
+pub mod chart;
 pub mod control_plane;
 pub mod netns;
 pub mod network;
 pub mod tools;
 pub mod util;
+pub mod world;
 
 pub use control_plane::{ControlPlane, Error};
 pub use network::Network;

@@ -1,0 +1,440 @@
+//! A small cluster to run Palisade against: network-namespace nodes whose CNI configuration
+//! says what the test wants (flannel by default), pods that exist both as network namespaces with
+//! servers and as Pod objects in the apiserver (the harness plays the kubelet and sets their IP
+//! and phase), and what `palisade reach` predicts for them. Dropping it removes every object,
+//! namespace and link it made.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use palisade_policy::Protocol;
+use palisade_policy::input::Inputs;
+use palisade_policy::reach::{self, Matrix, Probe, ProbePort};
+
+use crate::control_plane::TestNamespace;
+use crate::util::{Process, text};
+use crate::{ControlPlane, Error, Network};
+
+/// flannel's own conflist, as its DaemonSet writes it: a CNI that ignores NetworkPolicy.
+pub const FLANNEL_CONFLIST: &str = r#"{
+  "name": "cbr0",
+  "cniVersion": "0.3.1",
+  "plugins": [
+    {"type": "flannel", "delegate": {"hairpinMode": true, "isDefaultGateway": true}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+"#;
+
+/// A pod of the world: where it runs, its labels and the ports it serves (name, number,
+/// protocol).
+#[derive(Debug, Clone)]
+pub struct PodDef {
+    pub namespace: String,
+    pub name: String,
+    pub node: String,
+    pub labels: Vec<(String, String)>,
+    pub ports: Vec<(Option<String>, u16, Protocol)>,
+}
+
+impl PodDef {
+    pub fn new(namespace: &str, name: &str, node: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            node: node.into(),
+            labels: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn port(mut self, name: Option<&str>, port: u16, protocol: Protocol) -> Self {
+        self.ports.push((name.map(String::from), port, protocol));
+        self
+    }
+
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+fn labels_yaml(labels: &[(String, String)]) -> String {
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": \"{v}\""))
+        .collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+pub struct World<'a> {
+    pub cp: &'a ControlPlane,
+    pub net: Network,
+    pub pods: Vec<PodDef>,
+    ips: BTreeMap<String, Ipv4Addr>,
+    /// Per node: the CNI configuration directory its enforcer reads.
+    pub cni_dirs: BTreeMap<String, PathBuf>,
+    dir: PathBuf,
+    nodes: Vec<String>,
+    // Last: the namespaces (and their pods) go after everything else.
+    namespaces: Vec<TestNamespace<'a>>,
+}
+
+impl<'a> World<'a> {
+    /// Creates nodes (network namespaces and Node objects), the namespaces with their labels
+    /// (those that exist already, such as kube-system, are only used), and the pods, each serving
+    /// its ports.
+    pub fn create(
+        cp: &'a ControlPlane,
+        nodes: &[&str],
+        cni_conflist: &str,
+        namespaces: &[(&str, &[(&str, &str)])],
+        pods: &[PodDef],
+    ) -> Result<Self, Error> {
+        let net = Network::create(nodes)?;
+        let dir =
+            std::env::temp_dir().join(format!("palisade-world-{}-{}", std::process::id(), net.id));
+        let mut world = World {
+            cp,
+            net,
+            pods: Vec::new(),
+            ips: BTreeMap::new(),
+            cni_dirs: BTreeMap::new(),
+            dir: dir.clone(),
+            nodes: Vec::new(),
+            namespaces: Vec::new(),
+        };
+        for node in nodes {
+            let cni = dir.join(node).join("cni");
+            std::fs::create_dir_all(&cni).map_err(|source| Error::Io {
+                what: format!("creating {}", cni.display()),
+                source,
+            })?;
+            std::fs::write(cni.join("10-cni.conflist"), cni_conflist).map_err(|source| {
+                Error::Io {
+                    what: "writing the CNI configuration".into(),
+                    source,
+                }
+            })?;
+            world.cni_dirs.insert(node.to_string(), cni);
+            world.apply(&format!(
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n"
+            ))?;
+            world.nodes.push(node.to_string());
+            world.kubectl(&[
+                "patch",
+                "node",
+                node,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"e2e"}]}}"#,
+            ])?;
+        }
+        for (name, labels) in namespaces {
+            let exists = cp
+                .kubectl(&["get", "namespace", name])
+                .is_ok_and(|o| o.status.success());
+            if !exists {
+                world.namespaces.push(cp.test_namespace(name)?);
+            }
+            if !labels.is_empty() {
+                let mut args = vec!["label", "--overwrite", "namespace", name];
+                let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                args.extend(pairs.iter().map(String::as_str));
+                world.kubectl(&args)?;
+            }
+        }
+        for pod in pods {
+            world.add_pod(pod.clone())?;
+        }
+        Ok(world)
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Result<String, Error> {
+        let o = self.cp.kubectl(args)?;
+        if !o.status.success() {
+            return Err(Error::Command {
+                what: format!("kubectl {}", args.join(" ")),
+                stderr: text(&o),
+            });
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    /// `kubectl apply -f -` of `yaml`.
+    pub fn apply(&self, yaml: &str) -> Result<String, Error> {
+        let o = self.cp.kubectl_stdin(&["apply", "-f", "-"], yaml)?;
+        if !o.status.success() {
+            return Err(Error::Command {
+                what: "kubectl apply".into(),
+                stderr: text(&o),
+            });
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    }
+
+    fn pod_yaml(&self, pod: &PodDef) -> String {
+        let ports: Vec<String> = pod
+            .ports
+            .iter()
+            .map(|(name, port, proto)| {
+                let name = name
+                    .as_ref()
+                    .map(|n| format!("name: {n}, "))
+                    .unwrap_or_default();
+                format!("{{{name}containerPort: {port}, protocol: {proto}}}")
+            })
+            .collect();
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {}, namespace: {}, labels: {}}}\n\
+             spec: {{nodeName: {}, containers: [{{name: main, image: e2e, ports: [{}]}}]}}\n",
+            pod.name,
+            pod.namespace,
+            labels_yaml(&pod.labels),
+            pod.node,
+            ports.join(", ")
+        )
+    }
+
+    /// Adds a pod: its network namespace and servers, its Pod object, then its IP and phase.
+    pub fn add_pod(&mut self, pod: PodDef) -> Result<Ipv4Addr, Error> {
+        let ip = self.net.add_pod(&pod.node, &pod.namespace, &pod.name)?;
+        let serve: Vec<(u16, Protocol)> =
+            pod.ports.iter().map(|(_, p, proto)| (*p, *proto)).collect();
+        self.net.serve(&pod.key(), &serve)?;
+        self.apply(&self.pod_yaml(&pod))?;
+        self.kubectl(&[
+            "patch",
+            "pod",
+            &pod.name,
+            "-n",
+            &pod.namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
+            ),
+        ])?;
+        self.ips.insert(pod.key(), ip);
+        self.pods.push(pod);
+        Ok(ip)
+    }
+
+    /// Deletes a pod's object, then its network namespace (as a kubelet tears a pod down).
+    pub fn remove_pod(&mut self, key: &str) -> Result<(), Error> {
+        if let Some((ns, name)) = key.split_once('/') {
+            self.kubectl(&["delete", "pod", name, "-n", ns, "--wait=false"])?;
+        }
+        self.net.remove_pod(key);
+        self.pods.retain(|p| p.key() != key);
+        self.ips.remove(key);
+        Ok(())
+    }
+
+    /// Sets a label on a pod, in the apiserver and in the world's own record.
+    pub fn label_pod(&mut self, key: &str, label: &str, value: &str) -> Result<(), Error> {
+        let (ns, name) = key.split_once('/').unwrap_or(("default", key));
+        self.kubectl(&[
+            "label",
+            "--overwrite",
+            "pod",
+            name,
+            "-n",
+            ns,
+            &format!("{label}={value}"),
+        ])?;
+        if let Some(p) = self.pods.iter_mut().find(|p| p.key() == key) {
+            p.labels.retain(|(k, _)| k != label);
+            p.labels.push((label.into(), value.into()));
+        }
+        Ok(())
+    }
+
+    pub fn ip(&self, key: &str) -> Option<Ipv4Addr> {
+        self.ips.get(key).copied()
+    }
+
+    /// The pods as manifests with their node and IP, for `palisade reach`.
+    pub fn manifests(&self) -> String {
+        let mut out = String::new();
+        for pod in &self.pods {
+            let ip = self
+                .ips
+                .get(&pod.key())
+                .copied()
+                .unwrap_or(Ipv4Addr::UNSPECIFIED);
+            out.push_str(&self.pod_yaml(pod));
+            out.push_str(&format!("status: {{phase: Running, podIP: {ip}}}\n---\n"));
+        }
+        out
+    }
+
+    /// Namespace objects with their labels as the apiserver has them, for `palisade reach`.
+    fn namespace_manifests(&self) -> Result<String, Error> {
+        self.kubectl(&["get", "namespaces", "-o", "yaml"])
+    }
+
+    /// Every (from, to, port) among the world's pods for those of `ports` the destination
+    /// serves (a port nobody listens on refuses whatever the rules say).
+    pub fn cells(&self, ports: &[(u16, Protocol)]) -> Vec<(String, String, u16, Protocol)> {
+        let mut cells = Vec::new();
+        for from in &self.pods {
+            for to in &self.pods {
+                if from.key() == to.key() {
+                    continue;
+                }
+                for &(port, proto) in ports {
+                    if to.ports.iter().any(|(_, p, pr)| (*p, *pr) == (port, proto)) {
+                        cells.push((from.key(), to.key(), port, proto));
+                    }
+                }
+            }
+        }
+        cells
+    }
+
+    /// What Palisade's semantics say for every cell, given `policies` (YAML).
+    pub fn predict(&self, policies: &str, ports: &[(u16, Protocol)]) -> Result<Vec<Probe>, Error> {
+        let mut inputs = Inputs::default();
+        let bad = |what: &str, e: String| Error::Command {
+            what: format!("reading {what} for the prediction"),
+            stderr: e,
+        };
+        inputs
+            .add_text("namespaces.yaml", &self.namespace_manifests()?)
+            .map_err(|e| bad("namespaces", format!("{e:?}")))?;
+        inputs
+            .add_text("pods.yaml", &self.manifests())
+            .map_err(|e| bad("pods", format!("{e:?}")))?;
+        inputs
+            .add_text("policies.yaml", policies)
+            .map_err(|e| bad("policies", format!("{e:?}")))?;
+        let cluster = inputs.cluster();
+        let pods = reach::reachable_pods(&cluster);
+        let cells: std::collections::BTreeSet<(String, String, u16, String)> = self
+            .cells(ports)
+            .into_iter()
+            .map(|(f, t, p, pr)| (f, t, p, pr.to_string()))
+            .collect();
+        let ports = ports
+            .iter()
+            .map(|&(port, protocol)| ProbePort { port, protocol })
+            .collect();
+        Ok(Matrix::compute(&cluster, pods.clone(), pods, ports)
+            .probes(false)
+            .into_iter()
+            .filter(|p| cells.contains(&(p.from.clone(), p.to.clone(), p.port, p.protocol.clone())))
+            .collect())
+    }
+
+    /// Probes every cell for real.
+    pub fn measure(
+        &self,
+        ports: &[(u16, Protocol)],
+        timeout: Duration,
+    ) -> Result<Vec<Probe>, Error> {
+        self.net.probe_all(&self.cells(ports), timeout)
+    }
+
+    /// Starts `program` inside `node`'s network namespace (as a DaemonSet pod with hostNetwork
+    /// runs there), with `args`; killed when the returned guard drops.
+    pub fn spawn_on_node(
+        &self,
+        node: &str,
+        program: &std::path::Path,
+        args: &[String],
+        env: &[(&str, &std::ffi::OsStr)],
+        log: &std::path::Path,
+    ) -> Result<Process, Error> {
+        let netns = self
+            .net
+            .nodes()
+            .iter()
+            .find(|n| n.name == node)
+            .map(|n| n.netns.name.clone())
+            .ok_or_else(|| Error::Command {
+                what: format!("starting {} on {node}", program.display()),
+                stderr: "no such node".into(),
+            })?;
+        let log = std::fs::File::create(log).map_err(|source| Error::Io {
+            what: format!("creating {}", log.display()),
+            source,
+        })?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &netns])
+            .arg(program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|source| Error::Io {
+                what: format!("starting {}", program.display()),
+                source,
+            })?;
+        Ok(Process(child))
+    }
+
+    /// A directory of this world's own for files (logs, kubeconfigs) that goes with it.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+impl Drop for World<'_> {
+    fn drop(&mut self) {
+        // Pods in namespaces the world did not create (kube-system) are deleted one by one; the
+        // others go with their namespace.
+        for pod in &self.pods {
+            if !self.namespaces.iter().any(|n| n.name == pod.namespace) {
+                let _ = self.cp.kubectl(&[
+                    "delete",
+                    "pod",
+                    &pod.name,
+                    "-n",
+                    &pod.namespace,
+                    "--wait=false",
+                ]);
+            }
+        }
+        for node in &self.nodes {
+            let _ = self.cp.kubectl(&["delete", "node", node, "--wait=false"]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Differences between measured and predicted cells, one line each, empty when they agree.
+pub fn differences(measured: &[Probe], predicted: &[Probe]) -> Vec<String> {
+    let key = |p: &Probe| (p.from.clone(), p.to.clone(), p.port, p.protocol.clone());
+    let predicted: BTreeMap<_, _> = predicted.iter().map(|p| (key(p), p)).collect();
+    let mut out = Vec::new();
+    for m in measured {
+        match predicted.get(&key(m)) {
+            Some(p) if p.allowed == m.allowed => {}
+            Some(p) => out.push(format!(
+                "{} -> {} {}/{}: measured {}, predicted {}",
+                m.from,
+                m.to,
+                m.port,
+                m.protocol,
+                if m.allowed { "open" } else { "blocked" },
+                if p.allowed { "open" } else { "blocked" },
+            )),
+            None => out.push(format!(
+                "{} -> {} {}/{}: not predicted",
+                m.from, m.to, m.port, m.protocol
+            )),
+        }
+    }
+    out
+}
