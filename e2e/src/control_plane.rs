@@ -586,9 +586,39 @@ pub struct TestNamespace<'a> {
 
 impl Drop for TestNamespace<'_> {
     fn drop(&mut self) {
+        let ns = self.name.as_str();
+        if self.cp.is_local() {
+            // No kubelet confirms pod deletions and no namespace controller empties and
+            // finalizes namespaces here: do both, so the name can be used again at once and no
+            // pod of this test lingers in later tests' caches.
+            let _ = self.cp.kubectl(&[
+                "delete",
+                "pods,networkpolicies",
+                "--all",
+                "-n",
+                ns,
+                "--force",
+                "--grace-period=0",
+            ]);
+        }
         let _ = self
             .cp
-            .kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+            .kubectl(&["delete", "namespace", ns, "--wait=false"]);
+        if self.cp.is_local() {
+            let finalize = format!(
+                r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{ns}"}},"spec":{{"finalizers":[]}}}}"#
+            );
+            let _ = self.cp.kubectl_stdin(
+                &[
+                    "replace",
+                    "--raw",
+                    &format!("/api/v1/namespaces/{ns}/finalize"),
+                    "-f",
+                    "-",
+                ],
+                &finalize,
+            );
+        }
     }
 }
 

@@ -194,8 +194,8 @@ impl<'a> World<'a> {
             })
             .collect();
         format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {}, namespace: {}, labels: {}}}\n\
-             spec: {{nodeName: {}, containers: [{{name: main, image: e2e, ports: [{}]}}]}}\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: \"{}\", namespace: \"{}\", labels: {}}}\n\
+             spec: {{nodeName: \"{}\", containers: [{{name: main, image: e2e, ports: [{}]}}]}}\n",
             pod.name,
             pod.namespace,
             labels_yaml(&pod.labels),
@@ -232,7 +232,16 @@ impl<'a> World<'a> {
     /// Deletes a pod's object, then its network namespace (as a kubelet tears a pod down).
     pub fn remove_pod(&mut self, key: &str) -> Result<(), Error> {
         if let Some((ns, name)) = key.split_once('/') {
-            self.kubectl(&["delete", "pod", name, "-n", ns, "--wait=false"])?;
+            // As a kubelet confirms the deletion of a pod that has stopped.
+            self.kubectl(&[
+                "delete",
+                "pod",
+                name,
+                "-n",
+                ns,
+                "--force",
+                "--grace-period=0",
+            ])?;
         }
         self.net.remove_pod(key);
         self.pods.retain(|p| p.key() != key);
@@ -402,7 +411,8 @@ impl Drop for World<'_> {
                     &pod.name,
                     "-n",
                     &pod.namespace,
-                    "--wait=false",
+                    "--force",
+                    "--grace-period=0",
                 ]);
             }
         }

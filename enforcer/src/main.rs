@@ -56,7 +56,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 100)]
     nflog_group: u16,
     /// Log format: text or json.
-    #[arg(long, default_value = "json")]
+    #[arg(long, default_value = "json", global = true)]
     log_format: String,
 }
 

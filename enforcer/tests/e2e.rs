@@ -248,3 +248,432 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
     );
     converges(&world, "", &TUTORIAL_PORTS, Duration::from_secs(10));
 }
+
+const XYZ_PORTS: [(u16, Protocol); 4] = [(80, Tcp), (81, Tcp), (80, Udp), (81, Udp)];
+
+/// The upstream NetworkPolicy e2e model: namespaces x, y, z with pods a, b, c, each serving
+/// 80 and 81 on TCP and UDP under the names serve-<port>-<protocol>, spread over two nodes.
+fn xyz_world(cp: &ControlPlane) -> World<'_> {
+    let mut pods = Vec::new();
+    let mut node = 0;
+    for ns in ["x", "y", "z"] {
+        for name in ["a", "b", "c"] {
+            node += 1;
+            pods.push(xyz_pod(
+                ns,
+                name,
+                if node % 2 == 1 { "node-1" } else { "node-2" },
+            ));
+        }
+    }
+    World::create(
+        cp,
+        &["node-1", "node-2"],
+        FLANNEL_CONFLIST,
+        &[
+            ("x", &[("ns", "x")]),
+            ("y", &[("ns", "y")]),
+            ("z", &[("ns", "z")]),
+        ],
+        &pods,
+    )
+    .expect("the x/y/z world")
+}
+
+fn xyz_pod(ns: &str, name: &str, node: &str) -> PodDef {
+    let mut pod = PodDef::new(ns, name, node).label("pod", name);
+    for (port, proto) in XYZ_PORTS {
+        let named = format!("serve-{port}-{}", proto.as_str().to_lowercase());
+        pod = pod.port(Some(&named), port, proto);
+    }
+    pod
+}
+
+fn policy(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: \"{name}\", namespace: \"{ns}\"}}\nspec:\n{spec}\n---\n"
+    )
+}
+
+/// Round one of the model: one policy per feature, each on its own pod.
+fn xyz_policies(world: &World) -> String {
+    let xa = world.ip("x/a").unwrap();
+    let yb = world.ip("y/b").unwrap();
+    let subnet = format!("10.{}.0.0/16", xa.octets()[1]);
+    [
+        policy("x", "deny-ingress", "  podSelector: {}\n  policyTypes: [Ingress]"),
+        policy(
+            "x",
+            "a-from-namespace-y",
+            "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n    ports: [{port: 80}]",
+        ),
+        policy(
+            "x",
+            "b-from-y-b-and",
+            "  podSelector: {matchLabels: {pod: b}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}, podSelector: {matchLabels: {pod: b}}}]",
+        ),
+        policy(
+            "x",
+            "c-from-y-or-b",
+            "  podSelector: {matchLabels: {pod: c}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}, {podSelector: {matchLabels: {pod: b}}}]",
+        ),
+        policy(
+            "y",
+            "a-egress-to-z-c-81-udp",
+            "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{namespaceSelector: {matchLabels: {ns: \"z\"}}, podSelector: {matchLabels: {pod: c}}}]\n    ports: [{protocol: UDP, port: 81}]",
+        ),
+        policy(
+            "z",
+            "b-port-range",
+            "  podSelector: {matchLabels: {pod: b}}\n  ingress:\n  - ports: [{protocol: TCP, port: 80, endPort: 81}]",
+        ),
+        policy(
+            "y",
+            "c-named-port",
+            "  podSelector: {matchLabels: {pod: c}}\n  ingress:\n  - ports: [{protocol: UDP, port: serve-81-udp}]",
+        ),
+        policy(
+            "z",
+            "a-ip-block-except",
+            &format!(
+                "  podSelector: {{matchLabels: {{pod: a}}}}\n  ingress:\n  - from: [{{ipBlock: {{cidr: {subnet}, except: [{xa}/32, {yb}/32]}}}}]"
+            ),
+        ),
+        policy(
+            "z",
+            "c-egress-named-port",
+            "  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Egress]\n  egress:\n  - ports: [{protocol: TCP, port: serve-80-tcp}]",
+        ),
+    ]
+    .concat()
+}
+
+#[test]
+fn the_upstream_model_follows_every_policy_change_as_predicted() {
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let mut world = xyz_world(cp);
+    let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| Enforcer::start(&world, n))
+        .collect();
+    let limit = Duration::from_secs(15);
+
+    // Namespace and pod selectors, AND and OR, egress, endPort, named ports both ways, ipBlock
+    // with except.
+    let mut policies = xyz_policies(&world);
+    world.apply(&policies).unwrap();
+    converges(&world, &policies, &XYZ_PORTS, limit);
+
+    // A policy changed (80 -> 81), one deleted, a pod relabelled, a pod added, a pod gone.
+    let changed = policies.replace("ports: [{port: 80}]", "ports: [{port: 81}]");
+    assert_ne!(changed, policies);
+    policies = changed;
+    world.apply(&policies).unwrap();
+    let started = Instant::now();
+    kubectl(
+        cp,
+        &[
+            "delete",
+            "networkpolicy",
+            "a-egress-to-z-c-81-udp",
+            "-n",
+            "y",
+        ],
+    );
+    policies = policies
+        .split("---\n")
+        .filter(|p| !p.contains("a-egress-to-z-c-81-udp"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    world.label_pod("y/b", "pod", "bb").unwrap();
+    world.add_pod(xyz_pod("x", "d", "node-2")).unwrap();
+    world.remove_pod("y/c").unwrap();
+    converges(&world, &policies, &XYZ_PORTS, limit);
+    eprintln!(
+        "changes applied and measured in place after {:?}",
+        started.elapsed()
+    );
+
+    // Every enforcer measured how long changes took to reach the kernel.
+    for e in &enforcers {
+        let m = e.metrics();
+        assert!(
+            sample(&m, "palisade_enforcer_event_to_rule_seconds_count").is_some_and(|n| n >= 2.0),
+            "{m}"
+        );
+        assert_eq!(
+            sample(&m, r#"palisade_enforcer_syncs_total{result="error"}"#),
+            None,
+            "{m}"
+        );
+    }
+
+    for ns in ["x", "y", "z"] {
+        kubectl(cp, &["delete", "networkpolicies", "--all", "-n", ns]);
+    }
+    converges(&world, "", &XYZ_PORTS, limit);
+}
+
+fn node_exec(world: &World, node: usize, args: &[&str]) -> String {
+    let o = std::process::Command::new("ip")
+        .args(["netns", "exec", &world.net.nodes()[node].netns.name])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        palisade_e2e::util::text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn an_audit_policy_logs_and_counts_but_lets_traffic_through() {
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let world = xyz_world(cp);
+    let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| Enforcer::start(&world, n))
+        .collect();
+    // z/c is on node-1. An Audit baseline's deny, as the operator writes it.
+    let audit = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: palisade-baseline-deny\n  namespace: \"z\"\n  annotations: {palisade.dev/mode: audit}\nspec:\n  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Ingress]\n";
+    world.apply(audit).unwrap();
+    let start = Instant::now();
+    loop {
+        assert!(
+            world.net.probe("x/a", "z/c", 80, Tcp).unwrap(),
+            "audit must not drop"
+        );
+        let m = enforcers[0].metrics();
+        let counted = m
+            .lines()
+            .filter(|l| l.starts_with("palisade_enforcer_audit_would_drop{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        if counted > 0.0 {
+            assert!(
+                m.contains("z/c ingress: audit, would drop (isolated by palisade-baseline-deny)"),
+                "{m}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no would-be drop counted:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let rules = node_exec(&world, 0, &["iptables-save", "-t", "filter"]);
+    assert!(
+        rules.contains("--nflog-prefix \"palisade-audit z/c ingress"),
+        "{rules}"
+    );
+    // Everything is still open, as with no policy at all.
+    converges(&world, "", &XYZ_PORTS, Duration::from_secs(10));
+}
+
+#[test]
+fn a_killed_enforcer_never_opens_a_protected_pod_or_cuts_an_allowed_connection() {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let world = xyz_world(cp);
+    let mut enforcers: Vec<Enforcer> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| Enforcer::start(&world, n))
+        .collect();
+    // y/b (node-1) only accepts x/a (node-1) on 80 and 7000; y/a (node-2) is closed to all.
+    let policies = [
+        policy("y", "deny", "  podSelector: {}\n  policyTypes: [Ingress]"),
+        policy(
+            "y",
+            "b-from-x-a",
+            "  podSelector: {matchLabels: {pod: b}}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: \"x\"}}, podSelector: {matchLabels: {pod: a}}}]\n    ports: [{port: 80}, {port: 7000}]",
+        ),
+    ]
+    .concat();
+    world.apply(&policies).unwrap();
+    converges(&world, &policies, &XYZ_PORTS, Duration::from_secs(15));
+
+    // A long-lived allowed connection: an echo server in y/b, a client in x/a.
+    let stop = Arc::new(AtomicBool::new(false));
+    let yb_netns = world.net.pod("y/b").unwrap().netns.name.clone();
+    let xa_netns = world.net.pod("x/a").unwrap().netns.name.clone();
+    let yb_ip = world.ip("y/b").unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            palisade_e2e::netns::enter(&yb_netns).unwrap();
+            let listener = std::net::TcpListener::bind(("0.0.0.0", 7000)).unwrap();
+            ready_tx.send(()).unwrap();
+            let (mut conn, _) = listener.accept().unwrap();
+            conn.set_read_timeout(Some(Duration::from_millis(200)))
+                .unwrap();
+            let mut buf = [0u8; 8];
+            while !stop.load(Ordering::Relaxed) {
+                match conn.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        let _ = conn.write_all(&buf[..n]);
+                    }
+                    Err(_) => {}
+                }
+            }
+        })
+    };
+    ready_rx.recv().unwrap();
+    let exchanges = Arc::new(AtomicUsize::new(0));
+    let broken = Arc::new(Mutex::new(None::<String>));
+    let client = {
+        let (stop, exchanges, broken) = (stop.clone(), exchanges.clone(), broken.clone());
+        std::thread::spawn(move || {
+            palisade_e2e::netns::enter(&xa_netns).unwrap();
+            let mut conn = std::net::TcpStream::connect_timeout(
+                &SocketAddr::from((yb_ip, 7000)),
+                Duration::from_secs(2),
+            )
+            .unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let mut buf = [0u8; 8];
+            while !stop.load(Ordering::Relaxed) {
+                let ok = conn.write_all(b"palisade").is_ok()
+                    && conn.read_exact(&mut buf).is_ok()
+                    && &buf == b"palisade";
+                if !ok {
+                    *broken.lock().unwrap() = Some(format!(
+                        "after {} exchanges",
+                        exchanges.load(Ordering::Relaxed)
+                    ));
+                    return;
+                }
+                exchanges.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+
+    // Kill node-1's enforcer with SIGKILL right as it syncs a change, three times; between,
+    // keep probing that the protected pods stay closed and the allowed one open.
+    let mut leaks = Vec::new();
+    for round in 0..3 {
+        let label = format!("round-{round}");
+        world
+            .apply(&policy(
+                "y",
+                &format!("unrelated-{round}"),
+                &format!("  podSelector: {{matchLabels: {{pod: c, r: \"{label}\"}}}}\n  policyTypes: [Ingress]"),
+            ))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(30 * round as u64));
+        drop(enforcers.remove(0));
+        for _ in 0..5 {
+            for (from, to, port, want) in [
+                ("x/b", "y/b", 80, false),
+                ("z/a", "y/b", 81, false),
+                ("x/a", "y/a", 80, false),
+                ("x/a", "y/b", 80, true),
+            ] {
+                let got = world.net.probe(from, to, port, Tcp).unwrap();
+                if got != want {
+                    leaks.push(format!(
+                        "round {round}: {from} -> {to}:{port} was {}",
+                        if got { "open" } else { "closed" }
+                    ));
+                }
+            }
+        }
+        enforcers.insert(0, Enforcer::start(&world, "node-1"));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    server.join().unwrap();
+    assert!(leaks.is_empty(), "{}", leaks.join("\n"));
+    assert_eq!(
+        *broken.lock().unwrap(),
+        None,
+        "the allowed connection was cut"
+    );
+    assert!(exchanges.load(Ordering::Relaxed) > 10);
+    let mut all = policies.clone();
+    for round in 0..3 {
+        all.push_str(&policy(
+            "y",
+            &format!("unrelated-{round}"),
+            &format!("  podSelector: {{matchLabels: {{pod: c, r: \"round-{round}\"}}}}\n  policyTypes: [Ingress]"),
+        ));
+    }
+    converges(&world, &all, &XYZ_PORTS, Duration::from_secs(15));
+}
+
+#[test]
+fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let world = xyz_world(cp);
+    let enforcer = Enforcer::start(&world, "node-1");
+    let deny = policy(
+        "x",
+        "deny",
+        "  podSelector: {}\n  policyTypes: [Ingress, Egress]",
+    );
+    world.apply(&deny).unwrap();
+    let start = Instant::now();
+    while world.net.probe("y/b", "x/a", 80, Tcp).unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "x/a never isolated"
+        );
+    }
+    let before = node_exec(&world, 0, &["iptables-save", "-t", "filter"]);
+    assert!(before.contains("-A FORWARD -m comment --comment \"palisade: NetworkPolicy enforcement\" -j PALISADE-FORWARD"), "{before}");
+    // On shutdown the rules stay in force.
+    drop(enforcer);
+    assert!(!world.net.probe("y/b", "x/a", 80, Tcp).unwrap());
+
+    let bin = env!("CARGO_BIN_EXE_palisade-enforcer");
+    node_exec(&world, 0, &[bin, "cleanup", "--log-format", "text"]);
+    let after = node_exec(&world, 0, &["iptables-save", "-t", "filter"]);
+    assert!(!after.contains("PAL"), "{after}");
+    assert_eq!(node_exec(&world, 0, &["ipset", "list", "-name"]).trim(), "");
+    assert!(world.net.probe("y/b", "x/a", 80, Tcp).unwrap());
+
+    // Calico enforces NetworkPolicy itself: in mode auto the enforcer stands aside and says so.
+    std::fs::write(
+        world.cni_dirs["node-2"].join("10-cni.conflist"),
+        r#"{"name": "k8s-pod-network", "cniVersion": "0.3.1", "plugins": [{"type": "calico"}, {"type": "portmap"}]}"#,
+    )
+    .unwrap();
+    let _calico = Enforcer::start(&world, "node-2");
+    let status = kubectl(
+        cp,
+        &[
+            "get",
+            "nodeenforcement",
+            "node-2",
+            "-o",
+            "jsonpath={.status.cni} {.status.cniEnforces} {.status.enforcing} {.status.reason}",
+        ],
+    );
+    assert_eq!(
+        status,
+        "calico true false calico enforces NetworkPolicy itself; standing aside"
+    );
+    let rules = node_exec(&world, 1, &["iptables-save", "-t", "filter"]);
+    assert!(!rules.contains("PAL"), "{rules}");
+}

@@ -71,7 +71,11 @@ pub fn watch<K>(client: &Client, changed: &Arc<Notify>) -> Store<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + Slim + 'static,
 {
-    watch_with(Api::all(client.clone()), watcher::Config::default(), changed)
+    watch_with(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        changed,
+    )
 }
 
 /// A reflector over `api` with `config` (e.g. a field selector); `changed` is notified on every
@@ -84,11 +88,11 @@ where
     let stream = reflector::reflector(
         writer,
         watcher(api, config.any_semantic())
-        .default_backoff()
-        .modify(|o: &mut K| {
-            o.managed_fields_mut().clear();
-            o.slim();
-        }),
+            .default_backoff()
+            .modify(|o: &mut K| {
+                o.managed_fields_mut().clear();
+                o.slim();
+            }),
     );
     let changed = changed.clone();
     tokio::spawn(async move {
@@ -104,4 +108,3 @@ where
     });
     reader
 }
-
