@@ -12,8 +12,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use palisade_operator::crd::NodeEnforcement as NodeEnforcementObject;
-use palisade_policy::watch::watch;
 use palisade_policy::checks::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
+use palisade_policy::watch::watch;
 use palisade_policy::{Cluster, Policy, Workload};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -314,8 +314,9 @@ impl Caches {
                     ready,
                     cni_enforces: cni.as_deref().and_then(cni_enforces_network_policy),
                     cni,
-                    enforcer_active: reported
-                        .is_some_and(|s| s.enforcing && s.last_sync.is_some() && s.last_error.is_none()),
+                    enforcer_active: reported.is_some_and(|s| {
+                        s.enforcing && s.last_sync.is_some() && s.last_error.is_none()
+                    }),
                 }
             })
             .collect();
