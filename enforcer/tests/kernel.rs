@@ -3,8 +3,7 @@
 //! save` print back exactly what the renderer predicts, so the apply layer's desired-vs-actual
 //! comparison finds no difference after a sync.
 //!
-//! Needs root and the tools: run with `PALISADE_NETNS_TESTS=1 cargo test -p palisade-enforcer
-//! --test kernel -- --ignored`.
+//! Needs root and the tools `e2e/tools/install.sh` installs, like the rest of the e2e suite.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -202,12 +201,7 @@ fn sync(ns: &Netns, new: &Ruleset) {
 }
 
 #[test]
-#[ignore = "needs root, ip netns, ipset and iptables: PALISADE_NETNS_TESTS=1"]
 fn rendered_rules_round_trip_through_the_kernel() {
-    if std::env::var_os("PALISADE_NETNS_TESTS").is_none() {
-        eprintln!("PALISADE_NETNS_TESTS not set: skipped");
-        return;
-    }
     let ns = Netns::new();
     let options = CompileOptions::default();
     let first = compile(&cluster(false), "n1", &options);
