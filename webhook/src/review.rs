@@ -108,7 +108,22 @@ pub fn review(
 
     let is_policy = request["kind"]["group"] == "networking.k8s.io"
         && request["kind"]["kind"] == "NetworkPolicy";
+    let is_baseline =
+        request["kind"]["group"] == "palisade.dev" && request["kind"]["kind"] == "NetworkBaseline";
     let judged = matches!(request["operation"].as_str(), Some("CREATE" | "UPDATE"));
+    if is_baseline && judged {
+        let (message, warnings) = crate::baseline::judge(&request["object"], &state.cluster);
+        let object = request["name"].as_str().map(String::from);
+        let warnings: Vec<String> = warnings.into_iter().map(fit).collect();
+        return Ok(Decision {
+            review: response(uid, message.is_none(), message.clone(), warnings),
+            allowed: message.is_none(),
+            object,
+            findings: Vec::new(),
+            skipped: Vec::new(),
+            dry_run,
+        });
+    }
     if !is_policy || !judged {
         return Ok(plain(None, None));
     }

@@ -274,3 +274,55 @@ async fn an_object_that_is_not_a_network_policy_is_refused_with_the_reason() {
         "NetworkPolicy production/odd: spec.policyTypes[0]: unknown policy type \"Sideways\" (use Ingress or Egress)"
     );
 }
+
+async fn decide_baseline(spec: Value) -> Value {
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "b1",
+            "kind": {"group": "palisade.dev", "version": "v1alpha1", "kind": "NetworkBaseline"},
+            "resource": {"group": "palisade.dev", "version": "v1alpha1", "resource": "networkbaselines"},
+            "name": "default",
+            "operation": "CREATE",
+            "userInfo": {"username": "platform"},
+            "object": {"apiVersion": "palisade.dev/v1alpha1", "kind": "NetworkBaseline",
+                       "metadata": {"name": "default"}, "spec": spec}
+        }
+    })
+    .to_string();
+    let (status, text) = send(app().0, body).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    serde_json::from_str::<Value>(&text).unwrap()["response"].clone()
+}
+
+#[tokio::test]
+async fn a_baseline_the_operator_could_not_apply_is_refused_with_the_reason() {
+    let r = decide_baseline(json!({"allow": {"egress": [{"ports": ["443"]}]}})).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        r["status"]["message"],
+        "Palisade refuses NetworkBaseline default: spec.allow.egress[0]: give a cidr, namespaces, or both. No namespace could be given this baseline."
+    );
+}
+
+#[tokio::test]
+async fn a_baseline_naming_what_does_not_exist_is_admitted_with_warnings() {
+    // The tutorial world has `monitoring` but no `ingress` namespace, and its DNS pods run in
+    // kube-system with k8s-app=kube-dns (the default).
+    let r = decide_baseline(json!({"allow": {"fromNamespaces": ["monitoring", "ingress"]}})).await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(
+        r["warnings"],
+        json!(["spec.allow.fromNamespaces: namespace ingress does not exist (yet)"])
+    );
+    let r = decide_baseline(json!({"dns": {"podSelector": {"k8s-app": "coredns"}}})).await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(
+        r["warnings"],
+        json!(["spec.dns matches no running pod: DNS lookups will fail in opted-in namespaces"])
+    );
+    let r = decide_baseline(json!({})).await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(r.get("warnings"), None);
+}
