@@ -13,6 +13,7 @@ pub mod apply;
 pub mod cni;
 pub mod compile;
 pub mod interpret;
+pub mod lifecycle;
 pub mod metrics;
 pub mod render;
 pub mod ruleset;

@@ -5,9 +5,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use palisade_enforcer::CompileOptions;
 use palisade_enforcer::metrics::Metrics;
 use palisade_enforcer::runtime::{Mode, Settings, run};
+use palisade_enforcer::{CompileOptions, lifecycle};
 use palisade_policy::process;
 
 #[derive(Debug, Parser)]
@@ -29,32 +29,51 @@ enum Command {
     Run,
     /// Remove every Palisade chain, jump and ipset from this node, then exit.
     Cleanup,
+    /// Delete the enforcer DaemonSet and wait for its pods to finish: each removes its node's
+    /// rules on the way out (the chart's pre-delete hook).
+    Uninstall {
+        /// How long to wait for the enforcer pods to finish.
+        #[arg(long, default_value_t = 240)]
+        timeout_seconds: u64,
+    },
 }
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
     /// This node's name (the downward API's spec.nodeName).
-    #[arg(long, env = "NODE_NAME")]
+    #[arg(long, env = "NODE_NAME", global = true)]
     node_name: Option<String>,
     /// Where the node's CNI configuration lives.
-    #[arg(long, default_value = palisade_enforcer::cni::DEFAULT_DIR)]
+    #[arg(long, default_value = palisade_enforcer::cni::DEFAULT_DIR, global = true)]
     cni_dir: PathBuf,
     /// auto: enforce only where the CNI does not; enforce: always; off: never (report only).
-    #[arg(long, value_enum, default_value = "auto")]
+    #[arg(long, value_enum, default_value = "auto", global = true)]
     mode: Mode,
     /// Plain HTTP address for /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:9102")]
+    #[arg(long, default_value = "0.0.0.0:9102", global = true)]
     admin_listen: SocketAddr,
     /// Seconds between checks of the node's rules against the desired ones (repairs rules
     /// someone else changed).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, global = true)]
     resync_seconds: u64,
     /// Milliseconds to wait after a change for more, so a burst becomes one sync.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, global = true)]
     debounce_ms: u64,
     /// NFLOG group for audit logs (read with ulogd or `tcpdump -i nflog:<group>`).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, global = true)]
     nflog_group: u16,
+    /// The DaemonSet this enforcer runs in: when it stops and the DaemonSet is gone (the chart
+    /// was uninstalled), it removes its rules; otherwise the rules stay in force.
+    #[arg(long, global = true)]
+    daemonset: Option<String>,
+    /// The namespace of that DaemonSet.
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "palisade-system",
+        global = true
+    )]
+    namespace: String,
     /// Log format: text or json.
     #[arg(long, default_value = "json", global = true)]
     log_format: String,
@@ -77,6 +96,30 @@ async fn main() {
             Err(e) => tracing::error!(error = %e, "cleanup task"),
         }
         std::process::exit(1);
+    }
+    if let Some(Command::Uninstall { timeout_seconds }) = args.command {
+        let a = &args.run;
+        let Some(daemonset) = a.daemonset.as_deref() else {
+            tracing::error!("uninstall needs --daemonset");
+            std::process::exit(2);
+        };
+        let result = match kube::Client::try_default().await {
+            Ok(client) => {
+                lifecycle::uninstall(
+                    client,
+                    &a.namespace,
+                    daemonset,
+                    Duration::from_secs(timeout_seconds),
+                )
+                .await
+            }
+            Err(e) => Err(lifecycle::Error::Kube(e)),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "uninstall");
+            std::process::exit(1);
+        }
+        return;
     }
     let a = args.run;
     let Some(node) = a.node_name.filter(|n| !n.is_empty()) else {
@@ -122,7 +165,10 @@ async fn main() {
         stopped(stop_rx.clone()),
     ));
     tracing::info!(node = %settings.node, mode = settings.mode.as_str(), "starting");
-    run(client, settings, metrics, ready, stopped(stop_rx)).await;
+    run(client.clone(), settings, metrics, ready, stopped(stop_rx)).await;
+    if let Some(daemonset) = &a.daemonset {
+        lifecycle::clean_up_if_uninstalled(client, &a.namespace, daemonset).await;
+    }
     match admin.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {

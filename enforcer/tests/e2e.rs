@@ -27,6 +27,10 @@ struct Enforcer {
 
 impl Enforcer {
     fn start(world: &World, node: &str) -> Self {
+        Self::start_with(world, node, &[])
+    }
+
+    fn start_with(world: &World, node: &str, extra: &[&str]) -> Self {
         let cp = world.cp;
         let n = world
             .net
@@ -53,6 +57,7 @@ impl Enforcer {
             "text",
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
         .collect();
         let process = world
@@ -676,4 +681,82 @@ fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
     );
     let rules = node_exec(&world, 1, &["iptables-save", "-t", "filter"]);
     assert!(!rules.contains("PAL"), "{rules}");
+}
+
+#[test]
+fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() {
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let world = xyz_world(cp);
+    // The chart's DaemonSet object (no kubelet runs its pods here: the enforcer runs as a
+    // process in the node's namespace instead).
+    let daemonset = chart::template(&["--show-only", "templates/enforcer/daemonset.yaml"]).unwrap();
+    world.apply(&daemonset).unwrap();
+    let hook = chart::template(&["--show-only", "templates/enforcer/uninstall-hook.yaml"]).unwrap();
+    let hook_rbac: String = hook
+        .split("---")
+        .filter(|d| !d.contains("kind: Job"))
+        .collect::<Vec<_>>()
+        .join("---");
+    world.apply(&hook_rbac).unwrap();
+    let flags = [
+        "--daemonset",
+        "palisade-enforcer",
+        "--namespace",
+        chart::NAMESPACE,
+    ];
+    let mut enforcer = Enforcer::start_with(&world, "node-1", &flags);
+    world
+        .apply(&policy(
+            "x",
+            "deny",
+            "  podSelector: {}\n  policyTypes: [Ingress]",
+        ))
+        .unwrap();
+    let start = Instant::now();
+    while world.net.probe("y/b", "x/a", 80, Tcp).unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "x/a never isolated"
+        );
+    }
+
+    // A restart (SIGTERM while the DaemonSet exists): the rules stay in force.
+    let status = enforcer
+        ._process
+        .terminate(Duration::from_secs(10))
+        .expect("exit");
+    assert!(status.success(), "{status}");
+    assert!(!world.net.probe("y/b", "x/a", 80, Tcp).unwrap());
+    enforcer = Enforcer::start_with(&world, "node-1", &flags);
+
+    // The pre-delete hook, with its own ServiceAccount: deletes the DaemonSet, waits for its pods.
+    let token = chart::token(cp, "uninstall").unwrap();
+    let kubeconfig = cp
+        .kubeconfig_at(std::net::Ipv4Addr::LOCALHOST.into(), Some(&token))
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-enforcer"))
+        .args([
+            "uninstall",
+            "--daemonset",
+            "palisade-enforcer",
+            "--namespace",
+            chart::NAMESPACE,
+        ])
+        .args(["--log-format", "text"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", palisade_e2e::util::text(&out));
+    // Then Kubernetes stops the enforcer pods: each removes its rules.
+    let status = enforcer
+        ._process
+        .terminate(Duration::from_secs(10))
+        .expect("exit");
+    assert!(status.success(), "{status}");
+    let rules = node_exec(&world, 0, &["iptables-save", "-t", "filter"]);
+    assert!(!rules.contains("PAL"), "{rules}");
+    assert!(world.net.probe("y/b", "x/a", 80, Tcp).unwrap());
 }
