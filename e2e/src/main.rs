@@ -143,8 +143,8 @@ fn serve() -> i32 {
     );
     for n in net.nodes() {
         text.push_str(&format!(
-            "  {}: netns {}, address {}\n",
-            n.name, n.netns.name, n.address
+            "  {}: netns {}, address {}, gateway {}\n",
+            n.name, n.netns.name, n.address, n.gateway
         ));
     }
     text.push_str("pods get namespaces named palisade-<network>-pod-<namespace>-<name>\nstop with: palisade-e2e down");
