@@ -74,3 +74,14 @@ pub fn token(cp: &ControlPlane, component: &str) -> Result<String, Error> {
     )?;
     Ok(out.trim().to_string())
 }
+
+/// A kubeconfig for a component running on this machine: with its ServiceAccount's token on the
+/// local control plane (the chart's RBAC installed first), the given cluster's own otherwise.
+pub fn kubeconfig_for(cp: &ControlPlane, component: &str) -> Result<std::path::PathBuf, Error> {
+    if !cp.is_local() {
+        return Ok(cp.kubeconfig.clone());
+    }
+    install_rbac(cp)?;
+    let token = token(cp, component)?;
+    cp.kubeconfig_at(std::net::Ipv4Addr::LOCALHOST.into(), Some(&token))
+}

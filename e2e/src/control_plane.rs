@@ -325,10 +325,17 @@ impl ControlPlane {
                 d("admin.key")
             ),
         };
-        let path = self.dir.join(format!(
-            "kubeconfig-{address}-{}",
-            if token.is_some() { "token" } else { "admin" }
-        ));
+        // One file per (address, identity): tokens of different accounts must not share one.
+        let who = token.map_or_else(
+            || "admin".to_string(),
+            |t| {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                t.hash(&mut h);
+                format!("token-{:016x}", h.finish())
+            },
+        );
+        let path = self.dir.join(format!("kubeconfig-{address}-{who}"));
         std::fs::write(
             &path,
             format!(

@@ -3,8 +3,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use palisade_e2e::ControlPlane;
 use palisade_e2e::util::{Process, free_port, http_get, text};
+use palisade_e2e::{ControlPlane, chart};
 
 const CHART_CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -30,7 +30,8 @@ impl Operator {
                 .args(["--namespace", "palisade-system", "--log-format", "text"])
                 .args(["--pod-name", identity, "--lease-duration", "4"])
                 .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-                .env("KUBECONFIG", &cp.kubeconfig)
+                // The chart's ServiceAccount: its RBAC is what this test exercises.
+                .env("KUBECONFIG", chart::kubeconfig_for(cp, "operator").unwrap())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

@@ -40,7 +40,11 @@ pub fn start_webhook(cp: &ControlPlane) -> Webhook {
         .arg("--tls-key")
         .arg(&key)
         .args(["--log-format", "text"])
-        .env("KUBECONFIG", &cp.kubeconfig)
+        // The chart's ServiceAccount: its RBAC is what these tests exercise.
+        .env(
+            "KUBECONFIG",
+            palisade_e2e::chart::kubeconfig_for(cp, "webhook").unwrap(),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
