@@ -93,4 +93,49 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
     let skipped = policy.replace("metadata: {name: web, namespace: shop}", "metadata: {name: web, namespace: shop, annotations: {palisade.dev/skip-checks: enforcement}}");
     let o = cp.kubectl_stdin(&["apply", "-f", "-"], &skipped).unwrap();
     assert!(o.status.success(), "{}", text(&o));
+
+    // Once Palisade's enforcers report that they enforce on both ready nodes, the policy is
+    // enforced after all, and admitted.
+    for node in ["node-1", "node-2"] {
+        let ne = format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: NodeEnforcement\nmetadata: {{name: {node}}}\nspec: {{node: {node}}}\n"
+        );
+        let o = cp.kubectl_stdin(&["apply", "-f", "-"], &ne).unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        let status = r#"{"status":{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"2026-11-23T12:00:00Z"}}"#;
+        let o = cp
+            .kubectl(&[
+                "patch",
+                "nodeenforcement",
+                node,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                status,
+            ])
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let other = policy.replace(
+        "{name: web, namespace: shop}",
+        "{name: web-2, namespace: shop}",
+    );
+    let start = Instant::now();
+    loop {
+        let o = cp
+            .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &other)
+            .unwrap();
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still refused with enforcers active: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    for node in ["node-1", "node-2"] {
+        let _ = cp.kubectl(&["delete", "nodeenforcement", node]);
+    }
 }
