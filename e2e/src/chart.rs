@@ -82,6 +82,16 @@ pub fn kubeconfig_for(cp: &ControlPlane, component: &str) -> Result<std::path::P
         return Ok(cp.kubeconfig.clone());
     }
     install_rbac(cp)?;
+    token_kubeconfig(cp, component, std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// A kubeconfig reaching the apiserver at `address` with a fresh token of the chart's
+/// ServiceAccount for `component` (which must exist already).
+pub fn token_kubeconfig(
+    cp: &ControlPlane,
+    component: &str,
+    address: std::net::IpAddr,
+) -> Result<std::path::PathBuf, Error> {
     let token = token(cp, component)?;
-    cp.kubeconfig_at(std::net::Ipv4Addr::LOCALHOST.into(), Some(&token))
+    cp.kubeconfig_at(address, Some(&token))
 }

@@ -4,6 +4,7 @@
 pub mod admission_stub;
 pub mod chart;
 pub mod control_plane;
+pub mod demo;
 pub mod netns;
 pub mod network;
 pub mod tools;

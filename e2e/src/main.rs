@@ -26,9 +26,10 @@ fn main() {
         Some("up") => up(),
         Some("down") => down(),
         Some("serve") => serve(),
+        Some("demo") => demo(args.iter().any(|a| a == "--keep")),
         _ => {
             eprintln!(
-                "usage: palisade-e2e up | down\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n  down  stop them and remove every namespace they made"
+                "usage: palisade-e2e up | down | demo [--keep]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)"
             );
             2
         }
@@ -160,4 +161,28 @@ fn serve() -> i32 {
     drop(net);
     drop(cp);
     0
+}
+
+/// The demo, with the Palisade binaries built next to this one.
+fn demo(keep: bool) -> i32 {
+    let dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(PathBuf::from))
+        .unwrap_or_default();
+    let bins = match palisade_e2e::demo::Binaries::in_dir(&dir) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("palisade-e2e demo: {e}");
+            return 2;
+        }
+    };
+    let mut stdout = std::io::stdout();
+    match palisade_e2e::demo::run(&bins, keep, &mut stdout) {
+        Ok(outcome) if outcome.failures.is_empty() => 0,
+        Ok(_) => 1,
+        Err(e) => {
+            eprintln!("palisade-e2e demo: {e}");
+            1
+        }
+    }
 }

@@ -448,3 +448,57 @@ pub fn differences(measured: &[Probe], predicted: &[Probe]) -> Vec<String> {
     }
     out
 }
+
+/// The ports the tutorial world's pods serve, as probed: web, API, metrics, database, DNS.
+pub const TUTORIAL_PORTS: [(u16, Protocol); 6] = [
+    (80, Protocol::Tcp),
+    (8080, Protocol::Tcp),
+    (9090, Protocol::Tcp),
+    (5432, Protocol::Tcp),
+    (53, Protocol::Udp),
+    (53, Protocol::Tcp),
+];
+
+/// The tutorials' world on two flannel nodes: a three-tier app in `production` (frontend,
+/// backend labelled `app: api`, database), Prometheus in `monitoring`, an ingress controller,
+/// and cluster DNS in kube-system, as in `policy/tests/fixtures/tutorial/world.yaml`.
+pub fn tutorial(cp: &ControlPlane) -> Result<World<'_>, Error> {
+    use Protocol::{Tcp, Udp};
+    let pods = [
+        PodDef::new("production", "frontend", "node-1")
+            .label("app", "frontend")
+            .label("tier", "web")
+            .port(Some("http"), 80, Tcp),
+        PodDef::new("production", "backend", "node-2")
+            .label("app", "api")
+            .label("tier", "app")
+            .port(Some("http-api"), 8080, Tcp)
+            .port(Some("metrics"), 9090, Tcp),
+        PodDef::new("production", "database", "node-1")
+            .label("app", "database")
+            .label("tier", "data")
+            .port(Some("postgres"), 5432, Tcp),
+        PodDef::new("monitoring", "prometheus", "node-2")
+            .label("app", "prometheus")
+            .port(None, 9090, Tcp),
+        PodDef::new("ingress-nginx", "controller", "node-1")
+            .label("app.kubernetes.io/name", "ingress-nginx")
+            .port(None, 80, Tcp),
+        PodDef::new("kube-system", "coredns", "node-2")
+            .label("k8s-app", "kube-dns")
+            .port(Some("dns"), 53, Udp)
+            .port(Some("dns-tcp"), 53, Tcp),
+    ];
+    World::create(
+        cp,
+        &["node-1", "node-2"],
+        FLANNEL_CONFLIST,
+        &[
+            ("production", &[("team", "shop")]),
+            ("monitoring", &[("purpose", "monitoring")]),
+            ("ingress-nginx", &[]),
+            ("kube-system", &[]),
+        ],
+        &pods,
+    )
+}

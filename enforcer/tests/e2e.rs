@@ -134,56 +134,6 @@ fn converges(world: &World, policies: &str, ports: &[(u16, Protocol)], limit: Du
     }
 }
 
-fn tutorial_world(cp: &ControlPlane) -> World<'_> {
-    let pods = [
-        PodDef::new("production", "frontend", "node-1")
-            .label("app", "frontend")
-            .label("tier", "web")
-            .port(Some("http"), 80, Tcp),
-        PodDef::new("production", "backend", "node-2")
-            .label("app", "api")
-            .label("tier", "app")
-            .port(Some("http-api"), 8080, Tcp)
-            .port(Some("metrics"), 9090, Tcp),
-        PodDef::new("production", "database", "node-1")
-            .label("app", "database")
-            .label("tier", "data")
-            .port(Some("postgres"), 5432, Tcp),
-        PodDef::new("monitoring", "prometheus", "node-2")
-            .label("app", "prometheus")
-            .port(None, 9090, Tcp),
-        PodDef::new("ingress-nginx", "controller", "node-1")
-            .label("app.kubernetes.io/name", "ingress-nginx")
-            .port(None, 80, Tcp),
-        PodDef::new("kube-system", "coredns", "node-2")
-            .label("k8s-app", "kube-dns")
-            .port(Some("dns"), 53, Udp)
-            .port(Some("dns-tcp"), 53, Tcp),
-    ];
-    World::create(
-        cp,
-        &["node-1", "node-2"],
-        FLANNEL_CONFLIST,
-        &[
-            ("production", &[("team", "shop")]),
-            ("monitoring", &[("purpose", "monitoring")]),
-            ("ingress-nginx", &[]),
-            ("kube-system", &[]),
-        ],
-        &pods,
-    )
-    .expect("the tutorial world")
-}
-
-const TUTORIAL_PORTS: [(u16, Protocol); 6] = [
-    (80, Tcp),
-    (8080, Tcp),
-    (9090, Tcp),
-    (5432, Tcp),
-    (53, Udp),
-    (53, Tcp),
-];
-
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
     let o = cp.kubectl(args).unwrap();
     assert!(
@@ -201,15 +151,25 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
     if !cp.is_local() {
         return; // needs this machine's network namespaces
     }
-    let world = tutorial_world(cp);
+    let world = palisade_e2e::world::tutorial(cp).expect("the tutorial world");
     let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
         .iter()
         .map(|n| Enforcer::start(&world, n))
         .collect();
-    converges(&world, "", &TUTORIAL_PORTS, Duration::from_secs(10));
+    converges(
+        &world,
+        "",
+        &palisade_e2e::world::TUTORIAL_PORTS,
+        Duration::from_secs(10),
+    );
 
     world.apply(THREE_TIER).expect("three-tier policies");
-    converges(&world, THREE_TIER, &TUTORIAL_PORTS, Duration::from_secs(15));
+    converges(
+        &world,
+        THREE_TIER,
+        &palisade_e2e::world::TUTORIAL_PORTS,
+        Duration::from_secs(15),
+    );
 
     // What the node status says.
     let status = kubectl(
@@ -245,13 +205,23 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
         .status()
         .unwrap();
     assert!(flush.success());
-    converges(&world, THREE_TIER, &TUTORIAL_PORTS, Duration::from_secs(10));
+    converges(
+        &world,
+        THREE_TIER,
+        &palisade_e2e::world::TUTORIAL_PORTS,
+        Duration::from_secs(10),
+    );
 
     kubectl(
         cp,
         &["delete", "networkpolicies", "--all", "-n", "production"],
     );
-    converges(&world, "", &TUTORIAL_PORTS, Duration::from_secs(10));
+    converges(
+        &world,
+        "",
+        &palisade_e2e::world::TUTORIAL_PORTS,
+        Duration::from_secs(10),
+    );
 }
 
 const XYZ_PORTS: [(u16, Protocol); 4] = [(80, Tcp), (81, Tcp), (80, Udp), (81, Udp)];

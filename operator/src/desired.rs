@@ -24,6 +24,8 @@ pub const BASELINE_NAME_LABEL: &str = "palisade.dev/baseline";
 pub const MODE_ANNOTATION: &str = "palisade.dev/mode";
 /// Names of managed policies start with this.
 pub const NAME_PREFIX: &str = "palisade-baseline-";
+/// The baseline's default-deny policy; its allows are the other managed policies.
+pub const DENY_POLICY: &str = "palisade-baseline-deny";
 /// Namespaces no baseline ever touches.
 pub const ALWAYS_EXCLUDED: &[&str] = &["kube-system"];
 

@@ -18,7 +18,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
 use crate::crd::{BASELINE_LABEL, NetworkBaseline, NetworkBaselineStatus};
-use crate::desired::{MANAGED_BY, MANAGED_BY_LABEL, desired_policies, exclusion};
+use crate::desired::{DENY_POLICY, MANAGED_BY, MANAGED_BY_LABEL, desired_policies, exclusion};
 use crate::metrics::Metrics;
 
 pub const FIELD_MANAGER: &str = "palisade-operator";
@@ -146,7 +146,15 @@ pub async fn reconcile_namespace(ns: Arc<Namespace>, ctx: Arc<Context>) -> Resul
         },
     };
 
-    for want in &desired {
+    // Allows before the deny when adding, the deny first when removing: no moment where the
+    // namespace is denied what its baseline allows (and the webhook sees the DNS allowance
+    // before the deny that needs it).
+    let is_deny = |p: &NetworkPolicy| p.metadata.name.as_deref() == Some(DENY_POLICY);
+    let ordered = desired
+        .iter()
+        .filter(|p| !is_deny(p))
+        .chain(desired.iter().filter(|p| is_deny(p)));
+    for want in ordered {
         let policy_name = want.metadata.name.clone().unwrap_or_default();
         let current = existing
             .iter()
@@ -163,9 +171,13 @@ pub async fn reconcile_namespace(ns: Arc<Namespace>, ctx: Arc<Context>) -> Resul
             .await?;
         tracing::info!(namespace = %name, policy = %policy_name, repaired = current.is_some(), "applied baseline policy");
     }
-    for stale in existing
+    let stale = existing
         .iter()
-        .filter(|e| !desired.iter().any(|d| d.metadata.name == e.metadata.name))
+        .filter(|e| !desired.iter().any(|d| d.metadata.name == e.metadata.name));
+    for stale in stale
+        .clone()
+        .filter(|p| is_deny(p))
+        .chain(stale.filter(|p| !is_deny(p)))
     {
         let policy_name = stale.name_any();
         match policies
