@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 CHANGES=${1:-100}
 IPERF_SECONDS=${2:-10}
-IPERF_RUNS=${3:-3}
+IPERF_RUNS=${3:-5}
 command -v iperf3 >/dev/null || { echo "iperf3 is needed: e2e/tools/install.sh" >&2; exit 2; }
 BIN=$(e2e/tools/install.sh --print)
 cargo build --release -q -p palisade-e2e -p palisade-enforcer
