@@ -124,21 +124,9 @@ fn wait_ready(what: &str, admin: SocketAddr, log: &Path) -> Result<(), Error> {
 }
 
 fn spawn(program: &Path, args: &[String], kubeconfig: &Path, log: &Path) -> Result<Process, Error> {
-    let log_file = std::fs::File::create(log).map_err(|source| Error::Io {
-        what: format!("creating {}", log.display()),
-        source,
-    })?;
-    let child = std::process::Command::new(program)
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(log_file)
-        .spawn()
-        .map_err(|source| Error::Io {
-            what: format!("starting {}", program.display()),
-            source,
-        })?;
-    Ok(Process(child))
+    let mut command = std::process::Command::new(program);
+    command.args(args).env("KUBECONFIG", kubeconfig);
+    crate::util::spawn_logged(command, log)
 }
 
 /// `helm install` with the webhook reached at a loopback port (no kubelet runs pods here: the

@@ -92,3 +92,32 @@ impl Process {
         None
     }
 }
+
+/// The value of one series in Prometheus text, e.g. `palisade_operator_leader` or
+/// `palisade_enforcer_syncs_total{result="error"}`.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Starts `command` with its stderr (where Palisade's processes log) written to `log`; killed
+/// when the guard drops.
+pub fn spawn_logged(
+    mut command: std::process::Command,
+    log: &std::path::Path,
+) -> Result<Process, crate::Error> {
+    let file = std::fs::File::create(log).map_err(|source| crate::Error::Io {
+        what: format!("creating {}", log.display()),
+        source,
+    })?;
+    let child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(file)
+        .spawn()
+        .map_err(|source| crate::Error::Io {
+            what: format!("starting {:?}", command.get_program()),
+            source,
+        })?;
+    Ok(Process(child))
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use palisade_policy::Protocol;
@@ -374,23 +374,13 @@ impl<'a> World<'a> {
                 what: format!("starting {} on {node}", program.display()),
                 stderr: "no such node".into(),
             })?;
-        let log = std::fs::File::create(log).map_err(|source| Error::Io {
-            what: format!("creating {}", log.display()),
-            source,
-        })?;
-        let child = Command::new("ip")
+        let mut command = Command::new("ip");
+        command
             .args(["netns", "exec", &netns])
             .arg(program)
             .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .map_err(|source| Error::Io {
-                what: format!("starting {}", program.display()),
-                source,
-            })?;
-        Ok(Process(child))
+            .envs(env.iter().copied());
+        crate::util::spawn_logged(command, log)
     }
 
     /// A directory of this world's own for files (logs, kubeconfigs) that goes with it.

@@ -150,13 +150,7 @@ async fn run_main() {
         tracing::error!("no node name: set --node-name or NODE_NAME (downward API spec.nodeName)");
         std::process::exit(2);
     };
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot reach the Kubernetes API");
-            std::process::exit(1);
-        }
-    };
+    let client = process::client_or_exit().await;
     let settings = Settings {
         node,
         cni_dir: a.cni_dir,
@@ -170,35 +164,21 @@ async fn run_main() {
     };
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        process::shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let admin = process::admin_router(ready.clone(), "the first sync has not finished", {
-        let metrics = metrics.clone();
-        Arc::new(move || metrics.render())
-    });
-    let admin = tokio::spawn(process::serve_admin(
+    let stop = process::Stop::on_signal();
+    let admin = process::spawn_admin(
         a.admin_listen,
-        admin,
-        stopped(stop_rx.clone()),
-    ));
+        ready.clone(),
+        "the first sync has not finished",
+        {
+            let metrics = metrics.clone();
+            Arc::new(move || metrics.render())
+        },
+        &stop,
+    );
     tracing::info!(node = %settings.node, mode = settings.mode.as_str(), "starting");
-    run(client.clone(), settings, metrics, ready, stopped(stop_rx)).await;
+    run(client.clone(), settings, metrics, ready, stop.stopped()).await;
     if let Some(daemonset) = &a.daemonset {
         lifecycle::clean_up_if_uninstalled(client, &a.namespace, daemonset).await;
     }
-    match admin.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "admin port");
-            std::process::exit(1);
-        }
-        Err(e) => tracing::error!(error = %e, "admin server task"),
-    }
+    process::join_admin(admin).await;
 }

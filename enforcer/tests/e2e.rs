@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use palisade_e2e::util::{Process, http_get_at};
+use palisade_e2e::util::{Process, http_get_at, sample};
 use palisade_e2e::world::{FLANNEL_CONFLIST, PodDef, World, differences};
 use palisade_e2e::{ControlPlane, chart};
 use palisade_policy::Protocol::{self, Tcp, Udp};
@@ -97,12 +97,6 @@ impl Enforcer {
             .map(|r| r.1)
             .unwrap_or_default()
     }
-}
-
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn setup() -> (std::sync::MutexGuard<'static, ()>, &'static ControlPlane) {

@@ -47,35 +47,21 @@ fn identity(pod_name: Option<String>) -> String {
 async fn main() {
     let args = Args::parse();
     process::init_logging(&args.log_format, "info");
-    let client = match kube::Client::try_default().await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot reach the Kubernetes API");
-            std::process::exit(1);
-        }
-    };
+    let client = process::client_or_exit().await;
     let identity = identity(args.pod_name);
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        process::shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
-    let admin = process::admin_router(ready.clone(), "the Kubernetes API has not answered yet", {
-        let metrics = metrics.clone();
-        Arc::new(move || metrics.render())
-    });
-    let admin = tokio::spawn(process::serve_admin(
+    let stop = process::Stop::on_signal();
+    let admin = process::spawn_admin(
         args.admin_listen,
-        admin,
-        stopped(stop_rx.clone()),
-    ));
+        ready.clone(),
+        "the Kubernetes API has not answered yet",
+        {
+            let metrics = metrics.clone();
+            Arc::new(move || metrics.render())
+        },
+        &stop,
+    );
 
     let lease_duration = Duration::from_secs(args.lease_duration.max(2));
     let mut elector = Elector::new(
@@ -92,9 +78,8 @@ async fn main() {
     // Ready means "alive and talking to the API": a standby is ready, so rollouts proceed.
     let leading = tokio::select! {
         _ = elector.acquire(|answered| ready.store(answered, Ordering::SeqCst)) => true,
-        _ = stopped(stop_rx.clone()) => false,
+        _ = stop.stopped() => false,
     };
-    let mut code = 0;
     if leading {
         metrics.set_leader(true);
         tracing::info!(%identity, "leading: reconciling NetworkBaselines");
@@ -106,10 +91,10 @@ async fn main() {
         ));
         let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
         let controllers = run(ctx, {
-            let (mut stop, mut lost) = (stop_rx.clone(), lost_rx);
+            let (stopped, mut lost) = (stop.stopped(), lost_rx);
             async move {
                 tokio::select! {
-                    _ = stop.wait_for(|s| *s) => {}
+                    _ = stopped => {}
                     _ = lost.wait_for(|l| *l) => {}
                 }
             }
@@ -122,22 +107,11 @@ async fn main() {
                 // restart this one as a standby.
                 let _ = lost_tx.send(true);
                 metrics.set_leader(false);
-                code = 1;
                 controllers.await;
+                std::process::exit(1);
             }
-        }
-        if code != 0 {
-            std::process::exit(code);
         }
         elector.release().await;
     }
-    match admin.await {
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "admin port");
-            code = 1;
-        }
-        Err(e) => tracing::error!(error = %e, "admin server task"),
-        Ok(Ok(())) => {}
-    }
-    std::process::exit(code);
+    process::join_admin(admin).await;
 }

@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use palisade_e2e::util::{Process, free_port, http_get, text};
+use palisade_e2e::util::{Process, free_port, http_get, sample, text};
 use palisade_e2e::{ControlPlane, chart};
 
 const CHART_CRD: &str = concat!(
@@ -52,13 +52,6 @@ impl Operator {
             .map(|r| r.1)
             .unwrap_or_default()
     }
-}
-
-/// The value of one sample in Prometheus text, e.g. `palisade_operator_leader`.
-fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
 fn setup_as(

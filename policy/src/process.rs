@@ -104,3 +104,68 @@ pub fn encode(registry: &prometheus_client::registry::Registry) -> String {
     let _ = prometheus_client::encoding::text::encode(&mut out, registry);
     out
 }
+
+/// The process's stop request: set on SIGTERM or Ctrl-C; any number of tasks can wait for it.
+#[derive(Clone)]
+pub struct Stop(tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    /// Starts listening for SIGTERM and Ctrl-C.
+    pub fn on_signal() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = tx.send(true);
+        });
+        Self(rx)
+    }
+
+    /// Resolves once the process is asked to stop.
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.0.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// Serves the admin routes on `addr` in the background until `stop`.
+pub fn spawn_admin(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    not_ready: &'static str,
+    metrics: RenderMetrics,
+    stop: &Stop,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(serve_admin(
+        addr,
+        admin_router(ready, not_ready, metrics),
+        stop.stopped(),
+    ))
+}
+
+/// A client for the cluster kubectl would use (`KUBECONFIG`, or in-cluster); exits the process
+/// with the reason when there is none.
+pub async fn client_or_exit() -> kube::Client {
+    match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reach the Kubernetes API");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Waits for the admin server to finish; exits non-zero when it failed (e.g. its port was
+/// taken).
+pub async fn join_admin(admin: tokio::task::JoinHandle<std::io::Result<()>>) {
+    match admin.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "admin port");
+            std::process::exit(1);
+        }
+        Err(e) => tracing::error!(error = %e, "admin server task"),
+    }
+}
