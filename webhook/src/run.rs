@@ -149,40 +149,32 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         metrics: metrics.clone(),
         confirm: Some(confirm),
     });
-    let admin = process::admin_router(
+    let stop = process::Stop::on_signal();
+    let handle = axum_server::Handle::new();
+    tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
+    {
+        let (handle, stopped) = (handle.clone(), stop.stopped());
+        tokio::spawn(async move {
+            stopped.await;
+            tracing::info!("finishing in-flight reviews");
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+        });
+    }
+    let admin = process::spawn_admin(
+        args.admin_listen,
         ready.clone(),
         "caches not synced yet",
         Arc::new(move || metrics.render()),
+        &stop,
     );
-
-    let handle = axum_server::Handle::new();
-    tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
-    let shutdown = {
-        let handle = handle.clone();
-        async move {
-            process::shutdown_signal().await;
-            tracing::info!("shutting down: finishing in-flight reviews");
-            handle.graceful_shutdown(Some(Duration::from_secs(10)));
-        }
-    };
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(());
-    let admin_server = process::serve_admin(args.admin_listen, admin, async move {
-        let mut rx = shutdown_rx;
-        let _ = rx.changed().await;
-    });
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = shutdown_tx.send(());
-    });
     let mut server = axum_server::bind_rustls(args.listen, tls).handle(handle);
     server
         .http_builder()
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
-    let (webhook, admin) = tokio::join!(server.serve(app.into_make_service()), admin_server);
-    webhook?;
-    admin?;
+    server.serve(app.into_make_service()).await?;
+    admin.await.map_err(|e| format!("admin server task: {e}"))??;
     Ok(())
 }
 
