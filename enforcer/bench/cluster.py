@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The synthetic cluster of enforcer/bench/scale.sh, written straight to the apiserver.
 
-The shape is the one of enforcer/benches/compile.rs: 250 namespaces (team t0..t6) of 40 pods
+The shape is the one of palisade_policy::synthetic (policy/src/synthetic.rs): 250 namespaces (team t0..t6) of 40 pods
 (app-0..9, tier 0..2, a container port named http 8080), 10,000 pods spread over 100 nodes, and
 four policies per namespace (default deny both ways, app-to-app on the named port, monitoring from
 team=t0 namespaces' app-0 pods on 8080, DNS + in-cluster http + 0.0.0.0/0 except 10/8 on 443

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Scale benchmark of palisade-enforcer on the local control plane: the synthetic cluster of
-# enforcer/benches/compile.rs (10,000 pods in 250 namespaces, 1,000 NetworkPolicies, 100 pods on
+# palisade_policy::synthetic (policy/src/synthetic.rs) (10,000 pods in 250 namespaces, 1,000 NetworkPolicies, 100 pods on
 # the enforcer's node), written to a real apiserver; the release enforcer runs inside node-1's
 # network namespace as it does in the e2e tests. Measures:
 #   - iperf3 between two real pods (server ns-0/pod-0 on node-1, client ns-7/pod-0 on node-2,

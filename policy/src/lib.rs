@@ -11,6 +11,7 @@ pub mod policy;
 pub mod process;
 pub mod reach;
 pub mod selector;
+pub mod synthetic;
 pub mod verdict;
 #[cfg(feature = "process")]
 pub mod watch;
