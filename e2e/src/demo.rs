@@ -538,8 +538,9 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
 
     if keep {
         out.line(&format!(
-            "\nThe cluster stays up until you press Ctrl-C. To explore:\n  export KUBECONFIG={}\n  kubectl get networkbaselines,nodeenforcements\n  ip netns exec {} timeout 1 bash -c 'echo > /dev/tcp/{}/5432'   # frontend -> database: blocked\n  kubectl get namespaces,pods,networkpolicies -A -o yaml > /tmp/cluster.yaml\n  {} reach -f /tmp/cluster.yaml --port 5432/TCP --explain\n  ip netns exec {} iptables-save -t filter | grep PAL",
+            "\nThe cluster stays up until you press Ctrl-C. To explore:\n  export KUBECONFIG={} PATH={}:$PATH\n  kubectl get networkbaselines,nodeenforcements\n  ip netns exec {} timeout 1 bash -c 'echo > /dev/tcp/{}/5432'   # frontend -> database: blocked\n  kubectl get namespaces,pods,networkpolicies -A -o yaml > /tmp/cluster.yaml\n  {} reach -f /tmp/cluster.yaml --port 5432/TCP --explain\n  ip netns exec {} iptables-save -t filter | grep PAL",
             cp.kubeconfig.display(),
+            crate::tools::bin_dir().display(),
             world.net.pod("production/frontend").map(|p| p.netns.name.clone()).unwrap_or_default(),
             world.ip("production/database").map(|i| i.to_string()).unwrap_or_default(),
             bins.palisade.display(),

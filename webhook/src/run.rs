@@ -174,7 +174,9 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     server.serve(app.into_make_service()).await?;
-    admin.await.map_err(|e| format!("admin server task: {e}"))??;
+    admin
+        .await
+        .map_err(|e| format!("admin server task: {e}"))??;
     Ok(())
 }
 
