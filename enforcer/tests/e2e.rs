@@ -380,6 +380,24 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
         );
     }
 
+    // From `kubectl apply` returning to the rule in node-1's kernel (x/a runs there).
+    world
+        .apply(&policy(
+            "x",
+            "timed",
+            "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {pod: c}}}]\n    ports: [{port: 81}]",
+        ))
+        .unwrap();
+    let applied = Instant::now();
+    while !node_exec(&world, 0, &["iptables-save", "-t", "filter"]).contains("x/timed ingress[0]") {
+        assert!(
+            applied.elapsed() < limit,
+            "the new rule never reached node-1"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!("API change to rule in the kernel: {:?}", applied.elapsed());
+
     for ns in ["x", "y", "z"] {
         kubectl(cp, &["delete", "networkpolicies", "--all", "-n", ns]);
     }
