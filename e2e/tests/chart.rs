@@ -169,6 +169,10 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             "-n",
             ns,
             "--create-namespace",
+            // The strictest setting installs too: the chart's own baseline is created before
+            // any webhook pod runs, and the baseline review never blocks.
+            "--set",
+            "webhook.failurePolicy=Fail",
         ],
     );
     let notes = ok(install, "helm install");
@@ -208,7 +212,7 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             "{.webhooks[*].name} {.webhooks[0].failurePolicy} {.webhooks[0].sideEffects} {.webhooks[0].namespaceSelector.matchExpressions[0].values}"
         ),
         format!(
-            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev Ignore None ["kube-system","{ns}"]"#
+            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev Fail None ["kube-system","{ns}"]"#
         )
     );
     let secret = |key: &str| {
@@ -244,19 +248,11 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
         text(&pem)
     );
 
-    // An upgrade with changed values keeps the certificate and the caBundle.
+    // An upgrade to the default values keeps the certificate and the caBundle.
     ok(
         helm(
             cp,
-            &[
-                "upgrade",
-                release,
-                CHART_DIR,
-                "-n",
-                ns,
-                "--set",
-                "webhook.failurePolicy=Fail",
-            ],
+            &["upgrade", release, CHART_DIR, "-n", ns, "--reset-values"],
         ),
         "helm upgrade",
     );
@@ -265,7 +261,11 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
         webhook_config("{.webhooks[0].clientConfig.caBundle}"),
         ca_bundle
     );
-    assert_eq!(webhook_config("{.webhooks[0].failurePolicy}"), "Fail");
+    assert_eq!(
+        webhook_config("{.webhooks[*].failurePolicy}"),
+        "Ignore Ignore",
+        "the documented default"
+    );
 
     ok(
         helm(
