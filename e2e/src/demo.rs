@@ -147,7 +147,6 @@ fn install(
         "--namespace",
         chart::NAMESPACE,
         "--create-namespace",
-        "--no-hooks",
         "--set",
         &url,
         "--set",
