@@ -52,11 +52,7 @@ use crate::ruleset::{
     SetDir, SetEntry, SetKind, Target, hashed_name,
 };
 
-/// Annotation the operator sets on the policies of an Audit baseline (same string as the
-/// operator's `desired::MODE_ANNOTATION`).
-pub const MODE_ANNOTATION: &str = "palisade.dev/mode";
-/// The value of [`MODE_ANNOTATION`] that makes a policy audit-only.
-pub const AUDIT_MODE: &str = "audit";
+pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION};
 /// NFLOG prefixes longer than this are cut by the kernel (64 bytes with the terminating NUL).
 pub const MAX_NFLOG_PREFIX: usize = 63;
 /// iptables' comment match holds 255 bytes.
@@ -105,10 +101,7 @@ impl CompileOptions {
 
 /// Whether a policy only audits (logs and counts what it would drop).
 pub fn is_audit(policy: &Policy) -> bool {
-    policy
-        .annotations
-        .get(MODE_ANNOTATION)
-        .is_some_and(|m| m == AUDIT_MODE)
+    policy.is_audit()
 }
 
 /// A pod's IPv4 address, if it has one.

@@ -21,7 +21,7 @@ pub const MANAGED_BY: &str = "palisade";
 /// The baseline a managed policy belongs to.
 pub const BASELINE_NAME_LABEL: &str = "palisade.dev/baseline";
 /// Set to `audit` on the policies of an Audit baseline; the enforcer logs instead of dropping.
-pub const MODE_ANNOTATION: &str = "palisade.dev/mode";
+pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION};
 /// Names of managed policies start with this.
 pub const NAME_PREFIX: &str = "palisade-baseline-";
 /// The baseline's default-deny policy; its allows are the other managed policies.
@@ -111,7 +111,7 @@ pub fn desired_policies(
             .into(),
         ),
         annotations: (spec.mode == BaselineMode::Audit)
-            .then(|| [(MODE_ANNOTATION.to_string(), "audit".to_string())].into()),
+            .then(|| [(MODE_ANNOTATION.to_string(), AUDIT_MODE.to_string())].into()),
         ..Default::default()
     };
     let types = |i: bool, e: bool| {

@@ -11,6 +11,8 @@ pub mod policy;
 pub mod process;
 pub mod reach;
 pub mod selector;
+#[cfg(feature = "strategies")]
+pub mod strategies;
 pub mod synthetic;
 pub mod verdict;
 #[cfg(feature = "process")]

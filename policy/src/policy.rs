@@ -60,6 +60,12 @@ impl fmt::Display for Direction {
     }
 }
 
+/// The annotation that marks a policy audit-only (the operator sets it on the policies of an
+/// Audit baseline): the enforcer logs and counts what it would drop instead of dropping it.
+pub const MODE_ANNOTATION: &str = "palisade.dev/mode";
+/// The value of [`MODE_ANNOTATION`] that makes a policy audit-only.
+pub const AUDIT_MODE: &str = "audit";
+
 /// A policy's identity in verdicts and messages.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PolicyRef {
@@ -186,6 +192,11 @@ impl Policy {
                     .enumerate()
                     .map(move |(i, r)| (d, i, r))
             })
+    }
+
+    /// Whether the policy only audits (see [`MODE_ANNOTATION`]).
+    pub fn is_audit(&self) -> bool {
+        self.annotations.get(MODE_ANNOTATION).map(String::as_str) == Some(AUDIT_MODE)
     }
 
     pub fn isolates(&self, direction: Direction) -> bool {

@@ -1,0 +1,185 @@
+//! proptest strategies for random small clusters: the generators of the property tests of the
+//! policy crate (the semantics' laws) and of the enforcer (compiled rules against the
+//! semantics), so both explore the same space. Behind the `strategies` feature.
+//!
+//! Two namespaces `x` and `y`; up to six pods on nodes `n1` and `n2` with IPs in 10.0.0.0/22 and
+//! named ports that differ between pods (`web`: 80/TCP or 81/UDP, `alt`: 443/TCP); up to four
+//! policies with pod and namespace selectors, ipBlocks (nested excepts, /0, fully excepted,
+//! IPv6), ports, ranges and named ports over TCP, UDP and SCTP; some marked audit.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use proptest::prelude::*;
+
+use crate::policy::{
+    AUDIT_MODE, IpBlockPeer, MODE_ANNOTATION, NamespaceScope, PortMatch, PortSpec,
+};
+use crate::{ContainerPort, Labels, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector};
+
+pub const NAMESPACES: [&str; 2] = ["x", "y"];
+pub const PORTS: [u16; 3] = [80, 81, 443];
+pub const PROTOCOLS: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+pub fn labels() -> impl Strategy<Value = Labels> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["app", "tier"]),
+        prop::sample::select(vec!["a", "b"]),
+        0..=2,
+    )
+    .prop_map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
+pub fn selector() -> impl Strategy<Value = Selector> {
+    labels().prop_map(|l| Selector::from_labels(&l))
+}
+
+pub fn protocol() -> impl Strategy<Value = Protocol> {
+    prop::sample::select(PROTOCOLS.to_vec())
+}
+
+fn net(s: &str) -> ipnet::IpNet {
+    s.parse().expect("test CIDR")
+}
+
+pub fn ip_block() -> impl Strategy<Value = IpBlockPeer> {
+    prop_oneof![
+        (0u8..4, any::<bool>()).prop_map(|(third, except)| IpBlockPeer {
+            cidr: net(&format!("10.0.{third}.0/24")),
+            except: if except {
+                vec![net(&format!("10.0.{third}.0/30"))]
+            } else {
+                vec![]
+            },
+        }),
+        Just(IpBlockPeer {
+            cidr: net("0.0.0.0/0"),
+            except: vec![net("10.0.0.0/16")],
+        }),
+        Just(IpBlockPeer {
+            cidr: net("10.0.0.0/8"),
+            except: vec![net("10.0.1.0/24"), net("10.0.1.0/30")],
+        }),
+        // Everything excepted: matches nothing.
+        Just(IpBlockPeer {
+            cidr: net("10.0.2.0/24"),
+            except: vec![net("10.0.2.0/24")],
+        }),
+        Just(IpBlockPeer {
+            cidr: net("fd00::/64"),
+            except: vec![],
+        }),
+    ]
+}
+
+pub fn peer() -> impl Strategy<Value = Peer> {
+    prop_oneof![
+        (prop::option::of(selector()), selector()).prop_map(|(ns, pods)| Peer::Pods {
+            namespaces: ns.map_or(NamespaceScope::Own, NamespaceScope::Matching),
+            pods,
+        }),
+        ip_block().prop_map(Peer::IpBlock),
+    ]
+}
+
+pub fn port_match() -> impl Strategy<Value = PortMatch> {
+    (
+        protocol(),
+        prop_oneof![
+            Just(PortSpec::Any),
+            prop::sample::select(PORTS.to_vec()).prop_map(|p| PortSpec::Range(p, p)),
+            Just(PortSpec::Range(80, 81)),
+            Just(PortSpec::Range(81, 443)),
+            Just(PortSpec::Named("web".into())),
+            Just(PortSpec::Named("alt".into())),
+        ],
+    )
+        .prop_map(|(protocol, port)| PortMatch { protocol, port })
+}
+
+pub fn rule() -> impl Strategy<Value = Rule> {
+    (
+        prop::collection::vec(peer(), 0..3),
+        prop::collection::vec(port_match(), 0..3),
+    )
+        .prop_map(|(peers, ports)| Rule { peers, ports })
+}
+
+pub fn policy(name: usize) -> impl Strategy<Value = Policy> {
+    (
+        prop::sample::select(NAMESPACES.to_vec()),
+        selector(),
+        prop::option::of(prop::collection::vec(rule(), 0..3)),
+        prop::option::of(prop::collection::vec(rule(), 0..3)),
+        prop::bool::weighted(0.3),
+    )
+        .prop_map(move |(ns, pod_selector, ingress, egress, audit)| Policy {
+            namespace: ns.into(),
+            name: format!("p{name}"),
+            labels: Labels::new(),
+            annotations: if audit {
+                [(MODE_ANNOTATION.to_string(), AUDIT_MODE.to_string())].into()
+            } else {
+                Default::default()
+            },
+            pod_selector,
+            ingress,
+            egress,
+        })
+}
+
+pub fn pods() -> impl Strategy<Value = Vec<Pod>> {
+    prop::collection::vec(
+        (
+            prop::sample::select(NAMESPACES.to_vec()),
+            labels(),
+            0u8..4,
+            prop::sample::select(vec!["n1", "n2"]),
+        ),
+        1..7,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (ns, labels, named, node))| {
+                let mut p = Pod::running(
+                    ns,
+                    &format!("p{i}"),
+                    labels,
+                    IpAddr::V4(Ipv4Addr::new(10, 0, (i % 4) as u8, i as u8)),
+                );
+                p.node = Some(node.into());
+                // Named ports that differ between pods: "web" is 80/TCP or 81/UDP, "alt" 443.
+                if named & 1 != 0 {
+                    p.ports.push(ContainerPort {
+                        name: Some("web".into()),
+                        port: if i % 2 == 0 { 80 } else { 81 },
+                        protocol: if i % 3 == 0 {
+                            Protocol::Udp
+                        } else {
+                            Protocol::Tcp
+                        },
+                    });
+                }
+                if named & 2 != 0 {
+                    p.ports.push(ContainerPort {
+                        name: Some("alt".into()),
+                        port: 443,
+                        protocol: Protocol::Tcp,
+                    });
+                }
+                p
+            })
+            .collect()
+    })
+}
+
+pub fn namespaces() -> impl Strategy<Value = Vec<Namespace>> {
+    (labels(), labels()).prop_map(|(a, b)| vec![Namespace::new("x", a), Namespace::new("y", b)])
+}
+
+pub fn policies() -> impl Strategy<Value = Vec<Policy>> {
+    (0usize..5).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>())
+}
