@@ -64,6 +64,16 @@ impl Context {
         reason: &str,
         note: String,
     ) {
+        // events.k8s.io keeps at most 1 kB of note.
+        let note = if note.len() > 1000 {
+            let mut cut = 997;
+            while !note.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}...", &note[..cut])
+        } else {
+            note
+        };
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -162,13 +172,31 @@ pub async fn reconcile_namespace(ns: Arc<Namespace>, ctx: Arc<Context>) -> Resul
         if current.is_some_and(|c| up_to_date(c, want)) {
             continue;
         }
-        policies
+        let applied = policies
             .patch(
                 &policy_name,
                 &PatchParams::apply(FIELD_MANAGER).force(),
                 &Patch::Apply(want),
             )
-            .await?;
+            .await
+            .map_err(|e| (policy_name.clone(), e));
+        if let Err((policy, e)) = applied {
+            // Refused by admission (a webhook, a ValidatingAdmissionPolicy, a quota): say so
+            // where the namespace's owner looks, not only in the operator's log.
+            if let kube::Error::Api(refusal) = &e {
+                ctx.event(
+                    &ns.object_ref(&()),
+                    EventType::Warning,
+                    "ApplyFailed",
+                    format!(
+                        "baseline policy {policy} could not be applied: {}",
+                        refusal.message
+                    ),
+                )
+                .await;
+            }
+            return Err(e.into());
+        }
         tracing::info!(namespace = %name, policy = %policy_name, repaired = current.is_some(), "applied baseline policy");
     }
     let stale = existing

@@ -600,3 +600,89 @@ fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_polici
         "Conflicts"
     );
 }
+
+#[test]
+fn a_baseline_policy_refused_by_admission_is_reported_on_the_namespace() {
+    let (cp, _serial, _operator) = setup_as("refused");
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: refused}\nspec: {}\n",
+    );
+    let _ns = cp.test_namespace("locked-down").unwrap();
+    // An admission rule of the cluster (here a ValidatingAdmissionPolicy) refuses the deny.
+    apply(
+        cp,
+        r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: no-default-deny}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [networkpolicies]}
+  validations:
+  - expression: "object.metadata.name != 'palisade-baseline-deny'"
+    message: "default denies need a change ticket here"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: no-default-deny}
+spec:
+  policyName: no-default-deny
+  validationActions: [Deny]
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: locked-down}
+"#,
+    );
+    // The binding takes a moment to reach the admission chain: wait until it refuses.
+    let probe = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: palisade-baseline-deny, namespace: locked-down}\nspec: {podSelector: {}}\n";
+    palisade_e2e::util::eventually(
+        "the admission rule in force",
+        Duration::from_secs(20),
+        false,
+        || {
+            cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], probe)
+                .unwrap()
+                .status
+                .success()
+        },
+    );
+    opt_in(cp, "locked-down", "refused");
+    let reason = |path: &str| {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                "reason=ApplyFailed,involvedObject.name=locked-down",
+                "-o",
+                &format!("jsonpath={{.items[*].{path}}}"),
+            ],
+        )
+    };
+    eventually("the refusal reported", "ApplyFailed", || reason("reason"));
+    let note = reason("message");
+    assert!(
+        note.starts_with("baseline policy palisade-baseline-deny could not be applied: ")
+            && note.contains("default denies need a change ticket here"),
+        "{note}"
+    );
+    // The allows went in (they come before the deny); the deny did not.
+    assert_eq!(policies(cp, "locked-down"), "palisade-baseline-dns");
+    kubectl(
+        cp,
+        &[
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            "no-default-deny",
+        ],
+    );
+    eventually(
+        "applied once the rule is gone",
+        "palisade-baseline-deny palisade-baseline-dns",
+        || policies(cp, "locked-down"),
+    );
+}
