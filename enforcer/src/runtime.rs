@@ -242,7 +242,15 @@ pub async fn run(
                         "rules synced"
                     );
                 }
-                if enforcing && let Ok(counters) = apply::audit_counters() {
+                // Counters are read only where audit rules exist: one more iptables-save.
+                let audits = ruleset
+                    .chains
+                    .values()
+                    .flatten()
+                    .any(|line| matches!(line.target, crate::ruleset::Target::Nflog { .. }));
+                if !audits {
+                    metrics.audit(&Default::default());
+                } else if let Ok(counters) = apply::audit_counters() {
                     metrics.audit(&counters);
                 }
                 if applied.wrote() || !status.has_synced() {
