@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::util::text;
+use crate::util::succeeded;
 use crate::{ControlPlane, Error};
 
 pub const CHART_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/palisade");
@@ -12,16 +12,6 @@ pub const CHART_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/pali
 pub const NAMESPACE: &str = "palisade-system";
 /// The release name in the tests; objects are named `<release>-<component>`.
 pub const RELEASE: &str = "palisade";
-
-fn check(what: &str, o: std::process::Output) -> Result<String, Error> {
-    if !o.status.success() {
-        return Err(Error::Command {
-            what: what.into(),
-            stderr: text(&o),
-        });
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
 
 /// `helm template` of the chart with `args` (e.g. `--show-only templates/rbac.yaml`).
 pub fn template(args: &[&str]) -> Result<String, Error> {
@@ -34,44 +24,32 @@ pub fn template(args: &[&str]) -> Result<String, Error> {
             what: "running helm".into(),
             source,
         })?;
-    check("helm template", o)
+    succeeded("helm template", o)
 }
 
 /// Applies the chart's CRDs (waiting until they are established), its namespace, and its
 /// ServiceAccounts and roles. Idempotent.
 pub fn install_rbac(cp: &ControlPlane) -> Result<(), Error> {
     let crds = format!("{CHART_DIR}/crds/palisade.dev.yaml");
-    check("applying the CRDs", cp.kubectl(&["apply", "-f", &crds])?)?;
-    check(
-        "waiting for the CRDs",
-        cp.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/networkbaselines.palisade.dev",
-            "crd/nodeenforcements.palisade.dev",
-        ])?,
-    )?;
-    let ns = format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n");
-    check(
-        "creating the release namespace",
-        cp.kubectl_stdin(&["apply", "-f", "-"], &ns)?,
-    )?;
-    let rbac = template(&["--show-only", "templates/rbac.yaml"])?;
-    check(
-        "applying the chart's RBAC",
-        cp.kubectl_stdin(&["apply", "-f", "-"], &rbac)?,
-    )?;
+    cp.kubectl_ok(&["apply", "-f", &crds])?;
+    cp.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/networkbaselines.palisade.dev",
+        "crd/nodeenforcements.palisade.dev",
+    ])?;
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n"
+    ))?;
+    cp.apply(&template(&["--show-only", "templates/rbac.yaml"])?)?;
     Ok(())
 }
 
 /// A token of the chart's ServiceAccount for `component` (webhook, operator, enforcer).
 pub fn token(cp: &ControlPlane, component: &str) -> Result<String, Error> {
     let sa = format!("{RELEASE}-{component}");
-    let out = check(
-        "requesting a token",
-        cp.kubectl(&["create", "token", &sa, "-n", NAMESPACE, "--duration=2h"])?,
-    )?;
+    let out = cp.kubectl_ok(&["create", "token", &sa, "-n", NAMESPACE, "--duration=2h"])?;
     Ok(out.trim().to_string())
 }
 

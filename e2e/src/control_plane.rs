@@ -505,6 +505,19 @@ impl ControlPlane {
         self.run_kubectl(&self.kubeconfig, args, Some(input))
     }
 
+    /// Runs kubectl and returns its stdout; a failure is an error carrying kubectl's output.
+    pub fn kubectl_ok(&self, args: &[&str]) -> Result<String, Error> {
+        crate::util::succeeded(format!("kubectl {}", args.join(" ")), self.kubectl(args)?)
+    }
+
+    /// `kubectl apply -f -` of `yaml`; a refusal is an error carrying kubectl's output.
+    pub fn apply(&self, yaml: &str) -> Result<String, Error> {
+        crate::util::succeeded(
+            "kubectl apply",
+            self.kubectl_stdin(&["apply", "-f", "-"], yaml)?,
+        )
+    }
+
     /// Runs kubectl with a bearer token instead of the admin certificate.
     pub fn kubectl_as(&self, token: &str, args: &[&str]) -> Result<Output, Error> {
         let view = self.kubectl(&["config", "view", "--minify", "--flatten", "-o", "json"])?;

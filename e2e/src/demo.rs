@@ -98,17 +98,6 @@ struct Components {
     _enforcers: Vec<Process>,
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> Result<String, Error> {
-    let o = cp.kubectl(args)?;
-    if !o.status.success() {
-        return Err(Error::Command {
-            what: format!("kubectl {}", args.join(" ")),
-            stderr: text(&o),
-        });
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
 fn wait_ready(what: &str, admin: SocketAddr, log: &Path) -> Result<(), Error> {
     let start = Instant::now();
     while http_get_at(admin, "/readyz").map(|r| r.0) != Some(200) {
@@ -176,34 +165,16 @@ fn install(
     let dir = world.dir();
     // The webhook serves the certificate the chart generated for it.
     for key in ["tls.crt", "tls.key"] {
-        let b64 = kubectl(
-            cp,
-            &[
-                "get",
-                "secret",
-                "palisade-webhook-tls",
-                "-n",
-                chart::NAMESPACE,
-                "-o",
-                &format!("jsonpath={{.data.{}}}", key.replace('.', "\\.")),
-            ],
-        )?;
-        let o = std::process::Command::new("base64")
-            .arg("-d")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                if let Some(mut i) = c.stdin.take() {
-                    i.write_all(b64.as_bytes())?;
-                }
-                c.wait_with_output()
-            })
-            .map_err(|source| Error::Io {
-                what: "decoding the certificate".into(),
-                source,
-            })?;
-        std::fs::write(dir.join(key), &o.stdout).map_err(|source| Error::Io {
+        let pem = cp.kubectl_ok(&[
+            "get",
+            "secret",
+            "palisade-webhook-tls",
+            "-n",
+            chart::NAMESPACE,
+            "-o",
+            &format!("go-template={{{{index .data \"{key}\" | base64decode}}}}"),
+        ])?;
+        std::fs::write(dir.join(key), pem).map_err(|source| Error::Io {
             what: format!("writing {key}"),
             source,
         })?;
@@ -272,7 +243,7 @@ fn install(
     }
     out.line("\nRunning as processes with the chart's ServiceAccount tokens: palisade-webhook (127.0.0.1),");
     out.line("palisade-operator, and palisade-enforcer inside each node's network namespace.");
-    let nodes = kubectl(cp, &["get", "nodeenforcements"])?;
+    let nodes = cp.kubectl_ok(&["get", "nodeenforcements"])?;
     out.shell("kubectl get nodeenforcements", &nodes);
     Ok(Components {
         _webhook: webhook,
@@ -342,7 +313,7 @@ fn measure_until_predicted(
 ) -> Result<Comparison, Error> {
     let start = Instant::now();
     loop {
-        let policies = kubectl(cp, &["get", "networkpolicies", "-A", "-o", "yaml"])?;
+        let policies = cp.kubectl_ok(&["get", "networkpolicies", "-A", "-o", "yaml"])?;
         let predicted = world.predict(&policies, &TUTORIAL_PORTS)?;
         let measured = world.measure(&TUTORIAL_PORTS, Duration::from_millis(500))?;
         let diff = differences(&measured, &predicted);
@@ -379,7 +350,7 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
         2,
         "The tutorial world, measured with real probes: everything is open",
     );
-    let pods = kubectl(&cp, &["get", "pods", "-A", "-o", "wide"])?;
+    let pods = cp.kubectl_ok(&["get", "pods", "-A", "-o", "wide"])?;
     out.shell("kubectl get pods -A -o wide", &pods);
     let (open, predicted, diff) = measure_until_predicted(&cp, &world, Duration::from_secs(10))?;
     out.line("\nMeasured (TCP connect / UDP echo from each pod's namespace):");
@@ -432,48 +403,39 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
         }
     }
     // The warned policy was admitted; it is not part of the tutorial's final state.
-    kubectl(
-        &cp,
-        &[
-            "delete",
-            "networkpolicy",
-            "metrics-from-prometheus",
-            "-n",
-            "production",
-            "--ignore-not-found",
-        ],
-    )?;
+    cp.kubectl_ok(&[
+        "delete",
+        "networkpolicy",
+        "metrics-from-prometheus",
+        "-n",
+        "production",
+        "--ignore-not-found",
+    ])?;
 
     out.step(
         4,
         "A default-deny baseline, the correct policies, and the matrix again",
     );
-    let label = kubectl(
-        &cp,
-        &[
-            "label",
-            "namespace",
-            "production",
-            "palisade.dev/baseline=default",
-        ],
-    )?;
+    let label = cp.kubectl_ok(&[
+        "label",
+        "namespace",
+        "production",
+        "palisade.dev/baseline=default",
+    ])?;
     out.shell(
         "kubectl label namespace production palisade.dev/baseline=default",
         &label,
     );
     let start = Instant::now();
     let baseline = loop {
-        let got = kubectl(
-            &cp,
-            &[
-                "get",
-                "networkpolicies",
-                "-n",
-                "production",
-                "-l",
-                "app.kubernetes.io/managed-by=palisade",
-            ],
-        )?;
+        let got = cp.kubectl_ok(&[
+            "get",
+            "networkpolicies",
+            "-n",
+            "production",
+            "-l",
+            "app.kubernetes.io/managed-by=palisade",
+        ])?;
         let both = got.contains("palisade-baseline-dns") && got.contains("palisade-baseline-deny");
         if both || start.elapsed() > Duration::from_secs(20) {
             break got;

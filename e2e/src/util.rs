@@ -14,6 +14,17 @@ pub fn text(o: &Output) -> String {
     )
 }
 
+/// A command's stdout when it succeeded; its output as the error otherwise.
+pub fn succeeded(what: impl Into<String>, o: Output) -> Result<String, crate::Error> {
+    if !o.status.success() {
+        return Err(crate::Error::Command {
+            what: what.into(),
+            stderr: text(&o),
+        });
+    }
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

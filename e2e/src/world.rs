@@ -15,7 +15,7 @@ use palisade_policy::input::Inputs;
 use palisade_policy::reach::{self, Matrix, Probe, ProbePort};
 
 use crate::control_plane::TestNamespace;
-use crate::util::{Process, text};
+use crate::util::Process;
 use crate::{ControlPlane, Error, Network};
 
 /// flannel's own conflist, as its DaemonSet writes it: a CNI that ignores NetworkPolicy.
@@ -124,11 +124,11 @@ impl<'a> World<'a> {
                 }
             })?;
             world.cni_dirs.insert(node.to_string(), cni);
-            world.apply(&format!(
+            world.cp.apply(&format!(
                 "apiVersion: v1\nkind: Node\nmetadata: {{name: {node}}}\n"
             ))?;
             world.nodes.push(node.to_string());
-            world.kubectl(&[
+            world.cp.kubectl_ok(&[
                 "patch",
                 "node",
                 node,
@@ -149,36 +149,13 @@ impl<'a> World<'a> {
                 let mut args = vec!["label", "--overwrite", "namespace", name];
                 let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 args.extend(pairs.iter().map(String::as_str));
-                world.kubectl(&args)?;
+                world.cp.kubectl_ok(&args)?;
             }
         }
         for pod in pods {
             world.add_pod(pod.clone())?;
         }
         Ok(world)
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Result<String, Error> {
-        let o = self.cp.kubectl(args)?;
-        if !o.status.success() {
-            return Err(Error::Command {
-                what: format!("kubectl {}", args.join(" ")),
-                stderr: text(&o),
-            });
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-    }
-
-    /// `kubectl apply -f -` of `yaml`.
-    pub fn apply(&self, yaml: &str) -> Result<String, Error> {
-        let o = self.cp.kubectl_stdin(&["apply", "-f", "-"], yaml)?;
-        if !o.status.success() {
-            return Err(Error::Command {
-                what: "kubectl apply".into(),
-                stderr: text(&o),
-            });
-        }
-        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
     fn pod_yaml(&self, pod: &PodDef) -> String {
@@ -210,8 +187,8 @@ impl<'a> World<'a> {
         let serve: Vec<(u16, Protocol)> =
             pod.ports.iter().map(|(_, p, proto)| (*p, *proto)).collect();
         self.net.serve(&pod.key(), &serve)?;
-        self.apply(&self.pod_yaml(&pod))?;
-        self.kubectl(&[
+        self.cp.apply(&self.pod_yaml(&pod))?;
+        self.cp.kubectl_ok(&[
             "patch",
             "pod",
             &pod.name,
@@ -233,7 +210,7 @@ impl<'a> World<'a> {
     pub fn remove_pod(&mut self, key: &str) -> Result<(), Error> {
         if let Some((ns, name)) = key.split_once('/') {
             // As a kubelet confirms the deletion of a pod that has stopped.
-            self.kubectl(&[
+            self.cp.kubectl_ok(&[
                 "delete",
                 "pod",
                 name,
@@ -252,7 +229,7 @@ impl<'a> World<'a> {
     /// Sets a label on a pod, in the apiserver and in the world's own record.
     pub fn label_pod(&mut self, key: &str, label: &str, value: &str) -> Result<(), Error> {
         let (ns, name) = key.split_once('/').unwrap_or(("default", key));
-        self.kubectl(&[
+        self.cp.kubectl_ok(&[
             "label",
             "--overwrite",
             "pod",
@@ -289,7 +266,7 @@ impl<'a> World<'a> {
 
     /// Namespace objects with their labels as the apiserver has them, for `palisade reach`.
     fn namespace_manifests(&self) -> Result<String, Error> {
-        self.kubectl(&["get", "namespaces", "-o", "yaml"])
+        self.cp.kubectl_ok(&["get", "namespaces", "-o", "yaml"])
     }
 
     /// Every (from, to, port) among the world's pods for those of `ports` the destination

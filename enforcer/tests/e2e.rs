@@ -21,7 +21,7 @@ const THREE_TIER: &str = include_str!("../../policy/tests/fixtures/tutorial/thre
 
 struct Enforcer {
     node: String,
-    _process: Process,
+    process: Process,
     admin: SocketAddr,
 }
 
@@ -71,7 +71,7 @@ impl Enforcer {
             .expect("enforcer");
         let enforcer = Self {
             node: node.into(),
-            _process: process,
+            process,
             admin: SocketAddr::from((n.address, ADMIN_PORT)),
         };
         enforcer.wait_ready(world);
@@ -157,7 +157,7 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
         Duration::from_secs(10),
     );
 
-    world.apply(THREE_TIER).expect("three-tier policies");
+    world.cp.apply(THREE_TIER).expect("three-tier policies");
     converges(
         &world,
         THREE_TIER,
@@ -185,7 +185,15 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
     );
     assert!(m.contains("palisade_enforcer_event_to_rule_seconds_count"));
 
-    // Rules flushed by hand come back within a resync.
+    // Rules flushed by hand come back within a resync: the enforcer rewrites them.
+    let written = |e: &Enforcer| {
+        sample(
+            &e.metrics(),
+            r#"palisade_enforcer_syncs_total{result="written"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    let before = written(&enforcers[0]);
     let node1 = &world.net.nodes()[0];
     let flush = std::process::Command::new("ip")
         .args([
@@ -204,6 +212,10 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
         THREE_TIER,
         &palisade_e2e::world::TUTORIAL_PORTS,
         Duration::from_secs(10),
+    );
+    assert!(
+        written(&enforcers[0]) > before,
+        "node-1's rules were not rewritten"
     );
 
     kubectl(
@@ -333,14 +345,14 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
     // Namespace and pod selectors, AND and OR, egress, endPort, named ports both ways, ipBlock
     // with except.
     let mut policies = xyz_policies(&world);
-    world.apply(&policies).unwrap();
+    world.cp.apply(&policies).unwrap();
     converges(&world, &policies, &XYZ_PORTS, limit);
 
     // A policy changed (80 -> 81), one deleted, a pod relabelled, a pod added, a pod gone.
     let changed = policies.replace("ports: [{port: 80}]", "ports: [{port: 81}]");
     assert_ne!(changed, policies);
     policies = changed;
-    world.apply(&policies).unwrap();
+    world.cp.apply(&policies).unwrap();
     let started = Instant::now();
     kubectl(
         cp,
@@ -382,6 +394,7 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
 
     // From `kubectl apply` returning to the rule in node-1's kernel (x/a runs there).
     world
+        .cp
         .apply(&policy(
             "x",
             "timed",
@@ -431,7 +444,7 @@ fn an_audit_policy_logs_and_counts_but_lets_traffic_through() {
         .collect();
     // z/c is on node-1. An Audit baseline's deny, as the operator writes it.
     let audit = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: palisade-baseline-deny\n  namespace: \"z\"\n  annotations: {palisade.dev/mode: audit}\nspec:\n  podSelector: {matchLabels: {pod: c}}\n  policyTypes: [Ingress]\n";
-    world.apply(audit).unwrap();
+    world.cp.apply(audit).unwrap();
     let start = Instant::now();
     loop {
         assert!(
@@ -491,7 +504,7 @@ fn a_killed_enforcer_never_opens_a_protected_pod_or_cuts_an_allowed_connection()
         ),
     ]
     .concat();
-    world.apply(&policies).unwrap();
+    world.cp.apply(&policies).unwrap();
     converges(&world, &policies, &XYZ_PORTS, Duration::from_secs(15));
 
     // A long-lived allowed connection: an echo server in y/b, a client in x/a.
@@ -558,6 +571,7 @@ fn a_killed_enforcer_never_opens_a_protected_pod_or_cuts_an_allowed_connection()
     for round in 0..3 {
         let label = format!("round-{round}");
         world
+            .cp
             .apply(&policy(
                 "y",
                 &format!("unrelated-{round}"),
@@ -619,7 +633,7 @@ fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
         "deny",
         "  podSelector: {}\n  policyTypes: [Ingress, Egress]",
     );
-    world.apply(&deny).unwrap();
+    world.cp.apply(&deny).unwrap();
     let start = Instant::now();
     while world.net.probe("y/b", "x/a", 80, Tcp).unwrap() {
         assert!(
@@ -675,14 +689,14 @@ fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() 
     // The chart's DaemonSet object (no kubelet runs its pods here: the enforcer runs as a
     // process in the node's namespace instead).
     let daemonset = chart::template(&["--show-only", "templates/enforcer/daemonset.yaml"]).unwrap();
-    world.apply(&daemonset).unwrap();
+    world.cp.apply(&daemonset).unwrap();
     let hook = chart::template(&["--show-only", "templates/enforcer/uninstall-hook.yaml"]).unwrap();
     let hook_rbac: String = hook
         .split("---")
         .filter(|d| !d.contains("kind: Job"))
         .collect::<Vec<_>>()
         .join("---");
-    world.apply(&hook_rbac).unwrap();
+    world.cp.apply(&hook_rbac).unwrap();
     let flags = [
         "--daemonset",
         "palisade-enforcer",
@@ -691,6 +705,7 @@ fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() 
     ];
     let mut enforcer = Enforcer::start_with(&world, "node-1", &flags);
     world
+        .cp
         .apply(&policy(
             "x",
             "deny",
@@ -707,7 +722,7 @@ fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() 
 
     // A restart (SIGTERM while the DaemonSet exists): the rules stay in force.
     let status = enforcer
-        ._process
+        .process
         .terminate(Duration::from_secs(10))
         .expect("exit");
     assert!(status.success(), "{status}");
@@ -734,7 +749,7 @@ fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() 
     assert!(out.status.success(), "{}", palisade_e2e::util::text(&out));
     // Then Kubernetes stops the enforcer pods: each removes its rules.
     let status = enforcer
-        ._process
+        .process
         .terminate(Duration::from_secs(10))
         .expect("exit");
     assert!(status.success(), "{status}");
