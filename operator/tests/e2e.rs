@@ -6,11 +6,6 @@ use std::time::Duration;
 use palisade_e2e::util::{Process, free_port, http_get, sample, text};
 use palisade_e2e::{ControlPlane, chart};
 
-const CHART_CRD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../charts/palisade/crds/palisade.dev.yaml"
-);
-
 /// The tests of this binary run one at a time: each starts its own operator, and the first
 /// measures that nothing writes while the cluster is at rest.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -63,29 +58,9 @@ fn setup_as(
 ) {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cp = ControlPlane::shared();
-    kubectl(cp, &["apply", "-f", CHART_CRD]);
-    kubectl(
-        cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/networkbaselines.palisade.dev",
-        ],
-    );
-    // The leader Lease lives in Palisade's own namespace, which the chart creates.
-    let ns = kubectl(
-        cp,
-        &[
-            "create",
-            "namespace",
-            "palisade-system",
-            "--dry-run=client",
-            "-o",
-            "yaml",
-        ],
-    );
-    apply(cp, &ns);
+    // The chart's CRDs, Palisade's namespace (where the Lease lives) and RBAC: the operator
+    // runs with the chart's ServiceAccount.
+    chart::install_rbac(cp).unwrap();
     let operator = Operator::start(cp, identity);
     (cp, serial, operator)
 }
@@ -133,15 +108,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec: {}\n",
     );
     let _shop = cp.test_namespace("shop").unwrap();
-    kubectl(
-        cp,
-        &[
-            "label",
-            "namespace",
-            "shop",
-            "palisade.dev/baseline=default",
-        ],
-    );
+    opt_in(cp, "shop", "default");
     eventually(
         "opt-in",
         "palisade-baseline-deny palisade-baseline-dns",
@@ -164,15 +131,10 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         r#"{"app.kubernetes.io/managed-by":"palisade","palisade.dev/baseline":"default"}"#
     );
     eventually("status", "1 shop True", || {
-        kubectl(
+        baseline_status(
             cp,
-            &[
-                "get",
-                "networkbaseline",
-                "default",
-                "-o",
-                "jsonpath={.status.namespaceCount} {.status.namespaces[*]} {.status.conditions[?(@.type==\"Ready\")].status}",
-            ],
+            "default",
+            "{.status.namespaceCount} {.status.namespaces[*]} {.status.conditions[?(@.type==\"Ready\")].status}",
         )
     });
 
@@ -276,21 +238,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         cp,
         &["label", "namespace", "orphan", "palisade.dev/baseline=nope"],
     );
-    // Events about a cluster-scoped Namespace are stored in `default`; kubectl describe shows them.
-    let events = |path: &str| {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "events",
-                "-A",
-                "--field-selector",
-                "reason=BaselineNotFound,involvedObject.name=orphan",
-                "-o",
-                &format!("jsonpath={{.items[*].{path}}}"),
-            ],
-        )
-    };
+    let events = |field: &str| namespace_events(cp, "orphan", "BaselineNotFound", field);
     eventually("event", "BaselineNotFound", || events("reason"));
     let note = events("message");
     assert_eq!(
@@ -306,16 +254,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
     );
     eventually("opt-out", "mine", || policies(cp, "shop"));
     eventually("status after opt-out", "0", || {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "networkbaseline",
-                "default",
-                "-o",
-                "jsonpath={.status.namespaceCount}",
-            ],
-        )
+        baseline_status(cp, "default", "{.status.namespaceCount}")
     });
 
     // The admin port says what happened.
@@ -367,6 +306,37 @@ fn lease_holder(cp: &ControlPlane) -> String {
             "palisade-system",
             "-o",
             "jsonpath={.spec.holderIdentity}",
+        ],
+    )
+}
+
+/// `kubectl get networkbaseline NAME -o jsonpath=PATH`.
+fn baseline_status(cp: &ControlPlane, name: &str, path: &str) -> String {
+    kubectl(
+        cp,
+        &[
+            "get",
+            "networkbaseline",
+            name,
+            "-o",
+            &format!("jsonpath={path}"),
+        ],
+    )
+}
+
+/// A field (`reason`, `message`) of the Events with `reason` about namespace `ns` (Events about a
+/// cluster-scoped Namespace are stored in `default`; `kubectl describe namespace` shows them).
+fn namespace_events(cp: &ControlPlane, ns: &str, reason: &str, field: &str) -> String {
+    kubectl(
+        cp,
+        &[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            &format!("reason={reason},involvedObject.name={ns}"),
+            "-o",
+            &format!("jsonpath={{.items[*].{field}}}"),
         ],
     )
 }
@@ -499,24 +469,8 @@ fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_polici
     );
     let _a = cp.test_namespace("team-a").unwrap();
     let _b = cp.test_namespace("team-b").unwrap();
-    kubectl(
-        cp,
-        &[
-            "label",
-            "namespace",
-            "team-a",
-            "palisade.dev/baseline=ingress-only",
-        ],
-    );
-    kubectl(
-        cp,
-        &[
-            "label",
-            "namespace",
-            "team-b",
-            "palisade.dev/baseline=audit",
-        ],
-    );
+    opt_in(cp, "team-a", "ingress-only");
+    opt_in(cp, "team-b", "audit");
     eventually("team-a", "palisade-baseline-deny", || {
         policies(cp, "team-a")
     });
@@ -573,29 +527,13 @@ fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_polici
     eventually(
         "conflict",
         "namespace team-a is listed in spec.excludeNamespaces",
-        || {
-            kubectl(
-                cp,
-                &[
-                    "get",
-                    "networkbaseline",
-                    "ingress-only",
-                    "-o",
-                    "jsonpath={.status.conflicts[*]}",
-                ],
-            )
-        },
+        || baseline_status(cp, "ingress-only", "{.status.conflicts[*]}"),
     );
     assert_eq!(
-        kubectl(
+        baseline_status(
             cp,
-            &[
-                "get",
-                "networkbaseline",
-                "ingress-only",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Degraded\")].reason}"
-            ]
+            "ingress-only",
+            "{.status.conditions[?(@.type==\"Degraded\")].reason}"
         ),
         "Conflicts"
     );
@@ -649,20 +587,7 @@ spec:
         },
     );
     opt_in(cp, "locked-down", "refused");
-    let reason = |path: &str| {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "events",
-                "-A",
-                "--field-selector",
-                "reason=ApplyFailed,involvedObject.name=locked-down",
-                "-o",
-                &format!("jsonpath={{.items[*].{path}}}"),
-            ],
-        )
-    };
+    let reason = |field: &str| namespace_events(cp, "locked-down", "ApplyFailed", field);
     eventually("the refusal reported", "ApplyFailed", || reason("reason"));
     let note = reason("message");
     assert!(
