@@ -12,7 +12,7 @@ pub const FIELD_MANAGER: &str = "palisade-enforcer";
 pub struct StatusWriter {
     api: Api<NodeEnforcement>,
     node: String,
-    /// The object exists with its owner reference.
+    /// The object exists with its owner reference to the Node.
     created: bool,
     written: Option<NodeEnforcementStatus>,
 }
@@ -52,6 +52,7 @@ impl StatusWriter {
             },
             status: None,
         };
+        let owned = object.metadata.owner_references.is_some();
         self.api
             .patch(
                 &self.node,
@@ -59,7 +60,8 @@ impl StatusWriter {
                 &Patch::Apply(&object),
             )
             .await?;
-        self.created = true;
+        // Until the Node is known, apply again on the next write to add the owner reference.
+        self.created = owned;
         Ok(())
     }
 
