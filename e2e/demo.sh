@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Palisade end to end on this machine: a local control plane with two flannel nodes, the chart
-# installed with helm, the classic policy mistakes refused at kubectl apply, a default-deny
-# baseline, and connectivity measured with real probes next to palisade's prediction.
+# Palisade end to end on this machine: two real nodes (kubelet, containerd, kube-proxy, a CNI
+# that ignores NetworkPolicy), the release image installed with `helm install`, the classic
+# policy mistakes refused at kubectl apply, a default-deny baseline, and connectivity measured
+# with real connections next to palisade's prediction.
 #   ./e2e/demo.sh [--keep]      (as root; --keep leaves it running until Ctrl-C)
+# Ctrl-C at any moment stops it and removes what it made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
-  echo "the demo creates network namespaces and runs iptables: run it as root" >&2
+  echo "the demo creates nodes, network namespaces and iptables rules: run it as root" >&2
   exit 2
 fi
-echo "Installing the tools (cached after the first run) and building Palisade..."
+start=$SECONDS
+step() { printf '==> %s (%ss)\n' "$*" "$((SECONDS - start))"; }
+step "tools: kube-apiserver, etcd, kubectl, helm, kubelet, kube-proxy, controller-manager, scheduler (built once, then cached)"
 PALISADE_TOOLS=$(e2e/tools/install.sh)
 export PALISADE_TOOLS
-cargo build --workspace --bins --locked -q
+step "the release image (./e2e/image.sh; the first build takes minutes)"
+PALISADE_IMAGE=$(e2e/image.sh)
+export PALISADE_IMAGE
+step "the demo harness and the palisade CLI (cargo build)"
+cargo build --locked -p palisade-e2e -p palisade-policy --bins
+step "the demo"
 exec target/debug/palisade-e2e demo "$@"

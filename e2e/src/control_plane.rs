@@ -30,6 +30,17 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Io { what, source }
 }
 
+/// How the local control plane is started.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The address the apiserver advertises: the `kubernetes` Service's endpoint, which pods on
+    /// real nodes reach. Loopback when `None`.
+    pub advertise: Option<std::net::Ipv4Addr>,
+    /// A cluster for real nodes: kube-controller-manager and kube-scheduler run too, pods get
+    /// ServiceAccount tokens, and the apiserver reaches kubelets and webhooks by pod and node IP.
+    pub real_nodes: bool,
+}
+
 pub struct ControlPlane {
     /// Started here (and stopped on drop), or an existing cluster given by kubeconfig.
     local: bool,
@@ -44,6 +55,9 @@ pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     kubectl: PathBuf,
 }
+
+/// The Service ClusterIP range; `kubernetes` is 10.96.0.1.
+pub const SERVICE_CIDR: &str = "10.96.0.0/16";
 
 fn free_port() -> Result<u16, Error> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(io("binding a free port"))?;
@@ -70,9 +84,9 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), Error> {
     .map(|_| ())
 }
 
-/// A CA, the apiserver's serving certificate, an admin client certificate (system:masters) and
-/// the service-account signing key.
-fn make_certificates(dir: &Path) -> Result<(), Error> {
+/// A CA, the apiserver's serving certificate (also valid for `extra_ips`), an admin client
+/// certificate (system:masters) and the service-account signing key.
+fn make_certificates(dir: &Path, extra_ips: &[std::net::Ipv4Addr]) -> Result<(), Error> {
     openssl(
         dir,
         &[
@@ -91,9 +105,10 @@ fn make_certificates(dir: &Path) -> Result<(), Error> {
             "/CN=palisade-e2e-ca",
         ],
     )?;
+    let extra: String = extra_ips.iter().map(|ip| format!(",IP:{ip}")).collect();
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n",
+        format!("subjectAltName=IP:127.0.0.1,IP:10.96.0.1{extra},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n"),
     )
     .map_err(io("writing server.ext"))?;
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n")
@@ -145,6 +160,11 @@ fn make_certificates(dir: &Path) -> Result<(), Error> {
 impl ControlPlane {
     /// Starts etcd and kube-apiserver and waits for `/readyz`.
     pub fn start() -> Result<Self, Error> {
+        Self::start_with(&Options::default())
+    }
+
+    /// Starts the control plane as `options` say and waits until the apiserver is ready.
+    pub fn start_with(options: &Options) -> Result<Self, Error> {
         sweep_leftovers();
         let (etcd_bin, apiserver_bin, kubectl) =
             (tool("etcd")?, tool("kube-apiserver")?, tool("kubectl")?);
@@ -154,7 +174,7 @@ impl ControlPlane {
             free_port()?
         ));
         std::fs::create_dir_all(&dir).map_err(io("creating the control plane directory"))?;
-        make_certificates(&dir)?;
+        make_certificates(&dir, options.advertise.as_slice())?;
         let log = |name: &str| {
             std::fs::File::create(dir.join(name)).map_err(io(format!("creating {name}")))
         };
@@ -191,7 +211,10 @@ impl ControlPlane {
                 "--bind-address",
                 "0.0.0.0",
                 "--advertise-address",
-                "127.0.0.1",
+                &options
+                    .advertise
+                    .unwrap_or(std::net::Ipv4Addr::LOCALHOST)
+                    .to_string(),
             ])
             .args(["--secure-port", &secure.to_string()])
             .args([
@@ -213,12 +236,28 @@ impl ControlPlane {
                 "--service-account-signing-key-file",
                 &d("sa.key"),
             ])
-            .args(["--service-cluster-ip-range", "10.96.0.0/16"])
-            // No controller-manager creates `default` ServiceAccounts and no kubelet mounts
-            // their tokens, so the plugin that insists on them would refuse every pod.
-            .args(["--disable-admission-plugins", "ServiceAccount"])
+            .args(["--service-cluster-ip-range", SERVICE_CIDR])
             .stdout(Stdio::null())
             .stderr(log("apiserver.log")?);
+        if options.real_nodes {
+            apiserver
+                .args(["--enable-admission-plugins", "NodeRestriction"])
+                // kubectl logs/exec reach kubelets by node IP (never through a DNS lookup of
+                // the node's name), and webhooks and aggregated APIs by endpoint pod IP: the
+                // root namespace runs no kube-proxy.
+                .args(["--kubelet-preferred-address-types", "InternalIP"])
+                .args(["--enable-aggregator-routing=true"])
+                .args([
+                    "--kubelet-client-certificate",
+                    &d("admin.crt"),
+                    "--kubelet-client-key",
+                    &d("admin.key"),
+                ]);
+        } else {
+            // No controller-manager creates `default` ServiceAccounts and no kubelet mounts
+            // their tokens, so the plugin that insists on them would refuse every pod.
+            apiserver.args(["--disable-admission-plugins", "ServiceAccount"]);
+        }
         let apiserver_args = (
             PathBuf::from(apiserver.get_program()),
             apiserver.get_args().map(|a| a.to_os_string()).collect(),
@@ -251,7 +290,61 @@ impl ControlPlane {
             kubectl,
         };
         cp.wait_ready(Duration::from_secs(90))?;
+        if options.real_nodes {
+            cp.start_controllers()?;
+        }
         Ok(cp)
+    }
+
+    /// kube-controller-manager (Deployments, DaemonSets, Jobs, garbage collection, namespaces,
+    /// ServiceAccounts and their tokens) and kube-scheduler, both as the admin, on loopback.
+    fn start_controllers(&self) -> Result<(), Error> {
+        let (kcm_bin, scheduler_bin) = (
+            tool("kube-controller-manager")?,
+            tool("kube-scheduler")?,
+        );
+        let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
+        let log = |name: &str| {
+            std::fs::File::create(self.dir.join(name)).map_err(io(format!("creating {name}")))
+        };
+        let kubeconfig = self.kubeconfig.to_string_lossy().into_owned();
+        let mut kcm = Command::new(kcm_bin);
+        kcm.args(["--kubeconfig", &kubeconfig, "--leader-elect=false"])
+            .args(["--bind-address", "127.0.0.1", "--secure-port", &free_port()?.to_string()])
+            .args(["--cert-dir", &d("kcm-certs")])
+            .args(["--service-account-private-key-file", &d("sa.key")])
+            .args(["--root-ca-file", &d("ca.crt")])
+            .args(["--service-cluster-ip-range", SERVICE_CIDR])
+            .args(["--cluster-signing-cert-file", &d("ca.crt")])
+            .args(["--cluster-signing-key-file", &d("ca.key")])
+            // Dead pods and finished Jobs go quickly, and a Node that stops reporting is noticed.
+            .args(["--terminated-pod-gc-threshold", "50"])
+            .stdout(Stdio::null())
+            .stderr(log("kube-controller-manager.log")?);
+        let mut scheduler = Command::new(scheduler_bin);
+        scheduler
+            .args(["--kubeconfig", &kubeconfig, "--leader-elect=false"])
+            .args(["--authentication-kubeconfig", &kubeconfig])
+            .args(["--authorization-kubeconfig", &kubeconfig])
+            .args(["--bind-address", "127.0.0.1", "--secure-port", &free_port()?.to_string()])
+            .args(["--cert-dir", &d("scheduler-certs")])
+            .stdout(Stdio::null())
+            .stderr(log("kube-scheduler.log")?);
+        let (started, keeper) = spawn_tied(vec![kcm, scheduler])?;
+        self.processes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(started);
+        self.keepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(keeper);
+        Ok(())
+    }
+
+    /// The directory holding the control plane's certificates, kubeconfigs and logs.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Kills the apiserver and starts it again on the same port and etcd (what clients see
@@ -349,6 +442,31 @@ impl ControlPlane {
         Ok(path)
     }
 
+    /// A kubeconfig reaching the apiserver at `address` as the holder of a client certificate
+    /// (see `issue_client_certificate`), e.g. a kubelet from inside its node's namespace.
+    pub fn kubeconfig_with_certificate(
+        &self,
+        address: std::net::IpAddr,
+        name: &str,
+        (crt, key): (&Path, &Path),
+    ) -> Result<PathBuf, Error> {
+        self.local_only("a kubeconfig for a certificate")?;
+        let path = self.dir.join(format!("kubeconfig-{address}-{name}"));
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters: [{{name: e2e, cluster: {{server: \"https://{address}:{}\", certificate-authority: \"{}\", tls-server-name: kubernetes}}}}]\n\
+                 users: [{{name: u, user: {{client-certificate: \"{}\", client-key: \"{}\"}}}}]\ncontexts: [{{name: e2e, context: {{cluster: e2e, user: u}}}}]\ncurrent-context: e2e\n",
+                self.port,
+                self.ca_file().display(),
+                crt.display(),
+                key.display()
+            ),
+        )
+        .map_err(io("writing a kubeconfig"))?;
+        Ok(path)
+    }
+
     /// The kubectl binary the harness uses.
     pub fn kubectl_path(&self) -> &Path {
         &self.kubectl
@@ -410,17 +528,36 @@ impl ControlPlane {
         name: &str,
         ips: &[std::net::IpAddr],
     ) -> Result<(PathBuf, PathBuf), Error> {
-        self.local_only("issuing a serving certificate")?;
         let sans: Vec<String> = ips.iter().map(|ip| format!("IP:{ip}")).collect();
-        let ext = format!("{name}.ext");
-        std::fs::write(
-            self.dir.join(&ext),
-            format!(
+        self.issue_certificate(
+            name,
+            &format!("/CN={name}"),
+            &format!(
                 "subjectAltName={},DNS:{name}\nextendedKeyUsage=serverAuth\n",
                 sans.join(",")
             ),
         )
-        .map_err(io(format!("writing {ext}")))?;
+    }
+
+    /// A client certificate for `subject` (e.g. `/O=system:nodes/CN=system:node:node-1`),
+    /// signed by the cluster CA: (certificate, key) files named after `name`.
+    pub fn issue_client_certificate(
+        &self,
+        name: &str,
+        subject: &str,
+    ) -> Result<(PathBuf, PathBuf), Error> {
+        self.issue_certificate(name, subject, "extendedKeyUsage=clientAuth\n")
+    }
+
+    fn issue_certificate(
+        &self,
+        name: &str,
+        subject: &str,
+        extensions: &str,
+    ) -> Result<(PathBuf, PathBuf), Error> {
+        self.local_only("issuing a certificate")?;
+        let ext = format!("{name}.ext");
+        std::fs::write(self.dir.join(&ext), extensions).map_err(io(format!("writing {ext}")))?;
         let (key, csr, crt) = (
             format!("{name}.key"),
             format!("{name}.csr"),
@@ -429,16 +566,8 @@ impl ControlPlane {
         openssl(
             &self.dir,
             &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={name}"),
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
+                subject,
             ],
         )?;
         openssl(
@@ -650,7 +779,7 @@ impl Drop for ControlPlane {
 
 /// Keeps alive the thread that spawned the control plane's processes: they receive SIGKILL from
 /// the kernel when it ends (PR_SET_PDEATHSIG), which also happens when the test process dies.
-struct Keeper {
+pub(crate) struct Keeper {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -664,7 +793,7 @@ impl Drop for Keeper {
     }
 }
 
-fn spawn_tied(commands: Vec<Command>) -> Result<(Vec<Child>, Keeper), Error> {
+pub(crate) fn spawn_tied(commands: Vec<Command>) -> Result<(Vec<Child>, Keeper), Error> {
     let (result_tx, result_rx) = mpsc::channel();
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -674,6 +803,11 @@ fn spawn_tied(commands: Vec<Command>) -> Result<(Vec<Child>, Keeper), Error> {
             unsafe {
                 cmd.pre_exec(|| {
                     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    // A caller that takes signals with sigwait blocks them; its children must
+                    // not inherit that, or SIGTERM never reaches them.
+                    let mut none: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut none);
+                    libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
                     Ok(())
                 });
             }

@@ -1,57 +1,25 @@
 //! The demo: Palisade's main job end to end on this machine, in five steps, with real kubectl
-//! output and real probes. `e2e/demo.sh` runs it; an e2e test runs it too, so it keeps working.
+//! output and real probes: the release image on two real nodes (kubelet, containerd, a CNI
+//! that enforces nothing), installed with `helm install`. `e2e/demo.sh` runs it; an e2e test
+//! runs it too, so it keeps working.
 
 use std::fmt::Write as _;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use palisade_policy::reach::Probe;
 
-use crate::util::{Process, free_port, http_get_at, text};
-use crate::world::{TUTORIAL_PORTS, World, differences, tutorial};
+use crate::real_nodes::{NODES, RealCluster};
+use crate::real_world::RealWorld;
+use crate::util::text;
+use crate::world::{TUTORIAL_NAMESPACES, TUTORIAL_PORTS, differences, tutorial_pods};
 use crate::{ControlPlane, Error, chart};
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../policy/tests/fixtures/tutorial"
 );
-
-/// The Palisade binaries the demo runs as processes.
-#[derive(Debug, Clone)]
-pub struct Binaries {
-    pub webhook: PathBuf,
-    pub operator: PathBuf,
-    pub enforcer: PathBuf,
-    pub palisade: PathBuf,
-}
-
-impl Binaries {
-    /// The binaries of a cargo build in `dir` (e.g. target/debug).
-    pub fn in_dir(dir: &Path) -> Result<Self, Error> {
-        let find = |name: &str| {
-            let path = dir.join(name);
-            if path.is_file() {
-                Ok(path)
-            } else {
-                Err(Error::Command {
-                    what: format!("finding {name}"),
-                    stderr: format!(
-                        "{} does not exist: build first (cargo build --workspace --bins)",
-                        path.display()
-                    ),
-                })
-            }
-        };
-        Ok(Self {
-            webhook: find("palisade-webhook")?,
-            operator: find("palisade-operator")?,
-            enforcer: find("palisade-enforcer")?,
-            palisade: find("palisade")?,
-        })
-    }
-}
 
 /// How a demo run went.
 #[derive(Debug, Default)]
@@ -91,58 +59,13 @@ impl Out<'_> {
     }
 }
 
-/// The components, running as processes with the chart's ServiceAccount tokens.
-struct Components {
-    _webhook: Process,
-    _operator: Process,
-    _enforcers: Vec<Process>,
-}
-
-fn wait_ready(what: &str, admin: SocketAddr, log: &Path) -> Result<(), Error> {
-    let start = Instant::now();
-    while http_get_at(admin, "/readyz").map(|r| r.0) != Some(200) {
-        if start.elapsed() > Duration::from_secs(60) {
-            return Err(Error::Command {
-                what: format!("waiting for {what}"),
-                stderr: std::fs::read_to_string(log).unwrap_or_default(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    Ok(())
-}
-
-fn spawn(program: &Path, args: &[String], kubeconfig: &Path, log: &Path) -> Result<Process, Error> {
-    let mut command = std::process::Command::new(program);
-    command.args(args).env("KUBECONFIG", kubeconfig);
-    crate::util::spawn_logged(command, log)
-}
-
-/// `helm install` with the webhook reached at a loopback port (no kubelet runs pods here: the
-/// components run as processes), then the components with the chart's tokens.
-fn install(
-    cp: &ControlPlane,
-    world: &World,
-    bins: &Binaries,
-    out: &mut Out,
-) -> Result<Components, Error> {
-    let port = free_port();
+/// `helm install --wait` of the unmodified chart, as the README says.
+fn install(cp: &ControlPlane, out: &mut Out) -> Result<(), Error> {
     let helm = crate::tools::tool("helm")?;
-    let url = format!("webhook.url=https://127.0.0.1:{port}/validate");
-    let args = [
-        "install",
-        chart::RELEASE,
-        chart::CHART_DIR,
-        "--namespace",
-        chart::NAMESPACE,
-        "--create-namespace",
-        "--set",
-        &url,
-        "--set",
-        "webhook.certificates.ipAddresses={127.0.0.1}",
-    ];
     let o = std::process::Command::new(helm)
-        .args(args)
+        .args(["install", chart::RELEASE, chart::CHART_DIR])
+        .args(["--namespace", chart::NAMESPACE, "--create-namespace", "--wait"])
+        .args(["--timeout", "3m"])
         .env("KUBECONFIG", &cp.kubeconfig)
         .output()
         .map_err(|source| Error::Io {
@@ -151,7 +74,7 @@ fn install(
         })?;
     out.shell(
         &format!(
-            "helm install palisade charts/palisade -n {} --create-namespace --set {url} ...",
+            "helm install palisade charts/palisade -n {} --create-namespace --wait",
             chart::NAMESPACE
         ),
         &text(&o),
@@ -162,94 +85,19 @@ fn install(
             stderr: text(&o),
         });
     }
-    let dir = world.dir();
-    // The webhook serves the certificate the chart generated for it.
-    for key in ["tls.crt", "tls.key"] {
-        let pem = cp.kubectl_ok(&[
-            "get",
-            "secret",
-            "palisade-webhook-tls",
-            "-n",
-            chart::NAMESPACE,
-            "-o",
-            &format!("go-template={{{{index .data \"{key}\" | base64decode}}}}"),
-        ])?;
-        std::fs::write(dir.join(key), pem).map_err(|source| Error::Io {
-            what: format!("writing {key}"),
-            source,
-        })?;
-    }
-    let localhost = std::net::Ipv4Addr::LOCALHOST.into();
-    let webhook_admin = free_port();
-    let webhook = spawn(
-        &bins.webhook,
-        &[
-            format!("--listen=127.0.0.1:{port}"),
-            format!("--admin-listen=127.0.0.1:{webhook_admin}"),
-            format!("--tls-cert={}", dir.join("tls.crt").display()),
-            format!("--tls-key={}", dir.join("tls.key").display()),
-            "--log-format=text".into(),
-        ],
-        &chart::token_kubeconfig(cp, "webhook", localhost)?,
-        &dir.join("webhook.log"),
-    )?;
-    let operator_admin = free_port();
-    let operator = spawn(
-        &bins.operator,
-        &[
-            format!("--namespace={}", chart::NAMESPACE),
-            format!("--admin-listen=127.0.0.1:{operator_admin}"),
-            "--pod-name=palisade-operator-demo".into(),
-            "--log-format=text".into(),
-        ],
-        &chart::token_kubeconfig(cp, "operator", localhost)?,
-        &dir.join("operator.log"),
-    )?;
-    let mut enforcers = Vec::new();
-    let mut admins = Vec::new();
-    for node in world.net.nodes() {
-        let kubeconfig = chart::token_kubeconfig(cp, "enforcer", node.gateway.into())?;
-        let args: Vec<String> = vec![
-            "run".into(),
-            format!("--node-name={}", node.name),
-            format!("--cni-dir={}", world.cni_dirs[&node.name].display()),
-            "--admin-listen=0.0.0.0:9102".into(),
-            "--debounce-ms=50".into(),
-            "--resync-seconds=5".into(),
-            "--log-format=text".into(),
-        ];
-        let log = dir.join(format!("enforcer-{}.log", node.name));
-        enforcers.push(world.spawn_on_node(
-            &node.name,
-            &bins.enforcer,
-            &args,
-            &[("KUBECONFIG", kubeconfig.as_os_str())],
-            &log,
-        )?);
-        admins.push((SocketAddr::from((node.address, 9102)), log));
-    }
-    wait_ready(
-        "the webhook",
-        SocketAddr::from(([127, 0, 0, 1], webhook_admin)),
-        &dir.join("webhook.log"),
-    )?;
-    wait_ready(
-        "the operator",
-        SocketAddr::from(([127, 0, 0, 1], operator_admin)),
-        &dir.join("operator.log"),
-    )?;
-    for (admin, log) in &admins {
-        wait_ready("an enforcer", *admin, log)?;
-    }
-    out.line("\nRunning as processes with the chart's ServiceAccount tokens: palisade-webhook (127.0.0.1),");
-    out.line("palisade-operator, and palisade-enforcer inside each node's network namespace.");
-    let nodes = cp.kubectl_ok(&["get", "nodeenforcements"])?;
+    let pods = cp.kubectl_ok(&["get", "pods", "-n", chart::NAMESPACE, "-o", "wide"])?;
+    out.shell("kubectl get pods -n palisade-system -o wide", &pods);
+    // The enforcers report once they have synced.
+    let start = Instant::now();
+    let nodes = loop {
+        let nodes = cp.kubectl_ok(&["get", "nodeenforcements"])?;
+        if nodes.matches("true").count() >= NODES.len() || start.elapsed() > Duration::from_secs(30) {
+            break nodes;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     out.shell("kubectl get nodeenforcements", &nodes);
-    Ok(Components {
-        _webhook: webhook,
-        _operator: operator,
-        _enforcers: enforcers,
-    })
+    Ok(())
 }
 
 /// The matrix as a table: rows are sources, columns are destination:port, cells ✓ or ✗.
@@ -305,17 +153,12 @@ fn apply_fixture(cp: &ControlPlane, file: &str) -> Result<(String, bool), Error>
 /// Measured cells, predicted cells, and the differences in words.
 type Comparison = (Vec<Probe>, Vec<Probe>, Vec<String>);
 
-/// Probes until the measured matrix equals the prediction from the policies in the cluster.
-fn measure_until_predicted(
-    cp: &ControlPlane,
-    world: &World,
-    limit: Duration,
-) -> Result<Comparison, Error> {
+/// Probes until the measured matrix equals the prediction from the cluster's objects.
+fn measure_until_predicted(world: &RealWorld, limit: Duration) -> Result<Comparison, Error> {
     let start = Instant::now();
     loop {
-        let policies = cp.kubectl_ok(&["get", "networkpolicies", "-A", "-o", "yaml"])?;
-        let predicted = world.predict(&policies, &TUTORIAL_PORTS)?;
-        let measured = world.measure(&TUTORIAL_PORTS, Duration::from_millis(500))?;
+        let predicted = world.predict(&TUTORIAL_PORTS)?;
+        let measured = world.measure(&TUTORIAL_PORTS)?;
         let diff = differences(&measured, &predicted);
         if diff.is_empty() || start.elapsed() > limit {
             return Ok((measured, predicted, diff));
@@ -324,9 +167,39 @@ fn measure_until_predicted(
     }
 }
 
-/// Runs the five steps, printing to `w`. With `keep`, waits for Ctrl-C (or SIGTERM) before
-/// tearing down, printing how to explore meanwhile.
-pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Error> {
+/// What the demo runs: the release image (`e2e/image.sh`) and the `palisade` CLI.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub image: PathBuf,
+    pub palisade: PathBuf,
+}
+
+impl Setup {
+    /// The image where `e2e/image.sh` writes it and the CLI of a cargo build in `dir`.
+    pub fn find(dir: &Path) -> Result<Self, Error> {
+        let missing = |path: &Path, how: &str| Error::Command {
+            what: format!("finding {}", path.display()),
+            stderr: format!("it does not exist: {how}"),
+        };
+        let image = crate::real_nodes::default_image_archive();
+        if !image.is_file() {
+            return Err(missing(&image, "build it with ./e2e/image.sh"));
+        }
+        let palisade = dir.join("palisade");
+        if !palisade.is_file() {
+            return Err(missing(&palisade, "build first (cargo build --workspace --bins)"));
+        }
+        Ok(Self { image, palisade })
+    }
+}
+
+/// Runs the five steps, printing to `w`. With `keep`, waits until `interrupted` says so (Ctrl-C)
+/// before tearing down, printing how to explore meanwhile.
+pub fn run(
+    setup: &Setup,
+    keep: Option<&dyn Fn() -> bool>,
+    w: &mut dyn Write,
+) -> Result<Outcome, Error> {
     let mut out = Out {
         w,
         start: Instant::now(),
@@ -335,25 +208,42 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
 
     out.step(
         1,
-        "A local cluster with two flannel nodes, and `helm install` of Palisade",
+        "Two real nodes whose CNI enforces nothing, and `helm install` of Palisade",
     );
-    let cp = ControlPlane::start()?;
+    let start = Instant::now();
+    let cluster = RealCluster::start(&NODES, &mut |step| {
+        let _ = writeln!(out.w, "  [{:>3}s] {step}", start.elapsed().as_secs());
+        let _ = out.w.flush();
+    })?;
     out.line(&format!(
-        "kube-apiserver and etcd up at {} (RBAC on, no kubelet: pods are network namespaces).",
-        cp.server
+        "  [{:>3}s] importing {} into every node",
+        start.elapsed().as_secs(),
+        setup.image.display()
     ));
-    let world = tutorial(&cp)?;
-    out.line("Nodes node-1 and node-2 (network namespaces; CNI configuration: flannel, which ignores NetworkPolicy).");
-    let components = install(&cp, &world, bins, &mut out)?;
+    cluster.import_image(&setup.image)?;
+    let cp = &cluster.cp;
+    let nodes = cp.kubectl_ok(&["get", "nodes", "-o", "wide"])?;
+    out.shell("kubectl get nodes -o wide", &nodes);
+    out.line("Each node runs kubelet, containerd and kube-proxy in its own network namespace; pods get a bridge CNI, which (like flannel) ignores NetworkPolicy.");
+    install(cp, &mut out)?;
 
     out.step(
         2,
-        "The tutorial world, measured with real probes: everything is open",
+        "The tutorial world as real pods, measured with real connections: everything is open",
     );
-    let pods = cp.kubectl_ok(&["get", "pods", "-A", "-o", "wide"])?;
+    let world = RealWorld::create(cp, &TUTORIAL_NAMESPACES, tutorial_pods())?;
+    let pods = cp.kubectl_ok(&[
+        "get",
+        "pods",
+        "-o",
+        "wide",
+        "-A",
+        "--field-selector",
+        "metadata.namespace!=palisade-system",
+    ])?;
     out.shell("kubectl get pods -A -o wide", &pods);
-    let (open, predicted, diff) = measure_until_predicted(&cp, &world, Duration::from_secs(10))?;
-    out.line("\nMeasured (TCP connect / UDP echo from each pod's namespace):");
+    let (open, predicted, diff) = measure_until_predicted(&world, Duration::from_secs(10))?;
+    out.line("\nMeasured (a TCP connection from inside each pod, kubectl exec ... nc):");
     out.line(&table(&open));
     if !diff.is_empty() {
         outcome.failures.push(format!(
@@ -390,7 +280,7 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
         ),
     ] {
         out.line(&format!("\n{what}"));
-        let (shown, refused) = apply_fixture(&cp, file)?;
+        let (shown, refused) = apply_fixture(cp, file)?;
         out.shell(
             &format!("kubectl apply -f policy/tests/fixtures/tutorial/{file}"),
             &shown,
@@ -451,7 +341,7 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
             .failures
             .push("step 4: the operator did not create the baseline policies".into());
     }
-    let (shown, refused) = apply_fixture(&cp, "three-tier.yaml")?;
+    let (shown, refused) = apply_fixture(cp, "three-tier.yaml")?;
     out.shell(
         "kubectl apply -f policy/tests/fixtures/tutorial/three-tier.yaml",
         &shown,
@@ -461,8 +351,7 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
             .failures
             .push("step 4: the correct three-tier policies were refused".into());
     }
-    let (protected, predicted, diff) =
-        measure_until_predicted(&cp, &world, Duration::from_secs(20))?;
+    let (protected, predicted, diff) = measure_until_predicted(&world, Duration::from_secs(30))?;
     out.line("\nMeasured now:");
     out.line(&table(&protected));
     out.line("Predicted by `palisade reach` from the policies in the cluster:");
@@ -497,23 +386,23 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
     }
     outcome.protected = protected;
 
-    if keep {
+    if let Some(interrupted) = keep {
+        let frontend = cluster.node("node-1").map(|n| n.netns.clone()).unwrap_or_default();
         out.line(&format!(
-            "\nThe cluster stays up until you press Ctrl-C. To explore:\n  export KUBECONFIG={} PATH={}:$PATH\n  kubectl get networkbaselines,nodeenforcements\n  ip netns exec {} timeout 1 bash -c 'echo > /dev/tcp/{}/5432'   # frontend -> database: blocked\n  kubectl get namespaces,pods,networkpolicies -A -o yaml > /tmp/cluster.yaml\n  {} reach -f /tmp/cluster.yaml --port 5432/TCP --explain\n  ip netns exec {} iptables-save -t filter | grep PAL",
+            "\nThe cluster stays up until you press Ctrl-C. To explore:\n  export KUBECONFIG={} PATH={}:$PATH\n  kubectl get networkbaselines,nodeenforcements\n  kubectl exec -n production frontend -- nc -w 1 {} 5432   # frontend -> database: blocked\n  kubectl get namespaces,pods,networkpolicies -A -o yaml > /tmp/cluster.yaml\n  {} reach -f /tmp/cluster.yaml --port 5432/TCP --explain\n  ip netns exec {frontend} iptables-save -t filter | grep PAL",
             cp.kubeconfig.display(),
             crate::tools::bin_dir().display(),
-            world.net.pod("production/frontend").map(|p| p.netns.name.clone()).unwrap_or_default(),
-            world.ip("production/database").map(|i| i.to_string()).unwrap_or_default(),
-            bins.palisade.display(),
-            world.net.nodes()[0].netns.name,
+            world.ips()?.get("production/database").cloned().unwrap_or_default(),
+            setup.palisade.display(),
         ));
-        wait_for_interrupt();
+        while !interrupted() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     out.step(5, "Tearing everything down");
-    drop(components);
     drop(world);
-    drop(cp);
+    drop(cluster);
     if outcome.failures.is_empty() {
         out.line(&format!(
             "Done in {:.1} s: every step as expected.",
@@ -523,20 +412,4 @@ pub fn run(bins: &Binaries, keep: bool, w: &mut dyn Write) -> Result<Outcome, Er
         out.line(&format!("FAILED:\n{}", outcome.failures.join("\n")));
     }
     Ok(outcome)
-}
-
-fn wait_for_interrupt() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static STOP: AtomicBool = AtomicBool::new(false);
-    extern "C" fn on_signal(_: libc::c_int) {
-        STOP.store(true, Ordering::SeqCst);
-    }
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-    while !STOP.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }

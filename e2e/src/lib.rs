@@ -7,9 +7,12 @@ pub mod control_plane;
 pub mod demo;
 pub mod netns;
 pub mod network;
+pub mod real_nodes;
+pub mod real_world;
 pub mod tools;
 pub mod util;
 pub mod world;
 
 pub use control_plane::{ControlPlane, Error};
 pub use network::Network;
+pub use real_nodes::RealCluster;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use palisade_e2e::{ControlPlane, Network};
+use palisade_e2e::{ControlPlane, Network, RealCluster, real_nodes};
 
 const NODES: [&str; 2] = ["node-1", "node-2"];
 
@@ -23,13 +23,13 @@ fn state_dir() -> PathBuf {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
-        Some("up") => up(),
+        Some("up") => up(args.iter().any(|a| a == "--real-nodes")),
         Some("down") => down(),
-        Some("serve") => serve(),
+        Some("serve") => serve(args.iter().any(|a| a == "--real-nodes")),
         Some("demo") => demo(args.iter().any(|a| a == "--keep")),
         _ => {
             eprintln!(
-                "usage: palisade-e2e up | down | demo [--keep]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)"
+                "usage: palisade-e2e up [--real-nodes] | down | demo [--keep]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n        --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n        controller-manager and scheduler, and the image of e2e/image.sh imported\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)"
             );
             2
         }
@@ -37,7 +37,7 @@ fn main() {
     std::process::exit(code);
 }
 
-fn up() -> i32 {
+fn up(real_nodes: bool) -> i32 {
     let dir = state_dir();
     let state = dir.join("state");
     if let Ok(text) = std::fs::read_to_string(&state) {
@@ -60,6 +60,7 @@ fn up() -> i32 {
     };
     let mut cmd = Command::new(me);
     cmd.arg("serve")
+        .args(real_nodes.then_some("--real-nodes"))
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log);
@@ -75,15 +76,29 @@ fn up() -> i32 {
         return 1;
     }
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(120) {
+    let limit = Duration::from_secs(if real_nodes { 300 } else { 120 });
+    let mut shown = 0;
+    while start.elapsed() < limit {
+        // serve's progress, as it comes
+        if let Ok(log) = std::fs::read_to_string(dir.join("serve.log")) {
+            for line in log.lines().skip(shown) {
+                println!("  {line}");
+                shown += 1;
+            }
+        }
         if let Ok(text) = std::fs::read_to_string(&state) {
             println!("{text}");
             return 0;
         }
+        if std::fs::read_to_string(dir.join("serve.log")).is_ok_and(|l| l.contains("palisade-e2e: ")) {
+            eprintln!("palisade-e2e: the cluster did not come up; see above");
+            return 1;
+        }
         std::thread::sleep(Duration::from_millis(300));
     }
     eprintln!(
-        "palisade-e2e: the cluster did not come up within 120 s; see {}",
+        "palisade-e2e: the cluster did not come up within {} s; see {}",
+        limit.as_secs(),
         dir.join("serve.log").display()
     );
     1
@@ -103,7 +118,7 @@ fn down() -> i32 {
     // SAFETY: asks the serve process recorded in the state file to stop.
     if pid > 0 && unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) && unsafe { libc::kill(pid, 0) } == 0 {
+        while start.elapsed() < Duration::from_secs(60) && unsafe { libc::kill(pid, 0) } == 0 {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -112,7 +127,7 @@ fn down() -> i32 {
     0
 }
 
-fn serve() -> i32 {
+fn serve(real_nodes: bool) -> i32 {
     // Signals are taken by sigwait below, so block them before any thread starts.
     // SAFETY: plain signal-mask manipulation on this thread (inherited by the threads it starts).
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -122,20 +137,44 @@ fn serve() -> i32 {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
-    let cp = match ControlPlane::start() {
-        Ok(cp) => cp,
-        Err(e) => {
-            eprintln!("palisade-e2e: {e}");
-            return 1;
+    let start = Instant::now();
+    let mut progress = |step: &str| println!("[{:>3}s] {step}", start.elapsed().as_secs());
+    let (cluster, text) = if real_nodes {
+        match start_real(&mut progress) {
+            Ok(x) => x,
+            Err(e) => {
+                println!("palisade-e2e: {e}");
+                return 1;
+            }
+        }
+    } else {
+        match start_netns() {
+            Ok(x) => x,
+            Err(e) => {
+                println!("palisade-e2e: {e}");
+                return 1;
+            }
         }
     };
-    let net = match Network::create(&NODES) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("palisade-e2e: {e}");
-            return 1;
-        }
-    };
+    let state = state_dir().join("state");
+    if let Err(e) = std::fs::write(&state, &text) {
+        eprintln!("palisade-e2e: writing {}: {e}", state.display());
+        return 1;
+    }
+    let mut sig = 0;
+    // SAFETY: waits for one of the blocked signals.
+    unsafe { libc::sigwait(&set, &mut sig) };
+    let _ = std::fs::remove_file(&state);
+    drop(cluster);
+    0
+}
+
+/// A running cluster of either kind, held until `down`; dropping it stops everything.
+type Running = Box<dyn std::any::Any>;
+
+fn start_netns() -> Result<(Running, String), palisade_e2e::Error> {
+    let cp = ControlPlane::start()?;
+    let net = Network::create(&NODES)?;
     let mut text = format!(
         "pid: {}\nkubeconfig: {}\nserver: {}\nnodes (network namespaces; `ip netns exec NAME sh` to look around):\n",
         std::process::id(),
@@ -149,35 +188,87 @@ fn serve() -> i32 {
         ));
     }
     text.push_str("pods get namespaces named palisade-<network>-pod-<namespace>-<name>\nstop with: palisade-e2e down");
-    let state = state_dir().join("state");
-    if let Err(e) = std::fs::write(&state, &text) {
-        eprintln!("palisade-e2e: writing {}: {e}", state.display());
-        return 1;
-    }
-    let mut sig = 0;
-    // SAFETY: waits for one of the blocked signals.
-    unsafe { libc::sigwait(&set, &mut sig) };
-    let _ = std::fs::remove_file(&state);
-    drop(net);
-    drop(cp);
-    0
+    Ok((Box::new((net, cp)), text))
 }
 
-/// The demo, with the Palisade binaries built next to this one.
+fn start_real(progress: &mut dyn FnMut(&str)) -> Result<(Running, String), palisade_e2e::Error> {
+    let cluster = RealCluster::start(&real_nodes::NODES, progress)?;
+    let image = real_nodes::default_image_archive();
+    let image_line = if image.is_file() {
+        progress(&format!("importing {} into every node", image.display()));
+        cluster.import_image(&image)?;
+        format!("image: {} imported into every node\n", image.display())
+    } else {
+        format!("image: none imported ({} is missing: run ./e2e/image.sh)\n", image.display())
+    };
+    let mut text = format!(
+        "pid: {}\nkubeconfig: {}\nserver: {}\n{image_line}real nodes (kubelet, containerd, kube-proxy; `nsenter --net=/run/netns/NETNS sh` to look around):\n",
+        std::process::id(),
+        cluster.cp.kubeconfig.display(),
+        cluster.cp.server
+    );
+    for n in cluster.nodes() {
+        text.push_str(&format!(
+            "  {}: netns {}, address {}, pods {}\n",
+            n.name, n.netns, n.address, n.pod_cidr
+        ));
+    }
+    text.push_str("install Palisade: helm install palisade charts/palisade -n palisade-system --create-namespace --kubeconfig <kubeconfig>\nstop with: palisade-e2e down");
+    Ok((Box::new(cluster), text))
+}
+
+/// The demo, with the image `e2e/image.sh` built and the CLI built next to this binary.
+/// Ctrl-C at any moment leaves nothing behind: while `--keep` waits it ends the wait and the
+/// demo tears down as usual; at any other moment everything the demo made is removed at once.
 fn demo(keep: bool) -> i32 {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static WAITING: AtomicBool = AtomicBool::new(false);
+    static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+    // SAFETY: signal-mask manipulation before any other thread exists; the threads started
+    // later inherit the mask, so only the thread below takes these signals.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+    std::thread::spawn(move || {
+        loop {
+            let mut sig = 0;
+            // SAFETY: waits for one of the signals blocked above.
+            unsafe { libc::sigwait(&set, &mut sig) };
+            if WAITING.load(Ordering::SeqCst) {
+                INTERRUPTED.store(true, Ordering::SeqCst);
+                continue;
+            }
+            eprintln!("\ninterrupted: removing the nodes, namespaces and rules the demo made");
+            real_nodes::abandon_all();
+            std::process::exit(130);
+        }
+    });
     let dir = std::env::current_exe()
         .ok()
         .and_then(|e| e.parent().map(PathBuf::from))
         .unwrap_or_default();
-    let bins = match palisade_e2e::demo::Binaries::in_dir(&dir) {
+    let setup = match palisade_e2e::demo::Setup::find(&dir) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("palisade-e2e demo: {e}");
             return 2;
         }
     };
+    let wait = || {
+        WAITING.store(true, Ordering::SeqCst);
+        let done = INTERRUPTED.load(Ordering::SeqCst);
+        if done {
+            WAITING.store(false, Ordering::SeqCst);
+        }
+        done
+    };
     let mut stdout = std::io::stdout();
-    match palisade_e2e::demo::run(&bins, keep, &mut stdout) {
+    let keep: Option<&dyn Fn() -> bool> = if keep { Some(&wait) } else { None };
+    match palisade_e2e::demo::run(&setup, keep, &mut stdout) {
         Ok(outcome) if outcome.failures.is_empty() => 0,
         Ok(_) => 1,
         Err(e) => {

@@ -80,7 +80,7 @@ fn alive(pid: i32) -> bool {
 
 /// Removes what a crashed run with network id `k` left: its namespaces (their veths and routes go
 /// with them).
-fn sweep(k: u8) {
+pub(crate) fn sweep(k: u8) {
     for name in netns::list_with_prefix(&format!("palisade-{k}-")) {
         let _ = ip(&["netns", "del", &name]);
     }

@@ -271,55 +271,20 @@ impl<'a> World<'a> {
 
     /// Every (from, to, port) among the world's pods for those of `ports` the destination
     /// serves (a port nobody listens on refuses whatever the rules say).
-    pub fn cells(&self, ports: &[(u16, Protocol)]) -> Vec<(String, String, u16, Protocol)> {
-        let mut cells = Vec::new();
-        for from in &self.pods {
-            for to in &self.pods {
-                if from.key() == to.key() {
-                    continue;
-                }
-                for &(port, proto) in ports {
-                    if to.ports.iter().any(|(_, p, pr)| (*p, *pr) == (port, proto)) {
-                        cells.push((from.key(), to.key(), port, proto));
-                    }
-                }
-            }
-        }
-        cells
+    pub fn cells(&self, ports: &[(u16, Protocol)]) -> Vec<Cell> {
+        cells(&self.pods, ports)
     }
 
     /// What Palisade's semantics say for every cell, given `policies` (YAML).
     pub fn predict(&self, policies: &str, ports: &[(u16, Protocol)]) -> Result<Vec<Probe>, Error> {
-        let mut inputs = Inputs::default();
-        let bad = |what: &str, e: String| Error::Command {
-            what: format!("reading {what} for the prediction"),
-            stderr: e,
-        };
-        inputs
-            .add_text("namespaces.yaml", &self.namespace_manifests()?)
-            .map_err(|e| bad("namespaces", format!("{e:?}")))?;
-        inputs
-            .add_text("pods.yaml", &self.manifests())
-            .map_err(|e| bad("pods", format!("{e:?}")))?;
-        inputs
-            .add_text("policies.yaml", policies)
-            .map_err(|e| bad("policies", format!("{e:?}")))?;
-        let cluster = inputs.cluster();
-        let pods = reach::reachable_pods(&cluster);
-        let cells: std::collections::BTreeSet<(String, String, u16, String)> = self
-            .cells(ports)
-            .into_iter()
-            .map(|(f, t, p, pr)| (f, t, p, pr.to_string()))
-            .collect();
-        let ports = ports
-            .iter()
-            .map(|&(port, protocol)| ProbePort { port, protocol })
-            .collect();
-        Ok(Matrix::compute(&cluster, pods.clone(), pods, ports)
-            .probes(false)
-            .into_iter()
-            .filter(|p| cells.contains(&(p.from.clone(), p.to.clone(), p.port, p.protocol.clone())))
-            .collect())
+        predict(
+            &[
+                ("namespaces.yaml", &self.namespace_manifests()?),
+                ("pods.yaml", &self.manifests()),
+                ("policies.yaml", policies),
+            ],
+            &self.cells(ports),
+        )
     }
 
     /// Probes every cell for real.
@@ -390,6 +355,57 @@ impl Drop for World<'_> {
     }
 }
 
+/// One probe to make: from pod, to pod (namespace/name), port, protocol.
+pub type Cell = (String, String, u16, Protocol);
+
+/// Every (from, to, port) among `pods` for those of `ports` the destination serves (a port
+/// nobody listens on refuses whatever the rules say).
+pub fn cells(pods: &[PodDef], ports: &[(u16, Protocol)]) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for from in pods {
+        for to in pods {
+            if from.key() == to.key() {
+                continue;
+            }
+            for &(port, proto) in ports {
+                if to.ports.iter().any(|(_, p, pr)| (*p, *pr) == (port, proto)) {
+                    cells.push((from.key(), to.key(), port, proto));
+                }
+            }
+        }
+    }
+    cells
+}
+
+/// What `palisade reach` says for `cells`, given the cluster's objects as named YAML texts
+/// (namespaces, pods with their IPs, policies).
+pub fn predict(documents: &[(&str, &str)], cells: &[Cell]) -> Result<Vec<Probe>, Error> {
+    let mut inputs = Inputs::default();
+    for (name, text) in documents {
+        inputs.add_text(name, text).map_err(|e| Error::Command {
+            what: format!("reading {name} for the prediction"),
+            stderr: format!("{e:?}"),
+        })?;
+    }
+    let cluster = inputs.cluster();
+    let pods = reach::reachable_pods(&cluster);
+    let mut ports: Vec<ProbePort> = Vec::new();
+    for (_, _, port, protocol) in cells {
+        if !ports.iter().any(|p| p.port == *port && p.protocol == *protocol) {
+            ports.push(ProbePort { port: *port, protocol: *protocol });
+        }
+    }
+    let wanted: std::collections::BTreeSet<(String, String, u16, String)> = cells
+        .iter()
+        .map(|(f, t, p, pr)| (f.clone(), t.clone(), *p, pr.to_string()))
+        .collect();
+    Ok(Matrix::compute(&cluster, pods.clone(), pods, ports)
+        .probes(false)
+        .into_iter()
+        .filter(|p| wanted.contains(&(p.from.clone(), p.to.clone(), p.port, p.protocol.clone())))
+        .collect())
+}
+
 /// Differences between measured and predicted cells, one line each, empty when they agree.
 pub fn differences(measured: &[Probe], predicted: &[Probe]) -> Vec<String> {
     let key = |p: &Probe| (p.from.clone(), p.to.clone(), p.port, p.protocol.clone());
@@ -426,12 +442,20 @@ pub const TUTORIAL_PORTS: [(u16, Protocol); 6] = [
     (53, Protocol::Tcp),
 ];
 
-/// The tutorials' world on two flannel nodes: a three-tier app in `production` (frontend,
-/// backend labelled `app: api`, database), Prometheus in `monitoring`, an ingress controller,
-/// and cluster DNS in kube-system, as in `policy/tests/fixtures/tutorial/world.yaml`.
-pub fn tutorial(cp: &ControlPlane) -> Result<World<'_>, Error> {
+/// The tutorials' namespaces and their labels.
+pub const TUTORIAL_NAMESPACES: [(&str, &[(&str, &str)]); 4] = [
+    ("production", &[("team", "shop")]),
+    ("monitoring", &[("purpose", "monitoring")]),
+    ("ingress-nginx", &[]),
+    ("kube-system", &[]),
+];
+
+/// The tutorials' pods on two nodes: a three-tier app in `production` (frontend, backend
+/// labelled `app: api`, database), Prometheus in `monitoring`, an ingress controller, and
+/// cluster DNS in kube-system, as in `policy/tests/fixtures/tutorial/world.yaml`.
+pub fn tutorial_pods() -> Vec<PodDef> {
     use Protocol::{Tcp, Udp};
-    let pods = [
+    vec![
         PodDef::new("production", "frontend", "node-1")
             .label("app", "frontend")
             .label("tier", "web")
@@ -455,17 +479,16 @@ pub fn tutorial(cp: &ControlPlane) -> Result<World<'_>, Error> {
             .label("k8s-app", "kube-dns")
             .port(Some("dns"), 53, Udp)
             .port(Some("dns-tcp"), 53, Tcp),
-    ];
+    ]
+}
+
+/// The tutorials' world on two flannel nodes (network-namespace pods).
+pub fn tutorial(cp: &ControlPlane) -> Result<World<'_>, Error> {
     World::create(
         cp,
         &["node-1", "node-2"],
         FLANNEL_CONFLIST,
-        &[
-            ("production", &[("team", "shop")]),
-            ("monitoring", &[("purpose", "monitoring")]),
-            ("ingress-nginx", &[]),
-            ("kube-system", &[]),
-        ],
-        &pods,
+        &TUTORIAL_NAMESPACES,
+        &tutorial_pods(),
     )
 }

@@ -155,8 +155,8 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
     if !cp.is_local() {
         return;
     }
-    // No kubelet runs pods here: the release is installed without waiting for them, and
-    // uninstalled without the pre-delete hook Job, whose logic the enforcer e2e tests run.
+    // No kubelet runs pods here: the release is installed without waiting for them (the
+    // real-node tests run them).
     // Its own release name: the other tests apply the `palisade` release's RBAC by hand.
     let release = "pal";
     let ns = "palisade-install";
@@ -270,7 +270,7 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
     ok(
         helm(
             cp,
-            &["uninstall", release, "-n", ns, "--no-hooks", "--wait"],
+            &["uninstall", release, "-n", ns, "--wait"],
         ),
         "helm uninstall",
     );
@@ -405,6 +405,15 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             NAMESPACE,
             true,
         ),
+        // Its own DaemonSet, watched so it knows about an uninstall once its RBAC is gone.
+        (
+            "enforcer",
+            "watch",
+            "daemonsets.apps/palisade-enforcer",
+            NAMESPACE,
+            true,
+        ),
+        ("enforcer", "watch", "daemonsets.apps", NAMESPACE, false),
         (
             "enforcer",
             "create",

@@ -7,10 +7,14 @@
 #   e2e/tools/install.sh --print    # print the bin directory and exit
 set -euo pipefail
 
-K8S_VERSION=v1.34.4          # kube-apiserver, kubectl (Kubernetes 1.34)
+K8S_VERSION=v1.34.4          # kube-apiserver, kubectl, and the real-node tier's kubelet,
+                             # kube-controller-manager, kube-scheduler, kube-proxy
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.19.5
 DEBIAN_PACKAGES=(iptables ipset iproute2 conntrack iperf3 procps kmod openssl)
+# The real-node tier (containerd + runc + CNI nodes, the image built without Docker). Installed
+# when the mirror has them; without them only that tier is skipped, and it says which is missing.
+REAL_NODE_PACKAGES=(containerd runc containernetworking-plugins umoci skopeo mmdebstrap busybox-static gcc libc6-dev util-linux)
 
 CACHE=${PALISADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade}
 BIN=$CACHE/bin
@@ -31,6 +35,21 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null || die "apt-get update failed (is the Debian mirror reachable?)"
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+fi
+optional=()
+for p in "${REAL_NODE_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || optional+=("$p")
+done
+if ((${#optional[@]})) && command -v apt-get >/dev/null; then
+  log "installing the real-node tier's Debian packages: ${optional[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # containerd's package starts its service; the tier runs its own per node, so keep it stopped.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && added_policy_rc=1
+  fi
+  { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "${optional[@]}" >/dev/null; } \
+    || log "warning: could not install ${optional[*]}: the real-node tier will be skipped"
+  [[ -n ${added_policy_rc:-} ]] && rm -f /usr/sbin/policy-rc.d
 fi
 
 # ---- Go-built tools ------------------------------------------------------------------------------
@@ -56,7 +75,7 @@ go_build() {
 # `go install` refuses it. A tools module requires it and points each staging module at its
 # published v0.Y.Z twin instead.
 k8s_module() {
-  local dir=$CACHE/build/kubernetes-$K8S_VERSION
+  local dir=$CACHE/build/kubernetes-tools-$K8S_VERSION  # named for the six commands in tools.go
   if [[ ! -f $dir/go.sum ]]; then
     need_go kubernetes
     log "resolving k8s.io/kubernetes $K8S_VERSION modules"
@@ -83,7 +102,11 @@ package tools
 
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
     (cd "$dir" && go mod tidy >/dev/null 2>&1 || go get k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl) \
@@ -101,11 +124,12 @@ k8s_ldflags() {
   echo "$x"
 }
 
-if ! have_version kube-apiserver "$K8S_VERSION" || ! have_version kubectl "$K8S_VERSION"; then
+K8S_TOOLS=(kube-apiserver kubectl kube-controller-manager kube-scheduler kube-proxy kubelet)
+for tool in "${K8S_TOOLS[@]}"; do
+  have_version "$tool" "$K8S_VERSION" && continue
   dir=$(k8s_module)
-  have_version kube-apiserver "$K8S_VERSION" || go_build kube-apiserver "$K8S_VERSION" "$dir" k8s.io/kubernetes/cmd/kube-apiserver "$(k8s_ldflags)"
-  have_version kubectl "$K8S_VERSION" || go_build kubectl "$K8S_VERSION" "$dir" k8s.io/kubernetes/cmd/kubectl "$(k8s_ldflags)"
-fi
+  go_build "$tool" "$K8S_VERSION" "$dir" "k8s.io/kubernetes/cmd/$tool" "$(k8s_ldflags)"
+done
 
 simple_module() { # simple_module NAME PACKAGE VERSION -> dir (go get of the package pulls its deps)
   local dir=$CACHE/build/$1-$3
@@ -128,5 +152,62 @@ if ! have_version helm "$HELM_VERSION"; then
   go_build helm "$HELM_VERSION" "$dir" helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 fi
 
-log "tools ready in $BIN: kube-apiserver kubectl $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION"
+# ---- images the real-node tier runs besides Palisade's own -------------------------------------------
+# A static pause (the pod sandbox) and Debian's busybox-static (nc, httpd, sh for test workloads):
+# nothing is pulled from a registry. docker-archive tars, imported into each node's containerd.
+IMAGES=$CACHE/images
+TEST_IMAGES_VERSION=1
+build_test_images() {
+  local work
+  work=$(mktemp -d)
+  mkdir -p "$IMAGES"
+  cat >"$work/pause.c" <<'C'
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void stop(int sig) { (void)sig; _exit(0); }
+static void reap(int sig) { (void)sig; while (waitpid(-1, 0, WNOHANG) > 0) {} }
+int main(void) {
+  struct sigaction a = {0};
+  a.sa_handler = stop;
+  sigaction(SIGINT, &a, 0);
+  sigaction(SIGTERM, &a, 0);
+  a.sa_handler = reap;
+  a.sa_flags = SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &a, 0);
+  for (;;) pause();
+}
+C
+  mkdir -p "$work/pause/bin" "$work/busybox/bin" "$work/busybox/tmp" "$work/busybox/etc"
+  gcc -static -Os -s -o "$work/pause/bin/pause" "$work/pause.c" || return 1
+  cp /bin/busybox "$work/busybox/bin/busybox"
+  for applet in $(/bin/busybox --list); do
+    [[ -e $work/busybox/bin/$applet ]] || ln -s busybox "$work/busybox/bin/$applet"
+  done
+  chmod 1777 "$work/busybox/tmp"
+  printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$work/busybox/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$work/busybox/etc/group"
+  local name entry
+  for name in pause busybox; do
+    entry=/bin/$name; [[ $name == busybox ]] && entry=/bin/sh
+    umoci init --layout "$work/oci-$name" &&
+      umoci new --image "$work/oci-$name:$name" &&
+      umoci unpack --image "$work/oci-$name:$name" "$work/bundle-$name" >/dev/null &&
+      cp -a "$work/$name/." "$work/bundle-$name/rootfs/" &&
+      umoci repack --image "$work/oci-$name:$name" "$work/bundle-$name" &&
+      umoci config --image "$work/oci-$name:$name" --os linux --architecture amd64 --config.entrypoint "$entry" &&
+      skopeo copy --quiet "oci:$work/oci-$name:$name" "docker-archive:$IMAGES/$name.tar.tmp:palisade.test/$name:$TEST_IMAGES_VERSION" &&
+      mv "$IMAGES/$name.tar.tmp" "$IMAGES/$name.tar" || return 1
+  done
+  echo "$TEST_IMAGES_VERSION" >"$IMAGES/.version"
+  rm -rf "$work"
+}
+if [[ ! -f $IMAGES/.version || $(cat "$IMAGES/.version") != "$TEST_IMAGES_VERSION" ]]; then
+  if command -v umoci >/dev/null && command -v skopeo >/dev/null && command -v gcc >/dev/null && [[ -x /bin/busybox ]]; then
+    log "building the test images (pause, busybox) into $IMAGES"
+    build_test_images || log "warning: building the test images failed: the real-node tier will be skipped"
+  fi
+fi
+
+log "tools ready in $BIN: ${K8S_TOOLS[*]} $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION"
 echo "$BIN"

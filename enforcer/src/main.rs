@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use palisade_enforcer::metrics::Metrics;
 use palisade_enforcer::runtime::{Mode, Settings, run};
-use palisade_enforcer::{CompileOptions, lifecycle};
+use palisade_enforcer::CompileOptions;
+use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_policy::process;
 
 #[derive(Debug, Parser)]
@@ -29,13 +30,6 @@ enum Command {
     Run,
     /// Remove every Palisade chain, jump and ipset from this node, then exit.
     Cleanup,
-    /// Delete the enforcer DaemonSet and wait for its pods to finish: each removes its node's
-    /// rules on the way out (the chart's pre-delete hook).
-    Uninstall {
-        /// How long to wait for the enforcer pods to finish.
-        #[arg(long, default_value_t = 240)]
-        timeout_seconds: u64,
-    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,30 +115,6 @@ async fn run_main() {
         }
         std::process::exit(1);
     }
-    if let Some(Command::Uninstall { timeout_seconds }) = args.command {
-        let a = &args.run;
-        let Some(daemonset) = a.daemonset.as_deref() else {
-            tracing::error!("uninstall needs --daemonset");
-            std::process::exit(2);
-        };
-        let result = match kube::Client::try_default().await {
-            Ok(client) => {
-                lifecycle::uninstall(
-                    client,
-                    &a.namespace,
-                    daemonset,
-                    Duration::from_secs(timeout_seconds),
-                )
-                .await
-            }
-            Err(e) => Err(lifecycle::Error::Kube(e)),
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "uninstall");
-            std::process::exit(1);
-        }
-        return;
-    }
     let a = args.run;
     let Some(node) = a.node_name.filter(|n| !n.is_empty()) else {
         tracing::error!("no node name: set --node-name or NODE_NAME (downward API spec.nodeName)");
@@ -176,9 +146,13 @@ async fn run_main() {
         &stop,
     );
     tracing::info!(node = %settings.node, mode = settings.mode.as_str(), "starting");
+    let own = a
+        .daemonset
+        .as_deref()
+        .map(|name| OwnDaemonSet::watch(&client, &a.namespace, name));
     run(client.clone(), settings, metrics, ready, stop.stopped()).await;
-    if let Some(daemonset) = &a.daemonset {
-        lifecycle::clean_up_if_uninstalled(client, &a.namespace, daemonset).await;
+    if let Some(own) = own {
+        own.clean_up_if_uninstalled().await;
     }
     process::join_admin(admin).await;
 }

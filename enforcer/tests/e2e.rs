@@ -680,7 +680,7 @@ fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
 }
 
 #[test]
-fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() {
+fn rules_stay_through_restarts_and_go_when_helm_uninstall_deletes_the_daemonset_and_its_rbac() {
     let (_serial, cp) = setup();
     if !cp.is_local() {
         return;
@@ -690,13 +690,6 @@ fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() 
     // process in the node's namespace instead).
     let daemonset = chart::template(&["--show-only", "templates/enforcer/daemonset.yaml"]).unwrap();
     world.cp.apply(&daemonset).unwrap();
-    let hook = chart::template(&["--show-only", "templates/enforcer/uninstall-hook.yaml"]).unwrap();
-    let hook_rbac: String = hook
-        .split("---")
-        .filter(|d| !d.contains("kind: Job"))
-        .collect::<Vec<_>>()
-        .join("---");
-    world.cp.apply(&hook_rbac).unwrap();
     let flags = [
         "--daemonset",
         "palisade-enforcer",
@@ -729,24 +722,25 @@ fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() 
     assert!(!world.net.probe("y/b", "x/a", 80, Tcp).unwrap());
     enforcer = Enforcer::start_with(&world, "node-1", &flags);
 
-    // The pre-delete hook, with its own ServiceAccount: deletes the DaemonSet, waits for its pods.
-    let token = chart::token(cp, "uninstall").unwrap();
-    let kubeconfig = cp
-        .kubeconfig_at(std::net::Ipv4Addr::LOCALHOST.into(), Some(&token))
-        .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade-enforcer"))
-        .args([
-            "uninstall",
-            "--daemonset",
+    // `helm uninstall`: the DaemonSet goes (background deletion), then the chart's RBAC, and
+    // only then are the enforcer pods stopped; the enforcer has watched its DaemonSet go.
+    world
+        .cp
+        .kubectl_ok(&[
+            "delete",
+            "daemonset",
             "palisade-enforcer",
-            "--namespace",
+            "-n",
             chart::NAMESPACE,
+            "--cascade=background",
         ])
-        .args(["--log-format", "text"])
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
         .unwrap();
-    assert!(out.status.success(), "{}", palisade_e2e::util::text(&out));
+    let rbac = chart::template(&["--show-only", "templates/rbac.yaml"]).unwrap();
+    world
+        .cp
+        .kubectl_stdin(&["delete", "-f", "-", "--wait=true"], &rbac)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
     // Then Kubernetes stops the enforcer pods: each removes its rules.
     let status = enforcer
         .process
@@ -756,4 +750,5 @@ fn rules_stay_through_restarts_and_go_when_the_chart_uninstalls_the_daemonset() 
     let rules = node_exec(&world, 0, &["iptables-save", "-t", "filter"]);
     assert!(!rules.contains("PAL"), "{rules}");
     assert!(world.net.probe("y/b", "x/a", 80, Tcp).unwrap());
+    chart::install_rbac(cp).unwrap(); // for the tests after this one
 }

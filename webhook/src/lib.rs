@@ -4,7 +4,9 @@
 pub mod baseline;
 pub mod caches;
 pub mod config;
+pub mod messages;
 pub mod metrics;
 pub mod review;
 pub mod run;
+pub mod selftest;
 pub mod server;

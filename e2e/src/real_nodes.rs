@@ -1,0 +1,828 @@
+//! Real nodes: kubelet, containerd, runc and kube-proxy, each node in its own network and mount
+//! namespace, with the control plane (apiserver, etcd, controller-manager, scheduler) in the
+//! root namespace. Pods are real containers on a bridge CNI, which, like flannel, does not
+//! enforce NetworkPolicy.
+//!
+//! Wiring (network id `k`, see `network.rs`): node `i` is 172.(16+k).i.2 behind the root-side
+//! gateway 172.(16+k).i.1; its pods get 10.(100+k).i.10.. on the node's bridge `cni0`, routed
+//! from the root namespace through the node. The apiserver advertises node-1's gateway, so the
+//! `kubernetes` Service leads there from every pod. A root-namespace chain drops whatever the
+//! nodes and pods send anywhere but to each other: no traffic leaves the machine.
+//!
+//! Everything a node runs lives in one cgroup tree (`/palisade-<k>-<node>` in every
+//! hierarchy): containerd, its shims, kubelet, kube-proxy and the containers. Stopping a node
+//! kills that tree and removes it; the kernel settings kubelet changes are restored.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::control_plane::{Options, spawn_tied};
+use crate::network::Network;
+use crate::tools::{bin_dir, tool};
+use crate::{ControlPlane, Error};
+
+/// The test workload images `e2e/tools/install.sh` builds (docker-archive tars).
+pub const PAUSE_IMAGE: &str = "palisade.test/pause:1";
+pub const BUSYBOX_IMAGE: &str = "palisade.test/busybox:1";
+/// Where the node components find the plugins of Debian's containernetworking-plugins.
+const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// Global kernel settings kubelet writes even from inside a network namespace.
+const KUBELET_SYSCTLS: [&str; 6] = [
+    "vm.overcommit_memory",
+    "vm.panic_on_oom",
+    "kernel.panic",
+    "kernel.panic_on_oops",
+    "kernel.keys.root_maxkeys",
+    "kernel.keys.root_maxbytes",
+];
+/// Directories each node has its own copy of, bind-mounted in its mount namespace.
+const NODE_MOUNTS: [(&str, &str); 6] = [
+    ("kubelet", "/var/lib/kubelet"),
+    ("log-pods", "/var/log/pods"),
+    ("log-containers", "/var/log/containers"),
+    ("run-containerd", "/run/containerd"),
+    ("cni-state", "/var/lib/cni"),
+    ("cni-conf", "/etc/cni/net.d"),
+];
+
+/// What this machine lacks for real nodes, one item per missing piece; empty when nothing is.
+pub fn missing() -> Vec<String> {
+    let mut missing = Vec::new();
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        missing.push("root".to_string());
+    }
+    for name in [
+        "kubelet",
+        "kube-proxy",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        if !bin_dir().join(name).is_file() {
+            missing.push(format!("{name} (e2e/tools/install.sh builds it)"));
+        }
+    }
+    for (program, package) in [
+        ("containerd", "containerd"),
+        ("containerd-shim-runc-v2", "containerd"),
+        ("ctr", "containerd"),
+        ("runc", "runc"),
+        ("nsenter", "util-linux"),
+        ("unshare", "util-linux"),
+    ] {
+        if which(program).is_none() {
+            missing.push(format!("{program} (apt-get install {package})"));
+        }
+    }
+    for plugin in ["bridge", "host-local", "loopback", "portmap"] {
+        if !Path::new(CNI_BIN_DIR).join(plugin).is_file() {
+            missing.push(format!(
+                "{CNI_BIN_DIR}/{plugin} (apt-get install containernetworking-plugins)"
+            ));
+        }
+    }
+    for image in ["pause.tar", "busybox.tar"] {
+        if !images_dir().join(image).is_file() {
+            missing.push(format!(
+                "the test image {} (e2e/tools/install.sh builds it)",
+                images_dir().join(image).display()
+            ));
+        }
+    }
+    if !Path::new("/sys/fs/cgroup/pids").is_dir() && !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+        missing.push("a cgroup filesystem at /sys/fs/cgroup".to_string());
+    }
+    if !std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay")) {
+        missing.push("the kernel's overlay filesystem (containerd's snapshotter)".to_string());
+    }
+    missing
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+/// Where `e2e/image.sh` writes the release image by default (`PALISADE_IMAGE` overrides).
+pub fn default_image_archive() -> PathBuf {
+    if let Some(path) = std::env::var_os("PALISADE_IMAGE") {
+        return PathBuf::from(path);
+    }
+    let chart = std::fs::read_to_string(format!("{}/Chart.yaml", crate::chart::CHART_DIR))
+        .unwrap_or_default();
+    let version = chart
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .unwrap_or_default();
+    bin_dir()
+        .parent()
+        .map(|p| p.join("image").join(format!("palisade-{version}.tar")))
+        .unwrap_or_default()
+}
+
+/// Where the test images are cached.
+pub fn images_dir() -> PathBuf {
+    bin_dir()
+        .parent()
+        .map(|p| p.join("images"))
+        .unwrap_or_else(|| PathBuf::from("images"))
+}
+
+/// One real node.
+pub struct RealNode {
+    pub name: String,
+    /// The node's address (its InternalIP).
+    pub address: Ipv4Addr,
+    /// The network namespace of the node (and of its hostNetwork pods).
+    pub netns: String,
+    /// The node's pod subnet.
+    pub pod_cidr: String,
+    dir: PathBuf,
+    cgroup: String,
+    /// The process holding the node's mount namespace; everything else is entered through it.
+    holder: Option<Child>,
+    processes: Vec<Child>,
+    /// Threads whose end kills the node's processes (PR_SET_PDEATHSIG), also if the test dies.
+    keepers: Vec<crate::control_plane::Keeper>,
+}
+
+impl RealNode {
+    /// The node's containerd socket, as seen from the root namespace.
+    pub fn containerd_socket(&self) -> PathBuf {
+        self.dir.join("run-containerd/containerd.sock")
+    }
+
+    /// A command run inside the node's network and mount namespaces (e.g. `iptables-save`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.holder_pid().to_string(), "-m", "-n", "--", program]);
+        c
+    }
+
+    fn holder_pid(&self) -> u32 {
+        self.holder.as_ref().map_or(0, Child::id)
+    }
+
+    /// The last `lines` lines of one of the node's logs (kubelet, containerd, kube-proxy).
+    pub fn log_tail(&self, name: &str, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+/// A control plane and two (or more) real nodes; dropping it removes everything it made.
+pub struct RealCluster {
+    // Field order is drop order: nodes, then the network they sit in, then the control plane.
+    nodes: Vec<RealNode>,
+    guard: Option<RootGuard>,
+    pub net: Network,
+    pub cp: ControlPlane,
+    sysctls: Vec<(String, String)>,
+    /// Mount points this run had to create on the host (removed again when empty).
+    created: Vec<PathBuf>,
+}
+
+/// The root-namespace chain that keeps node and pod traffic on this machine.
+struct RootGuard {
+    chain: String,
+    sources: String,
+}
+
+impl RootGuard {
+    fn install(k: u8) -> Result<Self, Error> {
+        let guard = Self {
+            chain: format!("PALISADE-E2E-{k}"),
+            sources: format!("172.{}.0.0/16,10.{}.0.0/16", 16 + k, 100 + k),
+        };
+        guard.remove();
+        iptables(&["-N", &guard.chain])?;
+        for local in [format!("172.{}.0.0/16", 16 + k), format!("10.{}.0.0/16", 100 + k)] {
+            iptables(&["-A", &guard.chain, "-d", &local, "-j", "RETURN"])?;
+        }
+        iptables(&["-A", &guard.chain, "-j", "DROP"])?;
+        iptables(&["-I", "FORWARD", "1", "-s", &guard.sources, "-j", &guard.chain])?;
+        Ok(guard)
+    }
+
+    fn remove(&self) {
+        while iptables(&["-D", "FORWARD", "-s", &self.sources, "-j", &self.chain]).is_ok() {}
+        let _ = iptables(&["-F", &self.chain]);
+        let _ = iptables(&["-X", &self.chain]);
+    }
+}
+
+impl Drop for RootGuard {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+fn iptables(args: &[&str]) -> Result<(), Error> {
+    run("iptables", Command::new("iptables").args(["-w", "5"]).args(args)).map(|_| ())
+}
+
+fn run(what: &str, cmd: &mut Command) -> Result<String, Error> {
+    let out = cmd.output().map_err(|source| Error::Io {
+        what: what.to_string(),
+        source,
+    })?;
+    crate::util::succeeded(what, out)
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Io { what, source }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    std::fs::write(path, text).map_err(io(format!("writing {}", path.display())))
+}
+
+/// The cgroup hierarchies of this machine (v1: one directory per controller; v2: one).
+fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = Path::new("/sys/fs/cgroup");
+    if root.join("cgroup.controllers").is_file() {
+        return vec![root.to_path_buf()];
+    }
+    std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("cgroup.procs").is_file() && !p.is_symlink())
+        .collect()
+}
+
+/// Kills every process in the cgroup tree `name` (all hierarchies) and removes the tree,
+/// deepest first. Bounded: gives up after a few seconds and leaves what still resists.
+fn remove_cgroup_tree(name: &str) {
+    let start = Instant::now();
+    loop {
+        let mut alive = 0;
+        for h in cgroup_hierarchies() {
+            for dir in cgroup_dirs(&h.join(name)) {
+                let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    alive += 1;
+                    // SAFETY: kills a process of the node's own cgroup tree.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        if alive == 0 || start.elapsed() > Duration::from_secs(10) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for h in cgroup_hierarchies() {
+        let mut dirs = cgroup_dirs(&h.join(name));
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for dir in dirs {
+            for _ in 0..20 {
+                if std::fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+/// `dir` and every cgroup below it.
+fn cgroup_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if !d.is_dir() {
+            continue;
+        }
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+        out.push(d);
+    }
+    out
+}
+
+/// Moves process `pid` into the cgroup `name` of every hierarchy, creating it.
+fn enter_cgroup(name: &str, pid: u32) -> Result<(), Error> {
+    for h in cgroup_hierarchies() {
+        let dir = h.join(name);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        // cpuset cgroups start with no CPUs or memory nodes: inherit the parent's.
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            if dir.join(file).is_file() {
+                let parent = std::fs::read_to_string(h.join(file)).unwrap_or_default();
+                let _ = std::fs::write(dir.join(file), parent.trim());
+            }
+        }
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .map_err(io(format!("moving {pid} into {}", dir.display())))?;
+    }
+    Ok(())
+}
+
+fn read_sysctl(key: &str) -> Option<String> {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::fs::read_to_string(path).ok().map(|v| v.trim().to_string())
+}
+
+fn write_sysctl(key: &str, value: &str) {
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    let _ = std::fs::write(path, value);
+}
+
+/// The file where a run records the kernel settings kubelet will change, so that a later run
+/// can restore them if this one is killed.
+fn sysctl_record(k: u8) -> PathBuf {
+    PathBuf::from(format!("/run/palisade-e2e/real-{k}.sysctls"))
+}
+
+/// Removes what a real-node run with network id `k` left: every process of its nodes' cgroup
+/// trees and the trees, the root guard chain, and the kernel settings it recorded.
+fn sweep(k: u8) {
+    let prefix = format!("palisade-{k}-");
+    for h in cgroup_hierarchies() {
+        for e in std::fs::read_dir(&h).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&prefix) {
+                remove_cgroup_tree(&name);
+            }
+        }
+    }
+    RootGuard {
+        chain: format!("PALISADE-E2E-{k}"),
+        sources: format!("172.{}.0.0/16,10.{}.0.0/16", 16 + k, 100 + k),
+    }
+    .remove();
+    if let Ok(record) = std::fs::read_to_string(sysctl_record(k)) {
+        for (key, value) in record.lines().filter_map(|l| l.split_once('=')) {
+            write_sysctl(key, value);
+        }
+        let _ = std::fs::remove_file(sysctl_record(k));
+    }
+}
+
+/// Real-node clusters of this process: network id and control-plane directory.
+fn active() -> std::sync::MutexGuard<'static, Vec<(u8, PathBuf)>> {
+    static ACTIVE: std::sync::Mutex<Vec<(u8, PathBuf)>> = std::sync::Mutex::new(Vec::new());
+    ACTIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For a process that is being interrupted (Ctrl-C) and will exit without unwinding: removes
+/// everything its real-node clusters made (nodes, namespaces, links, guard chain, kernel
+/// settings, directories). The control-plane processes die with the process.
+pub fn abandon_all() {
+    let clusters: Vec<(u8, PathBuf)> = active().drain(..).collect();
+    for (k, dir) in clusters {
+        sweep(k);
+        crate::network::sweep(k);
+        let _ = std::fs::remove_file(format!("/run/palisade-e2e/net-{k}.pid"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Node names of the cluster `palisade-e2e up --real-nodes` and the tests start.
+pub const NODES: [&str; 2] = ["node-1", "node-2"];
+
+impl RealCluster {
+    /// Starts the control plane and real nodes named `nodes`, imports the test images into
+    /// every node, and waits until each node is Ready. `progress` hears each step.
+    pub fn start(nodes: &[&str], progress: &mut dyn FnMut(&str)) -> Result<Self, Error> {
+        let missing = missing();
+        if !missing.is_empty() {
+            return Err(Error::Command {
+                what: "real nodes".into(),
+                stderr: format!("this machine lacks: {}", missing.join(", ")),
+            });
+        }
+        let created: Vec<PathBuf> = NODE_MOUNTS
+            .iter()
+            .map(|(_, target)| PathBuf::from(target))
+            .filter(|t| !t.exists())
+            .collect();
+        let net = Network::create(nodes)?;
+        let k = net.id;
+        // What a crashed run with this network id left: its cgroups and the kernel settings its
+        // kubelets changed (restored from the values it recorded).
+        sweep(k);
+        let sysctls: Vec<(String, String)> = KUBELET_SYSCTLS
+            .iter()
+            .filter_map(|k| read_sysctl(k).map(|v| (k.to_string(), v)))
+            .collect();
+        let record: String = sysctls.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        write(&sysctl_record(k), &record)?;
+        let guard = RootGuard::install(k)?;
+        progress("control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler");
+        let advertise = net.nodes().first().map(|n| n.gateway);
+        let cp = ControlPlane::start_with(&Options {
+            advertise,
+            real_nodes: true,
+        })?;
+        active().push((k, cp.dir().to_path_buf()));
+        let mut cluster = Self {
+            nodes: Vec::new(),
+            guard: Some(guard),
+            net,
+            cp,
+            sysctls,
+            created,
+        };
+        for i in 0..cluster.net.nodes().len() {
+            let name = cluster.net.nodes()[i].name.clone();
+            progress(&format!("{name}: containerd, kubelet, kube-proxy"));
+            let node = cluster.start_node(i)?;
+            cluster.nodes.push(node);
+        }
+        for node in &cluster.nodes {
+            for image in ["pause.tar", "busybox.tar"] {
+                import_image(node, &images_dir().join(image))?;
+            }
+        }
+        progress("waiting for the nodes to be Ready");
+        for node in &cluster.nodes {
+            cluster.wait_node_ready(node, Duration::from_secs(120))?;
+        }
+        // Pods need their namespace's `default` ServiceAccount, made by the controller-manager.
+        cluster.wait_for(Duration::from_secs(60), "the default ServiceAccount", || {
+            cluster
+                .cp
+                .kubectl_ok(&["get", "serviceaccount", "default", "-n", "default"])
+                .is_ok()
+        })?;
+        Ok(cluster)
+    }
+
+    pub fn nodes(&self) -> &[RealNode] {
+        &self.nodes
+    }
+
+    pub fn node(&self, name: &str) -> Option<&RealNode> {
+        self.nodes.iter().find(|n| n.name == name)
+    }
+
+    /// Imports a docker-archive image (e.g. the one `e2e/image.sh` builds) into every node.
+    pub fn import_image(&self, archive: &Path) -> Result<(), Error> {
+        for node in &self.nodes {
+            import_image(node, archive)?;
+        }
+        Ok(())
+    }
+
+    fn wait_for(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut done: impl FnMut() -> bool,
+    ) -> Result<(), Error> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if done() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Err(Error::Command {
+            what: format!("waiting for {what}"),
+            stderr: format!("not there after {limit:?}"),
+        })
+    }
+
+    fn wait_node_ready(&self, node: &RealNode, limit: Duration) -> Result<(), Error> {
+        let ready = || {
+            self.cp
+                .kubectl_ok(&[
+                    "get",
+                    "node",
+                    &node.name,
+                    "-o",
+                    "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+                ])
+                .is_ok_and(|s| s.trim() == "True")
+        };
+        self.wait_for(limit, &format!("node {} to be Ready", node.name), ready)
+            .map_err(|_| Error::Command {
+                what: format!("node {} did not become Ready within {limit:?}", node.name),
+                stderr: format!(
+                    "last lines of its kubelet log:\n{}\nlast lines of its containerd log:\n{}",
+                    node.log_tail("kubelet", 15),
+                    node.log_tail("containerd", 15)
+                ),
+            })
+    }
+
+    fn start_node(&self, i: usize) -> Result<RealNode, Error> {
+        let k = self.net.id;
+        let n = &self.net.nodes()[i];
+        let index = n.index;
+        let dir = self.cp.dir().join("nodes").join(&n.name);
+        for (sub, _) in NODE_MOUNTS {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io("creating a node directory"))?;
+        }
+        for sub in ["containerd", "pki", "volume-plugins", "opt"] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io("creating a node directory"))?;
+        }
+        let pod_cidr = format!("10.{}.{index}.0/24", 100 + k);
+        let cgroup = format!("palisade-{k}-{}", n.name);
+        let mut node = RealNode {
+            name: n.name.clone(),
+            address: n.address,
+            netns: n.netns.name.clone(),
+            pod_cidr: pod_cidr.clone(),
+            dir: dir.clone(),
+            cgroup: cgroup.clone(),
+            holder: None,
+            processes: Vec::new(),
+            keepers: Vec::new(),
+        };
+        self.write_node_config(&node, k, index, &n.gateway)?;
+
+        // The holder: a mount namespace in the node's network namespace with the node's own
+        // directories bound over the well-known paths, kept alive by `sleep`.
+        let mut binds = String::new();
+        for (sub, target) in NODE_MOUNTS {
+            binds.push_str(&format!(
+                "mkdir -p {target} && mount --bind {} {target} && ",
+                dir.join(sub).display()
+            ));
+        }
+        let mut holder = Command::new("nsenter");
+        holder
+            .arg(format!("--net=/run/netns/{}", node.netns))
+            .args(["--", "unshare", "-m", "--propagation", "slave", "--"])
+            .args(["sh", "-c", &format!("{binds}exec sleep infinity")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file(&dir, "holder")?);
+        let (mut started, keeper) = spawn_tied(vec![holder])?;
+        node.keepers.push(keeper);
+        let holder = started.pop().ok_or_else(|| Error::Command {
+            what: "starting the node's mount namespace".into(),
+            stderr: "nothing started".into(),
+        })?;
+        enter_cgroup(&format!("{cgroup}/system"), holder.id())?;
+        node.holder = Some(holder);
+        // The binds are in place once the holder is sleeping.
+        let bound = dir.join("run-containerd");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let cmdline =
+                std::fs::read_to_string(format!("/proc/{}/cmdline", node.holder_pid())).unwrap_or_default();
+            if cmdline.starts_with("sleep") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !bound.is_dir() {
+            return Err(Error::Command {
+                what: format!("{}: mount namespace", node.name),
+                stderr: std::fs::read_to_string(dir.join("holder.log")).unwrap_or_default(),
+            });
+        }
+
+        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        node_process(&mut node, "containerd", &["--config", &d("containerd.toml")])?;
+        let socket = node.containerd_socket();
+        let start = Instant::now();
+        while !socket.exists() && start.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !socket.exists() {
+            return Err(Error::Command {
+                what: format!("{}: containerd did not start", node.name),
+                stderr: node.log_tail("containerd", 15),
+            });
+        }
+        let kubelet = tool("kubelet")?;
+        node_process(
+            &mut node,
+            &kubelet.to_string_lossy(),
+            &[
+                "--config",
+                &d("kubelet.yaml"),
+                "--kubeconfig",
+                &d("kubelet.kubeconfig"),
+                "--hostname-override",
+                &node.name,
+                "--node-ip",
+                &node.address.to_string(),
+                "--root-dir",
+                "/var/lib/kubelet",
+                "--cert-dir",
+                &d("pki"),
+                "--volume-plugin-dir",
+                &d("volume-plugins"),
+            ],
+        )?;
+        let proxy = tool("kube-proxy")?;
+        node_process(&mut node, &proxy.to_string_lossy(), &["--config", &d("kube-proxy.yaml")])?;
+        Ok(node)
+    }
+
+    fn write_node_config(
+        &self,
+        node: &RealNode,
+        k: u8,
+        index: u8,
+        gateway: &Ipv4Addr,
+    ) -> Result<(), Error> {
+        let dir = &node.dir;
+        let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
+        let apiserver: IpAddr = (*gateway).into();
+        let kubelet_cert = self.cp.issue_client_certificate(
+            &format!("kubelet-{}", node.name),
+            &format!("/O=system:nodes/CN=system:node:{}", node.name),
+        )?;
+        let kubelet_kubeconfig = self.cp.kubeconfig_with_certificate(
+            apiserver,
+            &format!("kubelet-{}", node.name),
+            (&kubelet_cert.0, &kubelet_cert.1),
+        )?;
+        std::fs::copy(&kubelet_kubeconfig, dir.join("kubelet.kubeconfig"))
+            .map_err(io("copying the kubelet kubeconfig"))?;
+        let proxy_cert = self
+            .cp
+            .issue_client_certificate(&format!("kube-proxy-{}", node.name), "/CN=system:kube-proxy")?;
+        let proxy_kubeconfig = self.cp.kubeconfig_with_certificate(
+            apiserver,
+            &format!("kube-proxy-{}", node.name),
+            (&proxy_cert.0, &proxy_cert.1),
+        )?;
+        write(&dir.join("resolv.conf"), "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n")?;
+        write(
+            &dir.join("containerd.toml"),
+            &format!(
+                r#"version = 2
+root = "{root}"
+state = "/run/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "/run/containerd/containerd.sock"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{opt}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  # This machine's capability bounding set lacks CAP_SYS_RESOURCE: oom_score_adj cannot go down.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN_DIR}"
+    conf_dir = "/etc/cni/net.d"
+"#,
+                root = d("containerd"),
+                opt = d("opt"),
+            ),
+        )?;
+        // The bridge plugin, like flannel, connects pods and enforces no NetworkPolicy.
+        write(
+            &dir.join("cni-conf/10-bridge.conflist"),
+            &format!(
+                r#"{{"cniVersion": "0.4.0", "name": "palisade-e2e", "plugins": [
+  {{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+    "ipam": {{"type": "host-local", "ranges": [[{{"subnet": "10.{p}.{index}.0/24", "rangeStart": "10.{p}.{index}.10", "gateway": "10.{p}.{index}.1"}}]], "routes": [{{"dst": "0.0.0.0/0"}}]}}}},
+  {{"type": "portmap", "capabilities": {{"portMappings": true}}}}
+]}}
+"#,
+                p = 100 + k
+            ),
+        )?;
+        write(
+            &dir.join("kubelet.yaml"),
+            &format!(
+                r#"apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: /{cgroup}
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+address: {address}
+healthzBindAddress: 127.0.0.1
+readOnlyPort: 0
+authentication:
+  anonymous: {{enabled: false}}
+  webhook: {{enabled: false}}
+  x509: {{clientCAFile: "{ca}"}}
+authorization: {{mode: AlwaysAllow}}
+clusterDomain: cluster.local
+clusterDNS: [10.96.0.10]
+resolvConf: "{resolv}"
+evictionHard: {{memory.available: "1%", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%"}}
+imageGCHighThresholdPercent: 99
+imageGCLowThresholdPercent: 98
+serializeImagePulls: false
+maxPods: 60
+"#,
+                cgroup = node.cgroup,
+                address = node.address,
+                ca = self.cp.ca_file().display(),
+                resolv = d("resolv.conf"),
+            ),
+        )?;
+        write(
+            &dir.join("kube-proxy.yaml"),
+            &format!(
+                r#"apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection: {{kubeconfig: "{kubeconfig}"}}
+hostnameOverride: {name}
+mode: iptables
+clusterCIDR: 10.{p}.0.0/16
+bindAddress: {address}
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
+nodePortAddresses: [{address}/32]
+iptables: {{localhostNodePorts: false}}
+# Zeros: kube-proxy leaves the machine-wide conntrack settings alone.
+conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}}
+"#,
+                kubeconfig = proxy_kubeconfig.display(),
+                name = node.name,
+                p = 100 + k,
+                address = node.address,
+            ),
+        )?;
+        Ok(())
+    }
+}
+
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, Error> {
+    std::fs::File::create(dir.join(format!("{name}.log"))).map_err(io(format!("creating {name}.log")))
+}
+
+/// Starts `program` inside the node's namespaces and cgroup, logging to `<name>.log`.
+fn node_process(node: &mut RealNode, program: &str, args: &[&str]) -> Result<(), Error> {
+    let name = Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut cmd = node.command(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(&node.dir, &name)?);
+    let (mut started, keeper) = spawn_tied(vec![cmd])?;
+    node.keepers.push(keeper);
+    let child = started.pop().ok_or_else(|| Error::Command {
+        what: format!("starting {name} on {}", node.name),
+        stderr: "nothing started".into(),
+    })?;
+    let pid = child.id();
+    node.processes.push(child);
+    enter_cgroup(&format!("{}/system", node.cgroup), pid)
+}
+
+fn import_image(node: &RealNode, archive: &Path) -> Result<(), Error> {
+    run(
+        &format!("importing {} into {}", archive.display(), node.name),
+        Command::new("ctr")
+            .arg("--address")
+            .arg(node.containerd_socket())
+            .args(["-n", "k8s.io", "images", "import"])
+            .arg(archive),
+    )
+    .map(|_| ())
+}
+
+impl Drop for RealCluster {
+    fn drop(&mut self) {
+        // Killing each node's cgroup tree stops containerd, its shims, kubelet, kube-proxy and
+        // every container at once; their mounts go with the node's mount namespace.
+        for node in &mut self.nodes {
+            for p in node.processes.iter_mut().chain(node.holder.as_mut()) {
+                let _ = p.kill();
+            }
+            remove_cgroup_tree(&node.cgroup);
+            for p in node.processes.iter_mut().chain(node.holder.as_mut()) {
+                let _ = p.wait();
+            }
+            node.keepers.clear();
+        }
+        self.nodes.clear();
+        self.guard.take();
+        for (key, value) in &self.sysctls {
+            write_sysctl(key, value);
+        }
+        let k = self.net.id;
+        let _ = std::fs::remove_file(sysctl_record(k));
+        active().retain(|(id, _)| *id != k);
+        for dir in &self.created {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! The chart as users run it: the release image (built by `e2e/image.sh`) on real nodes
+//! (kubelet, containerd, runc, kube-proxy, a bridge CNI that enforces nothing), installed with
+//! the unmodified chart and default values unless a test is about a value.
+//!
+//! Skipped, with one line naming what is missing, on a machine without what real nodes need;
+//! the network-namespace tests still run there.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use palisade_e2e::real_nodes::{self, NODES, RealCluster};
+use palisade_e2e::real_world::RealWorld;
+use palisade_e2e::util::text;
+use palisade_e2e::world::{TUTORIAL_NAMESPACES, TUTORIAL_PORTS, differences, tutorial_pods};
+use palisade_e2e::{ControlPlane, chart};
+
+const FIXTURES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../policy/tests/fixtures/tutorial"
+);
+
+/// A real cluster with the release image imported; `None` (after one line saying why) where
+/// this machine cannot run real nodes.
+fn real_cluster() -> Option<RealCluster> {
+    let mut missing = real_nodes::missing();
+    let image = real_nodes::default_image_archive();
+    if !image.is_file() {
+        missing.push(format!("the release image {} (./e2e/image.sh)", image.display()));
+    }
+    if !missing.is_empty() {
+        eprintln!("real-node tier skipped: this machine lacks {}", missing.join(", "));
+        return None;
+    }
+    let start = Instant::now();
+    let cluster = RealCluster::start(&NODES, &mut |step| {
+        eprintln!("[real nodes {:>3}s] {step}", start.elapsed().as_secs())
+    })
+    .unwrap_or_else(|e| panic!("starting real nodes: {e}"));
+    cluster
+        .import_image(&image)
+        .unwrap_or_else(|e| panic!("importing the release image: {e}"));
+    eprintln!(
+        "[real nodes {:>3}s] up, {} imported",
+        start.elapsed().as_secs(),
+        image.display()
+    );
+    Some(cluster)
+}
+
+fn helm(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
+    Command::new(palisade_e2e::tools::tool("helm").expect("helm"))
+        .args(args)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .expect("running helm")
+}
+
+fn helm_ok(cp: &ControlPlane, args: &[&str]) -> String {
+    let o = helm(cp, args);
+    assert!(o.status.success(), "helm {}:\n{}", args.join(" "), text(&o));
+    text(&o)
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    cp.kubectl_ok(args)
+        .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
+}
+
+/// Polls `check` every 500 ms until it returns `Ok`; panics with the last `Err` after `limit`.
+fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > limit => panic!("after {limit:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+const NS: &str = chart::NAMESPACE;
+
+/// Ready pods of a component of the release.
+fn ready_pods(cp: &ControlPlane, component: &str) -> usize {
+    kubectl(
+        cp,
+        &[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            &format!("app.kubernetes.io/component={component}"),
+            "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        ],
+    )
+    .lines()
+    .filter(|l| l.trim() == "True")
+    .count()
+}
+
+/// Palisade's chains and ipsets on a node.
+fn palisade_rules(cluster: &RealCluster, node: &str) -> Vec<String> {
+    let node = cluster.node(node).expect("node");
+    let mut found = Vec::new();
+    let rules = node.command("iptables-save").arg("-t").arg("filter").output().expect("iptables-save");
+    found.extend(
+        String::from_utf8_lossy(&rules.stdout)
+            .lines()
+            .filter(|l| l.starts_with(":PAL"))
+            .map(String::from),
+    );
+    let sets = node.command("ipset").args(["list", "-name"]).output().expect("ipset");
+    found.extend(
+        String::from_utf8_lossy(&sets.stdout)
+            .lines()
+            .filter(|l| l.starts_with("PAL"))
+            .map(String::from),
+    );
+    found
+}
+
+/// Applies a tutorial fixture as a user would: kubectl's output and whether it was refused.
+fn apply_fixture(cp: &ControlPlane, file: &str) -> (String, bool) {
+    let o = cp
+        .kubectl(&["apply", "-f", &format!("{FIXTURES}/{file}")])
+        .expect("kubectl");
+    (text(&o), !o.status.success())
+}
+
+/// A probe loop inside `production/frontend`: an allowed flow (to the backend on the other
+/// node) and a denied one (to the database on this node), `rounds` times; one line per probe.
+fn start_probe_loop(cp: &ControlPlane, world: &RealWorld, rounds: u32) -> std::process::Child {
+    let ips = world.ips().expect("pod IPs");
+    let (backend, database) = (&ips["production/backend"], &ips["production/database"]);
+    let script = format!(
+        "for i in $(seq 1 {rounds}); do \
+           if nc -w 1 {backend} 8080 </dev/null >/dev/null 2>&1; then echo allowed open; else echo allowed closed; fi; \
+           if nc -w 1 {database} 5432 </dev/null >/dev/null 2>&1; then echo denied open; else echo denied closed; fi; \
+         done"
+    );
+    Command::new(cp.kubectl_path())
+        .arg("--kubeconfig")
+        .arg(&cp.kubeconfig)
+        .args(["exec", "-n", "production", "frontend", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("kubectl exec")
+}
+
+/// The probe loop's results: (allowed probes, allowed that were cut, denied probes, denied
+/// that got through).
+fn probe_results(mut child: std::process::Child) -> (usize, usize, usize, usize) {
+    let mut out = String::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    let _ = child.wait();
+    let count = |l: &str| out.lines().filter(|x| *x == l).count();
+    let (ao, ac) = (count("allowed open"), count("allowed closed"));
+    let (dc, dopen) = (count("denied closed"), count("denied open"));
+    (ao + ac, ac, dc + dopen, dopen)
+}
+
+/// One cluster for both (starting one takes most of a minute); dropped, even on a failure,
+/// when the test ends.
+#[test]
+fn the_chart_on_real_nodes() {
+    let Some(cluster) = real_cluster() else { return };
+    install_protect_roll_and_uninstall(&cluster);
+    an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(&cluster);
+}
+
+fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
+    let cp = &cluster.cp;
+
+    // helm install --wait: every pod Ready, then helm test.
+    helm_ok(
+        cp,
+        &[
+            "install", "palisade", chart::CHART_DIR, "-n", NS, "--create-namespace", "--wait",
+            "--timeout", "3m",
+        ],
+    );
+    assert_eq!(ready_pods(cp, "webhook"), 2);
+    assert_eq!(ready_pods(cp, "operator"), 2);
+    assert_eq!(ready_pods(cp, "enforcer"), NODES.len());
+    let tested = helm_ok(cp, &["test", "palisade", "-n", NS, "--logs", "--timeout", "2m"]);
+    assert!(tested.contains("Phase:          Succeeded"), "{tested}");
+    assert!(
+        tested.contains("the webhook answered over TLS")
+            && tested.contains("an egress lockdown without DNS was refused"),
+        "{tested}"
+    );
+
+    // Each enforcer finds the bridge CNI, which enforces nothing, and enforces.
+    for node in NODES {
+        let status = eventually(Duration::from_secs(60), || {
+            let s = kubectl(
+                cp,
+                &[
+                    "get", "nodeenforcement", node, "-o",
+                    "jsonpath={.status.cni} {.status.cniEnforces} {.status.enforcing}",
+                ],
+            );
+            if s == "bridge false true" { Ok(s) } else { Err(s) }
+        });
+        assert_eq!(status, "bridge false true");
+    }
+
+    // The tutorial world as real pods on both nodes: open before any policy.
+    let world = RealWorld::create(cp, &TUTORIAL_NAMESPACES, tutorial_pods()).expect("world");
+    let open = world.measure(&TUTORIAL_PORTS).expect("measure");
+    assert!(!open.is_empty());
+    assert!(open.iter().all(|p| p.allowed), "{open:?}");
+
+    // The apiserver calls the webhook through its Service: the classic mistakes are refused
+    // with the explanation.
+    let (shown, refused) = apply_fixture(cp, "egress-without-dns.yaml");
+    assert!(refused && shown.contains("palisade") && shown.contains("DNS"), "{shown}");
+    let (shown, refused) = apply_fixture(cp, "typo-labels.yaml");
+    assert!(refused && shown.contains("app=backend") && shown.contains("app=api"), "{shown}");
+
+    // A labelled namespace gets its baseline; the correct policies are admitted; the measured
+    // matrix (same-node and cross-node pairs) equals palisade reach.
+    kubectl(cp, &["label", "namespace", "production", "palisade.dev/baseline=default"]);
+    eventually(Duration::from_secs(30), || {
+        let got = kubectl(
+            cp,
+            &["get", "networkpolicies", "-n", "production", "-l", "app.kubernetes.io/managed-by=palisade", "-o", "name"],
+        );
+        if got.contains("palisade-baseline-deny") && got.contains("palisade-baseline-dns") {
+            Ok(())
+        } else {
+            Err(got)
+        }
+    });
+    let (shown, refused) = apply_fixture(cp, "three-tier.yaml");
+    assert!(!refused, "{shown}");
+    let (measured, predicted) = eventually(Duration::from_secs(30), || {
+        let predicted = world.predict(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
+        let measured = world.measure(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
+        let diff = differences(&measured, &predicted);
+        if diff.is_empty() && measured.len() == predicted.len() {
+            Ok((measured, predicted))
+        } else {
+            Err(diff.join("\n"))
+        }
+    });
+    assert_eq!(measured.len(), predicted.len());
+    for (from, to, port, want) in [
+        ("production/frontend", "production/backend", 8080, true), // cross-node
+        ("production/backend", "production/database", 5432, true), // cross-node
+        ("monitoring/prometheus", "production/backend", 9090, true), // same node
+        ("production/frontend", "production/database", 5432, false), // same node
+        ("ingress-nginx/controller", "production/database", 5432, false), // same node
+        ("monitoring/prometheus", "production/database", 5432, false), // cross-node
+    ] {
+        let cell = measured.iter().find(|p| p.from == from && p.to == to && p.port == port);
+        assert_eq!(cell.map(|p| p.allowed), Some(want), "{from} -> {to}:{port}");
+    }
+
+    // helm upgrade with a changed value, then a rollout restart of the enforcers: probed all
+    // along, no allowed flow is cut and no denied flow opens.
+    let probes = start_probe_loop(cp, &world, 40);
+    helm_ok(
+        cp,
+        &["upgrade", "palisade", chart::CHART_DIR, "-n", NS, "--reuse-values", "--set", "logLevel=debug", "--wait", "--timeout", "3m"],
+    );
+    kubectl(cp, &["rollout", "restart", "daemonset/palisade-enforcer", "-n", NS]);
+    kubectl(cp, &["rollout", "status", "daemonset/palisade-enforcer", "-n", NS, "--timeout=120s"]);
+    let (allowed, cut, denied, opened) = probe_results(probes);
+    assert!(allowed >= 10 && denied >= 10, "too few probes: {allowed} allowed, {denied} denied");
+    assert_eq!((cut, opened), (0, 0), "of {allowed} allowed probes {cut} were cut; of {denied} denied probes {opened} got through");
+
+    // failurePolicy=Fail and no webhook: NetworkPolicy writes are refused, naming Palisade.
+    helm_ok(
+        cp,
+        &["upgrade", "palisade", chart::CHART_DIR, "-n", NS, "--reuse-values", "--set", "webhook.failurePolicy=Fail", "--wait", "--timeout", "3m"],
+    );
+    kubectl(cp, &["scale", "deployment/palisade-webhook", "-n", NS, "--replicas=0"]);
+    kubectl(cp, &["wait", "--for=delete", "pod", "-n", NS, "-l", "app.kubernetes.io/component=webhook", "--timeout=60s"]);
+    let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-from-anywhere, namespace: production}\nspec:\n  podSelector: {matchLabels: {app: frontend}}\n  ingress: [{}]\n";
+    let refused = cp.kubectl_stdin(&["apply", "-f", "-"], policy).expect("kubectl");
+    let shown = text(&refused);
+    assert!(!refused.status.success(), "{shown}");
+    assert!(shown.contains("networkpolicies.palisade.dev") && shown.contains("palisade-webhook"), "{shown}");
+    kubectl(cp, &["scale", "deployment/palisade-webhook", "-n", NS, "--replicas=2"]);
+    kubectl(cp, &["rollout", "status", "deployment/palisade-webhook", "-n", NS, "--timeout=120s"]);
+    eventually(Duration::from_secs(30), || cp.apply(policy).map_err(|e| e.to_string()));
+
+    // helm uninstall: every node's rules and sets go, and so does every object of the release.
+    drop(world);
+    helm_ok(cp, &["uninstall", "palisade", "-n", NS, "--wait", "--timeout", "2m"]);
+    for node in NODES {
+        eventually(Duration::from_secs(30), || {
+            let left = palisade_rules(cluster, node);
+            if left.is_empty() { Ok(()) } else { Err(format!("{node}: {left:?}")) }
+        });
+    }
+    let left = kubectl(
+        cp,
+        &["get", "validatingwebhookconfigurations,clusterroles,clusterrolebindings", "-o", "name"],
+    );
+    assert!(!left.contains("palisade"), "{left}");
+    eventually(Duration::from_secs(60), || {
+        let pods = kubectl(cp, &["get", "pods,daemonsets,deployments,services,secrets,serviceaccounts", "-n", NS, "-o", "name"]);
+        let ours: Vec<&str> = pods.lines().filter(|l| l.contains("palisade")).collect();
+        if ours.is_empty() { Ok(()) } else { Err(ours.join(", ")) }
+    });
+}
+
+fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster: &RealCluster) {
+    let cp = &cluster.cp;
+    let ns = "palisade-broken";
+    let install = helm(
+        cp,
+        &[
+            "install", "broken", chart::CHART_DIR, "-n", ns, "--create-namespace",
+            "--set", "image.tag=0.0.0-missing", "--wait", "--timeout", "45s",
+        ],
+    );
+    let shown = text(&install);
+    assert!(!install.status.success(), "{shown}");
+    // What kubectl shows about the pods says why.
+    let why = kubectl(cp, &["get", "pods", "-n", ns]);
+    assert!(why.contains("ErrImage") || why.contains("ImagePullBackOff"), "{why}");
+    // No hook waits on pods that never ran: helm's own bound is enough.
+    let o = helm(cp, &["uninstall", "broken", "-n", ns, "--wait", "--timeout", "60s"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+}
