@@ -67,6 +67,7 @@ fn one_isolated_pod() -> palisade_enforcer::Ruleset {
         pod_selector: Selector::everything(),
         ingress: Some(vec![]),
         egress: None,
+        implicit_types: false,
     };
     let cluster = Cluster::new(
         [Namespace::new("shop", Labels::new())],

@@ -39,6 +39,7 @@ fn policy(ns: &str, name: &str, app: &str) -> Policy {
         pod_selector: Selector::from_labels(&labels(&[("app", app)])),
         ingress: None,
         egress: None,
+        implicit_types: false,
     }
 }
 

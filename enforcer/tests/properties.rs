@@ -217,6 +217,7 @@ fn conntrack_states_short_circuit() {
         pod_selector: Selector::everything(),
         ingress: Some(vec![]),
         egress: None,
+        implicit_types: false,
     };
     let c = Cluster::new(vec![], vec![pod], vec![], vec![deny]);
     let rules = compile(&c, NODE, &CompileOptions::default());

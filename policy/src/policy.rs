@@ -164,6 +164,9 @@ pub struct Policy {
     pub ingress: Option<Vec<Rule>>,
     /// `Some` when the policy isolates egress.
     pub egress: Option<Vec<Rule>>,
+    /// `policyTypes` was not written: Kubernetes derived it (Ingress, plus Egress when there
+    /// are egress rules), so an egress-only policy isolates ingress too, perhaps unknowingly.
+    pub implicit_types: bool,
 }
 
 impl Policy {
@@ -270,6 +273,7 @@ impl Policy {
             pod_selector,
             ingress,
             egress,
+            implicit_types: spec.policy_types.is_none(),
         })
     }
 }

@@ -127,6 +127,7 @@ pub fn policy(name: usize) -> impl Strategy<Value = Policy> {
             pod_selector,
             ingress,
             egress,
+            implicit_types: false,
         })
 }
 

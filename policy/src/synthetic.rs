@@ -63,6 +63,7 @@ pub fn cluster(namespaces: usize, per_ns: usize, nodes: usize) -> Cluster {
             pod_selector,
             ingress,
             egress,
+            implicit_types: false,
         };
         policies.push(base(
             "default-deny",

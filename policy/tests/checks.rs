@@ -87,7 +87,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
     assert_eq!(f[0].severity, Severity::Deny);
     assert_eq!(
         f[0].summary,
-        "nothing enforces NetworkPolicy on 1 of 2 ready nodes (CNI flannel, no Palisade enforcer)"
+        "not enforced on 1 of 2 ready nodes (CNI flannel, no Palisade enforcer)"
     );
     assert_eq!(
         f[0].message,
@@ -113,20 +113,24 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
 }
 
 #[test]
-fn unmatched_pod_selector_suggests_the_labels_that_exist() {
+fn unmatched_pod_selector_lists_the_labels_that_exist() {
     let r = review(include_str!("fixtures/tutorial/typo-labels.yaml"));
     let f = only(&r, CheckId::UnmatchedSelector);
     assert_eq!(f.len(), 1);
     assert_eq!(
         f[0].summary,
-        "podSelector app=backend matches no pod in production (no pod has app=backend; 1 pod has app=api)"
+        "podSelector app=backend matches no pod; nothing close; app=api serves 8080/TCP"
     );
+    // Nothing is spelled like app=backend: which pods serve the port the policy allows is
+    // evidence, not a label to paste.
     assert_eq!(
         f[0].message,
         "NetworkPolicy production/backend-ingress selects no pod: its podSelector app=backend matches no pod and \
          no workload pod template in namespace production, so the policy protects nothing.\n\
-         Evidence: no pod has app=backend; 1 pod has app=api, 1 pod has app=frontend, 1 pod has app=database.\n\
-         Fix: select the labels that exist, e.g.\n  spec:\n    podSelector:\n      matchLabels:\n        app: api\n\
+         Evidence: no pod has app=backend, nor a value spelled like it; 1 pod has app=api, 1 pod has app=database, \
+         1 pod has app=frontend. Of these, only app=api serves 8080/TCP, which this policy allows.\n\
+         Fix: nothing in scope is spelled like app=backend, so there is no label to suggest: select the labels \
+         the intended pods carry (kubectl get pods --show-labels), or create the workload first.\n\
          To accept this policy anyway, annotate it palisade.dev/skip-checks: \"unmatched-selector\"."
     );
 }
@@ -163,11 +167,11 @@ fn namespace_selector_on_a_name_label_points_at_the_metadata_name_label() {
     assert_eq!(f.len(), 1);
     assert_eq!(
         f[0].summary,
-        "ingress[0].from[0]: no namespace has name=ingress-nginx; 1 namespace has kubernetes.io/metadata.name=ingress-nginx"
+        "ingress[0].from[0]: no namespace has name=ingress-nginx; did you mean kubernetes.io/metadata.name?"
     );
     assert!(f[0].message.contains(
-        "Fix: select the labels that exist, e.g.\n  - namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: ingress-nginx\n"
-    ));
+        "Fix: select the label that exists, kubernetes.io/metadata.name=ingress-nginx:\n  - namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: ingress-nginx\n"
+    ), "{}", f[0].message);
 }
 
 #[test]
@@ -192,7 +196,7 @@ fn egress_lockdown_without_dns_is_denied_with_the_dns_rule_as_fix() {
     assert_eq!(f[0].severity, Severity::Deny);
     assert_eq!(
         f[0].summary,
-        "egress lockdown without DNS: production/frontend cannot resolve names (allow UDP+TCP 53 to kube-dns)"
+        "no DNS: frontend cannot resolve names; allow UDP+TCP 53 to kube-dns"
     );
     assert!(f[0].message.starts_with(
         "NetworkPolicy production/frontend-egress isolates egress of production/frontend and nothing allows DNS: \
@@ -250,7 +254,7 @@ fn dns_over_udp_only_is_a_warning() {
     assert_eq!(f[0].severity, Severity::Warn);
     assert_eq!(
         f[0].summary,
-        "DNS over TCP blocked for production/frontend: large answers will fail (allow TCP 53 too)"
+        "DNS over TCP blocked for frontend: large answers will fail; allow TCP 53 too"
     );
 }
 
@@ -262,7 +266,7 @@ fn peer_and_or_warns_on_a_lone_namespace_selector_next_to_a_lone_pod_selector() 
     assert_eq!(f[0].severity, Severity::Warn);
     assert_eq!(
         f[0].summary,
-        "ingress[0].from: namespaceSelector and podSelector are separate items (OR); one item means AND"
+        "ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item"
     );
     assert!(f[0].summary.len() < 120);
     // The same selectors in one item: no warning.
@@ -284,7 +288,7 @@ fn named_port_warns_when_no_selected_pod_declares_it() {
     assert_eq!(f.len(), 1);
     assert_eq!(
         f[0].summary,
-        "ingress[0]: named port http/TCP is declared by none of the pods this policy selects"
+        "ingress[0]: port name http/TCP is declared by none of the selected pods"
     );
     assert!(
         f[0].message.contains(
@@ -308,7 +312,7 @@ fn one_sided_warns_when_the_other_side_blocks() {
     assert_eq!(f.len(), 1);
     assert_eq!(
         f[0].summary,
-        "egress[0] is one-sided: the destination's ingress still blocks production/backend -> production/database:5432/TCP"
+        "egress[0] is one-sided: database ingress blocks backend -> database:5432/TCP"
     );
     assert!(f[0].message.contains(
         "  production/backend -> production/database on 5432/TCP: production/database ingress is isolated by production/db-closed and none of its rules allows it"
@@ -382,4 +386,185 @@ fn every_summary_fits_one_kubectl_warning_line() {
             assert!(!finding.summary.contains('\n'));
         }
     }
+}
+
+/// Pods beyond the tutorial world: a cart in production, a gateway in namespace edge.
+const MORE_PODS: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n---\n\
+    apiVersion: v1\nkind: Pod\nmetadata: {name: gateway, namespace: edge, labels: {app: gateway}}\n\
+    spec: {containers: [{name: c, image: i, ports: [{containerPort: 8443}]}]}\nstatus: {phase: Running, podIP: 10.0.4.10}\n---\n\
+    apiVersion: v1\nkind: Pod\nmetadata: {name: cart, namespace: production, labels: {app: cart}}\n\
+    spec: {containers: [{name: c, image: i, ports: [{containerPort: 8443}]}]}\nstatus: {phase: Running, podIP: 10.0.1.13}\n---\n";
+
+fn selecting(app: &str) -> String {
+    format!(
+        "{MORE_PODS}apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np, namespace: production}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: {app}}}}}\n  ingress:\n  - ports: [{{port: 8443}}]\n"
+    )
+}
+
+#[test]
+fn a_far_value_gets_no_fix_to_paste_but_the_list_of_what_exists() {
+    // Only app=cart serves the port here: evidence, but no correction to paste.
+    let r = review(&selecting("invoicing-legacy"));
+    let f = only(&r, CheckId::UnmatchedSelector);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].summary,
+        "podSelector app=invoicing-legacy matches no pod; nothing close; app=cart serves 8443/TCP"
+    );
+    assert_eq!(
+        f[0].message,
+        "NetworkPolicy production/np selects no pod: its podSelector app=invoicing-legacy matches no pod and no \
+         workload pod template in namespace production, so the policy protects nothing.\n\
+         Evidence: no pod has app=invoicing-legacy, nor a value spelled like it; 1 pod has app=api, 1 pod has \
+         app=cart, 1 pod has app=database, 1 pod has app=frontend. Of these, only app=cart serves 8443/TCP, which \
+         this policy allows.\n\
+         Fix: nothing in scope is spelled like app=invoicing-legacy, so there is no label to suggest: select the \
+         labels the intended pods carry (kubectl get pods --show-labels), or create the workload first.\n\
+         To accept this policy anyway, annotate it palisade.dev/skip-checks: \"unmatched-selector\"."
+    );
+    assert!(!f[0].message.contains("matchLabels"));
+}
+
+#[test]
+fn a_close_value_in_another_namespace_is_named_with_where_it_lives() {
+    // app=cart serves the port here, but app=gateway is one letter away, in namespace edge.
+    let r = review(&selecting("gatway"));
+    let f = only(&r, CheckId::UnmatchedSelector);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].summary,
+        "podSelector app=gatway matches no pod; app=gateway runs in namespace edge"
+    );
+    assert!(
+        f[0].message.contains(
+            "Pods with app=gateway run in namespace edge.\nFix: a NetworkPolicy selects pods of its own namespace \
+             only; if you meant the pods with app=gateway, create the policy in namespace edge:\n  metadata:\n    \
+             namespace: edge\n  spec:\n    podSelector:\n      matchLabels:\n        app: gateway\n"
+        ),
+        "{}",
+        f[0].message
+    );
+    assert!(!f[0].message.contains("app: cart"), "{}", f[0].message);
+}
+
+#[test]
+fn a_close_value_in_scope_is_offered_as_the_correction() {
+    let r = review(&selecting("fronted"));
+    let f = only(&r, CheckId::UnmatchedSelector);
+    assert_eq!(
+        f[0].summary,
+        "podSelector app=fronted matches no pod; did you mean app=frontend?"
+    );
+    assert!(f[0].message.contains(
+        "Fix: did you mean app=frontend? Select it:\n  spec:\n    podSelector:\n      matchLabels:\n        app: frontend\n"
+    ));
+    // A peer without namespaceSelector, respelled into another namespace: both corrections.
+    let peer = format!(
+        "{MORE_PODS}apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: np, namespace: production}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: api}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{app: gatway}}}}}}]\n"
+    );
+    let r = review(&peer);
+    let f = only(&r, CheckId::UnmatchedSelector);
+    assert_eq!(
+        f[0].summary,
+        "ingress[0].from[0]: podSelector app=gatway matches no pod; app=gateway runs in namespace edge"
+    );
+    assert!(f[0].message.contains(
+        "but 1 pod runs with app=gateway, spelled close to it, in namespace edge.\nFix: if you meant those, correct \
+         the label and name the namespace in the same peer item (no dash before podSelector):\n  from:\n  \
+         - namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: edge\n    podSelector:\n      \
+         matchLabels:\n        app: gateway\n"
+    ), "{}", f[0].message);
+}
+
+/// A policy for app=api whose `n` ingress rules all name the same misspelt peer.
+fn copied_typo(n: usize) -> String {
+    let rules: String = (0..n)
+        .map(|i| format!("  - from: [{{podSelector: {{matchLabels: {{app: frontnd}}}}}}]\n    ports: [{{port: {}}}]\n", 8000 + i))
+        .collect();
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: api, namespace: production}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: api}}}}\n  ingress:\n{rules}"
+    )
+}
+
+#[test]
+fn one_typo_copied_into_many_rules_is_one_finding_naming_the_rules() {
+    let r = review(&copied_typo(12));
+    let f = only(&r, CheckId::UnmatchedSelector);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        f[0].summary,
+        "ingress[0].from[0] (+11 alike): podSelector app=frontnd matches no pod; did you mean app=frontend?"
+    );
+    assert!(f[0].message.starts_with(
+        "NetworkPolicy production/api ingress[0].from[0], ingress[1].from[0], ingress[2].from[0], ingress[3].from[0], \
+         ingress[4].from[0], ingress[5].from[0] and 6 more (12 places): podSelector app=frontnd matches no pod"
+    ), "{}", f[0].message);
+    assert_eq!(f[0].message.lines().count(), 8, "{}", f[0].message);
+    // A thousand copies read the same.
+    let r = review(&copied_typo(1000));
+    let f = only(&r, CheckId::UnmatchedSelector);
+    assert_eq!(f.len(), 1);
+    assert!(f[0].message.contains("and 994 more (1000 places)"));
+    assert_eq!(f[0].message.lines().count(), 8);
+}
+
+#[test]
+fn an_egress_lockdown_without_dns_and_without_known_pods_gets_one_finding() {
+    let inputs = common::inputs(include_str!("fixtures/tutorial/egress-without-dns.yaml"));
+    let c = cluster(&inputs);
+    let ctx = Context {
+        cluster: &c,
+        enforcement: None,
+        knows_pods: false,
+        knows_namespaces: false,
+    };
+    let r = checks::run(&inputs.policies[0].policy, &ctx, &CheckConfig::default());
+    let f = only(&r, CheckId::EgressDns);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].severity, Severity::Deny);
+    assert_eq!(
+        f[0].summary,
+        "no DNS: pods app=frontend cannot resolve names; allow UDP+TCP 53 to kube-dns"
+    );
+    assert!(!f[0].message.contains("over TCP"));
+}
+
+const CALICO_EGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+    metadata: {name: frontend-out, namespace: production}\nspec:\n  podSelector: {matchLabels: {app: frontend}}\n  \
+    egress:\n  - to: [{podSelector: {matchLabels: {app: api}}}]\n    ports: [{port: 8080}]\n  \
+    - ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n";
+
+#[test]
+fn egress_rules_without_policy_types_warn_that_ingress_is_denied_too() {
+    let r = review(CALICO_EGRESS);
+    let f = only(&r, CheckId::ImplicitIngress);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].severity, Severity::Warn);
+    assert_eq!(
+        f[0].summary,
+        "no policyTypes: ingress to frontend is denied too; write policyTypes: [Egress]"
+    );
+    assert_eq!(
+        f[0].message,
+        "NetworkPolicy production/frontend-out has egress rules and no policyTypes, so Kubernetes sets policyTypes \
+         to [Ingress, Egress]: having no ingress rules, it denies all ingress to frontend (in namespace production), \
+         not only egress.\nFix: if only egress was meant, say so:\n  spec:\n    policyTypes: [Egress]\n\
+         If denying all ingress to these pods is intended, write policyTypes: [Ingress, Egress]."
+    );
+    // Written types, or pods whose ingress another policy isolates already: nothing new to say.
+    let written = CALICO_EGRESS.replace("  egress:\n", "  policyTypes: [Egress]\n  egress:\n");
+    assert_eq!(only(&review(&written), CheckId::ImplicitIngress).len(), 0);
+    let both = CALICO_EGRESS.replace(
+        "  egress:\n",
+        "  policyTypes: [Ingress, Egress]\n  egress:\n",
+    );
+    assert_eq!(only(&review(&both), CheckId::ImplicitIngress).len(), 0);
+    let isolated = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web, namespace: production}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: frontend}}}}\n  ingress: [{{ports: [{{port: 80}}]}}]\n---\n{CALICO_EGRESS}"
+    );
+    assert_eq!(only(&review(&isolated), CheckId::ImplicitIngress).len(), 0);
 }

@@ -1,7 +1,7 @@
 //! `peer-and-or`: a peer list with a lone namespaceSelector item next to a lone podSelector
 //! item. That is two peers (OR); it is most often meant as one peer (AND).
 
-use super::{Issue, name, one_line, yaml};
+use super::{AT, Issue, name, yaml};
 use crate::policy::{NamespaceScope, Peer, Policy};
 
 pub(crate) fn check(policy: &Policy) -> Vec<Issue> {
@@ -25,21 +25,18 @@ pub(crate) fn check(policy: &Policy) -> Vec<Issue> {
             continue;
         };
         let field = direction.peers_field();
-        let summary = one_line(format!(
-            "{direction}[{r}].{field}: namespaceSelector and podSelector are separate items (OR); \
-             one item means AND"
-        ));
+        let summary = format!("{AT}: namespaceSelector OR podSelector (2 items); AND is one item");
         let detail = format!(
-            "NetworkPolicy {} {direction} rule {r}: `{field}` lists a namespaceSelector ({ns}) and a \
-             podSelector ({pods}) as two items. That allows every pod in the matching namespaces, OR \
-             pods {pods} of namespace {}. If you meant pods {pods} in namespaces {ns}, put both \
-             selectors in one item (no dash before podSelector):\n  {field}:\n  - namespaceSelector:\n{}    podSelector:\n{}",
+            "NetworkPolicy {} {AT} lists a namespaceSelector ({ns}) and a podSelector \
+             ({pods}) as two items. That allows every pod in the matching namespaces, OR pods {pods} \
+             of namespace {}. If you meant pods {pods} in namespaces {ns}, put both selectors in one \
+             item (no dash before podSelector):\n  {field}:\n  - namespaceSelector:\n{}    podSelector:\n{}",
             name(policy),
             policy.namespace,
             yaml::selector(ns, 6),
             yaml::selector(pods, 6),
         );
-        issues.push(Issue::new(summary, detail));
+        issues.push(Issue::new(summary, detail).at(format!("{direction}[{r}].{field}")));
     }
     issues
 }

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use super::{Context, Issue, deciding, list_some, name, one_line};
+use super::{Context, Issue, deciding, list_some, name};
 use crate::cluster::{Cluster, Endpoint, Outcome, decide, rule_ports_match};
 use crate::model::{Pod, Protocol};
 use crate::policy::{Direction, Peer, Policy, Rule};
@@ -112,16 +112,14 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
             .collect();
         group.push((usize::MAX, policy));
         let who = format!("pods {}", policy.pod_selector);
-        (
-            (!dns_outcome(cluster, &group, Protocol::Udp, &resolvers).allows())
-                .then(|| who.clone())
-                .into_iter()
-                .collect(),
-            (!dns_outcome(cluster, &group, Protocol::Tcp, &resolvers).allows())
-                .then_some(who)
-                .into_iter()
-                .collect(),
-        )
+        // TCP matters only once UDP works: one finding, the true one, with one fix.
+        if !dns_outcome(cluster, &group, Protocol::Udp, &resolvers).allows() {
+            (vec![who], Vec::new())
+        } else if !dns_outcome(cluster, &group, Protocol::Tcp, &resolvers).allows() {
+            (Vec::new(), vec![who])
+        } else {
+            (Vec::new(), Vec::new())
+        }
     } else {
         let mut udp = Vec::new();
         let mut tcp = Vec::new();
@@ -146,10 +144,10 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     };
     let mut issues = Vec::new();
     if !lacking_udp.is_empty() {
-        let summary = one_line(format!(
-            "egress lockdown without DNS: {} cannot resolve names (allow UDP+TCP 53 to kube-dns)",
-            list_some(&lacking_udp, 2)
-        ));
+        let summary = format!(
+            "no DNS: {} cannot resolve names; allow UDP+TCP 53 to kube-dns",
+            list_some(&short(policy, &lacking_udp), 1)
+        );
         let detail = format!(
             "NetworkPolicy {} isolates egress of {} and nothing allows DNS: every name lookup from \
              these pods will time out.\nEvidence: no egress rule of {}, nor of another policy selecting \
@@ -161,10 +159,10 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         issues.push(Issue::new(summary, detail));
     }
     if !lacking_tcp.is_empty() {
-        let summary = one_line(format!(
-            "DNS over TCP blocked for {}: large answers will fail (allow TCP 53 too)",
-            list_some(&lacking_tcp, 2)
-        ));
+        let summary = format!(
+            "DNS over TCP blocked for {}: large answers will fail; allow TCP 53 too",
+            list_some(&short(policy, &lacking_tcp), 1)
+        );
         let detail = format!(
             "NetworkPolicy {}: {} may send DNS over UDP but not over TCP port 53 to {resolver_text}; \
              answers too large for UDP are retried over TCP and will fail.\n{FIX}",
@@ -174,4 +172,12 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         issues.push(Issue::warning(summary, detail));
     }
     Ok(issues)
+}
+
+/// Pod keys without the policy's own namespace, for a summary that must stay short.
+fn short(policy: &Policy, keys: &[String]) -> Vec<String> {
+    let own = format!("{}/", policy.namespace);
+    keys.iter()
+        .map(|k| k.strip_prefix(&own).unwrap_or(k).to_string())
+        .collect()
 }

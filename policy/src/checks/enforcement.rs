@@ -1,6 +1,6 @@
 //! `enforcement`: nothing will enforce this policy.
 
-use super::{Context, Issue, name, one_line};
+use super::{Context, Issue, name};
 use crate::policy::Policy;
 
 /// Whether a CNI plugin enforces NetworkPolicy, by the name its DaemonSet, node annotations or
@@ -54,11 +54,11 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         c.dedup();
         c.join(", ")
     };
-    let summary = one_line(format!(
-        "nothing enforces NetworkPolicy on {} of {} ready nodes (CNI {cnis}, no Palisade enforcer)",
+    let summary = format!(
+        "not enforced on {} of {} ready nodes (CNI {cnis}, no Palisade enforcer)",
         open.len(),
         ready.len()
-    ));
+    );
     let mut detail = format!(
         "NetworkPolicy {} would be stored but not enforced: on {} of {} ready nodes the CNI ignores \
          NetworkPolicy and no Palisade enforcer is active, so pods there stay reachable by everyone.\n\

@@ -5,6 +5,7 @@
 mod and_or;
 mod dns;
 mod enforcement;
+mod implicit_ingress;
 mod named_port;
 mod one_sided;
 mod unmatched;
@@ -33,16 +34,18 @@ pub enum CheckId {
     PeerAndOr,
     NamedPort,
     OneSided,
+    ImplicitIngress,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 6] = [
+    pub const ALL: [CheckId; 7] = [
         CheckId::Enforcement,
         CheckId::UnmatchedSelector,
         CheckId::EgressDns,
         CheckId::PeerAndOr,
         CheckId::NamedPort,
         CheckId::OneSided,
+        CheckId::ImplicitIngress,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,13 +56,17 @@ impl CheckId {
             CheckId::PeerAndOr => "peer-and-or",
             CheckId::NamedPort => "named-port",
             CheckId::OneSided => "one-sided",
+            CheckId::ImplicitIngress => "implicit-ingress",
         }
     }
 
     pub fn default_mode(self) -> Mode {
         match self {
             CheckId::Enforcement | CheckId::UnmatchedSelector | CheckId::EgressDns => Mode::Deny,
-            CheckId::PeerAndOr | CheckId::NamedPort | CheckId::OneSided => Mode::Warn,
+            CheckId::PeerAndOr
+            | CheckId::NamedPort
+            | CheckId::OneSided
+            | CheckId::ImplicitIngress => Mode::Warn,
         }
     }
 }
@@ -84,7 +91,7 @@ impl FromStr for CheckId {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -154,10 +161,18 @@ impl CheckConfig {
     }
 }
 
+/// Stands for the place in the policy (a rule or a peer, e.g. `ingress[0].from[1]`) in an
+/// issue's summary and detail. [`run`] replaces it with the place, or, when several places have
+/// the very same problem, with all of them: one finding per distinct problem.
+const AT: &str = "\u{1}at\u{1}";
+
 /// What a check found before modes apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Issue {
-    /// One line, under 120 characters: kubectl prints it as `Warning: ...`.
+    /// Where the problem is (replaces [`AT`]); `None` for the policy as a whole.
+    site: Option<String>,
+    /// One short line: kubectl prints it as `Warning: [check] ns/name: <summary>`, at most
+    /// 120 characters in all, so the evidence must fit in about 70.
     summary: String,
     /// What is wrong, the evidence, and the fix.
     detail: String,
@@ -168,6 +183,7 @@ pub(crate) struct Issue {
 impl Issue {
     fn new(summary: String, detail: String) -> Self {
         Self {
+            site: None,
             summary,
             detail,
             cap: Severity::Deny,
@@ -175,10 +191,53 @@ impl Issue {
     }
     fn warning(summary: String, detail: String) -> Self {
         Self {
-            summary,
-            detail,
             cap: Severity::Warn,
+            ..Self::new(summary, detail)
         }
+    }
+    /// The place this issue is about; its texts name it with [`AT`].
+    fn at(self, site: String) -> Self {
+        Self {
+            site: Some(site),
+            ..self
+        }
+    }
+}
+
+/// Identical issues at several places become one, naming every place (bounded).
+fn group(issues: Vec<Issue>) -> Vec<(Issue, Vec<String>)> {
+    let mut out: Vec<(Issue, Vec<String>)> = Vec::new();
+    let mut index: std::collections::HashMap<(String, String, Severity), usize> =
+        std::collections::HashMap::new();
+    for issue in issues {
+        let key = (issue.summary.clone(), issue.detail.clone(), issue.cap);
+        match index.get(&key) {
+            Some(&i) => out[i].1.extend(issue.site),
+            None => {
+                index.insert(key, out.len());
+                let sites = issue.site.iter().cloned().collect();
+                out.push((issue, sites));
+            }
+        }
+    }
+    out
+}
+
+/// The places for a summary line: the first, and how many more.
+fn sites_short(sites: &[String]) -> String {
+    match sites {
+        [] => String::new(),
+        [one] => one.clone(),
+        [first, rest @ ..] => format!("{first} (+{} alike)", rest.len()),
+    }
+}
+
+/// The places for a detail text: a bounded list, and how many in all.
+fn sites_long(sites: &[String]) -> String {
+    match sites.len() {
+        0 => String::new(),
+        1 => sites[0].clone(),
+        n => format!("{} ({n} places)", list_some(sites, 6)),
     }
 }
 
@@ -195,6 +254,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Checks turned off for this object by its skip annotation.
     pub skipped: Vec<CheckId>,
+    /// Names in the skip annotation that are no check id (nothing is skipped for them).
+    pub unknown_skips: Vec<String>,
     /// Checks that could not run, and why (e.g. no pods known to the CLI).
     pub not_evaluated: Vec<(CheckId, String)>,
 }
@@ -246,8 +307,11 @@ pub fn skip_list(policy: &Policy) -> (Vec<CheckId>, Vec<String>) {
 
 /// Runs every check on `policy` with the configured modes.
 pub fn run(policy: &Policy, ctx: &Context, config: &CheckConfig) -> Report {
-    let (skip, _) = skip_list(policy);
-    let mut report = Report::default();
+    let (skip, unknown_skips) = skip_list(policy);
+    let mut report = Report {
+        unknown_skips,
+        ..Report::default()
+    };
     for check in CheckId::ALL {
         let mode = config.mode(check);
         if mode == Mode::Off {
@@ -264,15 +328,20 @@ pub fn run(policy: &Policy, ctx: &Context, config: &CheckConfig) -> Report {
             CheckId::PeerAndOr => Ok(and_or::check(policy)),
             CheckId::NamedPort => named_port::check(policy, ctx),
             CheckId::OneSided => one_sided::check(policy, ctx),
+            CheckId::ImplicitIngress => implicit_ingress::check(policy, ctx),
         };
         match issues {
             Ok(issues) => {
-                for issue in issues {
+                for (issue, sites) in group(issues) {
                     let severity = match mode {
                         Mode::Deny => issue.cap,
                         _ => Severity::Warn,
                     };
-                    let mut message = issue.detail.trim_end().to_string();
+                    let mut message = issue
+                        .detail
+                        .replace(AT, &sites_long(&sites))
+                        .trim_end()
+                        .to_string();
                     if severity == Severity::Deny {
                         message.push_str(&format!(
                             "\nTo accept this policy anyway, annotate it {SKIP_ANNOTATION}: \"{check}\"."
@@ -281,7 +350,7 @@ pub fn run(policy: &Policy, ctx: &Context, config: &CheckConfig) -> Report {
                     report.findings.push(Finding {
                         check,
                         severity,
-                        summary: issue.summary,
+                        summary: one_line(issue.summary.replace(AT, &sites_short(&sites))),
                         message,
                     });
                 }
@@ -307,7 +376,7 @@ fn list_some<T: fmt::Display>(items: &[T], n: usize) -> String {
     s
 }
 
-/// Keeps a summary line under 120 characters.
+/// Keeps a summary line under 120 characters (a safety net: summaries are written to fit).
 fn one_line(s: String) -> String {
     if s.chars().count() < 120 {
         return s;

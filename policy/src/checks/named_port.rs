@@ -1,6 +1,6 @@
 //! `named-port`: a rule names a port that no pod it applies to declares.
 
-use super::{Context, Issue, name, one_line};
+use super::{AT, Context, Issue, name};
 use crate::cluster::{Cluster, Endpoint};
 use crate::model::ContainerPort;
 use crate::policy::{Direction, NamespaceScope, Peer, Policy, PortSpec, Rule};
@@ -46,14 +46,13 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
             names.sort();
             names.dedup();
             let whose = match direction {
-                Direction::Ingress => "the pods this policy selects",
-                Direction::Egress => "the pods this rule allows traffic to",
+                Direction::Ingress => "the selected pods",
+                Direction::Egress => "the destination pods",
             };
-            let summary = one_line(format!(
-                "{direction}[{r}]: named port {port}/{protocol} is declared by none of {whose}"
-            ));
+            let summary =
+                format!("{AT}: port name {port}/{protocol} is declared by none of {whose}");
             let detail = format!(
-                "NetworkPolicy {} {direction} rule {r} allows port {port:?}/{protocol}, but none of {whose} \
+                "NetworkPolicy {} {AT} allows port {port:?}/{protocol}, but none of {whose} \
                  declares a container port with that name and protocol, so the rule allows nothing on \
                  it.\nEvidence: the ports they declare are {}.\nFix: use the port number, or a name from \
                  the containers' `ports` list.",
@@ -64,7 +63,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                     names.join(", ")
                 },
             );
-            issues.push(Issue::warning(summary, detail));
+            issues.push(Issue::warning(summary, detail).at(format!("{direction}[{r}]")));
         }
     }
     Ok(issues)

@@ -1,7 +1,7 @@
 //! `one-sided`: a rule allows traffic that the other side's policies still block (egress to
 //! pods whose ingress does not let it in, or ingress from pods whose egress does not let it out).
 
-use super::{Context, Issue, deciding, distinct_pods, name, one_line};
+use super::{AT, Context, Issue, deciding, distinct_pods, name};
 use crate::cluster::{Cluster, Endpoint, decide, rule_ports_match};
 use crate::model::{Pod, Protocol};
 use crate::policy::{Direction, Peer, Policy, PortSpec, Rule};
@@ -62,7 +62,19 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                     });
                     if !outcome.allows() {
                         first.get_or_insert_with(|| {
-                            format!("{} -> {}:{port}/{protocol}", src.key(), dst.key())
+                            let short = |p: &Pod| {
+                                if p.namespace == policy.namespace {
+                                    p.name.clone()
+                                } else {
+                                    p.key()
+                                }
+                            };
+                            format!(
+                                "{} {other_dir} blocks {} -> {}:{port}/{protocol}",
+                                short(other),
+                                short(src),
+                                short(dst)
+                            )
                         });
                         examples.push(format!(
                             "{} -> {} on {port}/{protocol}: {} {other_dir} is isolated by {} and none of its rules allows it",
@@ -82,20 +94,13 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         if examples.is_empty() {
             continue;
         }
-        let (this_side, other_side) = match direction {
-            Direction::Egress => ("egress", "the destinations' ingress policies"),
-            Direction::Ingress => ("ingress", "the sources' egress policies"),
+        let other_side = match direction {
+            Direction::Egress => "the destinations' ingress policies",
+            Direction::Ingress => "the sources' egress policies",
         };
-        let blocker = match direction {
-            Direction::Egress => "the destination's ingress",
-            Direction::Ingress => "the source's egress",
-        };
-        let summary = one_line(format!(
-            "{direction}[{r}] is one-sided: {blocker} still blocks {}",
-            first.unwrap_or_default()
-        ));
+        let summary = format!("{AT} is one-sided: {}", first.unwrap_or_default());
         let detail = format!(
-            "NetworkPolicy {} {this_side} rule {r} allows connections that {other_side} block, so they \
+            "NetworkPolicy {} {AT} allows connections that {other_side} block, so they \
              will still fail. A connection needs the source's egress AND the destination's ingress.\n\
              Evidence:\n  {}\nFix: add the matching {} rule on the other side, or drop this one if the \
              traffic is not wanted.",
@@ -107,7 +112,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 "egress"
             },
         );
-        issues.push(Issue::warning(summary, detail));
+        issues.push(Issue::warning(summary, detail).at(format!("{direction}[{r}]")));
     }
     Ok(issues)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Context, Issue, list_some, name, one_line, yaml};
+use super::{AT, Context, Issue, list_some, name, yaml};
 use crate::policy::{Direction, NamespaceScope, Peer, Policy, PortMatch, PortSpec};
 use crate::selector::{Labels, Requirement, Selector};
 
@@ -15,27 +15,42 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     let own = std::slice::from_ref(&policy.namespace);
 
     if !policy.pod_selector.is_everything() && !any_pod_matches(ctx, own, &policy.pod_selector) {
+        let sel = &policy.pod_selector;
         let candidates = pod_labels(ctx, own);
-        let serving = serving_labels(ctx, policy);
-        let hint = suggest(&policy.pod_selector, &candidates, &serving, "pod");
-        let summary = one_line(format!(
-            "podSelector {} matches no pod in {}{}",
-            policy.pod_selector,
-            policy.namespace,
+        let serving = serving(ctx, policy);
+        let mut hint = suggest(sel, &candidates, serving.as_ref(), "pod");
+        if let Some(found) = elsewhere(ctx, &policy.namespace, sel)
+            && (found.exact || !hint.close)
+        {
+            let (ns, fixed) = (&found.namespace, &found.selector);
+            hint = Hint {
+                short: Some(format!("{fixed} runs in namespace {ns}")),
+                evidence: format!("{} Pods with {fixed} run in namespace {ns}.", hint.evidence),
+                fixed: None,
+                close: false,
+                fix: Some(format!(
+                    "Fix: a NetworkPolicy selects pods of its own namespace only; if you meant the \
+                     pods with {fixed}, create the policy in namespace {ns}:\n  metadata:\n    \
+                     namespace: {ns}\n  spec:\n    podSelector:\n{}",
+                    yaml::selector(fixed, 6)
+                )),
+            };
+        }
+        let summary = format!(
+            "podSelector {sel} matches no pod{}",
             hint.short
                 .as_deref()
-                .map(|s| format!(" ({s})"))
+                .map(|s| format!("; {s}"))
                 .unwrap_or_default()
-        ));
+        );
         let mut detail = format!(
-            "NetworkPolicy {} selects no pod: its podSelector {} matches no pod and no workload pod \
+            "NetworkPolicy {} selects no pod: its podSelector {sel} matches no pod and no workload pod \
              template in namespace {}, so the policy protects nothing.\nEvidence: {}\n",
             name(policy),
-            policy.pod_selector,
             policy.namespace,
             hint.evidence
         );
-        detail.push_str(&fix_text("spec:\n  podSelector:\n", hint.fixed.as_ref(), 4));
+        detail.push_str(&hint.fix_text("spec:\n  podSelector:\n", 4));
         issues.push(Issue::new(summary, detail));
     }
 
@@ -58,7 +73,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                         .map(|n| n.name.clone())
                         .collect();
                     if matched.is_empty() {
-                        issues.push(namespace_issue(policy, ctx, &at, sel));
+                        issues.push(namespace_issue(policy, ctx, sel).at(at));
                         continue;
                     }
                     matched
@@ -67,88 +82,72 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
             if pods.is_everything() || any_pod_matches(ctx, &scope, pods) {
                 continue;
             }
+            let candidates = pod_labels(ctx, &scope);
+            let hint = suggest(pods, &candidates, None, "pod");
             if matches!(namespaces, NamespaceScope::Own)
-                && let Some(issue) = elsewhere_issue(policy, ctx, &at, direction, pods)
+                && let Some(found) = elsewhere(ctx, &policy.namespace, pods)
+                && (found.exact || !hint.close)
             {
-                issues.push(issue);
+                issues.push(elsewhere_issue(policy, direction, pods, &found).at(at));
                 continue;
             }
-            let candidates = pod_labels(ctx, &scope);
-            let hint = suggest(pods, &candidates, &[], "pod");
             let where_ = if scope.len() == 1 {
                 format!("namespace {}", scope[0])
             } else {
                 format!("namespaces {}", list_some(&scope, 5))
             };
-            let summary = one_line(format!(
-                "{at}: podSelector {pods} matches no pod in {where_}{}",
+            let summary = format!(
+                "{AT}: podSelector {pods} matches no pod{}",
                 hint.short
                     .as_deref()
-                    .map(|s| format!(" ({s})"))
+                    .map(|s| format!("; {s}"))
                     .unwrap_or_default()
-            ));
+            );
             let mut detail = format!(
-                "NetworkPolicy {}: peer {at} names no pod: podSelector {pods} matches no pod and no \
-                 workload pod template in {where_}, so this peer allows nothing.\nEvidence: {}\n",
+                "NetworkPolicy {} {AT}: podSelector {pods} matches no pod and no workload pod template \
+                 in {where_}, so this peer allows nothing.\nEvidence: {}\n",
                 name(policy),
                 hint.evidence
             );
-            detail.push_str(&fix_text(
+            detail.push_str(&hint.fix_text(
                 &format!("{}:\n- podSelector:\n", direction.peers_field()),
-                hint.fixed.as_ref(),
                 4,
             ));
-            issues.push(Issue::new(summary, detail));
+            issues.push(Issue::new(summary, detail).at(at));
         }
     }
     Ok(issues)
 }
 
-fn namespace_issue(policy: &Policy, ctx: &Context, at: &str, sel: &Selector) -> Issue {
+fn namespace_issue(policy: &Policy, ctx: &Context, sel: &Selector) -> Issue {
     let candidates: Vec<&Labels> = ctx.cluster.namespaces().map(|n| &n.labels).collect();
-    let hint = suggest(sel, &candidates, &[], "namespace");
-    let summary = one_line(format!(
-        "{at}: no namespace has {sel}{}",
+    let hint = suggest(sel, &candidates, None, "namespace");
+    let summary = format!(
+        "{AT}: no namespace has {sel}{}",
         hint.short
             .as_deref()
             .map(|s| format!("; {s}"))
             .unwrap_or_default()
-    ));
+    );
     let mut detail = format!(
-        "NetworkPolicy {}: peer {at} names no namespace: namespaceSelector {sel} matches none of the \
-         cluster's namespaces, so this peer allows nothing. Every namespace carries the label \
+        "NetworkPolicy {} {AT}: namespaceSelector {sel} matches none of the cluster's namespaces, so \
+         this peer allows nothing. Every namespace carries the label \
          kubernetes.io/metadata.name=<its name>; a `name:` label exists only where someone added it.\n\
          Evidence: {}\n",
         name(policy),
         hint.evidence
     );
-    detail.push_str(&fix_text("- namespaceSelector:\n", hint.fixed.as_ref(), 4));
+    detail.push_str(&hint.fix_text("- namespaceSelector:\n", 4));
     Issue::new(summary, detail)
 }
 
-fn fix_text(prefix: &str, fixed: Option<&Selector>, indent: usize) -> String {
-    match fixed {
-        Some(sel) => {
-            let body = yaml::selector(sel, indent);
-            let block: String = format!("{prefix}{body}")
-                .lines()
-                .map(|l| format!("  {l}\n"))
-                .collect();
-            format!("Fix: select the labels that exist, e.g.\n{block}")
-        }
-        None => "Fix: change the selector to labels that the intended pods carry \
-                 (kubectl get pods --show-labels), or create the workload first."
-            .to_string(),
-    }
-}
-
-/// Labels of the pods in the policy's namespace that declare a port its ingress rules name:
-/// the likeliest pods the policy was meant for.
-fn serving_labels<'a>(ctx: &Context<'a>, policy: &Policy) -> Vec<&'a Labels> {
+/// The ports the policy's ingress rules name, and the labels of the pods (and workload
+/// templates) of its namespace that declare one of them: the likeliest pods it was meant for.
+fn serving<'a>(ctx: &Context<'a>, policy: &Policy) -> Option<(String, Vec<&'a Labels>)> {
     let rules = policy.ingress.as_deref().unwrap_or_default();
     let ports: Vec<&PortMatch> = rules.iter().flat_map(|r| r.ports.iter()).collect();
     if ports.is_empty() {
-        return Vec::new();
+        return None;
     }
     let declares = |declared: &[crate::ContainerPort]| {
         ports.iter().any(|m| {
@@ -163,7 +162,7 @@ fn serving_labels<'a>(ctx: &Context<'a>, policy: &Policy) -> Vec<&'a Labels> {
         })
     };
     let cluster = ctx.cluster;
-    cluster
+    let labels = cluster
         .pods_in(&policy.namespace)
         .filter(|p| p.is_target() && declares(&p.ports))
         .map(|p| &p.labels)
@@ -173,52 +172,134 @@ fn serving_labels<'a>(ctx: &Context<'a>, policy: &Policy) -> Vec<&'a Labels> {
                 .filter(|w| declares(&w.ports))
                 .map(|w| &w.template_labels),
         )
-        .collect()
+        .collect();
+    let mut text: Vec<String> = ports.iter().map(ToString::to_string).collect();
+    text.dedup();
+    Some((list_some(&text, 3), labels))
+}
+
+/// Where pods a selector of the policy's namespace was probably meant for live instead: the
+/// namespace with the most pods (or workload templates) it matches, or, when none matches, one
+/// whose pods match after a close respelling of one value. `exact` says which.
+struct Elsewhere {
+    namespace: String,
+    /// The selector that matches there (the original one when `exact`).
+    selector: Selector,
+    exact: bool,
+    count: usize,
+}
+
+fn elsewhere(ctx: &Context, own: &str, sel: &Selector) -> Option<Elsewhere> {
+    let cluster = ctx.cluster;
+    let labels: Vec<(&str, &Labels)> = cluster
+        .pods()
+        .iter()
+        .filter(|p| p.is_target() && p.namespace != own)
+        .map(|p| (p.namespace.as_str(), &p.labels))
+        .chain(
+            cluster
+                .workloads()
+                .iter()
+                .filter(|w| w.namespace != own)
+                .map(|w| (w.namespace.as_str(), &w.template_labels)),
+        )
+        .collect();
+    let mut exact: BTreeMap<&str, usize> = BTreeMap::new();
+    for (ns, l) in &labels {
+        if sel.matches(l) {
+            *exact.entry(ns).or_default() += 1;
+        }
+    }
+    if let Some((ns, n)) = exact.iter().max_by_key(|(_, n)| **n) {
+        return Some(Elsewhere {
+            namespace: ns.to_string(),
+            selector: sel.clone(),
+            exact: true,
+            count: *n,
+        });
+    }
+    let (_, ns, fixed) = labels
+        .iter()
+        .filter_map(|(ns, l)| close_fix(sel, l).map(|(d, fixed)| (d, *ns, fixed)))
+        .min_by_key(|(d, ns, _)| (*d, *ns))?;
+    let count = labels
+        .iter()
+        .filter(|(n, l)| *n == ns && fixed.matches(l))
+        .count();
+    Some(Elsewhere {
+        namespace: ns.to_string(),
+        selector: fixed,
+        exact: false,
+        count,
+    })
+}
+
+/// `sel` with its one failing `key: value` respelled as the close value `labels` carry, when
+/// that makes it match them; with the distance of the respelling.
+fn close_fix(sel: &Selector, labels: &Labels) -> Option<(usize, Selector)> {
+    let failing: Vec<&Requirement> = sel
+        .requirements()
+        .iter()
+        .filter(|r| !r.matches(labels))
+        .collect();
+    let [Requirement::In(key, values)] = failing[..] else {
+        return None;
+    };
+    let wanted = values.first()?;
+    let have = labels.get(key)?;
+    if !close(have, wanted) {
+        return None;
+    }
+    let fixed = replace(sel, key, key, have)?;
+    Some((
+        distance(&have.to_lowercase(), &wanted.to_lowercase()),
+        fixed,
+    ))
 }
 
 /// A lone podSelector looks only in the policy's namespace; when its pods live elsewhere, the
 /// fix is a namespaceSelector in the same peer.
 fn elsewhere_issue(
     policy: &Policy,
-    ctx: &Context,
-    at: &str,
     direction: Direction,
     pods: &Selector,
-) -> Option<Issue> {
-    let mut found: BTreeMap<&str, usize> = BTreeMap::new();
-    for p in ctx
-        .cluster
-        .pods()
-        .iter()
-        .filter(|p| p.is_target() && pods.matches(&p.labels))
-    {
-        *found.entry(p.namespace.as_str()).or_default() += 1;
-    }
-    for w in ctx
-        .cluster
-        .workloads()
-        .iter()
-        .filter(|w| pods.matches(&w.template_labels))
-    {
-        *found.entry(w.namespace.as_str()).or_default() += 1;
-    }
-    let (ns, n) = found.iter().max_by_key(|(_, n)| **n)?;
-    let summary = one_line(format!(
-        "{at}: podSelector {pods} looks only in {}; the matching pods are in {ns}",
-        policy.namespace
-    ));
-    let mut detail = format!(
-        "NetworkPolicy {}: peer {at} has a podSelector ({pods}) without a namespaceSelector, which \
-         selects pods of the policy's own namespace {} only, and there are none; {} with {pods} \
-         in namespace {ns}.\nFix: name the namespace in the same peer item (no dash before podSelector):\n",
-        name(policy),
-        policy.namespace,
-        if *n == 1 {
-            "1 pod runs".to_string()
-        } else {
-            format!("{n} pods run")
-        },
-    );
+    found: &Elsewhere,
+) -> Issue {
+    let (ns, fixed) = (&found.namespace, &found.selector);
+    let runs = if found.count == 1 {
+        "1 pod runs".to_string()
+    } else {
+        format!("{} pods run", found.count)
+    };
+    let (summary, mut detail) = if found.exact {
+        (
+            format!(
+                "{AT}: podSelector {pods} looks only in {}; the matching pods are in {ns}",
+                policy.namespace
+            ),
+            format!(
+                "NetworkPolicy {} {AT} has a podSelector ({pods}) without a namespaceSelector, which \
+                 selects pods of the policy's own namespace {} only, and there are none; {runs} with \
+                 {pods} in namespace {ns}.\nFix: name the namespace in the same peer item (no dash \
+                 before podSelector):\n",
+                name(policy),
+                policy.namespace,
+            ),
+        )
+    } else {
+        (
+            format!("{AT}: podSelector {pods} matches no pod; {fixed} runs in namespace {ns}"),
+            format!(
+                "NetworkPolicy {} {AT} has a podSelector ({pods}) without a namespaceSelector, which \
+                 selects pods of the policy's own namespace {} only, and there are none. No pod \
+                 anywhere has {pods}, but {runs} with {fixed}, spelled close to it, in namespace \
+                 {ns}.\nFix: if you meant those, correct the label and name the namespace in the same \
+                 peer item (no dash before podSelector):\n",
+                name(policy),
+                policy.namespace,
+            ),
+        )
+    };
     let ns_sel = Selector::from_labels(
         &[(
             crate::model::NAMESPACE_NAME_LABEL.to_string(),
@@ -227,16 +308,13 @@ fn elsewhere_issue(
         .into(),
     );
     let block = format!(
-        "{}:
-- namespaceSelector:
-{}  podSelector:
-{}",
+        "{}:\n- namespaceSelector:\n{}  podSelector:\n{}",
         direction.peers_field(),
         yaml::selector(&ns_sel, 4),
-        yaml::selector(pods, 4)
+        yaml::selector(fixed, 4)
     );
     detail.extend(block.lines().map(|l| format!("  {l}\n")));
-    Some(Issue::new(summary, detail))
+    Issue::new(summary, detail)
 }
 
 fn any_pod_matches(ctx: &Context, namespaces: &[String], sel: &Selector) -> bool {
@@ -269,10 +347,44 @@ fn pod_labels<'a>(ctx: &Context<'a>, namespaces: &[String]) -> Vec<&'a Labels> {
 struct Hint {
     /// The evidence sentence: what the candidates carry instead.
     evidence: String,
-    /// A few words for the one-line summary, e.g. `3 pods have app=api`.
+    /// A few words for the one-line summary, e.g. `did you mean app=api?`.
     short: Option<String>,
-    /// The selector with the failing requirement replaced by the nearest existing label.
-    fixed: Option<Selector>,
+    /// A selector to paste, and the sentence that introduces it.
+    fixed: Option<(String, Selector)>,
+    /// A fix in words, when there is nothing safe to paste.
+    fix: Option<String>,
+    /// Whether `fixed` is a close respelling (then it beats a near match in another namespace).
+    close: bool,
+}
+
+impl Hint {
+    fn plain(evidence: String, short: Option<String>) -> Self {
+        Self {
+            evidence,
+            short,
+            fixed: None,
+            fix: None,
+            close: false,
+        }
+    }
+
+    /// The `Fix:` text; a selector to paste is shown under `prefix`, indented by `indent`.
+    fn fix_text(&self, prefix: &str, indent: usize) -> String {
+        match (&self.fixed, &self.fix) {
+            (Some((lead, sel)), _) => {
+                let body = yaml::selector(sel, indent);
+                let block: String = format!("{prefix}{body}")
+                    .lines()
+                    .map(|l| format!("  {l}\n"))
+                    .collect();
+                format!("Fix: {lead}\n{block}")
+            }
+            (None, Some(fix)) => fix.clone(),
+            (None, None) => "Fix: change the selector to labels that the intended pods carry \
+                             (kubectl get pods --show-labels), or create the workload first."
+                .to_string(),
+        }
+    }
 }
 
 fn plural(n: usize, noun: &str) -> String {
@@ -283,30 +395,45 @@ fn plural(n: usize, noun: &str) -> String {
     }
 }
 
-/// Finds the first requirement no candidate satisfies and the nearest labels the candidates do
-/// carry: another value of the same key, or the same value under another key.
-/// Candidates in `preferred` (pods that serve the ports the policy names) are suggested first.
-fn suggest(sel: &Selector, candidates: &[&Labels], preferred: &[&Labels], noun: &str) -> Hint {
+/// Whether `have` is spelled close enough to `wanted` to be offered as what was meant: the same
+/// but for case, one edit (3 characters or more), or two edits in a long value.
+fn close(have: &str, wanted: &str) -> bool {
+    let (a, b) = (have.to_lowercase(), wanted.to_lowercase());
+    let longest = a.chars().count().max(b.chars().count());
+    match distance(&a, &b) {
+        0 => true,
+        1 => longest >= 3,
+        2 => longest >= 8,
+        _ => false,
+    }
+}
+
+/// Finds the first requirement no candidate satisfies and what the candidates carry instead.
+/// Only a close respelling is offered to paste; otherwise the message says nothing close exists
+/// and lists what does (bounded), and which value the pods serving the policy's ports carry
+/// (`serving`), when that is one.
+fn suggest(
+    sel: &Selector,
+    candidates: &[&Labels],
+    serving: Option<&(String, Vec<&Labels>)>,
+    noun: &str,
+) -> Hint {
     if candidates.is_empty() {
-        return Hint {
-            evidence: format!("there is no {noun} in scope at all."),
-            short: None,
-            fixed: None,
-        };
+        return Hint::plain(format!("there is no {noun} in scope at all."), None);
     }
     let failing = sel
         .requirements()
         .iter()
         .find(|r| !candidates.iter().any(|l| r.matches(l)));
     let Some(Requirement::In(key, values)) = failing else {
-        return Hint {
-            evidence: format!(
-                "{} are in scope; none satisfies all of {sel}.",
-                plural(candidates.len(), noun)
+        let n = candidates.len();
+        return Hint::plain(
+            format!(
+                "{n} {noun}{} in scope; none satisfies all of {sel}.",
+                if n == 1 { " is" } else { "s are" }
             ),
-            short: None,
-            fixed: None,
-        };
+            None,
+        );
     };
     let wanted = values.first().map(String::as_str).unwrap_or_default();
 
@@ -318,21 +445,66 @@ fn suggest(sel: &Selector, candidates: &[&Labels], preferred: &[&Labels], noun: 
     }
     if !by_value.is_empty() {
         let mut ranked: Vec<(&str, usize)> = by_value.into_iter().collect();
-        let serves = |v: &str| preferred.iter().any(|l| l.get(key).is_some_and(|x| x == v));
-        ranked.sort_by_key(|(v, n)| (!serves(v), distance(v, wanted), std::cmp::Reverse(*n)));
+        ranked.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), *v));
         let shown: Vec<String> = ranked
             .iter()
-            .take(5)
             .map(|(v, n)| format!("{} {key}={v}", plural(*n, noun)))
             .collect();
-        let best = ranked[0].0;
+        let shown = list_some(&shown, 5);
+        let mut near: Vec<(usize, &str)> = ranked
+            .iter()
+            .filter(|(v, _)| close(v, wanted))
+            .map(|(v, _)| (distance(&v.to_lowercase(), &wanted.to_lowercase()), *v))
+            .collect();
+        near.sort();
+        if let Some((_, best)) = near.first() {
+            return Hint {
+                evidence: format!("no {noun} has {key}={wanted}; {shown}."),
+                short: Some(format!("did you mean {key}={best}?")),
+                fixed: replace(sel, key, key, best)
+                    .map(|s| (format!("did you mean {key}={best}? Select it:"), s)),
+                fix: None,
+                close: true,
+            };
+        }
+        // Who serves the ports the policy allows is evidence, not a correction: a far value
+        // pasted in would select other pods than the ones meant.
+        let serves = serving.and_then(|(ports, serving)| {
+            let mut values: Vec<&str> = serving
+                .iter()
+                .filter_map(|l| l.get(key).map(String::as_str))
+                .collect();
+            values.sort();
+            values.dedup();
+            match values[..] {
+                [v] => Some(format!("{key}={v} serves {ports}")),
+                _ => None,
+            }
+        });
+        let values: Vec<String> = ranked.iter().map(|(v, _)| format!("{key}={v}")).collect();
         return Hint {
-            evidence: format!("no {noun} has {key}={wanted}; {}.", shown.join(", ")),
-            short: Some(format!("no {noun} has {key}={wanted}; {}", shown[0])),
-            fixed: replace(sel, key, key, best),
+            evidence: format!(
+                "no {noun} has {key}={wanted}, nor a value spelled like it; {shown}.{}",
+                serves
+                    .as_deref()
+                    .map(|s| format!(" Of these, only {s}, which this policy allows."))
+                    .unwrap_or_default()
+            ),
+            short: Some(format!(
+                "nothing close; {}",
+                serves
+                    .clone()
+                    .unwrap_or_else(|| format!("{noun}s have {}", list_some(&values, 2)))
+            )),
+            fixed: None,
+            fix: Some(format!(
+                "Fix: nothing in scope is spelled like {key}={wanted}, so there is no label to \
+                 suggest: select the labels the intended {noun}s carry (kubectl get {noun}s \
+                 --show-labels), or create the workload first."
+            )),
+            close: false,
         };
     }
-
     // The key itself is missing: look for the wanted value under another key (a `name: x`
     // namespace label where the apiserver sets kubernetes.io/metadata.name=x), then for a
     // similarly spelled key.
@@ -356,25 +528,26 @@ fn suggest(sel: &Selector, candidates: &[&Labels], preferred: &[&Labels], noun: 
                 "no {noun} has the label key {key}; {} {k}={wanted}.",
                 plural(*n, noun)
             ),
-            short: Some(format!("{} {k}={wanted}", plural(*n, noun))),
-            fixed: replace(sel, key, k, wanted),
+            short: Some(format!("did you mean {k}?")),
+            fixed: replace(sel, key, k, wanted)
+                .map(|s| (format!("select the label that exists, {k}={wanted}:"), s)),
+            fix: None,
+            close: true,
         };
     }
     if let Some((k, n)) = similar_keys.iter().max_by_key(|(_, n)| **n) {
-        return Hint {
-            evidence: format!(
+        return Hint::plain(
+            format!(
                 "no {noun} has the label key {key}; {} the key {k}.",
                 plural(*n, noun)
             ),
-            short: Some(format!("{} the key {k}", plural(*n, noun))),
-            fixed: None,
-        };
+            Some(format!("{} the key {k}", plural(*n, noun))),
+        );
     }
-    Hint {
-        evidence: format!("no {noun} in scope has the label key {key}."),
-        short: Some(format!("no {noun} has the label key {key}")),
-        fixed: None,
-    }
+    Hint::plain(
+        format!("no {noun} in scope has the label key {key}."),
+        Some(format!("no {noun} has the label key {key}")),
+    )
 }
 
 /// The selector with `key`'s requirement replaced; `None` for selectors with expressions, whose
