@@ -60,6 +60,9 @@ impl Cluster {
         workloads.sort_by(|a, b| {
             (&a.namespace, &a.kind, &a.name).cmp(&(&b.namespace, &b.kind, &b.name))
         });
+        // A policy given twice counts once, with its last definition, as `kubectl apply`
+        // leaves it: reversed, the stable sort puts the last first, and dedup keeps the first.
+        policies.reverse();
         policies.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         policies.dedup_by(|a, b| a.namespace == b.namespace && a.name == b.name);
         let mut c = Self {

@@ -2,14 +2,16 @@
 //!
 //! Every cell goes through the same decision as [`Cluster::evaluate`]; the matrix only
 //! precomputes, once per policy rule, which pods its peers name, so a large matrix costs a bit
-//! test per rule instead of selector matching.
+//! test per rule instead of selector matching. Pods that behave alike (same namespace, labels,
+//! ports, and ipBlocks holding their IP) are decided once per group, and a [`Plan`] computes a
+//! row at a time, so the memory a matrix needs does not grow with its cells.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::str::FromStr;
 
 use crate::cluster::{Cluster, Endpoint, Outcome, decide, rule_ports_match};
 use crate::model::{Phase, Pod, Protocol};
-use crate::policy::Direction;
+use crate::policy::{Direction, IpBlockPeer, Peer};
 use crate::verdict::{Decision, Verdict};
 
 /// A port to probe, written `80`, `80/TCP` or `53/udp`.
@@ -58,13 +60,13 @@ impl BitSet {
 
 /// A cell: the decision of each side, `None` where the side is not subject to policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Cell {
+pub struct Cell {
     egress: Option<Outcome>,
     ingress: Option<Outcome>,
 }
 
 impl Cell {
-    fn allowed(self) -> bool {
+    pub fn allowed(self) -> bool {
         self.egress.is_none_or(Outcome::allows) && self.ingress.is_none_or(Outcome::allows)
     }
 }
@@ -81,11 +83,16 @@ pub struct Probe {
     pub reason: String,
 }
 
+/// The per-pod matrix, for small worlds and tests: every (source, destination, port) cell,
+/// computed once per group of alike pods (see [`Plan`]).
 pub struct Matrix<'c> {
-    cluster: &'c Cluster,
+    plan: Plan<'c>,
+    /// Per source pod, its group in the plan; likewise for destinations.
+    source_group: Vec<usize>,
+    destination_group: Vec<usize>,
     sources: Vec<usize>,
     destinations: Vec<usize>,
-    ports: Vec<ProbePort>,
+    /// Group cells: `[source group][port][destination group]`.
     cells: Vec<Cell>,
 }
 
@@ -125,208 +132,303 @@ impl<'c> Matrix<'c> {
         destinations: Vec<usize>,
         ports: Vec<ProbePort>,
     ) -> Self {
-        let pods = cluster.pods();
-        let index = PeerIndex::build(cluster, &sources, &destinations);
-        let mut cells = Vec::with_capacity(sources.len() * destinations.len() * ports.len());
-        for (si, &s) in sources.iter().enumerate() {
-            let src = &pods[s];
-            let egress_iso: Vec<usize> = if src.is_target() {
-                cluster
-                    .isolating(src, Direction::Egress)
-                    .map(|(i, _)| i)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            for (di, &d) in destinations.iter().enumerate() {
-                let dst = &pods[d];
-                for port in &ports {
-                    let egress = src.is_target().then(|| {
-                        decide(
-                            Direction::Egress,
-                            egress_iso.iter().map(|&k| (k, &cluster.policies()[k])),
-                            |(k, r), _, rule| {
-                                rule_ports_match(rule, port.port, port.protocol, Some(dst))
-                                    && index.peer_named(
-                                        k,
-                                        Direction::Egress,
-                                        r,
-                                        Target::Destination(di),
-                                    )
-                            },
-                        )
-                    });
-                    let ingress = dst.is_target().then(|| {
-                        decide(
-                            Direction::Ingress,
-                            index.ingress_isolating[di]
-                                .iter()
-                                .map(|&k| (k, &cluster.policies()[k])),
-                            |(k, r), _, rule| {
-                                rule_ports_match(rule, port.port, port.protocol, Some(dst))
-                                    && index.peer_named(
-                                        k,
-                                        Direction::Ingress,
-                                        r,
-                                        Target::Source(si),
-                                    )
-                            },
-                        )
-                    });
-                    cells.push(Cell { egress, ingress });
+        let plan = Plan::new(cluster, &sources, &destinations, ports);
+        let member_of = |groups: &[Vec<usize>], pods: &[usize]| {
+            let mut at = std::collections::HashMap::new();
+            for (g, members) in groups.iter().enumerate() {
+                for &p in members {
+                    at.insert(p, g);
                 }
+            }
+            pods.iter().map(|p| at[p]).collect::<Vec<usize>>()
+        };
+        let source_group = member_of(&plan.sources, &sources);
+        let destination_group = member_of(&plan.destinations, &destinations);
+        let mut cells = Vec::new();
+        let mut row = Vec::new();
+        for sg in 0..plan.sources.len() {
+            for pi in 0..plan.ports.len() {
+                plan.row(sg, pi, &mut row);
+                cells.extend_from_slice(&row);
             }
         }
         Self {
-            cluster,
+            plan,
+            source_group,
+            destination_group,
             sources,
             destinations,
-            ports,
             cells,
         }
     }
 
     pub fn ports(&self) -> &[ProbePort] {
-        &self.ports
+        &self.plan.ports
     }
 
     fn cell(&self, si: usize, di: usize, pi: usize) -> Cell {
-        self.cells[(si * self.destinations.len() + di) * self.ports.len() + pi]
+        let (sg, dg) = (self.source_group[si], self.destination_group[di]);
+        self.cells[(sg * self.plan.ports.len() + pi) * self.plan.destinations.len() + dg]
     }
 
     pub fn allowed_count(&self) -> usize {
-        self.cells.iter().filter(|c| c.allowed()).count()
-    }
-
-    fn verdict(&self, si: usize, di: usize, pi: usize) -> Verdict {
-        let cell = self.cell(si, di, pi);
-        let (src, dst) = (self.src(si), self.dst(di));
-        let side = |o: Option<Outcome>, pod: &Pod, dir| match o {
-            None => Decision::NotApplicable,
-            Some(o) => self.cluster.decision(o, pod, dir),
-        };
-        Verdict {
-            egress: side(cell.egress, src, Direction::Egress),
-            ingress: side(cell.ingress, dst, Direction::Ingress),
+        let mut n = 0;
+        for si in 0..self.sources.len() {
+            for di in 0..self.destinations.len() {
+                for pi in 0..self.plan.ports.len() {
+                    n += usize::from(self.cell(si, di, pi).allowed());
+                }
+            }
         }
-    }
-
-    fn src(&self, si: usize) -> &'c Pod {
-        &self.cluster.pods()[self.sources[si]]
-    }
-    fn dst(&self, di: usize) -> &'c Pod {
-        &self.cluster.pods()[self.destinations[di]]
+        n
     }
 
     /// Every cell as a probe, with its reason when `explain` is set.
     pub fn probes(&self, explain: bool) -> Vec<Probe> {
-        let mut out = Vec::with_capacity(self.cells.len());
-        for si in 0..self.sources.len() {
-            for di in 0..self.destinations.len() {
-                for (pi, port) in self.ports.iter().enumerate() {
-                    let (from, to) = (self.src(si).key(), self.dst(di).key());
-                    let allowed = self.cell(si, di, pi).allowed();
-                    let reason = if explain {
-                        self.verdict(si, di, pi)
-                            .reason(&from, &to, port.port, port.protocol)
-                    } else {
-                        String::new()
-                    };
-                    out.push(Probe {
-                        from,
-                        to,
-                        port: port.port,
-                        protocol: port.protocol.to_string(),
-                        allowed,
-                        reason,
-                    });
+        let pods = self.plan.cluster.pods();
+        let mut out = Vec::new();
+        for (si, &s) in self.sources.iter().enumerate() {
+            for (di, &d) in self.destinations.iter().enumerate() {
+                for (pi, port) in self.plan.ports.iter().enumerate() {
+                    let cell = self.cell(si, di, pi);
+                    out.push(self.plan.probe(&pods[s], &pods[d], *port, cell, explain));
                 }
             }
         }
         out
     }
+}
 
-    /// One table per port: sources down the side, destinations across (numbered, with a key).
-    pub fn render_table(&self) -> String {
-        let mut out = String::new();
-        let names: Vec<String> = self
-            .destinations
+/// A key that pods behaving alike under every policy share: namespace, labels, declared ports,
+/// whether they are targets and peers, and which ipBlocks of the policies hold their IP.
+#[derive(PartialEq, Eq, Hash)]
+struct AlikeKey<'a> {
+    namespace: &'a str,
+    labels: &'a crate::Labels,
+    host_network: bool,
+    peer: bool,
+    ports: Vec<(Option<&'a str>, u16, Protocol)>,
+    blocks: Vec<bool>,
+}
+
+/// Groups `pods` (indices into [`Cluster::pods`]) into pods that behave alike under every
+/// policy, in the order their first member comes; a group's first pod stands for it.
+pub fn group_alike(cluster: &Cluster, pods: &[usize]) -> Vec<Vec<usize>> {
+    let mut blocks: Vec<&IpBlockPeer> = Vec::new();
+    for policy in cluster.policies() {
+        for (_, _, rule) in policy.all_rules() {
+            for peer in &rule.peers {
+                if let Peer::IpBlock(b) = peer
+                    && !blocks.contains(&b)
+                {
+                    blocks.push(b);
+                }
+            }
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut at: std::collections::HashMap<AlikeKey, usize> = std::collections::HashMap::new();
+    for &i in pods {
+        let pod = &cluster.pods()[i];
+        let mut ports: Vec<_> = pod
+            .ports
             .iter()
-            .map(|&d| self.cluster.pods()[d].key())
+            .map(|p| (p.name.as_deref(), p.port, p.protocol))
             .collect();
-        let width = self
-            .sources
+        ports.sort();
+        ports.dedup();
+        let key = AlikeKey {
+            namespace: &pod.namespace,
+            labels: &pod.labels,
+            host_network: pod.host_network,
+            peer: pod.is_peer(),
+            ports,
+            blocks: blocks
+                .iter()
+                .map(|b| pod.ip.is_some_and(|ip| b.contains(ip)))
+                .collect(),
+        };
+        match at.get(&key) {
+            Some(&g) => groups[g].push(i),
+            None => {
+                at.insert(key, groups.len());
+                groups.push(vec![i]);
+            }
+        }
+    }
+    groups
+}
+
+/// A matrix ready to be computed row by row, in memory that does not grow with its size: pods
+/// that behave alike are grouped, and each rule's peers are resolved once per group.
+pub struct Plan<'c> {
+    cluster: &'c Cluster,
+    /// Groups of alike source pods (indices into [`Cluster::pods`]); the first stands for all.
+    pub sources: Vec<Vec<usize>>,
+    pub destinations: Vec<Vec<usize>>,
+    pub ports: Vec<ProbePort>,
+    egress_isolating: Vec<Vec<usize>>,
+    index: PeerIndex,
+}
+
+impl<'c> Plan<'c> {
+    pub fn new(
+        cluster: &'c Cluster,
+        sources: &[usize],
+        destinations: &[usize],
+        ports: Vec<ProbePort>,
+    ) -> Self {
+        let sources = group_alike(cluster, sources);
+        let destinations = group_alike(cluster, destinations);
+        let pods = cluster.pods();
+        let egress_isolating: Vec<Vec<usize>> = sources
             .iter()
-            .map(|&s| self.cluster.pods()[s].key().len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let colw = self.destinations.len().to_string().len().max(2) + 1;
-        for (pi, port) in self.ports.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "{port}  (✓ allowed, ✗ blocked; rows: from, columns: to)"
-            );
-            let _ = write!(out, "{:width$}", "");
-            for d in 1..=self.destinations.len() {
-                let _ = write!(out, "{d:>colw$}");
-            }
-            out.push('\n');
-            for si in 0..self.sources.len() {
-                let _ = write!(out, "{:width$}", self.src(si).key());
-                for di in 0..self.destinations.len() {
-                    let mark = if self.cell(si, di, pi).allowed() {
-                        "✓"
-                    } else {
-                        "✗"
-                    };
-                    let _ = write!(out, "{mark:>colw$}");
+            .map(|g| {
+                let src = &pods[g[0]];
+                if src.is_target() {
+                    cluster
+                        .isolating(src, Direction::Egress)
+                        .map(|(i, _)| i)
+                        .collect()
+                } else {
+                    Vec::new()
                 }
-                out.push('\n');
+            })
+            .collect();
+        let index = PeerIndex::build(cluster, &sources, &destinations, &egress_isolating);
+        Self {
+            cluster,
+            sources,
+            destinations,
+            ports,
+            egress_isolating,
+            index,
+        }
+    }
+
+    pub fn cluster(&self) -> &'c Cluster {
+        self.cluster
+    }
+
+    /// How many cells the matrix has (groups × groups × ports).
+    pub fn cells(&self) -> u64 {
+        self.sources.len() as u64 * self.destinations.len() as u64 * self.ports.len() as u64
+    }
+
+    /// The cells of source group `sg` on port `pi`, one per destination group, into `out`.
+    pub fn row(&self, sg: usize, pi: usize, out: &mut Vec<Cell>) {
+        out.clear();
+        let pods = self.cluster.pods();
+        let policies = self.cluster.policies();
+        let src = &pods[self.sources[sg][0]];
+        let port = self.ports[pi];
+        for (dg, group) in self.destinations.iter().enumerate() {
+            let dst = &pods[group[0]];
+            let egress = src.is_target().then(|| {
+                decide(
+                    Direction::Egress,
+                    self.egress_isolating[sg].iter().map(|&k| (k, &policies[k])),
+                    |(k, r), _, rule| {
+                        rule_ports_match(rule, port.port, port.protocol, Some(dst))
+                            && self.index.names(k, Direction::Egress, r, dg)
+                    },
+                )
+            });
+            let ingress = dst.is_target().then(|| {
+                decide(
+                    Direction::Ingress,
+                    self.index.ingress_isolating[dg]
+                        .iter()
+                        .map(|&k| (k, &policies[k])),
+                    |(k, r), _, rule| {
+                        rule_ports_match(rule, port.port, port.protocol, Some(dst))
+                            && self.index.names(k, Direction::Ingress, r, sg)
+                    },
+                )
+            });
+            out.push(Cell { egress, ingress });
+        }
+    }
+
+    /// A cell as a probe between two pods of its groups, with its reason when `explain` is set.
+    pub fn probe(&self, src: &Pod, dst: &Pod, port: ProbePort, cell: Cell, explain: bool) -> Probe {
+        let (from, to) = (src.key(), dst.key());
+        let reason = if explain {
+            let side = |o: Option<Outcome>, pod: &Pod, dir| match o {
+                None => Decision::NotApplicable,
+                Some(o) => self.cluster.decision(o, pod, dir),
+            };
+            Verdict {
+                egress: side(cell.egress, src, Direction::Egress),
+                ingress: side(cell.ingress, dst, Direction::Ingress),
             }
-            out.push('\n');
+            .reason(&from, &to, port.port, port.protocol)
+        } else {
+            String::new()
+        };
+        Probe {
+            from,
+            to,
+            port: port.port,
+            protocol: port.protocol.to_string(),
+            allowed: cell.allowed(),
+            reason,
         }
-        let _ = writeln!(out, "columns:");
-        for (i, n) in names.iter().enumerate() {
-            let _ = writeln!(out, "{:>4}  {n}", i + 1);
-        }
-        out
     }
 }
 
-enum Target {
-    Source(usize),
-    Destination(usize),
-}
-
-/// For every rule of every policy, which matrix pods its peers name.
+/// For the rules of the policies that decide some cell, which groups their peers name.
 struct PeerIndex {
-    /// Per policy: the first rule set of its ingress rules and of its egress rules.
-    base: Vec<[usize; 2]>,
-    /// Ingress rules name sources; egress rules name destinations.
+    /// Per policy and direction (ingress, egress): the first rule's set, when indexed.
+    base: Vec<[Option<usize>; 2]>,
+    /// Ingress rules name source groups; egress rules name destination groups.
     sets: Vec<BitSet>,
     ingress_isolating: Vec<Vec<usize>>,
 }
 
 impl PeerIndex {
-    fn build(cluster: &Cluster, sources: &[usize], destinations: &[usize]) -> Self {
+    fn build(
+        cluster: &Cluster,
+        sources: &[Vec<usize>],
+        destinations: &[Vec<usize>],
+        egress_isolating: &[Vec<usize>],
+    ) -> Self {
         let pods = cluster.pods();
-        let mut base = Vec::with_capacity(cluster.policies().len());
+        let ingress_isolating: Vec<Vec<usize>> = destinations
+            .iter()
+            .map(|g| {
+                cluster
+                    .isolating(&pods[g[0]], Direction::Ingress)
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .collect();
+        // Only the policies that isolate some pod of the matrix are ever asked.
+        let mut wanted = vec![[false; 2]; cluster.policies().len()];
+        for &k in ingress_isolating.iter().flatten() {
+            wanted[k][0] = true;
+        }
+        for &k in egress_isolating.iter().flatten() {
+            wanted[k][1] = true;
+        }
+        let mut base = vec![[None; 2]; cluster.policies().len()];
         let mut sets = Vec::new();
-        for policy in cluster.policies() {
-            let mut b = [0; 2];
+        for (k, policy) in cluster.policies().iter().enumerate() {
             for (slot, dir, named) in [
                 (0, Direction::Ingress, sources),
                 (1, Direction::Egress, destinations),
             ] {
-                b[slot] = sets.len();
+                if !wanted[k][slot] {
+                    continue;
+                }
+                base[k][slot] = Some(sets.len());
                 for rule in policy.rules(dir).unwrap_or_default() {
                     let mut set = BitSet::new(named.len());
-                    for (i, &p) in named.iter().enumerate() {
+                    for (i, g) in named.iter().enumerate() {
                         if cluster.rule_peers_match(
                             &policy.namespace,
                             rule,
-                            &Endpoint::Pod(&pods[p]),
+                            &Endpoint::Pod(&pods[g[0]]),
                         ) {
                             set.insert(i);
                         }
@@ -334,17 +436,7 @@ impl PeerIndex {
                     sets.push(set);
                 }
             }
-            base.push(b);
         }
-        let ingress_isolating = destinations
-            .iter()
-            .map(|&d| {
-                cluster
-                    .isolating(&pods[d], Direction::Ingress)
-                    .map(|(i, _)| i)
-                    .collect()
-            })
-            .collect();
         Self {
             base,
             sets,
@@ -352,11 +444,9 @@ impl PeerIndex {
         }
     }
 
-    fn peer_named(&self, policy: usize, dir: Direction, rule: usize, target: Target) -> bool {
+    /// Whether rule `rule` of policy `policy` in `dir` names group `group` as its peer.
+    fn names(&self, policy: usize, dir: Direction, rule: usize, group: usize) -> bool {
         let slot = usize::from(dir == Direction::Egress);
-        let set = &self.sets[self.base[policy][slot] + rule];
-        match target {
-            Target::Source(i) | Target::Destination(i) => set.contains(i),
-        }
+        self.base[policy][slot].is_some_and(|b| self.sets[b + rule].contains(group))
     }
 }

@@ -126,26 +126,240 @@ fn check_reports_shape_mistakes_at_their_line() {
 }
 
 #[test]
-fn unreadable_input_exits_2_with_the_file_named() {
+fn unreadable_input_exits_2_with_the_file_and_line_named() {
     let missing = palisade(&["check", "-f", "/nonexistent/policy.yaml"]);
     assert_eq!(missing.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&missing.stderr)
-            .starts_with("palisade: /nonexistent/policy.yaml: ")
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr),
+        "palisade: /nonexistent/policy.yaml: cannot be read: No such file or directory (os error 2)\n"
     );
 
     let path = temp_file("broken.yaml", "kind: NetworkPolicy\nspec: [unclosed\n");
     let broken = palisade(&["check", "-f", path.to_str().unwrap()]);
     assert_eq!(broken.status.code(), Some(2));
     let err = String::from_utf8_lossy(&broken.stderr);
-    assert!(
-        err.starts_with(&format!(
-            "palisade: {}: not valid YAML or JSON: ",
+    assert_eq!(
+        err,
+        format!(
+            "palisade: {}:2: not valid YAML or JSON: unclosed bracket '['\n",
             path.display()
-        )),
-        "{err}"
+        )
     );
-    assert!(!err.contains("panicked"));
+    assert!(stdout(&broken).starts_with(&format!(
+        "{}:2: - deny [unreadable]\n    not valid YAML or JSON: unclosed bracket '['\n",
+        path.display()
+    )));
+}
+
+/// A directory of `files`, removed when the guard drops.
+fn temp_dir(files: &[(&str, &str)]) -> TempFile {
+    let first = temp_file(files[0].0, files[0].1);
+    let dir = first.path.parent().unwrap().to_path_buf();
+    for (name, text) in &files[1..] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    // The guard removes the directory; point it at a file inside so `parent()` is the dir.
+    first
+}
+
+#[test]
+fn one_unreadable_file_in_a_directory_is_a_finding_and_the_rest_is_checked() {
+    let world = std::fs::read_to_string(format!("{}/world.yaml", fixtures())).unwrap();
+    let typo = std::fs::read_to_string(format!("{}/typo-labels.yaml", fixtures())).unwrap();
+    let guard = temp_dir(&[
+        ("a-world.yaml", &world),
+        (
+            "b-broken.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: [x\n",
+        ),
+        ("c-typo.yaml", &typo),
+    ]);
+    let dir = guard.path.parent().unwrap().display().to_string();
+
+    let o = palisade(&["check", "-f", &dir]);
+    assert_eq!(o.status.code(), Some(2), "unreadable input is exit code 2");
+    let out = stdout(&o);
+    assert!(
+        out.contains(&format!(
+            "{dir}/b-broken.yaml:4: - deny [unreadable]\n    not valid YAML or JSON: "
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "{dir}/c-typo.yaml:2: production/backend-ingress deny [unmatched-selector]"
+        )),
+        "the files after the broken one are checked: {out}"
+    );
+    assert!(
+        out.ends_with("1 policies checked: 2 denied, 0 warnings; 1 input could not be read\n"),
+        "{out}"
+    );
+
+    let o = palisade(&["check", "-f", &dir, "-o", "json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let checks: Vec<(&str, &str, u64)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["check"].as_str().unwrap(),
+                f["file"].as_str().unwrap(),
+                f["line"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let broken = format!("{dir}/b-broken.yaml");
+    let typo = format!("{dir}/c-typo.yaml");
+    assert_eq!(
+        checks,
+        vec![
+            ("unreadable", broken.as_str(), 4),
+            ("unmatched-selector", typo.as_str(), 2)
+        ]
+    );
+}
+
+#[test]
+fn a_document_without_kind_is_called_a_fragment() {
+    let path = temp_file(
+        "patch.yaml",
+        "metadata:\n  name: backend\nspec:\n  podSelector: {}\n",
+    );
+    let o = palisade(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).starts_with(&format!(
+        "{}:1: default/backend deny [schema]\n    the document has no `kind:`: it is a fragment (a patch, Helm values, part of an object), not a Kubernetes object; kubectl apply refuses it and palisade leaves it out\n",
+        path.display()
+    )), "{}", stdout(&o));
+}
+
+#[test]
+fn an_empty_file_is_said_to_be_empty_and_exits_2() {
+    let path = temp_file("empty.yaml", "# nothing here yet\n");
+    let o = palisade(&["check", "-f", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "palisade: nothing to check: the inputs hold no Kubernetes object\n"
+    );
+    assert!(stdout(&o).starts_with(&format!(
+        "{}:0: - warn [empty-file]\n    the file is empty (or holds only comments): no Kubernetes object read from it\n",
+        path.display()
+    )), "{}", stdout(&o));
+
+    let o = palisade(&["reach", "-f", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "palisade: warning: {}: the file is empty (or holds only comments): no Kubernetes object read from it\npalisade: the inputs hold no Pod with status.podIP; nothing to probe\n",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn check_help_lists_the_ids_mode_takes() {
+    let o = palisade(&["check", "--help"]);
+    let out = stdout(&o);
+    for id in [
+        "enforcement (deny)",
+        "unmatched-selector (deny)",
+        "egress-dns (deny)",
+        "peer-and-or (warn)",
+        "named-port (warn)",
+        "one-sided (warn)",
+        "duplicate-object (warn)",
+    ] {
+        assert!(out.contains(id), "{id} missing from: {out}");
+    }
+}
+
+/// The tutorial's backend policy again, as a later file that also lets monitoring in on 8080.
+const BACKEND_AGAIN: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: backend, namespace: production}
+spec:
+  podSelector:
+    matchLabels: {app: api}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels: {app: frontend}
+    - namespaceSelector:
+        matchLabels: {purpose: monitoring}
+    ports: [{port: http-api}]
+";
+
+#[test]
+fn the_last_definition_of_an_object_wins_as_with_kubectl_and_both_are_named() {
+    let f = fixtures();
+    let again = temp_file("backend-v2.yaml", BACKEND_AGAIN);
+    let files = [
+        "-f".to_string(),
+        format!("{f}/world.yaml"),
+        "-f".to_string(),
+        format!("{f}/three-tier.yaml"),
+        "-f".to_string(),
+        again.to_str().unwrap().to_string(),
+    ];
+    let args = |extra: &[&str]| -> Vec<String> {
+        extra
+            .iter()
+            .map(|s| s.to_string())
+            .chain(files.iter().cloned())
+            .collect()
+    };
+    let run = |a: Vec<String>| palisade(&a.iter().map(String::as_str).collect::<Vec<_>>());
+
+    let first_line = std::fs::read_to_string(format!("{f}/three-tier.yaml"))
+        .unwrap()
+        .lines()
+        .position(|l| l == "metadata: {name: backend, namespace: production}")
+        .unwrap()
+        - 1; // the object starts at its `apiVersion:` line
+    let o = run(args(&["check", "--mode", "one-sided=off"]));
+    let out = stdout(&o);
+    assert!(out.contains(&format!(
+        "{again}:1: production/backend warn [duplicate-object]\n    NetworkPolicy production/backend is defined twice: at {f}/three-tier.yaml:{} and at {again}:1; the last definition ({again}:1) is used, as kubectl apply leaves the last one in the cluster. Remove one of them.\n",
+        first_line,
+        again = again.display()
+    )), "{out}");
+
+    // Prometheus reaches the backend's 8080 only under the second definition.
+    let o = run(args(&[
+        "reach",
+        "--from",
+        "monitoring/prometheus",
+        "--to",
+        "production/backend",
+        "--port",
+        "8080",
+        "-o",
+        "json",
+    ]));
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["probes"][0]["to"], "production/backend");
+    assert_eq!(v["probes"][0]["allowed"], true, "{v}");
+    assert!(
+        v["probes"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("ingress allowed by production/backend ingress rule 0"),
+        "{v}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        format!(
+            "palisade: warning: {again}:1: NetworkPolicy production/backend is defined twice: at {f}/three-tier.yaml:{first_line} and at {again}:1; the last definition ({again}:1) is used, as kubectl apply leaves the last one in the cluster. Remove one of them.\n",
+            again = again.display()
+        )
+    );
 }
 
 #[test]

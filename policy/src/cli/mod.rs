@@ -1,13 +1,16 @@
 //! The `palisade` command line: `check` and `reach` over YAML/JSON files.
 
-use std::fmt::Write as _;
+mod check;
+mod reach;
+
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::checks::{self, CheckConfig, CheckId, Context, Mode};
-use crate::input::{Inputs, LoadError};
-use crate::reach::{self, Matrix, ProbePort};
+use crate::checks::{self, CheckId, Mode};
+use crate::input::{InputCheck, Inputs};
+use crate::reach::ProbePort;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,9 +38,26 @@ pub struct CheckArgs {
     pub files: Vec<PathBuf>,
     #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
     pub output: CheckFormat,
-    /// Set a check's mode, e.g. `--mode one-sided=off` or `--mode egress-dns=warn`; repeatable.
-    #[arg(long = "mode", value_parser = checks::parse_setting)]
+    #[arg(long = "mode", value_name = "CHECK=MODE", value_parser = checks::parse_setting, help = mode_help())]
     pub modes: Vec<(CheckId, Mode)>,
+}
+
+/// `--mode`'s help: the ids it takes, from the one list of checks.
+fn mode_help() -> String {
+    let ids: Vec<String> = CheckId::ALL
+        .iter()
+        .map(|c| format!("{c} ({})", c.default_mode()))
+        .collect();
+    let input: Vec<String> = InputCheck::ALL
+        .iter()
+        .map(|c| format!("{} ({})", c.as_str(), c.severity().as_str()))
+        .collect();
+    format!(
+        "Set a check's mode to deny, warn or off, e.g. `--mode one-sided=off`; repeatable. \
+         Checks (default mode): {}. Findings about the files themselves, always reported: {}.",
+        ids.join(", "),
+        input.join(", ")
+    )
 }
 
 #[derive(Debug, Args)]
@@ -73,246 +93,45 @@ pub enum ReachFormat {
     Json,
 }
 
-/// What a command printed and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub stdout: String,
-    pub stderr: String,
-    pub code: i32,
-}
+/// Exit codes.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_DENIED: i32 = 1;
+pub const EXIT_UNREADABLE: i32 = 2;
 
-impl Outcome {
-    fn unreadable(e: LoadError) -> Self {
-        Self {
-            stdout: String::new(),
-            stderr: format!("palisade: {e}\n"),
-            code: 2,
+/// Runs a command, writing its output as it goes; returns the exit code.
+pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let result = match &cli.command {
+        Command::Check(args) => check::run(&Inputs::load_paths(&args.files), args, out, err),
+        Command::Reach(args) => reach::run(&Inputs::load_paths(&args.files), args, out, err),
+    };
+    let flushed = out.flush();
+    match result.and_then(|code| flushed.map(|()| code)) {
+        Ok(code) => code,
+        // The reader went away (`| head`): what it wanted was written.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => {
+            let _ = writeln!(err, "palisade: writing the output: {e}");
+            EXIT_UNREADABLE
         }
-    }
-}
-
-pub fn run(cli: Cli) -> Outcome {
-    match cli.command {
-        Command::Check(args) => match Inputs::load_paths(&args.files) {
-            Ok(inputs) => check(&inputs, &args),
-            Err(e) => Outcome::unreadable(e),
-        },
-        Command::Reach(args) => match Inputs::load_paths(&args.files) {
-            Ok(inputs) => reach(&inputs, &args),
-            Err(e) => Outcome::unreadable(e),
-        },
     }
 }
 
-/// One finding as the CLI prints it (text) and serializes it (JSON).
-#[derive(serde::Serialize)]
-struct Row {
-    check: String,
-    severity: &'static str,
-    object: String,
-    file: String,
-    line: usize,
-    summary: String,
-    message: String,
+/// Runs a command on its output in memory (tests, benchmarks): (stdout, stderr, exit code).
+pub fn run_captured(cli: Cli) -> (String, String, i32) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = run(cli, &mut out, &mut err);
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+        code,
+    )
 }
 
-pub fn check(inputs: &Inputs, args: &CheckArgs) -> Outcome {
-    let cluster = inputs.cluster();
-    let config = CheckConfig {
-        modes: args.modes.iter().copied().collect(),
-    };
-    let ctx = Context {
-        cluster: &cluster,
-        enforcement: None,
-        knows_pods: !inputs.pods.is_empty() || !inputs.workloads.is_empty(),
-        knows_namespaces: !inputs.namespaces.is_empty(),
-    };
-
-    let mut rows: Vec<Row> = inputs
-        .problems
-        .iter()
-        .map(|p| Row {
-            check: "schema".into(),
-            severity: "deny",
-            object: p.object.clone(),
-            file: p.file.clone(),
-            line: p.line,
-            summary: p.message.clone(),
-            message: p.message.clone(),
-        })
-        .collect();
-    let mut notes: Vec<String> = Vec::new();
-    for src in &inputs.policies {
-        let report = checks::run(&src.policy, &ctx, &config);
-        let object = src.policy.id().to_string();
-        for f in &report.findings {
-            rows.push(Row {
-                check: f.check.to_string(),
-                severity: f.severity.as_str(),
-                object: object.clone(),
-                file: src.file.clone(),
-                line: src.line,
-                summary: f.summary.clone(),
-                message: f.message.clone(),
-            });
-        }
-        if !report.skipped.is_empty() {
-            let ids: Vec<&str> = report.skipped.iter().map(|c| c.as_str()).collect();
-            notes.push(format!(
-                "{object}: skipped by its {} annotation: {}",
-                checks::SKIP_ANNOTATION,
-                ids.join(", ")
-            ));
-        }
-        let (_, unknown) = checks::skip_list(&src.policy);
-        if !unknown.is_empty() {
-            notes.push(format!(
-                "{object}: {} names unknown checks: {}",
-                checks::SKIP_ANNOTATION,
-                unknown.join(", ")
-            ));
-        }
-        for (id, why) in report.not_evaluated {
-            let note = format!("{id} not run: {why}");
-            if !notes.contains(&note) {
-                notes.push(note);
-            }
-        }
-    }
-    rows.sort_by(|a, b| (&a.file, a.line, &a.check).cmp(&(&b.file, b.line, &b.check)));
-    let denied = rows.iter().filter(|r| r.severity == "deny").count();
-    let warned = rows.len() - denied;
-
-    let stdout = match args.output {
-        CheckFormat::Json => {
-            let mut s = serde_json::to_string_pretty(
-                &serde_json::json!({ "findings": rows, "notes": notes }),
-            )
-            .unwrap_or_default();
-            s.push('\n');
-            s
-        }
-        CheckFormat::Text => {
-            let mut s = String::new();
-            for r in &rows {
-                let _ = writeln!(
-                    s,
-                    "{}:{}: {} {} [{}]",
-                    r.file, r.line, r.object, r.severity, r.check
-                );
-                for line in r.message.lines() {
-                    let _ = writeln!(s, "    {line}");
-                }
-                s.push('\n');
-            }
-            for n in &notes {
-                let _ = writeln!(s, "note: {n}");
-            }
-            let _ = writeln!(
-                s,
-                "{} policies checked: {denied} denied, {warned} warnings",
-                inputs.policies.len()
-            );
-            s
-        }
-    };
-    Outcome {
-        stdout,
-        stderr: String::new(),
-        code: i32::from(denied > 0),
-    }
-}
-
-pub fn reach(inputs: &Inputs, args: &ReachArgs) -> Outcome {
-    let cluster = inputs.cluster();
-    let mut stderr = String::new();
-    for p in &inputs.problems {
-        let _ = writeln!(
-            stderr,
-            "palisade: {}:{}: {}: {} (left out of the matrix)",
-            p.file, p.line, p.object, p.message
-        );
-    }
-    let pods = reach::reachable_pods(&cluster);
-    let pick = |which: &Option<String>, flag: &str| -> Result<Vec<usize>, String> {
-        match which {
-            None => Ok(pods.clone()),
-            Some(key) => {
-                let found: Vec<usize> = pods
-                    .iter()
-                    .copied()
-                    .filter(|&i| cluster.pods()[i].key() == *key)
-                    .collect();
-                if found.is_empty() {
-                    Err(format!(
-                        "--{flag} {key}: no pod with an IP by that name in the inputs"
-                    ))
-                } else {
-                    Ok(found)
-                }
-            }
-        }
-    };
-    let (sources, destinations) = match (pick(&args.from, "from"), pick(&args.to, "to")) {
-        (Ok(s), Ok(d)) => (s, d),
-        (Err(e), _) | (_, Err(e)) => {
-            let _ = writeln!(stderr, "palisade: {e}");
-            return Outcome {
-                stdout: String::new(),
-                stderr,
-                code: 2,
-            };
-        }
-    };
-    if pods.is_empty() {
-        let _ = writeln!(
-            stderr,
-            "palisade: the inputs hold no Pod with status.podIP; nothing to probe"
-        );
-        return Outcome {
-            stdout: String::new(),
-            stderr,
-            code: 2,
-        };
-    }
-    let mut ports = args.ports.clone();
-    if ports.is_empty() {
-        ports = reach::declared_ports(&cluster, &destinations);
-    }
-    if ports.is_empty() {
-        ports.push(ProbePort {
-            port: 80,
-            protocol: crate::Protocol::Tcp,
-        });
-    }
-    let matrix = Matrix::compute(&cluster, sources, destinations, ports);
-    let stdout = match args.output {
-        ReachFormat::Json => {
-            let mut s =
-                serde_json::to_string_pretty(&serde_json::json!({ "probes": matrix.probes(true) }))
-                    .unwrap_or_default();
-            s.push('\n');
-            s
-        }
-        ReachFormat::Table => {
-            let mut s = matrix.render_table();
-            if args.explain {
-                s.push_str("\nwhy:\n");
-                for p in matrix.probes(true) {
-                    let mark = if p.allowed { "✓" } else { "✗" };
-                    let _ = writeln!(
-                        s,
-                        "{mark} {} -> {} {}/{}: {}",
-                        p.from, p.to, p.port, p.protocol, p.reason
-                    );
-                }
-            }
-            s
-        }
-    };
-    Outcome {
-        stdout,
-        stderr,
-        code: 0,
+/// `file:line`, or `file` where the line is not known.
+fn place(file: &str, line: usize) -> String {
+    if line == 0 {
+        file.to_string()
+    } else {
+        format!("{file}:{line}")
     }
 }

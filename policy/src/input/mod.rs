@@ -2,8 +2,10 @@
 //! kinds, directories; shape mistakes reported with file and line.
 
 mod node;
+mod read;
 mod schema;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -13,12 +15,13 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde::de::DeserializeOwned;
 
 pub use node::{Node, Value, parse_documents};
+pub use read::{MAX_DEPTH, MAX_FILE_BYTES, STACK_BYTES};
 pub use schema::ShapeError;
 
 use crate::model::{Namespace, Pod, Workload};
 use crate::policy::Policy;
 
-/// Input that cannot be read at all (exit code 2 in the CLI).
+/// Input that cannot be read: the CLI reports it as an `unreadable` finding and reads the rest.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{path}: {source}")]
@@ -26,15 +29,82 @@ pub enum LoadError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: not valid YAML or JSON: {message}")]
-    Syntax { path: String, message: String },
+    #[error("{path}:{line}: not valid YAML or JSON: {message}")]
+    Syntax {
+        path: String,
+        line: usize,
+        message: String,
+    },
     #[error("{path}: no .yaml, .yml or .json files found")]
     Empty { path: String },
 }
 
-/// A mistake in one object: the CLI reports it as a deny-level finding with file and line.
+impl LoadError {
+    fn path(&self) -> &str {
+        match self {
+            LoadError::Io { path, .. }
+            | LoadError::Syntax { path, .. }
+            | LoadError::Empty { path } => path,
+        }
+    }
+    fn line(&self) -> usize {
+        match self {
+            LoadError::Syntax { line, .. } => *line,
+            _ => 0,
+        }
+    }
+    /// The error without its file and line.
+    fn message(&self) -> String {
+        match self {
+            LoadError::Io { source, .. } => format!("cannot be read: {source}"),
+            LoadError::Syntax { message, .. } => format!("not valid YAML or JSON: {message}"),
+            LoadError::Empty { .. } => "no .yaml, .yml or .json files found".into(),
+        }
+    }
+}
+
+/// What kind of mistake an input [`Problem`] is; its id is the `check` the CLI prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputCheck {
+    /// A file that cannot be read or parsed (deny; exit code 2).
+    Unreadable,
+    /// The shape of an object: unknown fields, wrong types, no `kind:` (deny).
+    Schema,
+    /// Two definitions of one object; the last one is used, as `kubectl apply` does (warn).
+    DuplicateObject,
+    /// A file with no Kubernetes object in it (warn).
+    EmptyFile,
+}
+
+impl InputCheck {
+    pub const ALL: [InputCheck; 4] = [
+        InputCheck::Unreadable,
+        InputCheck::Schema,
+        InputCheck::DuplicateObject,
+        InputCheck::EmptyFile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputCheck::Unreadable => "unreadable",
+            InputCheck::Schema => "schema",
+            InputCheck::DuplicateObject => "duplicate-object",
+            InputCheck::EmptyFile => "empty-file",
+        }
+    }
+
+    pub fn severity(self) -> crate::checks::Severity {
+        match self {
+            InputCheck::Unreadable | InputCheck::Schema => crate::checks::Severity::Deny,
+            InputCheck::DuplicateObject | InputCheck::EmptyFile => crate::checks::Severity::Warn,
+        }
+    }
+}
+
+/// A mistake in the inputs: the CLI reports it as a finding with file and line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    pub check: InputCheck,
     pub file: String,
     pub line: usize,
     /// `namespace/name` of the object, when it has one.
@@ -50,7 +120,16 @@ pub struct SourcePolicy {
     pub policy: Policy,
 }
 
-/// Everything read from the inputs.
+/// Where an object was defined, and its index in its list.
+#[derive(Debug, Clone)]
+struct Origin {
+    index: usize,
+    file: String,
+    line: usize,
+}
+
+/// Everything read from the inputs. An object defined twice (same kind, namespace and name)
+/// counts once, with its last definition, as `kubectl apply` leaves it.
 #[derive(Debug, Default)]
 pub struct Inputs {
     pub policies: Vec<SourcePolicy>,
@@ -58,6 +137,9 @@ pub struct Inputs {
     pub namespaces: Vec<Namespace>,
     pub workloads: Vec<Workload>,
     pub problems: Vec<Problem>,
+    /// How many objects were read (List items count one by one).
+    pub objects: usize,
+    seen: HashMap<(String, String), Origin>,
 }
 
 impl Inputs {
@@ -71,69 +153,122 @@ impl Inputs {
         )
     }
 
-    /// Reads files and directories (recursively: `.yaml`, `.yml`, `.json`), `-` for stdin.
-    pub fn load_paths(paths: &[PathBuf]) -> Result<Self, LoadError> {
+    /// Whether any input could not be read.
+    pub fn unreadable(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.check == InputCheck::Unreadable)
+    }
+
+    /// Reads files and directories (recursively: `.yaml`, `.yml`, `.json`), `-` for stdin. A
+    /// file that cannot be read becomes an `unreadable` problem; the others are still read.
+    pub fn load_paths(paths: &[PathBuf]) -> Self {
         let mut inputs = Inputs::default();
         for path in paths {
             if path.as_os_str() == "-" {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(
-                    |source| LoadError::Io {
-                        path: "-".into(),
-                        source,
-                    },
-                )?;
-                inputs.add_text("<stdin>", &text)?;
+                inputs.add_reader("<stdin>", std::io::stdin().lock());
                 continue;
             }
-            let files = collect_files(path)?;
-            if files.is_empty() {
-                return Err(LoadError::Empty {
+            let (files, errors) = collect_files(path);
+            for e in errors {
+                inputs.unreadable_file(&e);
+            }
+            if files.is_empty() && std::fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+                inputs.unreadable_file(&LoadError::Empty {
                     path: path.display().to_string(),
                 });
             }
             for file in files {
                 let name = file.display().to_string();
-                let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
-                    path: name.clone(),
-                    source,
-                })?;
-                inputs.add_text(&name, &text)?;
+                match std::fs::File::open(&file) {
+                    Ok(f) => inputs.add_reader(&name, std::io::BufReader::new(f)),
+                    Err(source) => inputs.unreadable_file(&LoadError::Io { path: name, source }),
+                }
             }
         }
-        Ok(inputs)
+        inputs
+    }
+
+    fn unreadable_file(&mut self, e: &LoadError) {
+        self.problems.push(Problem {
+            check: InputCheck::Unreadable,
+            file: e.path().to_string(),
+            line: e.line(),
+            object: String::new(),
+            message: e.message(),
+        });
+    }
+
+    /// Adds every object of one stream; an error is recorded as an `unreadable` problem.
+    fn add_reader(&mut self, file: &str, reader: impl std::io::Read) {
+        if let Err(e) = self.read(file, reader) {
+            self.unreadable_file(&e);
+        }
+    }
+
+    fn read(&mut self, file: &str, reader: impl std::io::Read) -> Result<(), LoadError> {
+        let before = self.objects;
+        let count = read::documents(reader, |doc| self.add_object(file, &doc)).map_err(|e| {
+            if e.io {
+                LoadError::Io {
+                    path: file.into(),
+                    source: std::io::Error::other(e.message),
+                }
+            } else {
+                LoadError::Syntax {
+                    path: file.into(),
+                    line: e.line.unwrap_or(0),
+                    message: e.message,
+                }
+            }
+        })?;
+        if self.objects == before {
+            let what = if count == 0 {
+                "the file is empty (or holds only comments): no Kubernetes object read from it"
+            } else {
+                "the file holds no Kubernetes object (only empty lists)"
+            };
+            self.problems.push(Problem {
+                check: InputCheck::EmptyFile,
+                file: file.into(),
+                line: 0,
+                object: String::new(),
+                message: what.into(),
+            });
+        }
+        Ok(())
     }
 
     /// Adds every object of one YAML/JSON stream.
     pub fn add_text(&mut self, file: &str, text: &str) -> Result<(), LoadError> {
-        let docs = parse_documents(text).map_err(|message| LoadError::Syntax {
-            path: file.into(),
-            message,
-        })?;
-        for doc in &docs {
-            self.add_object(file, doc);
-        }
-        Ok(())
+        self.read(file, text.as_bytes())
     }
 
     fn add_object(&mut self, file: &str, doc: &Node) {
         if matches!(doc.value, Value::Null) {
             return; // an empty document between `---` lines
         }
+        self.objects += 1;
         let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
         let object = object_name(doc);
         let problem = |line: usize, message: String| Problem {
+            check: InputCheck::Schema,
             file: file.into(),
             line,
             object: object.clone(),
             message,
         };
         if kind.is_empty() {
-            self.problems
-                .push(problem(doc.line, "the document has no `kind:`".into()));
+            self.problems.push(problem(
+                doc.line,
+                "the document has no `kind:`: it is a fragment (a patch, Helm values, part of an \
+                 object), not a Kubernetes object; kubectl apply refuses it and palisade leaves it out"
+                    .into(),
+            ));
             return;
         }
         if kind == "List" || kind.ends_with("List") {
+            self.objects -= 1;
             match doc.get("items").map(|n| &n.value) {
                 Some(Value::Seq(items)) => {
                     items.iter().for_each(|item| self.add_object(file, item))
@@ -157,11 +292,17 @@ impl Inputs {
                     return;
                 };
                 match Policy::compile(&np) {
-                    Ok(policy) => self.policies.push(SourcePolicy {
-                        file: file.into(),
-                        line: doc.line,
-                        policy,
-                    }),
+                    Ok(policy) => self.keep(
+                        kind,
+                        &object,
+                        file,
+                        doc.line,
+                        Kept::Policy(SourcePolicy {
+                            file: file.into(),
+                            line: doc.line,
+                            policy,
+                        }),
+                    ),
                     Err(e) => {
                         let at = doc.locate(&e.path);
                         self.problems
@@ -171,22 +312,30 @@ impl Inputs {
             }
             "Pod" => {
                 if let Some(p) = typed::<K8sPod>(doc, &problem, &mut self.problems) {
-                    self.pods.push(Pod::from_k8s(&p));
+                    let pod = Pod::from_k8s(&p);
+                    self.keep(kind, &object, file, doc.line, Kept::Pod(pod));
                 }
             }
             "Namespace" => {
                 if let Some(n) = typed::<K8sNamespace>(doc, &problem, &mut self.problems) {
-                    self.namespaces.push(Namespace::from_k8s(&n));
+                    let ns = Namespace::from_k8s(&n);
+                    self.keep(kind, &object, file, doc.line, Kept::Namespace(ns));
                 }
             }
-            "Deployment" => self.workload::<Deployment>(doc, &problem, Workload::from_deployment),
-            "StatefulSet" => {
-                self.workload::<StatefulSet>(doc, &problem, Workload::from_stateful_set)
+            "Deployment" => {
+                self.workload::<Deployment>(doc, file, &problem, Workload::from_deployment)
             }
-            "DaemonSet" => self.workload::<DaemonSet>(doc, &problem, Workload::from_daemon_set),
-            "ReplicaSet" => self.workload::<ReplicaSet>(doc, &problem, Workload::from_replica_set),
-            "Job" => self.workload::<Job>(doc, &problem, Workload::from_job),
-            "CronJob" => self.workload::<CronJob>(doc, &problem, Workload::from_cron_job),
+            "StatefulSet" => {
+                self.workload::<StatefulSet>(doc, file, &problem, Workload::from_stateful_set)
+            }
+            "DaemonSet" => {
+                self.workload::<DaemonSet>(doc, file, &problem, Workload::from_daemon_set)
+            }
+            "ReplicaSet" => {
+                self.workload::<ReplicaSet>(doc, file, &problem, Workload::from_replica_set)
+            }
+            "Job" => self.workload::<Job>(doc, file, &problem, Workload::from_job),
+            "CronJob" => self.workload::<CronJob>(doc, file, &problem, Workload::from_cron_job),
             _ => {} // other kinds play no part in NetworkPolicy
         }
     }
@@ -194,13 +343,75 @@ impl Inputs {
     fn workload<T: DeserializeOwned>(
         &mut self,
         doc: &Node,
+        file: &str,
         problem: &dyn Fn(usize, String) -> Problem,
         f: fn(&T) -> Workload,
     ) {
         if let Some(o) = typed::<T>(doc, problem, &mut self.problems) {
-            self.workloads.push(f(&o));
+            let w = f(&o);
+            let kind = w.kind.clone();
+            let object = format!("{}/{}", w.namespace, w.name);
+            self.keep(&kind, &object, file, doc.line, Kept::Workload(w));
         }
     }
+
+    /// Stores an object; a second definition of the same object replaces the first, and is
+    /// reported with both places.
+    fn keep(&mut self, kind: &str, object: &str, file: &str, line: usize, value: Kept) {
+        let key = (kind.to_string(), object.to_string());
+        if let Some(first) = self.seen.get_mut(&key) {
+            let message = format!(
+                "{kind} {object} is defined twice: at {}:{} and at {file}:{line}; the last \
+                 definition ({file}:{line}) is used, as kubectl apply leaves the last one in the \
+                 cluster. Remove one of them.",
+                first.file, first.line
+            );
+            first.file = file.into();
+            first.line = line;
+            let index = first.index;
+            match value {
+                Kept::Policy(p) => self.policies[index] = p,
+                Kept::Pod(p) => self.pods[index] = p,
+                Kept::Namespace(n) => self.namespaces[index] = n,
+                Kept::Workload(w) => self.workloads[index] = w,
+            }
+            self.problems.push(Problem {
+                check: InputCheck::DuplicateObject,
+                file: file.into(),
+                line,
+                object: object.into(),
+                message,
+            });
+            return;
+        }
+        let index = match &value {
+            Kept::Policy(_) => self.policies.len(),
+            Kept::Pod(_) => self.pods.len(),
+            Kept::Namespace(_) => self.namespaces.len(),
+            Kept::Workload(_) => self.workloads.len(),
+        };
+        match value {
+            Kept::Policy(p) => self.policies.push(p),
+            Kept::Pod(p) => self.pods.push(p),
+            Kept::Namespace(n) => self.namespaces.push(n),
+            Kept::Workload(w) => self.workloads.push(w),
+        }
+        self.seen.insert(
+            key,
+            Origin {
+                index,
+                file: file.into(),
+                line,
+            },
+        );
+    }
+}
+
+enum Kept {
+    Policy(SourcePolicy),
+    Pod(Pod),
+    Namespace(Namespace),
+    Workload(Workload),
 }
 
 fn typed<T: DeserializeOwned>(
@@ -243,30 +454,38 @@ fn object_name(doc: &Node) -> String {
     format!("{ns}/{name}")
 }
 
-fn collect_files(path: &Path) -> Result<Vec<PathBuf>, LoadError> {
-    let meta = std::fs::metadata(path).map_err(|source| LoadError::Io {
+/// The `.yaml`, `.yml` and `.json` files under `path` (or `path` itself), in name order, and the
+/// errors met on the way (an unreadable directory does not hide its readable siblings).
+fn collect_files(path: &Path) -> (Vec<PathBuf>, Vec<LoadError>) {
+    let io = |source| LoadError::Io {
         path: path.display().to_string(),
         source,
-    })?;
+    };
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => return (Vec::new(), vec![io(e)]),
+    };
     if !meta.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+        return (vec![path.to_path_buf()], Vec::new());
     }
-    let mut out = Vec::new();
-    let entries = std::fs::read_dir(path).map_err(|source| LoadError::Io {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => return (Vec::new(), vec![io(e)]),
+    };
+    let (mut files, mut errors) = (Vec::new(), Vec::new());
     let mut entries: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            out.extend(collect_files(&p)?);
+            let (f, e) = collect_files(&p);
+            files.extend(f);
+            errors.extend(e);
         } else if p
             .extension()
             .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
         {
-            out.push(p);
+            files.push(p);
         }
     }
-    Ok(out)
+    (files, errors)
 }

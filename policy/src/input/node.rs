@@ -130,6 +130,10 @@ impl<'de> Deserialize<'de> for Value {
     }
 }
 
+/// `metadata.managedFields`: often half of what `kubectl get -o yaml` prints, and nothing
+/// NetworkPolicy semantics read; not kept, so a whole cluster's dump fits in memory.
+const SKIPPED_KEY: &str = "managedFields";
+
 struct ValueVisitor;
 
 impl<'de> Visitor<'de> for ValueVisitor {
@@ -175,6 +179,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::new();
         while let Some(k) = map.next_key::<Node>()? {
+            if k.as_str() == Some(SKIPPED_KEY) {
+                map.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
             let v = map.next_value::<Node>()?;
             entries.push((k, v));
         }
@@ -182,9 +190,14 @@ impl<'de> Visitor<'de> for ValueVisitor {
     }
 }
 
-/// Parses every document of a YAML stream (JSON is YAML too).
+/// Parses every document of a YAML stream (JSON is YAML too); empty documents are left out.
 pub fn parse_documents(text: &str) -> Result<Vec<Node>, String> {
-    serde_saphyr::from_multiple::<Node>(text).map_err(|e| e.to_string())
+    let mut docs = Vec::new();
+    super::read::documents(text.as_bytes(), |d| docs.push(d)).map_err(|e| match e.line {
+        Some(line) => format!("line {line}: {}", e.message),
+        None => e.message,
+    })?;
+    Ok(docs)
 }
 
 #[cfg(test)]

@@ -1,0 +1,314 @@
+//! `palisade reach`: the matrix, streamed a row at a time, alike pods grouped.
+
+use std::io::{self, Write};
+use std::time::Instant;
+
+use super::{EXIT_OK, EXIT_UNREADABLE, ReachArgs, ReachFormat, place};
+use crate::cluster::Cluster;
+use crate::input::{InputCheck, Inputs};
+use crate::reach::{self, Cell, Plan, ProbePort};
+
+/// Above this many cells, the size of the work is said before it starts.
+const ESTIMATE_ABOVE: u64 = 1_000_000;
+
+pub(super) fn run(
+    inputs: &Inputs,
+    args: &ReachArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<i32> {
+    let mut unreadable = false;
+    for p in &inputs.problems {
+        match p.check {
+            InputCheck::Unreadable => {
+                unreadable = true;
+                writeln!(err, "palisade: {}: {}", place(&p.file, p.line), p.message)?;
+            }
+            InputCheck::Schema => writeln!(
+                err,
+                "palisade: {}: {}: {} (left out of the matrix)",
+                place(&p.file, p.line),
+                p.object,
+                p.message
+            )?,
+            InputCheck::DuplicateObject | InputCheck::EmptyFile => writeln!(
+                err,
+                "palisade: warning: {}: {}",
+                place(&p.file, p.line),
+                p.message
+            )?,
+        }
+    }
+    if unreadable {
+        // A matrix without some of the policies would predict what the cluster does not do.
+        writeln!(
+            err,
+            "palisade: no matrix: some inputs could not be read, and the matrix would be wrong without them"
+        )?;
+        return Ok(EXIT_UNREADABLE);
+    }
+    let cluster = inputs.cluster();
+    run_on(&cluster, args, out, err)
+}
+
+/// The matrix of a cluster, however it was read (files or a live cluster).
+pub(super) fn run_on(
+    cluster: &Cluster,
+    args: &ReachArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<i32> {
+    let pods = reach::reachable_pods(cluster);
+    if pods.is_empty() {
+        writeln!(
+            err,
+            "palisade: the inputs hold no Pod with status.podIP; nothing to probe"
+        )?;
+        return Ok(EXIT_UNREADABLE);
+    }
+    let pick = |which: &Option<String>, flag: &str| -> Result<Vec<usize>, String> {
+        match which {
+            None => Ok(pods.clone()),
+            Some(key) => {
+                let found: Vec<usize> = pods
+                    .iter()
+                    .copied()
+                    .filter(|&i| cluster.pods()[i].key() == *key)
+                    .collect();
+                if found.is_empty() {
+                    Err(format!(
+                        "--{flag} {key}: no pod with an IP by that name in the inputs"
+                    ))
+                } else {
+                    Ok(found)
+                }
+            }
+        }
+    };
+    let (sources, destinations) = match (pick(&args.from, "from"), pick(&args.to, "to")) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => {
+            writeln!(err, "palisade: {e}")?;
+            return Ok(EXIT_UNREADABLE);
+        }
+    };
+    let mut ports = args.ports.clone();
+    if ports.is_empty() {
+        ports = reach::declared_ports(cluster, &destinations);
+    }
+    if ports.is_empty() {
+        ports.push(ProbePort {
+            port: 80,
+            protocol: crate::Protocol::Tcp,
+        });
+    }
+    let plan = Plan::new(cluster, &sources, &destinations, ports);
+    if plan.cells() > ESTIMATE_ABOVE {
+        estimate(&plan, sources.len(), destinations.len(), args, err)?;
+    }
+    match args.output {
+        ReachFormat::Json => json(&plan, out)?,
+        ReachFormat::Table => {
+            table(&plan, out)?;
+            if args.explain {
+                why(&plan, out)?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// A group as a row or column names it: its first pod, and how many behave alike.
+fn label(plan: &Plan, group: &[usize]) -> String {
+    let key = plan_pod(plan, group[0]).key();
+    match group.len() {
+        1 => key,
+        n => format!("{key} (+{} alike)", n - 1),
+    }
+}
+
+fn plan_pod<'a>(plan: &'a Plan, i: usize) -> &'a crate::Pod {
+    &plan.cluster().pods()[i]
+}
+
+/// Says how big the work is before doing it, from the time one row takes.
+fn estimate(
+    plan: &Plan,
+    sources: usize,
+    destinations: usize,
+    args: &ReachArgs,
+    err: &mut dyn Write,
+) -> io::Result<()> {
+    let started = Instant::now();
+    let mut row = Vec::new();
+    plan.row(0, 0, &mut row);
+    let rows = plan.sources.len() as f64 * plan.ports.len() as f64;
+    let mut seconds = started.elapsed().as_secs_f64() * rows;
+    let per_cell = match args.output {
+        ReachFormat::Json => 160.0,
+        ReachFormat::Table if args.explain => 200.0,
+        ReachFormat::Table => 3.0,
+    };
+    let bytes = plan.cells() as f64 * per_cell;
+    if args.explain || matches!(args.output, ReachFormat::Json) {
+        // Writing each cell's reason costs about as much as deciding it, and more.
+        seconds += plan.cells() as f64 * 1e-6;
+    }
+    writeln!(
+        err,
+        "palisade: {sources} source and {destinations} destination pods, in {} and {} groups of \
+         alike pods (same namespace, labels and ports), × {} ports: {} cells, about {} and {} of \
+         output. Narrow it with --from, --to or --port.",
+        plan.sources.len(),
+        plan.destinations.len(),
+        plan.ports.len(),
+        thousands(plan.cells()),
+        duration(seconds),
+        size(bytes),
+    )
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn duration(seconds: f64) -> String {
+    if seconds < 60.0 {
+        format!("{} s", seconds.ceil())
+    } else if seconds < 3600.0 {
+        format!("{} min", (seconds / 60.0).ceil())
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+fn size(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.0} {}", UNITS[unit])
+}
+
+/// One table per port (sources down the side, destinations across, numbered), one row at a
+/// time; the legend once at the top, the column key once at the end.
+fn table(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let rows: Vec<String> = plan.sources.iter().map(|g| label(plan, g)).collect();
+    let width = rows
+        .iter()
+        .map(|r| r.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let colw = plan.destinations.len().to_string().len().max(2) + 1;
+    writeln!(
+        out,
+        "✓ allowed, ✗ blocked; rows: from, columns: to (numbered, key below)"
+    )?;
+    let mut cells = Vec::new();
+    for (pi, port) in plan.ports.iter().enumerate() {
+        writeln!(out, "\n{port}")?;
+        write!(out, "{:width$}", "")?;
+        for d in 1..=plan.destinations.len() {
+            write!(out, "{d:>colw$}")?;
+        }
+        writeln!(out)?;
+        for (sg, name) in rows.iter().enumerate() {
+            plan.row(sg, pi, &mut cells);
+            let pad = width - name.chars().count();
+            let mut line = String::with_capacity(width + cells.len() * (colw + 2));
+            line.push_str(name);
+            line.extend(std::iter::repeat_n(' ', pad));
+            for c in &cells {
+                line.extend(std::iter::repeat_n(' ', colw - 1));
+                line.push(if c.allowed() { '✓' } else { '✗' });
+            }
+            writeln!(out, "{line}")?;
+        }
+    }
+    writeln!(out, "\ncolumns:")?;
+    for (i, g) in plan.destinations.iter().enumerate() {
+        writeln!(out, "{:>4}  {}", i + 1, label(plan, g))?;
+    }
+    Ok(())
+}
+
+/// One line per cell naming the policy and rule that decided it.
+fn why(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "\nwhy:")?;
+    let mut cells = Vec::new();
+    for (sg, sgroup) in plan.sources.iter().enumerate() {
+        let per_port = rows_of(plan, sg, &mut cells);
+        for (dg, dgroup) in plan.destinations.iter().enumerate() {
+            for (pi, port) in plan.ports.iter().enumerate() {
+                let cell = per_port[pi][dg];
+                let (src, dst) = (plan_pod(plan, sgroup[0]), plan_pod(plan, dgroup[0]));
+                let p = plan.probe(src, dst, *port, cell, true);
+                let mark = if p.allowed { "✓" } else { "✗" };
+                writeln!(
+                    out,
+                    "{mark} {} -> {} {port}: {}",
+                    label(plan, sgroup),
+                    label(plan, dgroup),
+                    p.reason
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every port's row of one source group.
+fn rows_of(plan: &Plan, sg: usize, scratch: &mut Vec<Cell>) -> Vec<Vec<Cell>> {
+    (0..plan.ports.len())
+        .map(|pi| {
+            plan.row(sg, pi, scratch);
+            scratch.clone()
+        })
+        .collect()
+}
+
+/// `{"alike": {...}, "probes": [...]}`, a probe per line as it is decided. `alike` maps the pod
+/// that stands for a group to the others that behave the same (their probes are not repeated).
+fn json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    let mut alike = serde_json::Map::new();
+    for g in plan.sources.iter().chain(&plan.destinations) {
+        if g.len() > 1 {
+            let others: Vec<String> = g[1..].iter().map(|&i| plan_pod(plan, i).key()).collect();
+            alike.insert(plan_pod(plan, g[0]).key(), others.into());
+        }
+    }
+    writeln!(
+        out,
+        "{{\"alike\": {},\n\"probes\": [",
+        serde_json::Value::Object(alike)
+    )?;
+    let mut cells = Vec::new();
+    let mut first = true;
+    for (sg, sgroup) in plan.sources.iter().enumerate() {
+        let per_port = rows_of(plan, sg, &mut cells);
+        for (dg, dgroup) in plan.destinations.iter().enumerate() {
+            for (pi, port) in plan.ports.iter().enumerate() {
+                let (src, dst) = (plan_pod(plan, sgroup[0]), plan_pod(plan, dgroup[0]));
+                let p = plan.probe(src, dst, *port, per_port[pi][dg], true);
+                if !first {
+                    writeln!(out, ",")?;
+                }
+                first = false;
+                serde_json::to_writer(&mut *out, &p).map_err(io::Error::other)?;
+            }
+        }
+    }
+    writeln!(out, "\n]}}")
+}
