@@ -21,6 +21,18 @@ fn labels(pairs: &[(&str, String)]) -> Labels {
 /// on 8080, and egress to DNS, to in-cluster `http`, and to `0.0.0.0/0` except `10.0.0.0/8`
 /// on 443.
 pub fn cluster(namespaces: usize, per_ns: usize, nodes: usize) -> Cluster {
+    cluster_with_ports(namespaces, per_ns, nodes, 1)
+}
+
+/// The port app `app` of namespace `n` serves as `http`: 8080 when `ports` is 1, otherwise one of
+/// `ports` distinct numbers from 8080 on.
+fn http_port(n: usize, app: usize, ports: usize) -> u16 {
+    8080 + ((n * 10 + app) % ports.max(1)) as u16
+}
+
+/// [`cluster`] where the apps serve `http` on `ports` distinct port numbers (8080, 8081, ...)
+/// instead of all on 8080.
+pub fn cluster_with_ports(namespaces: usize, per_ns: usize, nodes: usize, ports: usize) -> Cluster {
     let mut nss = Vec::new();
     let mut pods = Vec::new();
     let mut policies = Vec::new();
@@ -45,7 +57,7 @@ pub fn cluster(namespaces: usize, per_ns: usize, nodes: usize) -> Cluster {
             pod.node = Some(format!("n{}", i % nodes.max(1)));
             pod.ports.push(ContainerPort {
                 name: Some("http".into()),
-                port: 8080,
+                port: http_port(n, p % 10, ports),
                 protocol: Protocol::Tcp,
             });
             pods.push(pod);
@@ -131,4 +143,82 @@ pub fn cluster(namespaces: usize, per_ns: usize, nodes: usize) -> Cluster {
         ));
     }
     Cluster::new(nss, pods, vec![], policies)
+}
+
+/// The world of [`cluster_with_ports`] as the YAML `kubectl get namespaces,pods,networkpolicies
+/// -A -o yaml` would give (one document per object), for measuring the CLI on files.
+pub fn manifests(namespaces: usize, per_ns: usize, nodes: usize, ports: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for n in 0..namespaces {
+        let ns = format!("ns-{n}");
+        let _ = writeln!(
+            out,
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{team: t{}}}}}\n---",
+            n % 7
+        );
+        for p in 0..per_ns {
+            let i = n * per_ns + p;
+            let _ = writeln!(
+                out,
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: pod-{p}, namespace: {ns}, labels: {{app: app-{}, tier: \"{}\"}}}}\n\
+                 spec:\n  nodeName: n{}\n  containers:\n  - name: c\n    image: app\n    ports: [{{name: http, containerPort: {}}}]\n\
+                 status: {{phase: Running, podIP: 10.{}.{}.{}}}\n---",
+                p % 10,
+                p % 3,
+                i % nodes.max(1),
+                http_port(n, p % 10, ports),
+                (i >> 16) as u8,
+                (i >> 8) as u8,
+                i as u8
+            );
+        }
+        let policy = |name: &str, spec: &str| {
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}---\n"
+            )
+        };
+        out.push_str(&policy(
+            "default-deny",
+            "  podSelector: {}\n  policyTypes: [Ingress, Egress]\n",
+        ));
+        out.push_str(&policy(
+            "app-to-app",
+            &format!(
+                "  podSelector: {{matchLabels: {{app: app-{}}}}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{tier: \"1\"}}}}}}]\n    ports: [{{port: http}}]\n",
+                n % 10
+            ),
+        ));
+        out.push_str(&policy(
+            "monitoring",
+            "  podSelector: {}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {team: t0}}, podSelector: {matchLabels: {app: app-0}}}]\n    ports: [{port: 8080}]\n",
+        ));
+        out.push_str(&policy(
+            "egress",
+            "  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - ports: [{protocol: UDP, port: 53}]\n  - to: [{namespaceSelector: {}, podSelector: {}}]\n    ports: [{port: http}]\n  - to: [{ipBlock: {cidr: 0.0.0.0/0, except: [10.0.0.0/8]}}]\n    ports: [{port: 443}]\n",
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifests_are_the_same_world() {
+        let mut inputs = crate::input::Inputs::default();
+        inputs
+            .add_text("synthetic.yaml", &manifests(3, 12, 2, 5))
+            .unwrap();
+        assert_eq!(inputs.problems, vec![]);
+        let read = inputs.cluster();
+        let built = cluster_with_ports(3, 12, 2, 5);
+        assert_eq!(read.pods(), built.pods());
+        assert_eq!(read.policies(), built.policies());
+        assert_eq!(
+            read.namespaces().collect::<Vec<_>>(),
+            built.namespaces().collect::<Vec<_>>()
+        );
+    }
 }

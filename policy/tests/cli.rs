@@ -472,3 +472,252 @@ fn yaml_booleans_in_names_get_a_quoting_hint() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("cannot be read as Namespace: invalid type: boolean `false`, expected a string (unquoted y, n, yes, no, on, off, true, false are booleans in YAML: quote the value)"), "{}", stdout(&o));
 }
+
+/// A pod as `kubectl get pods -A -o yaml` prints it, List item indentation included: managed
+/// fields, status conditions and all.
+fn kubectl_pod(i: usize) -> String {
+    let mut s = format!(
+        "- apiVersion: v1
+  kind: Pod
+  metadata:
+    annotations:
+      kubectl.kubernetes.io/restartedAt: \"2026-01-01T00:00:00Z\"
+    creationTimestamp: \"2026-01-01T00:00:00Z\"
+    generateName: web-7d9f8c6b5-
+    labels:
+      app: web-{app}
+      pod-template-hash: 7d9f8c6b5
+    name: web-{i}
+    namespace: shop-{ns}
+    ownerReferences:
+    - apiVersion: apps/v1
+      blockOwnerDeletion: true
+      controller: true
+      kind: ReplicaSet
+      name: web-7d9f8c6b5
+      uid: 0a1b2c3d-0000-4000-8000-{i:012}
+    resourceVersion: \"{i}\"
+    uid: 1a1b2c3d-0000-4000-8000-{i:012}
+    managedFields:
+",
+        app = i % 7,
+        ns = i % 10
+    );
+    for m in 0..12 {
+        s.push_str(&format!(
+            "    - apiVersion: v1
+      fieldsType: FieldsV1
+      fieldsV1:
+        f:metadata:
+          f:labels:
+            .: {{}}
+            f:app: {{}}
+        f:spec:
+          f:containers:
+            k:{{\"name\":\"web-{m}\"}}:
+              .: {{}}
+              f:image: {{}}
+      manager: kube-controller-manager
+      operation: Update
+      time: \"2026-01-01T00:00:00Z\"
+"
+        ));
+    }
+    s.push_str(&format!(
+        "  spec:
+    containers:
+    - image: registry.example/web:1.2.3
+      imagePullPolicy: IfNotPresent
+      name: web
+      ports:
+      - containerPort: 8080
+        name: http
+        protocol: TCP
+      resources:
+        limits: {{cpu: 500m, memory: 256Mi}}
+        requests: {{cpu: 100m, memory: 128Mi}}
+      volumeMounts:
+      - mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+        name: kube-api-access
+        readOnly: true
+    dnsPolicy: ClusterFirst
+    nodeName: node-{node}
+    restartPolicy: Always
+    schedulerName: default-scheduler
+    serviceAccountName: default
+    terminationGracePeriodSeconds: 30
+  status:
+    conditions:
+    - {{lastTransitionTime: \"2026-01-01T00:00:00Z\", status: \"True\", type: Initialized}}
+    - {{lastTransitionTime: \"2026-01-01T00:00:00Z\", status: \"True\", type: Ready}}
+    - {{lastTransitionTime: \"2026-01-01T00:00:00Z\", status: \"True\", type: PodScheduled}}
+    hostIP: 172.16.0.{node}
+    phase: Running
+    podIP: 10.1.{hi}.{lo}
+    podIPs:
+    - ip: 10.1.{hi}.{lo}
+    qosClass: Burstable
+    startTime: \"2026-01-01T00:00:00Z\"
+",
+        node = i % 50,
+        hi = i / 250,
+        lo = i % 250
+    ));
+    s
+}
+
+const WEB_POLICY: &str = "apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web, namespace: shop-0}
+spec:
+  podSelector:
+    matchLabels: {app: web-0}
+  ingress:
+  - from:
+    - podSelector:
+        matchLabels: {app: web-1}
+    ports: [{port: http}]
+";
+
+#[test]
+fn a_thousand_pod_kubectl_dump_and_twenty_thousand_documents_are_read() {
+    let mut list = String::from("apiVersion: v1\nkind: List\nitems:\n");
+    for i in 0..1000 {
+        list.push_str(&kubectl_pod(i));
+    }
+    list.push_str("metadata:\n  resourceVersion: \"\"\n");
+    assert!(list.len() > 5_600_000, "{} bytes", list.len());
+    let pods = temp_file("pods.yaml", &list);
+    let policy = temp_file("policy.yaml", WEB_POLICY);
+    let o = palisade(&[
+        "check",
+        "-f",
+        pods.to_str().unwrap(),
+        "-f",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stdout(&o),
+        "note: enforcement not run: nothing is known about the nodes' CNI\n1 policies checked: 0 denied, 0 warnings\n"
+    );
+
+    // 20,344 documents: one namespace, 20,342 small pods and the policy.
+    let mut docs = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop-0}\n");
+    for i in 0..20_342 {
+        docs.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-{i}\n  namespace: shop-0\n  labels: {{app: web-{}, team: storefront, release: stable}}\nspec:\n  containers:\n  - name: web\n    image: registry.example/web:1.2.3\n    ports: [{{name: http, containerPort: 8080}}]\nstatus: {{phase: Running, podIP: 10.2.{}.{}}}\n",
+            i % 7,
+            i / 250,
+            i % 250
+        ));
+    }
+    docs.push_str("---\n");
+    docs.push_str(WEB_POLICY);
+    assert!(docs.len() > 5_000_000, "{} bytes", docs.len());
+    let many = temp_file("many.yaml", &docs);
+    let o = palisade(&["check", "-f", many.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stdout(&o),
+        "note: enforcement not run: nothing is known about the nodes' CNI\n1 policies checked: 0 denied, 0 warnings\n"
+    );
+}
+
+#[test]
+fn reach_groups_alike_pods_and_gives_the_legend_once() {
+    let mut docs = String::new();
+    for (name, app) in [("a-1", "a"), ("a-2", "a"), ("a-3", "a"), ("b-1", "b")] {
+        docs.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop, labels: {{app: {app}}}}}\nspec: {{containers: [{{name: c, image: i, ports: [{{containerPort: 80}}]}}]}}\nstatus: {{phase: Running, podIP: 10.0.0.{}}}\n---\n",
+            docs.len() % 200 + 1
+        ));
+    }
+    docs.push_str("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: b, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: b}}\n  ingress: []\n");
+    let path = temp_file("alike.yaml", &docs);
+    let o = palisade(&[
+        "reach",
+        "-f",
+        path.to_str().unwrap(),
+        "--port",
+        "80",
+        "--port",
+        "81",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(
+        stdout(&o),
+        "✓ allowed, ✗ blocked; rows: from, columns: to (numbered, key below)
+
+80/TCP
+                     1  2
+shop/a-1 (+2 alike)  ✓  ✗
+shop/b-1             ✓  ✗
+
+81/TCP
+                     1  2
+shop/a-1 (+2 alike)  ✓  ✗
+shop/b-1             ✓  ✗
+
+columns:
+   1  shop/a-1 (+2 alike)
+   2  shop/b-1
+"
+    );
+    let o = palisade(&[
+        "reach",
+        "-f",
+        path.to_str().unwrap(),
+        "--port",
+        "80",
+        "-o",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["alike"],
+        serde_json::json!({"shop/a-1": ["shop/a-2", "shop/a-3"]})
+    );
+    assert_eq!(v["probes"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn reach_says_how_big_a_large_matrix_is_before_computing_it() {
+    let mut docs = String::new();
+    for i in 0..1100 {
+        docs.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p-{i}, namespace: shop, labels: {{app: a-{i}}}}}\nstatus: {{phase: Running, podIP: 10.0.{}.{}}}\n---\n",
+            i / 250,
+            i % 250
+        ));
+    }
+    let path = temp_file("large.yaml", &docs);
+    let o = palisade(&["reach", "-f", path.to_str().unwrap(), "--port", "80"]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.starts_with("palisade: 1100 source and 1100 destination pods, in 1100 and 1100 groups of alike pods (same namespace, labels and ports), × 1 ports: 1,210,000 cells, about "),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(" of output. Narrow it with --from, --to or --port.\n"),
+        "{err}"
+    );
+    assert_eq!(
+        stdout(&o)
+            .lines()
+            .filter(|l| l.starts_with("shop/p-"))
+            .count(),
+        1100
+    );
+}
