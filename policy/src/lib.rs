@@ -5,7 +5,10 @@ pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod input;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod model;
+pub mod node_enforcement;
 pub mod policy;
 #[cfg(feature = "process")]
 pub mod process;

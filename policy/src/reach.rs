@@ -69,6 +69,15 @@ impl Cell {
     pub fn allowed(self) -> bool {
         self.egress.is_none_or(Outcome::allows) && self.ingress.is_none_or(Outcome::allows)
     }
+
+    /// For the egress and the ingress side: `None` where no policy isolates it, else whether
+    /// it allows.
+    pub fn sides(self) -> [Option<bool>; 2] {
+        [self.egress, self.ingress].map(|o| match o {
+            None | Some(Outcome::NotIsolated) => None,
+            Some(o) => Some(o.allows()),
+        })
+    }
 }
 
 /// One probe of the matrix, as `palisade reach -o json` and the e2e prober print it.
@@ -209,11 +218,13 @@ struct AlikeKey<'a> {
     peer: bool,
     ports: Vec<(Option<&'a str>, u16, Protocol)>,
     blocks: Vec<bool>,
+    /// Only when grouping by node (where enforcement differs between nodes).
+    node: Option<&'a str>,
 }
 
 /// Groups `pods` (indices into [`Cluster::pods`]) into pods that behave alike under every
 /// policy, in the order their first member comes; a group's first pod stands for it.
-pub fn group_alike(cluster: &Cluster, pods: &[usize]) -> Vec<Vec<usize>> {
+pub fn group_alike(cluster: &Cluster, pods: &[usize], by_node: bool) -> Vec<Vec<usize>> {
     let mut blocks: Vec<&IpBlockPeer> = Vec::new();
     for policy in cluster.policies() {
         for (_, _, rule) in policy.all_rules() {
@@ -247,6 +258,7 @@ pub fn group_alike(cluster: &Cluster, pods: &[usize]) -> Vec<Vec<usize>> {
                 .iter()
                 .map(|b| pod.ip.is_some_and(|ip| b.contains(ip)))
                 .collect(),
+            node: if by_node { pod.node.as_deref() } else { None },
         };
         match at.get(&key) {
             Some(&g) => groups[g].push(i),
@@ -278,8 +290,19 @@ impl<'c> Plan<'c> {
         destinations: &[usize],
         ports: Vec<ProbePort>,
     ) -> Self {
-        let sources = group_alike(cluster, sources);
-        let destinations = group_alike(cluster, destinations);
+        Self::grouped(cluster, sources, destinations, ports, false)
+    }
+
+    /// As [`Plan::new`]; with `by_node`, pods on different nodes are never grouped.
+    pub fn grouped(
+        cluster: &'c Cluster,
+        sources: &[usize],
+        destinations: &[usize],
+        ports: Vec<ProbePort>,
+        by_node: bool,
+    ) -> Self {
+        let sources = group_alike(cluster, sources, by_node);
+        let destinations = group_alike(cluster, destinations, by_node);
         let pods = cluster.pods();
         let egress_isolating: Vec<Vec<usize>> = sources
             .iter()

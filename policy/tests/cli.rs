@@ -246,7 +246,7 @@ fn an_empty_file_is_said_to_be_empty_and_exits_2() {
         "palisade: nothing to check: the inputs hold no Kubernetes object\n"
     );
     assert!(stdout(&o).starts_with(&format!(
-        "{}:0: - warn [empty-file]\n    the file is empty (or holds only comments): no Kubernetes object read from it\n",
+        "{}: - warn [empty-file]\n    the file is empty (or holds only comments): no Kubernetes object read from it\n",
         path.display()
     )), "{}", stdout(&o));
 

@@ -20,6 +20,7 @@ struct Row {
 
 pub(super) fn run(
     inputs: &Inputs,
+    live: Option<&super::Live>,
     args: &CheckArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -28,9 +29,13 @@ pub(super) fn run(
     let config = CheckConfig {
         modes: args.modes.iter().copied().collect(),
     };
+    #[cfg(feature = "live")]
+    let enforcement = live.map(|l| &l.enforcement);
+    #[cfg(not(feature = "live"))]
+    let enforcement = live.and(None);
     let ctx = Context {
         cluster: &cluster,
-        enforcement: None,
+        enforcement,
         knows_pods: !inputs.pods.is_empty() || !inputs.workloads.is_empty(),
         knows_namespaces: !inputs.namespaces.is_empty(),
     };
@@ -132,8 +137,10 @@ pub(super) fn run(
                 let object = if r.object.is_empty() { "-" } else { &r.object };
                 writeln!(
                     out,
-                    "{}:{}: {object} {} [{}]",
-                    r.file, r.line, r.severity, r.check
+                    "{}: {object} {} [{}]",
+                    super::place(&r.file, r.line),
+                    r.severity,
+                    r.check
                 )?;
                 for line in r.message.lines() {
                     writeln!(out, "    {line}")?;

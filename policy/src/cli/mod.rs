@@ -31,11 +31,25 @@ pub enum Command {
     Reach(ReachArgs),
 }
 
+/// Where the objects come from: files, or else a live cluster.
+#[derive(Debug, Args)]
+pub struct Source {
+    /// Files or directories of YAML/JSON manifests (`-` for stdin); repeatable. Without it, the
+    /// cluster of the current kubeconfig context is read, as kubectl would.
+    #[arg(short = 'f', long = "filename", num_args = 1..)]
+    pub files: Vec<PathBuf>,
+    /// The kubeconfig to read the cluster with (default: `KUBECONFIG`, then `~/.kube/config`).
+    #[arg(long, conflicts_with = "files")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: the current context).
+    #[arg(long, conflicts_with = "files")]
+    pub context: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Files or directories of YAML/JSON manifests (`-` for stdin); repeatable.
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: Source,
     #[arg(short, long, value_enum, default_value_t = CheckFormat::Text)]
     pub output: CheckFormat,
     #[arg(long = "mode", value_name = "CHECK=MODE", value_parser = checks::parse_setting, help = mode_help())]
@@ -62,9 +76,8 @@ fn mode_help() -> String {
 
 #[derive(Debug, Args)]
 pub struct ReachArgs {
-    /// Files or directories of YAML/JSON manifests (`-` for stdin); repeatable.
-    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
-    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub source: Source,
     /// Port to probe, `80`, `80/TCP`, `53/UDP`; repeatable. Default: every port the pods declare.
     #[arg(long = "port")]
     pub ports: Vec<ProbePort>,
@@ -76,7 +89,8 @@ pub struct ReachArgs {
     pub to: Option<String>,
     #[arg(short, long, value_enum, default_value_t = ReachFormat::Table)]
     pub output: ReachFormat,
-    /// Say for each cell which policy and rule decided it.
+    /// Say for each cell which policy and rule decided it (on a live cluster, also whether the
+    /// nodes enforce it).
     #[arg(long)]
     pub explain: bool,
 }
@@ -101,8 +115,28 @@ pub const EXIT_UNREADABLE: i32 = 2;
 /// Runs a command, writing its output as it goes; returns the exit code.
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let result = match &cli.command {
-        Command::Check(args) => check::run(&Inputs::load_paths(&args.files), args, out, err),
-        Command::Reach(args) => reach::run(&Inputs::load_paths(&args.files), args, out, err),
+        Command::Check(args) if !args.source.files.is_empty() => check::run(
+            &Inputs::load_paths(&args.source.files),
+            None,
+            args,
+            out,
+            err,
+        ),
+        Command::Reach(args) if !args.source.files.is_empty() => reach::run(
+            &Inputs::load_paths(&args.source.files),
+            None,
+            args,
+            out,
+            err,
+        ),
+        Command::Check(args) => live(&args.source, true, err).and_then(|l| match l {
+            Some(l) => check::run(&l.inputs, Some(&l), args, out, err),
+            None => Ok(EXIT_UNREADABLE),
+        }),
+        Command::Reach(args) => live(&args.source, false, err).and_then(|l| match l {
+            Some(l) => reach::run(&l.inputs, Some(&l), args, out, err),
+            None => Ok(EXIT_UNREADABLE),
+        }),
     };
     let flushed = out.flush();
     match result.and_then(|code| flushed.map(|()| code)) {
@@ -113,6 +147,49 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             let _ = writeln!(err, "palisade: writing the output: {e}");
             EXIT_UNREADABLE
         }
+    }
+}
+
+#[cfg(feature = "live")]
+pub use crate::live::Live;
+
+/// Without the `live` feature there is no cluster to read.
+#[cfg(not(feature = "live"))]
+pub struct Live {
+    pub inputs: Inputs,
+}
+
+#[cfg(not(feature = "live"))]
+impl Live {
+    fn describe(&self, node: &str) -> String {
+        format!("unknown for {node}")
+    }
+}
+
+/// Reads the live cluster, or says why not (then `None`).
+fn live(source: &Source, workloads: bool, err: &mut dyn Write) -> io::Result<Option<Live>> {
+    #[cfg(feature = "live")]
+    {
+        let target = crate::live::Target {
+            kubeconfig: source.kubeconfig.clone(),
+            context: source.context.clone(),
+        };
+        match crate::live::read(&target, workloads) {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                writeln!(err, "palisade: {e}")?;
+                Ok(None)
+            }
+        }
+    }
+    #[cfg(not(feature = "live"))]
+    {
+        let _ = (source, workloads);
+        writeln!(
+            err,
+            "palisade: give -f FILES (this build cannot read a live cluster)"
+        )?;
+        Ok(None)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use super::{EXIT_OK, EXIT_UNREADABLE, ReachArgs, ReachFormat, place};
+use super::{EXIT_OK, EXIT_UNREADABLE, Live, ReachArgs, ReachFormat, place};
 use crate::cluster::Cluster;
 use crate::input::{InputCheck, Inputs};
 use crate::reach::{self, Cell, Plan, ProbePort};
@@ -13,6 +13,7 @@ const ESTIMATE_ABOVE: u64 = 1_000_000;
 
 pub(super) fn run(
     inputs: &Inputs,
+    live: Option<&Live>,
     args: &ReachArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -48,12 +49,13 @@ pub(super) fn run(
         return Ok(EXIT_UNREADABLE);
     }
     let cluster = inputs.cluster();
-    run_on(&cluster, args, out, err)
+    run_on(&cluster, live, args, out, err)
 }
 
 /// The matrix of a cluster, however it was read (files or a live cluster).
-pub(super) fn run_on(
+fn run_on(
     cluster: &Cluster,
+    live: Option<&Live>,
     args: &ReachArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
@@ -102,16 +104,18 @@ pub(super) fn run_on(
             protocol: crate::Protocol::Tcp,
         });
     }
-    let plan = Plan::new(cluster, &sources, &destinations, ports);
+    // On a live cluster the nodes' enforcement is part of the answer, so pods on different
+    // nodes are told apart.
+    let plan = Plan::grouped(cluster, &sources, &destinations, ports, live.is_some());
     if plan.cells() > ESTIMATE_ABOVE {
         estimate(&plan, sources.len(), destinations.len(), args, err)?;
     }
     match args.output {
-        ReachFormat::Json => json(&plan, out)?,
+        ReachFormat::Json => json(&plan, live, out)?,
         ReachFormat::Table => {
             table(&plan, out)?;
             if args.explain {
-                why(&plan, out)?;
+                why(&plan, live, out)?;
             }
         }
     }
@@ -245,7 +249,7 @@ fn table(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
 }
 
 /// One line per cell naming the policy and rule that decided it.
-fn why(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+fn why(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "\nwhy:")?;
     let mut cells = Vec::new();
     for (sg, sgroup) in plan.sources.iter().enumerate() {
@@ -258,15 +262,39 @@ fn why(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
                 let mark = if p.allowed { "✓" } else { "✗" };
                 writeln!(
                     out,
-                    "{mark} {} -> {} {port}: {}",
+                    "{mark} {} -> {} {port}: {}{}",
                     label(plan, sgroup),
                     label(plan, dgroup),
-                    p.reason
+                    p.reason,
+                    enforced(live, src, dst, cell)
                 )?;
             }
         }
     }
     Ok(())
+}
+
+/// On a live cluster: whether the nodes enforce what policy decides for a cell (egress on the
+/// source's node, ingress on the destination's), so one line says why it is blocked or open.
+fn enforced(live: Option<&Live>, src: &crate::Pod, dst: &crate::Pod, cell: Cell) -> String {
+    let Some(live) = live else {
+        return String::new();
+    };
+    let [egress, ingress] = cell.sides();
+    let mut parts = Vec::new();
+    for (side, isolated, pod) in [("egress", egress, src), ("ingress", ingress, dst)] {
+        if isolated.is_none() {
+            continue;
+        }
+        parts.push(match pod.node.as_deref() {
+            Some(node) => format!("{side}: {}", live.describe(node)),
+            None => format!("{side}: {} is on no node yet", pod.key()),
+        });
+    }
+    if parts.is_empty() {
+        return String::new();
+    }
+    format!(". Enforcement: {}", parts.join("; "))
 }
 
 /// Every port's row of one source group.
@@ -281,7 +309,7 @@ fn rows_of(plan: &Plan, sg: usize, scratch: &mut Vec<Cell>) -> Vec<Vec<Cell>> {
 
 /// `{"alike": {...}, "probes": [...]}`, a probe per line as it is decided. `alike` maps the pod
 /// that stands for a group to the others that behave the same (their probes are not repeated).
-fn json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+fn json(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()> {
     let mut alike = serde_json::Map::new();
     for g in plan.sources.iter().chain(&plan.destinations) {
         if g.len() > 1 {
@@ -301,7 +329,9 @@ fn json(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         for (dg, dgroup) in plan.destinations.iter().enumerate() {
             for (pi, port) in plan.ports.iter().enumerate() {
                 let (src, dst) = (plan_pod(plan, sgroup[0]), plan_pod(plan, dgroup[0]));
-                let p = plan.probe(src, dst, *port, per_port[pi][dg], true);
+                let cell = per_port[pi][dg];
+                let mut p = plan.probe(src, dst, *port, cell, true);
+                p.reason.push_str(&enforced(live, src, dst, cell));
                 if !first {
                     writeln!(out, ",")?;
                 }

@@ -1,0 +1,236 @@
+//! Reading a live cluster for the CLI, as kubectl finds it (`--kubeconfig`, `--context`,
+//! `KUBECONFIG`, `~/.kube/config`, in-cluster): its Namespaces, Pods, workloads and
+//! NetworkPolicies through the same reader as files, and who enforces policy on each node.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::PathBuf;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{ApiResource, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::checks::{Enforcement, NodeEnforcement};
+use crate::input::Inputs;
+use crate::node_enforcement::{self, Reported};
+
+/// Which cluster to read.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    #[error("no cluster to read: {0}")]
+    Config(String),
+    #[error("listing {what}: {source}")]
+    List {
+        what: &'static str,
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the CLI needs from a cluster.
+pub struct Live {
+    /// The objects, read as files are (the "file" of each is [`Live::source`]).
+    pub inputs: Inputs,
+    /// Per node, as the `enforcement` check reads it.
+    pub enforcement: Enforcement,
+    /// Per node, what its Palisade enforcer reported, if anything.
+    pub reported: BTreeMap<String, Reported>,
+    /// `cluster <server>` (findings name it in place of a file).
+    pub source: String,
+}
+
+impl Live {
+    /// Whether, and by what, policy is enforced on `node`, in words.
+    pub fn describe(&self, node: &str) -> String {
+        match self.enforcement.nodes.iter().find(|n| n.node == node) {
+            Some(ne) => node_enforcement::describe(ne, self.reported.get(node)),
+            None => format!("node {node} is not in the cluster's node list"),
+        }
+    }
+}
+
+/// Reads the cluster (blocking: runs its own small runtime).
+pub fn read(target: &Target, workloads: bool) -> Result<Live, LiveError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(read_async(target, workloads))
+}
+
+async fn client(target: &Target) -> Result<(Client, String), LiveError> {
+    let options = KubeConfigOptions {
+        context: target.context.clone(),
+        ..Default::default()
+    };
+    let config = match &target.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| LiveError::Config(format!("{}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| LiveError::Config(e.to_string()))?
+        }
+        None if target.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| LiveError::Config(e.to_string()))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| LiveError::Config(format!("{e} (give -f FILES, or a kubeconfig)")))?,
+    };
+    let source = format!("cluster {}", config.cluster_url);
+    let client = Client::try_from(config).map_err(|e| LiveError::Config(e.to_string()))?;
+    Ok((client, source))
+}
+
+/// Every object of a kind, 500 at a time.
+async fn list_all<K>(client: &Client, what: &'static str) -> Result<Vec<K>, LiveError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let mut out = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let list = api
+            .list(&params)
+            .await
+            .map_err(|source| LiveError::List { what, source })?;
+        out.extend(list.items);
+        match list.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(out),
+        }
+    }
+}
+
+/// Adds objects to the inputs through the same reader as files.
+fn add<K: Serialize>(inputs: &mut Inputs, source: &str, items: &[K]) -> Result<(), LiveError> {
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let text = serde_json::to_string(&list).map_err(std::io::Error::other)?;
+    inputs
+        .add_text(source, &text)
+        .map_err(|e| LiveError::Io(std::io::Error::other(e.to_string())))
+}
+
+async fn read_async(target: &Target, workloads: bool) -> Result<Live, LiveError> {
+    let (client, source) = client(target).await?;
+    let mut inputs = Inputs::default();
+    add(
+        &mut inputs,
+        &source,
+        &list_all::<Namespace>(&client, "namespaces").await?,
+    )?;
+    add(
+        &mut inputs,
+        &source,
+        &list_all::<Pod>(&client, "pods").await?,
+    )?;
+    add(
+        &mut inputs,
+        &source,
+        &list_all::<NetworkPolicy>(&client, "networkpolicies").await?,
+    )?;
+    let daemonsets = list_all::<DaemonSet>(&client, "daemonsets").await?;
+    if workloads {
+        add(
+            &mut inputs,
+            &source,
+            &list_all::<Deployment>(&client, "deployments").await?,
+        )?;
+        add(
+            &mut inputs,
+            &source,
+            &list_all::<StatefulSet>(&client, "statefulsets").await?,
+        )?;
+        add(&mut inputs, &source, &daemonsets)?;
+        add(
+            &mut inputs,
+            &source,
+            &list_all::<ReplicaSet>(&client, "replicasets").await?,
+        )?;
+        add(
+            &mut inputs,
+            &source,
+            &list_all::<Job>(&client, "jobs").await?,
+        )?;
+        add(
+            &mut inputs,
+            &source,
+            &list_all::<CronJob>(&client, "cronjobs").await?,
+        )?;
+    }
+    // The objects come from the apiserver, not from lines of a file.
+    for p in &mut inputs.policies {
+        p.line = 0;
+    }
+    for p in &mut inputs.problems {
+        p.line = 0;
+    }
+    inputs
+        .problems
+        .retain(|p| p.check != crate::input::InputCheck::EmptyFile);
+
+    let nodes = list_all::<Node>(&client, "nodes").await?;
+    let resource = ApiResource {
+        group: "palisade.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "palisade.dev/v1alpha1".into(),
+        kind: "NodeEnforcement".into(),
+        plural: "nodeenforcements".into(),
+    };
+    let reports: Vec<DynamicObject> =
+        match Api::<DynamicObject>::all_with(client.clone(), &resource)
+            .list(&ListParams::default())
+            .await
+        {
+            Ok(list) => list.items,
+            // Palisade's CRDs are not installed: no enforcer reports.
+            Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+            Err(source) => {
+                return Err(LiveError::List {
+                    what: "nodeenforcements",
+                    source,
+                });
+            }
+        };
+    let reported: BTreeMap<String, Reported> = reports
+        .iter()
+        .filter_map(|r| {
+            let status = r.data.get("status")?;
+            Some((r.metadata.name.clone()?, Reported::from_status(status)))
+        })
+        .collect();
+    let cni = node_enforcement::cluster_cni(
+        daemonsets
+            .iter()
+            .filter(|d| d.metadata.namespace.as_deref() == Some("kube-system"))
+            .filter_map(|d| d.metadata.name.as_deref()),
+    );
+    let nodes: Vec<NodeEnforcement> = nodes
+        .iter()
+        .map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            node_enforcement::node_enforcement(n, reported.get(&name), cni.as_deref())
+        })
+        .collect();
+    Ok(Live {
+        inputs,
+        enforcement: Enforcement { nodes },
+        reported,
+        source,
+    })
+}
