@@ -193,10 +193,23 @@ fn live(source: &Source, workloads: bool, err: &mut dyn Write) -> io::Result<Opt
     }
 }
 
-/// Runs a command on its output in memory (tests, benchmarks): (stdout, stderr, exit code).
-pub fn run_captured(cli: Cli) -> (String, String, i32) {
+/// Runs `palisade ARGS...` (without the program name) with its output in memory, as a user
+/// would see it: (stdout, stderr, exit code). For tests that run the CLI in-process.
+pub fn run_args<I, T>(args: I) -> (String, String, i32)
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let args = std::iter::once(std::ffi::OsString::from("palisade"))
+        .chain(args.into_iter().map(Into::into));
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run(cli, &mut out, &mut err);
+    let code = match Cli::try_parse_from(args) {
+        Ok(cli) => run(cli, &mut out, &mut err),
+        Err(e) => {
+            err.extend(e.render().to_string().bytes());
+            e.exit_code()
+        }
+    };
     (
         String::from_utf8_lossy(&out).into_owned(),
         String::from_utf8_lossy(&err).into_owned(),
