@@ -12,7 +12,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -64,26 +64,25 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        // events.k8s.io keeps at most 1 kB of note.
-        let note = if note.len() > 1000 {
-            let mut cut = 997;
-            while !note.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            format!("{}...", &note[..cut])
-        } else {
-            note
-        };
-        let ev = Event {
+        palisade_policy::process::publish_event(
+            &self.recorder,
+            reference,
             type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, reference).await {
-            tracing::warn!(error = %e, reason, "cannot publish an Event");
-        }
+            reason,
+            "Reconcile",
+            note,
+        )
+        .await;
+    }
+}
+
+/// A reference to a Namespace whose Events are stored in that namespace itself, where its owner
+/// looks (`kubectl events -n NAME`, `kubectl get events -n NAME`). Events about a cluster-scoped
+/// object would otherwise go to `default`, and `kubectl describe namespace` shows no Events.
+fn in_namespace(ns: &Namespace) -> ObjectReference {
+    ObjectReference {
+        namespace: Some(ns.name_any()),
+        ..ns.object_ref(&())
     }
 }
 
@@ -136,7 +135,7 @@ pub async fn reconcile_namespace(ns: Arc<Namespace>, ctx: Arc<Context>) -> Resul
         {
             None => {
                 ctx.event(
-                    &ns.object_ref(&()),
+                    &in_namespace(&ns),
                     EventType::Warning,
                     "BaselineNotFound",
                     format!("{BASELINE_LABEL}={wanted}, but there is no NetworkBaseline {wanted}: nothing applied (kubectl get networkbaselines)"),
@@ -185,7 +184,7 @@ pub async fn reconcile_namespace(ns: Arc<Namespace>, ctx: Arc<Context>) -> Resul
             // where the namespace's owner looks, not only in the operator's log.
             if let kube::Error::Api(refusal) = &e {
                 ctx.event(
-                    &ns.object_ref(&()),
+                    &in_namespace(&ns),
                     EventType::Warning,
                     "ApplyFailed",
                     format!(

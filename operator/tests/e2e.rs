@@ -245,6 +245,13 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         note,
         "palisade.dev/baseline=nope, but there is no NetworkBaseline nope: nothing applied (kubectl get networkbaselines)"
     );
+    // Where the namespace's owner looks: the namespace's own Events.
+    let shown = kubectl(cp, &["events", "-n", "orphan"]);
+    let line = shown.lines().find(|l| l.contains("BaselineNotFound"));
+    assert!(
+        line.is_some_and(|l| l.contains("Warning") && l.contains("Namespace/orphan")),
+        "{shown}"
+    );
     assert_eq!(policies(cp, "orphan"), "");
 
     // Opting out removes the managed policies, and only those.
@@ -324,15 +331,16 @@ fn baseline_status(cp: &ControlPlane, name: &str, path: &str) -> String {
     )
 }
 
-/// A field (`reason`, `message`) of the Events with `reason` about namespace `ns` (Events about a
-/// cluster-scoped Namespace are stored in `default`; `kubectl describe namespace` shows them).
+/// A field (`reason`, `message`) of the Events with `reason` about namespace `ns`, which are
+/// stored in that namespace (`kubectl describe namespace` shows no Events at all).
 fn namespace_events(cp: &ControlPlane, ns: &str, reason: &str, field: &str) -> String {
     kubectl(
         cp,
         &[
             "get",
             "events",
-            "-A",
+            "-n",
+            ns,
             "--field-selector",
             &format!("reason={reason},involvedObject.name={ns}"),
             "-o",

@@ -169,3 +169,34 @@ pub async fn join_admin(admin: tokio::task::JoinHandle<std::io::Result<()>>) {
         Err(e) => tracing::error!(error = %e, "admin server task"),
     }
 }
+
+/// Publishes an Event about `reference` (events.k8s.io keeps at most 1 kB of note: a longer
+/// one is cut with `...`). A failure is logged, never fatal: an Event is a courtesy.
+pub async fn publish_event(
+    recorder: &kube::runtime::events::Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: kube::runtime::events::EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let note = if note.len() > 1000 {
+        let mut cut = 997;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}...", &note[..cut])
+    } else {
+        note
+    };
+    let ev = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&ev, reference).await {
+        tracing::warn!(error = %e, reason, "cannot publish an Event");
+    }
+}

@@ -10,3 +10,4 @@ pub mod review;
 pub mod run;
 pub mod selftest;
 pub mod server;
+pub mod settle;

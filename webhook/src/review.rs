@@ -8,6 +8,7 @@ use palisade_policy::{Cluster, Policy};
 use serde_json::{Value, json};
 
 use crate::config::{WebhookConfig, managed_by_gitops};
+use crate::messages;
 
 /// What the webhook judges against.
 #[derive(Debug, Default, Clone)]
@@ -47,9 +48,17 @@ pub struct Decision {
     pub findings: Vec<Finding>,
     pub skipped: Vec<CheckId>,
     pub dry_run: bool,
+    /// A stored policy whose `one-sided` check waits until the apply it came with has settled.
+    pub settle: Option<Pending>,
 }
 
-const MAX_WARNING: usize = 119;
+/// A policy to check again once its counterparts may have arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+}
 
 fn response(uid: &Value, allowed: bool, message: Option<String>, warnings: Vec<String>) -> Value {
     let mut r = json!({ "uid": uid, "allowed": allowed });
@@ -60,14 +69,6 @@ fn response(uid: &Value, allowed: bool, message: Option<String>, warnings: Vec<S
         r["warnings"] = json!(warnings);
     }
     json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": r })
-}
-
-fn fit(line: String) -> String {
-    if line.chars().count() <= MAX_WARNING {
-        return line;
-    }
-    let cut: String = line.chars().take(MAX_WARNING - 3).collect();
-    format!("{cut}...")
 }
 
 pub fn review(
@@ -104,6 +105,7 @@ pub fn review(
         findings: Vec::new(),
         skipped: Vec::new(),
         dry_run,
+        settle: None,
     };
 
     let is_policy = request["kind"]["group"] == "networking.k8s.io"
@@ -114,7 +116,11 @@ pub fn review(
     if is_baseline && judged {
         let (message, warnings) = crate::baseline::judge(&request["object"], &state.cluster);
         let object = request["name"].as_str().map(String::from);
-        let warnings: Vec<String> = warnings.into_iter().map(fit).collect();
+        let name = object.clone().unwrap_or_default();
+        let warnings: Vec<String> = warnings
+            .iter()
+            .map(|w| messages::warning_line("NetworkBaseline", &name, w))
+            .collect();
         return Ok(Decision {
             review: response(uid, message.is_none(), message.clone(), warnings),
             allowed: message.is_none(),
@@ -122,6 +128,7 @@ pub fn review(
             findings: Vec::new(),
             skipped: Vec::new(),
             dry_run,
+            settle: None,
         });
     }
     if !is_policy || !judged {
@@ -149,7 +156,14 @@ pub fn review(
             .unwrap_or_default()
     );
     let policy = match Policy::compile(&np) {
-        Ok(p) => p,
+        Ok(mut p) => {
+            // The apiserver has filled in policyTypes by now; what the user wrote says whether
+            // they were chosen.
+            if let Some(written) = policy_types_written(&request["object"]) {
+                p.implicit_types = !written;
+            }
+            p
+        }
         Err(e) => {
             let message = format!("NetworkPolicy {object}: {e}");
             return Ok(plain(Some(object), Some(message)));
@@ -169,27 +183,24 @@ pub fn review(
         knows_pods: true,
         knows_namespaces: true,
     };
+    // `one-sided` depends on other policies, which may come later in the same `kubectl apply`:
+    // it is not decided now, but once the apply has settled (see `settle`).
+    let one_sided = checks_config.mode(CheckId::OneSided);
+    checks_config.modes.insert(CheckId::OneSided, Mode::Off);
     let report = checks::run(&policy, &ctx, &checks_config);
 
-    let denials: Vec<String> = report
-        .denials()
-        .map(|f| format!("[{}] {}", f.check, f.message))
-        .collect();
-    let warnings: Vec<String> = report
-        .warnings()
-        .map(|f| match (f.check, gitops) {
-            (CheckId::UnmatchedSelector, Some(tool)) => fit(format!(
-                "[{}] {tool}-managed, so a warning: {}",
-                f.check, f.summary
-            )),
-            _ => fit(format!("[{}] {}", f.check, f.summary)),
-        })
-        .collect();
-    let allowed = denials.is_empty();
-    let message = (!allowed).then(|| {
-        let mut m = format!("Palisade refuses NetworkPolicy {object}:\n\n");
-        m.push_str(&denials.join("\n\n"));
-        m
+    let warnings = messages::warnings(&object, &report, gitops);
+    let allowed = !report.denied();
+    let message = (!allowed).then(|| messages::refusal(&object, report.denials()));
+    let settle = (allowed
+        && !dry_run
+        && one_sided != Mode::Off
+        && !checks::skip_list(&policy).0.contains(&CheckId::OneSided)
+        && policy.all_rules().any(|(_, _, r)| !r.peers.is_empty()))
+    .then(|| Pending {
+        namespace: policy.namespace.clone(),
+        name: policy.name.clone(),
+        uid: np.metadata.uid.clone(),
     });
     Ok(Decision {
         review: response(uid, allowed, message, warnings),
@@ -198,5 +209,28 @@ pub fn review(
         findings: report.findings,
         skipped: report.skipped,
         dry_run,
+        settle,
     })
+}
+
+/// Whether the user wrote `spec.policyTypes`, from what kubectl recorded of the applied object:
+/// the last-applied-configuration annotation (client-side apply), or the managed fields of a
+/// server-side apply. `None`: cannot tell (e.g. `kubectl create`).
+fn policy_types_written(object: &Value) -> Option<bool> {
+    let meta = &object["metadata"];
+    if let Some(applied) = meta["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+        .as_str()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+    {
+        return Some(!applied["spec"]["policyTypes"].is_null());
+    }
+    let managed = meta["managedFields"].as_array()?;
+    if managed.is_empty() || managed.iter().any(|m| m["operation"] != "Apply") {
+        return None;
+    }
+    Some(
+        managed
+            .iter()
+            .any(|m| !m["fieldsV1"]["f:spec"]["f:policyTypes"].is_null()),
+    )
 }

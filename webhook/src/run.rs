@@ -16,8 +16,11 @@ use tokio::sync::Notify;
 use crate::caches::Caches;
 use crate::config::WebhookConfig;
 use crate::metrics::Metrics;
-use crate::review::ClusterState;
+use crate::review::{ClusterState, Pending};
 use crate::server::{AppState, Confirm, router};
+use crate::settle::{self, Publish, Settle};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{EventType, Recorder, Reporter};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,6 +50,10 @@ pub struct Args {
     /// The cluster's CNI (e.g. flannel) where it cannot be detected.
     #[arg(long)]
     pub cni: Option<String>,
+    /// Seconds after a NetworkPolicy is stored before `one-sided` judges it (the rest of its
+    /// `kubectl apply` arrives meanwhile); a policy still one-sided then gets a Warning Event.
+    #[arg(long, default_value = "5")]
+    pub settle_seconds: u64,
     /// Log format: text or json.
     #[arg(long, default_value = "json")]
     pub log_format: String,
@@ -143,11 +150,27 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         caches: caches.clone(),
         cni: args.cni.clone(),
     });
+    let config = Arc::new(config);
+    let settle = Arc::new(Settle {
+        delay: Duration::from_secs(args.settle_seconds),
+        confirm: confirm.clone(),
+        publish: Arc::new(EventPublish {
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "palisade-webhook".into(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            ),
+        }),
+        config: config.clone(),
+    });
     let app = router(AppState {
         cluster: state,
-        config: Arc::new(config),
+        config,
         metrics: metrics.clone(),
         confirm: Some(confirm),
+        settle: Some(settle),
     });
     let stop = process::Stop::on_signal();
     let handle = axum_server::Handle::new();
@@ -178,6 +201,35 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("admin server task: {e}"))??;
     Ok(())
+}
+
+/// Warning Events on the NetworkPolicy, through events.k8s.io.
+struct EventPublish {
+    recorder: Recorder,
+}
+
+impl Publish for EventPublish {
+    fn warn<'a>(&'a self, policy: &'a Pending, note: String) -> futures::future::BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let reference = ObjectReference {
+                api_version: Some("networking.k8s.io/v1".into()),
+                kind: Some("NetworkPolicy".into()),
+                namespace: Some(policy.namespace.clone()),
+                name: Some(policy.name.clone()),
+                uid: policy.uid.clone(),
+                ..Default::default()
+            };
+            process::publish_event(
+                &self.recorder,
+                &reference,
+                EventType::Warning,
+                settle::REASON,
+                "Review",
+                note,
+            )
+            .await;
+        })
+    }
 }
 
 /// Confirms denials against the apiserver's current view of the namespace.

@@ -35,6 +35,8 @@ pub struct AppState {
     /// Denials are decided again on live state when set (the webhook process); tests of the
     /// router alone leave it unset.
     pub confirm: Option<Arc<dyn Confirm>>,
+    /// Judges `one-sided` once an apply has settled (the webhook process).
+    pub settle: Option<Arc<crate::settle::Settle>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -99,6 +101,9 @@ async fn validate(State(state): State<AppState>, body: Body) -> Response {
                     }
                     decision = again;
                 }
+            }
+            if let (Some(settle), Some(pending)) = (&state.settle, decision.settle.clone()) {
+                settle.schedule(pending);
             }
             state.metrics.observe(&decision, start.elapsed());
             if let Some(object) = &decision.object {

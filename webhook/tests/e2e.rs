@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{http_get, register, start_webhook, text};
+use common::{http_get, register, register_for, start_webhook, start_webhook_with, text};
 use palisade_e2e::ControlPlane;
 
 const FIXTURES: &str = concat!(
@@ -52,7 +52,9 @@ fn kubectl_apply_shows_palisade_verdicts() {
         text(&denied)
     );
     assert!(
-        text(&denied).contains("Evidence: no pod has app=backend; 1 pod has app=api"),
+        text(&denied).contains(
+            "Evidence: no pod has app=backend, nor a value spelled like it; 1 pod has app=api"
+        ),
         "{}",
         text(&denied)
     );
@@ -72,7 +74,7 @@ fn kubectl_apply_shows_palisade_verdicts() {
     assert!(!and_or.status.success());
     assert!(
         text(&and_or).contains(
-            "[unmatched-selector] NetworkPolicy production/metrics-from-prometheus: peer ingress[0].from[1] has a podSelector (app=prometheus) without a namespaceSelector"
+            "[unmatched-selector] NetworkPolicy production/metrics-from-prometheus ingress[0].from[1] has a podSelector (app=prometheus) without a namespaceSelector"
         ),
         "{}",
         text(&and_or)
@@ -92,7 +94,7 @@ fn kubectl_apply_shows_palisade_verdicts() {
     assert!(warned.status.success(), "{}", text(&warned));
     assert!(
         String::from_utf8_lossy(&warned.stderr).contains(
-            "Warning: [peer-and-or] ingress[0].from: namespaceSelector and podSelector are separate items (OR); one item means AND"
+            "Warning: [peer-and-or] production/metrics: ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item"
         ),
         "{}",
         text(&warned)
@@ -105,7 +107,7 @@ fn kubectl_apply_shows_palisade_verdicts() {
     assert!(helmed.status.success(), "{}", text(&helmed));
     assert!(
         String::from_utf8_lossy(&helmed.stderr).contains(
-            "Warning: [unmatched-selector] Helm-managed, so a warning: podSelector app=payments"
+            "Warning: [unmatched-selector] production/payments: podSelector app=payments matches no pod"
         ),
         "{}",
         text(&helmed)
@@ -157,26 +159,7 @@ fn the_serving_certificate_is_rotated_under_load_without_failed_reviews() {
     let _ns = cp.test_namespace("rotation").unwrap();
     let webhook = start_webhook(cp);
     let config_name = "palisade-rotation";
-    let ca = Command::new("base64")
-        .arg("-w0")
-        .arg(cp.ca_file())
-        .output()
-        .unwrap();
-    let config = format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {config_name}}}\n\
-         webhooks:\n- name: networkpolicies.palisade.dev\n  clientConfig: {{url: \"https://127.0.0.1:{}/validate\", caBundle: \"{}\"}}\n  \
-         rules: [{{apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [networkpolicies]}}]\n  \
-         namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: rotation}}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
-         failurePolicy: Fail\n  timeoutSeconds: 5\n",
-        webhook.port,
-        String::from_utf8_lossy(&ca.stdout)
-    );
-    assert!(
-        cp.kubectl_stdin(&["apply", "-f", "-"], &config)
-            .unwrap()
-            .status
-            .success()
-    );
+    register_for(cp, config_name, "rotation", webhook.port);
     let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: nothing-here, namespace: rotation}\n\
                   spec:\n  podSelector: {matchLabels: {app: ghost}}\n";
     let judged = |o: &Output| {
@@ -249,4 +232,190 @@ fn the_serving_certificate_is_rotated_under_load_without_failed_reviews() {
     );
     assert!(ok >= 10, "only {ok} reviews ran during the rotation");
     let _ = cp.kubectl(&["delete", "validatingwebhookconfiguration", config_name]);
+}
+
+/// The three tiers of the tutorial in namespace `settle`, in the fixture's order: DNS, default
+/// deny, then frontend, backend, database. When frontend's egress to the backend arrives, the
+/// backend's ingress is closed by the deny and its own policy is still to come.
+const SETTLE_PODS: &str = "apiVersion: v1\nkind: List\nitems:\n\
+- {apiVersion: v1, kind: Pod, metadata: {name: frontend, namespace: settle, labels: {app: frontend}}, spec: {containers: [{name: c, image: i, ports: [{containerPort: 80}]}]}}\n\
+- {apiVersion: v1, kind: Pod, metadata: {name: backend, namespace: settle, labels: {app: api}}, spec: {containers: [{name: c, image: i, ports: [{containerPort: 8080}]}]}}\n\
+- {apiVersion: v1, kind: Pod, metadata: {name: database, namespace: settle, labels: {app: database}}, spec: {containers: [{name: c, image: i, ports: [{containerPort: 5432}]}]}}\n";
+
+const SETTLE_POLICIES: &str = "\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: allow-dns, namespace: settle}\n\
+spec: {podSelector: {}, policyTypes: [Egress], egress: [{ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]}]}\n---\n\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: default-deny, namespace: settle}\n\
+spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n---\n\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: frontend, namespace: settle}\n\
+spec: {podSelector: {matchLabels: {app: frontend}}, policyTypes: [Egress], egress: [{to: [{podSelector: {matchLabels: {app: api}}}], ports: [{port: 8080}]}]}\n---\n\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: backend, namespace: settle}\n\
+spec: {podSelector: {matchLabels: {app: api}}, policyTypes: [Ingress, Egress], ingress: [{from: [{podSelector: {matchLabels: {app: frontend}}}], ports: [{port: 8080}]}], egress: [{to: [{podSelector: {matchLabels: {app: database}}}], ports: [{port: 5432}]}]}\n---\n\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: database, namespace: settle}\n\
+spec: {podSelector: {matchLabels: {app: database}}, policyTypes: [Ingress], ingress: [{from: [{podSelector: {matchLabels: {app: api}}}], ports: [{port: 5432}]}]}\n";
+
+/// `kubectl get events -n settle` about one object with one reason: their notes.
+fn events_about(cp: &ControlPlane, name: &str, reason: &str) -> String {
+    let o = cp
+        .kubectl(&[
+            "get",
+            "events",
+            "-n",
+            "settle",
+            "--field-selector",
+            &format!("reason={reason},involvedObject.name={name}"),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ])
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn one_sided_is_judged_once_the_apply_settles_and_skips_are_never_silent() {
+    let cp = ControlPlane::shared();
+    if !cp.is_local() {
+        eprintln!("skipped: the webhook runs on this machine's loopback");
+        return;
+    }
+    let _ns = cp.test_namespace("settle").unwrap();
+    cp.apply(SETTLE_PODS).unwrap();
+    // Running with an address, as a kubelet would report them: only such pods are peers.
+    for (i, pod) in ["frontend", "backend", "database"].iter().enumerate() {
+        let ip = format!("10.250.0.{}", i + 1);
+        cp.kubectl_ok(&[
+            "patch",
+            "pod",
+            pod,
+            "-n",
+            "settle",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &format!(
+                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
+            ),
+        ])
+        .unwrap();
+    }
+    let webhook = start_webhook_with(cp, &["--settle-seconds", "1"]);
+    register_for(cp, "palisade-settle", "settle", webhook.port);
+    let ghost = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: ghost, namespace: settle}\n\
+                 spec:\n  podSelector: {matchLabels: {app: ghost}}\n";
+    let start = Instant::now();
+    while !text(
+        &cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], ghost)
+            .unwrap(),
+    )
+    .contains("Palisade refuses NetworkPolicy settle/ghost")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the webhook was never called"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A consistent set in one apply: no warning at all, now or once it has settled.
+    let set = cp
+        .kubectl_stdin(&["apply", "-f", "-"], SETTLE_POLICIES)
+        .unwrap();
+    assert!(set.status.success(), "{}", text(&set));
+    assert!(!text(&set).contains("Warning"), "{}", text(&set));
+
+    // A rule the other side blocks: nothing at apply time (its counterpart could be next in
+    // the file), a Warning Event on the policy once settled.
+    let extra = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: frontend-db, namespace: settle}\n\
+                 spec: {podSelector: {matchLabels: {app: frontend}}, policyTypes: [Egress], egress: [{to: [{podSelector: {matchLabels: {app: database}}}], ports: [{port: 5432}]}]}\n";
+    let applied = cp.kubectl_stdin(&["apply", "-f", "-"], extra).unwrap();
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert!(!text(&applied).contains("Warning"), "{}", text(&applied));
+    let start = Instant::now();
+    let note = loop {
+        let note = events_about(cp, "frontend-db", "OneSided");
+        if !note.is_empty() || start.elapsed() > Duration::from_secs(20) {
+            break note;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        note.starts_with(
+            "NetworkPolicy settle/frontend-db egress[0] allows connections that the destinations' ingress policies \
+             block, so they will still fail."
+        ),
+        "{note}"
+    );
+    assert!(
+        note.contains("settle/frontend -> settle/database on 5432/TCP: settle/database ingress is isolated by settle/database, settle/default-deny and none of its rules allows it"),
+        "{note}"
+    );
+    // Where users look (`kubectl describe networkpolicy` shows no Events at all).
+    let shown = cp
+        .kubectl_ok(&[
+            "events",
+            "-n",
+            "settle",
+            "--for",
+            "networkpolicy/frontend-db",
+        ])
+        .unwrap();
+    let line = shown.lines().find(|l| l.contains("OneSided"));
+    assert!(
+        line.is_some_and(|l| l.contains("Warning") && l.contains("NetworkPolicy/frontend-db")),
+        "{shown}"
+    );
+    // The consistent set got none, though it was judged a second earlier.
+    for name in [
+        "allow-dns",
+        "default-deny",
+        "frontend",
+        "backend",
+        "database",
+    ] {
+        assert_eq!(events_about(cp, name, "OneSided"), "", "{name}");
+    }
+
+    // A skip is never silent; an id that is no check skips nothing and says so.
+    let skipping = |ids: &str| {
+        format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: ghost, namespace: settle, \
+             annotations: {{palisade.dev/skip-checks: \"{ids}\"}}}}\nspec:\n  podSelector: {{matchLabels: {{app: ghost}}}}\n"
+        )
+    };
+    let skipped = cp
+        .kubectl_stdin(&["apply", "-f", "-"], &skipping("unmatched-selector"))
+        .unwrap();
+    assert!(skipped.status.success(), "{}", text(&skipped));
+    assert!(
+        String::from_utf8_lossy(&skipped.stderr).contains(
+            "Warning: [skip-checks] settle/ghost: not checked for unmatched-selector (palisade.dev/skip-checks)"
+        ),
+        "{}",
+        text(&skipped)
+    );
+    let misspelt = cp
+        .kubectl_stdin(&["apply", "-f", "-"], &skipping("unmatched-selectors"))
+        .unwrap();
+    assert!(!misspelt.status.success(), "{}", text(&misspelt));
+    let stderr = String::from_utf8_lossy(&misspelt.stderr);
+    assert!(
+        stderr.contains(
+            "Warning: [skip-checks] settle/ghost: unknown check \"unmatched-selectors\", ignored; did you mean unmatched-selector?"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning: [skip-checks] settle/ghost: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Palisade refuses NetworkPolicy settle/ghost"),
+        "{stderr}"
+    );
+    let _ = cp.kubectl(&[
+        "delete",
+        "validatingwebhookconfiguration",
+        "palisade-settle",
+    ]);
 }

@@ -27,6 +27,7 @@ fn app() -> (axum::Router, Arc<Metrics>) {
         config: Arc::new(WebhookConfig::default()),
         metrics: metrics.clone(),
         confirm: None,
+        settle: None,
     });
     (app, metrics)
 }
@@ -137,7 +138,7 @@ async fn suspicious_rules_are_warnings_of_one_short_line() {
     assert_eq!(
         r["warnings"],
         json!([
-            "[peer-and-or] ingress[0].from: namespaceSelector and podSelector are separate items (OR); one item means AND"
+            "[peer-and-or] production/m: ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item"
         ])
     );
 }
@@ -148,14 +149,16 @@ async fn a_helm_managed_policy_for_a_workload_not_yet_deployed_is_admitted_with_
                 spec:\n  podSelector: {matchLabels: {app: payments}}\n  ingress: [{from: [{podSelector: {matchLabels: {app: frontend}}}]}]\n";
     let r = decide(policy(helm), "CREATE", false).await;
     assert_eq!(r["allowed"], true, "{r}");
-    let warnings = r["warnings"].as_array().unwrap();
-    assert_eq!(warnings.len(), 1, "{r}");
-    let w = warnings[0].as_str().unwrap();
     assert_eq!(
-        w,
-        "[unmatched-selector] Helm-managed, so a warning: podSelector app=payments matches no pod in production (no pod has a..."
+        r["warnings"],
+        json!([
+            "[unmatched-selector] production/payments: Helm-managed, so a warning, not a refusal (Helm may apply workloads later)",
+            "[unmatched-selector] production/payments: podSelector app=payments matches no pod; nothing close; pods: app=api +2"
+        ])
     );
-    assert!(w.chars().count() < 120);
+    for w in r["warnings"].as_array().unwrap() {
+        assert!(w.as_str().unwrap().chars().count() <= 119, "{w}");
+    }
     // Without the Helm label the same policy is refused.
     let plain = helm.replace(", labels: {app.kubernetes.io/managed-by: Helm}", "");
     assert_eq!(
@@ -173,8 +176,175 @@ async fn the_skip_annotation_is_honoured() {
     let r = decide(policy(&skipped), "CREATE", false).await;
     assert_eq!(
         r,
-        json!({"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true})
+        json!({"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true, "warnings": [
+            "[skip-checks] production/backend-ingress: not checked for unmatched-selector (palisade.dev/skip-checks)"
+        ]})
     );
+    // A misspelt id skips nothing, and says so.
+    let misspelt = skipped.replace(
+        "skip-checks: unmatched-selector}",
+        "skip-checks: unmatched-selectors}",
+    );
+    let r = decide(policy(&misspelt), "CREATE", false).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(
+        r["warnings"],
+        json!([
+            "[skip-checks] production/backend-ingress: unknown check \"unmatched-selectors\", ignored; did you mean unmatched-selector?",
+            "[skip-checks] production/backend-ingress: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"
+        ])
+    );
+}
+
+/// A policy for app=api with one ingress rule per `peer`, each naming that pod label.
+fn many_rules(peers: impl Iterator<Item = String>) -> Value {
+    let rules: String = peers
+        .map(|app| format!("  - from: [{{podSelector: {{matchLabels: {{app: {app}}}}}}}]\n"))
+        .collect();
+    policy(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: api, namespace: production}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: api}}}}\n  ingress:\n{rules}"
+    ))
+}
+
+#[tokio::test]
+async fn a_refusal_stays_readable_however_many_rules_are_wrong() {
+    // One typo copied into twelve rules: one problem, naming the rules.
+    let r = decide(
+        many_rules((0..12).map(|_| "frontnd".into())),
+        "CREATE",
+        false,
+    )
+    .await;
+    let message = r["status"]["message"].as_str().unwrap();
+    assert_eq!(message.lines().count(), 10, "{message}");
+    assert!(message.contains("NetworkPolicy production/api ingress[0].from[0], ingress[1].from[0], ingress[2].from[0], ingress[3].from[0], ingress[4].from[0], ingress[5].from[0] and 6 more (12 places): podSelector app=frontnd matches no pod"), "{message}");
+    // A thousand different ones: three in full, ten in a line each, and the count of the rest.
+    let r = decide(
+        many_rules((0..1000).map(|i| format!("svc-{i}"))),
+        "CREATE",
+        false,
+    )
+    .await;
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(message.len() < 5000, "{} bytes", message.len());
+    assert!(message.lines().count() < 45, "{message}");
+    assert!(message.contains("\n\n997 more problems:\n  [unmatched-selector] ingress[3].from[0]: podSelector app=svc-3 matches no pod; nothing close; pods: app=api +2\n"), "{message}");
+    assert!(
+        message.ends_with("  ... and 987 more; `palisade check -f FILE` lists them all"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn warnings_are_bounded_and_the_last_line_counts_the_rest() {
+    // Twenty rules, each a different port name nobody declares: twenty warnings.
+    let rules: String = (0..20)
+        .map(|i| format!("  - ports: [{{port: web-{i}}}]\n"))
+        .collect();
+    let np = policy(&format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: api, namespace: production}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: api}}}}\n  ingress:\n{rules}"
+    ));
+    let r = decide(np, "CREATE", false).await;
+    assert_eq!(r["allowed"], true);
+    let warnings = r["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 8, "{r}");
+    assert_eq!(
+        warnings[0],
+        "[named-port] production/api: ingress[0]: port name web-0/TCP is declared by none of the selected pods"
+    );
+    assert_eq!(
+        warnings[7],
+        "[palisade] production/api: 13 more warnings; `palisade check -f FILE` lists them all"
+    );
+}
+
+const CALICO_EGRESS: &str = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n\
+    metadata: {name: frontend-out, namespace: production}\nspec:\n  podSelector: {matchLabels: {app: frontend}}\n  \
+    egress:\n  - to: [{podSelector: {matchLabels: {app: api}}}]\n    ports: [{port: 8080}]\n  \
+    - ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n";
+
+#[tokio::test]
+async fn egress_rules_without_policy_types_as_written_get_the_implicit_ingress_warning() {
+    // What the apiserver sends: policyTypes filled in, and what kubectl applied alongside.
+    let as_stored = |written: Value, managed: Value| {
+        let mut object = policy(CALICO_EGRESS);
+        object["spec"]["policyTypes"] = json!(["Ingress", "Egress"]);
+        if !written.is_null() {
+            object["metadata"]["annotations"] = json!({
+                "kubectl.kubernetes.io/last-applied-configuration": written.to_string()
+            });
+        }
+        object["metadata"]["managedFields"] = managed;
+        object
+    };
+    let warning = json!([
+        "[implicit-ingress] production/frontend-out: no policyTypes: ingress to frontend is denied too; write policyTypes: [Egress]"
+    ]);
+    // kubectl apply (client side): the annotation holds the file as written.
+    let r = decide(as_stored(policy(CALICO_EGRESS), json!([])), "CREATE", false).await;
+    assert_eq!(r["warnings"], warning, "{r}");
+    // kubectl apply --server-side: the applied fields do not include policyTypes.
+    let ssa = json!([{"manager": "kubectl", "operation": "Apply", "apiVersion": "networking.k8s.io/v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:egress": {}, "f:podSelector": {}}}}]);
+    let r = decide(as_stored(Value::Null, ssa), "CREATE", false).await;
+    assert_eq!(r["warnings"], warning, "{r}");
+    // Written by the user: no warning.
+    let mut written = policy(CALICO_EGRESS);
+    written["spec"]["policyTypes"] = json!(["Ingress", "Egress"]);
+    let r = decide(as_stored(written, json!([])), "CREATE", false).await;
+    assert_eq!(r.get("warnings"), None, "{r}");
+    // Cannot tell (kubectl create): no warning.
+    let create = json!([{"manager": "kubectl-create", "operation": "Update", "apiVersion": "networking.k8s.io/v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:egress": {}, "f:policyTypes": {}}}}]);
+    let r = decide(as_stored(Value::Null, create), "CREATE", false).await;
+    assert_eq!(r.get("warnings"), None, "{r}");
+}
+
+#[tokio::test]
+async fn one_sided_is_not_judged_at_admission() {
+    // The database's ingress is closed, so this egress rule is one-sided now; but its
+    // counterpart could come later in the same apply: admission says nothing.
+    let closed = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: db-closed, namespace: production}\n\
+                  spec:\n  podSelector: {matchLabels: {app: database}}\n  policyTypes: [Ingress]\n";
+    let mut inputs = Inputs::default();
+    inputs.add_text("world.yaml", WORLD).unwrap();
+    inputs.add_text("closed.yaml", closed).unwrap();
+    let state = ClusterState {
+        cluster: inputs.cluster(),
+        enforcement: None,
+    };
+    let out = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api-out, namespace: production}\n\
+               spec:\n  podSelector: {matchLabels: {app: api}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{podSelector: {matchLabels: {app: database}}}]\n    ports: [{port: 5432}]\n  - ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n";
+    let body = review(policy(out), "CREATE", false);
+    let decision =
+        palisade_webhook::review::review(body.as_bytes(), &state, &WebhookConfig::default())
+            .unwrap();
+    assert!(decision.allowed);
+    assert_eq!(decision.review["response"].get("warnings"), None);
+    assert_eq!(
+        decision.settle,
+        Some(palisade_webhook::review::Pending {
+            namespace: "production".into(),
+            name: "api-out".into(),
+            uid: None
+        })
+    );
+    // What the settled judgement finds, on the same state: the Event's note.
+    let stored =
+        palisade_policy::Policy::compile(&serde_json::from_value(policy(out)).unwrap()).unwrap();
+    let findings = palisade_webhook::settle::one_sided(&stored, &state, &Default::default());
+    assert_eq!(findings.len(), 1);
+    assert!(palisade_webhook::settle::note(&findings).starts_with(
+        "NetworkPolicy production/api-out egress[0] allows connections that the destinations' ingress policies block"
+    ));
+    // A dry run is never followed up.
+    let dry = review(policy(out), "CREATE", true);
+    let decision =
+        palisade_webhook::review::review(dry.as_bytes(), &state, &WebhookConfig::default())
+            .unwrap();
+    assert_eq!(decision.settle, None);
 }
 
 #[tokio::test]
@@ -314,13 +484,17 @@ async fn a_baseline_naming_what_does_not_exist_is_admitted_with_warnings() {
     assert_eq!(r["allowed"], true);
     assert_eq!(
         r["warnings"],
-        json!(["spec.allow.fromNamespaces: namespace ingress does not exist (yet)"])
+        json!([
+            "[NetworkBaseline] default: spec.allow.fromNamespaces: namespace ingress does not exist (yet)"
+        ])
     );
     let r = decide_baseline(json!({"dns": {"podSelector": {"k8s-app": "coredns"}}})).await;
     assert_eq!(r["allowed"], true);
     assert_eq!(
         r["warnings"],
-        json!(["spec.dns matches no running pod: DNS lookups will fail in opted-in namespaces"])
+        json!([
+            "[NetworkBaseline] default: spec.dns matches no running pod: DNS lookups will fail in opted-in namespaces"
+        ])
     );
     let r = decide_baseline(json!({})).await;
     assert_eq!(r["allowed"], true);

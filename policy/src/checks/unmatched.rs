@@ -492,9 +492,12 @@ fn suggest(
             ),
             short: Some(format!(
                 "nothing close; {}",
-                serves
-                    .clone()
-                    .unwrap_or_else(|| format!("{noun}s have {}", list_some(&values, 2)))
+                serves.clone().unwrap_or_else(|| match &values[..] {
+                    [first, rest @ ..] if !rest.is_empty() => {
+                        format!("{noun}s: {first} +{}", rest.len())
+                    }
+                    _ => format!("{noun}s: {}", values.join(", ")),
+                })
             )),
             fixed: None,
             fix: Some(format!(

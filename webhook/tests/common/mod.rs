@@ -24,6 +24,11 @@ impl Drop for Webhook {
 }
 
 pub fn start_webhook(cp: &ControlPlane) -> Webhook {
+    start_webhook_with(cp, &[])
+}
+
+/// The webhook with extra flags (e.g. `--settle-seconds 1`).
+pub fn start_webhook_with(cp: &ControlPlane, flags: &[&str]) -> Webhook {
     let (cert, key) = cp
         .issue_serving_certificate("palisade-webhook", &[IpAddr::V4(Ipv4Addr::LOCALHOST)])
         .unwrap();
@@ -40,6 +45,7 @@ pub fn start_webhook(cp: &ControlPlane) -> Webhook {
         .arg("--tls-key")
         .arg(&key)
         .args(["--log-format", "text"])
+        .args(flags)
         // The chart's ServiceAccount: its RBAC is what these tests exercise.
         .env(
             "KUBECONFIG",
@@ -68,7 +74,7 @@ pub fn start_webhook(cp: &ControlPlane) -> Webhook {
 }
 
 /// Registers the webhook as the chart does: every namespace but kube-system and Palisade's own
-/// (and `rotation`, which the rotation test, running alongside, judges with its own webhook).
+/// (and `rotation` and `settle`, which tests running alongside judge with their own webhook).
 pub fn register(cp: &ControlPlane, port: u16) {
     let ca = Command::new("base64")
         .arg("-w0")
@@ -84,12 +90,31 @@ webhooks:
   clientConfig: {{url: "https://127.0.0.1:{port}/validate", caBundle: "{}"}}
   rules: [{{apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [networkpolicies]}}]
   namespaceSelector:
-    matchExpressions: [{{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, palisade-system, rotation]}}]
+    matchExpressions: [{{key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, palisade-system, rotation, settle]}}]
   sideEffects: None
   admissionReviewVersions: [v1]
   failurePolicy: Fail
   timeoutSeconds: 5
 "#,
+        String::from_utf8_lossy(&ca.stdout)
+    );
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], &config).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Registers a webhook for one namespace only, as `name`.
+pub fn register_for(cp: &ControlPlane, name: &str, namespace: &str, port: u16) {
+    let ca = Command::new("base64")
+        .arg("-w0")
+        .arg(cp.ca_file())
+        .output()
+        .unwrap();
+    let config = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {name}}}\n\
+         webhooks:\n- name: networkpolicies.palisade.dev\n  clientConfig: {{url: \"https://127.0.0.1:{port}/validate\", caBundle: \"{}\"}}\n  \
+         rules: [{{apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [networkpolicies]}}]\n  \
+         namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {namespace}}}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
+         failurePolicy: Fail\n  timeoutSeconds: 5\n",
         String::from_utf8_lossy(&ca.stdout)
     );
     let o = cp.kubectl_stdin(&["apply", "-f", "-"], &config).unwrap();
