@@ -167,7 +167,7 @@ fn namespace_selector_on_a_name_label_points_at_the_metadata_name_label() {
     assert_eq!(f.len(), 1);
     assert_eq!(
         f[0].summary,
-        "ingress[0].from[0]: no namespace has name=ingress-nginx; did you mean kubernetes.io/metadata.name?"
+        "ingress[0].from[0]: use kubernetes.io/metadata.name, not name"
     );
     assert!(f[0].message.contains(
         "Fix: select the label that exists, kubernetes.io/metadata.name=ingress-nginx:\n  - namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: ingress-nginx\n"
@@ -181,7 +181,7 @@ fn a_lone_pod_selector_for_pods_of_another_namespace_gets_the_namespace_fix() {
     assert_eq!(f.len(), 1);
     assert_eq!(
         f[0].summary,
-        "ingress[0].from[1]: podSelector app=prometheus looks only in production; the matching pods are in monitoring"
+        "ingress[0].from[1]: app=prometheus pods are only in namespace monitoring"
     );
     assert!(f[0].message.contains(
         "  from:\n  - namespaceSelector:\n      matchLabels:\n        kubernetes.io/metadata.name: monitoring\n    podSelector:\n      matchLabels:\n        app: prometheus\n"

@@ -14,7 +14,7 @@ pub const FULL_DENIALS: usize = 3;
 pub const SHORT_DENIALS: usize = 10;
 /// A name is never shortened below this many characters: a line a little too long is better
 /// than a policy nobody recognises.
-const MIN_NAME: usize = 40;
+const MIN_NAME: usize = 32;
 /// Beyond this a warning is cut whatever it holds (the apiserver truncates long warnings).
 const HARD_LIMIT: usize = 240;
 
@@ -30,7 +30,7 @@ fn shorten_middle(s: &str, n: usize) -> String {
     format!("{head}...{tail}")
 }
 
-/// One warning line, `[tag] ns/name: text`. A long policy name is shortened in its middle
+/// One warning line, `[tag] name: text`. A long policy name is shortened in its middle
 /// first, so the evidence at the end of `text` survives; the text itself is cut only beyond
 /// what the apiserver keeps.
 pub fn warning_line(tag: &str, object: &str, text: &str) -> String {
@@ -168,14 +168,14 @@ mod tests {
 
     #[test]
     fn a_long_name_is_shortened_in_the_middle_and_the_evidence_kept() {
-        let object = format!("production/{}", "a".repeat(80));
+        let object = "a".repeat(80);
         let line = warning_line(
             "peer-and-or",
             &object,
             "ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item",
         );
         assert!(line.chars().count() <= HARD_LIMIT, "{line}");
-        assert!(line.starts_with("[peer-and-or] production/aaaa"), "{line}");
+        assert!(line.starts_with("[peer-and-or] aaaa"), "{line}");
         assert!(line.contains("..."), "{line}");
         assert!(line.ends_with("(2 items); AND is one item"), "{line}");
         assert_eq!(line.chars().count(), 14 + MIN_NAME + 2 + 76, "{line}");
@@ -186,7 +186,7 @@ mod tests {
         );
         assert_eq!(
             short,
-            "[named-port] production/api: ingress[0]: port name http/TCP is declared by none of the selected pods"
+            "[named-port] api: ingress[0]: port name http/TCP is declared by none of the selected pods"
         );
     }
 

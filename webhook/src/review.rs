@@ -189,7 +189,8 @@ pub fn review(
     checks_config.modes.insert(CheckId::OneSided, Mode::Off);
     let report = checks::run(&policy, &ctx, &checks_config);
 
-    let warnings = messages::warnings(&object, &report, gitops);
+    // kubectl prints each warning just before the object's own `.../NAME created` line.
+    let warnings = messages::warnings(&policy.name, &report, gitops);
     let allowed = !report.denied();
     let message = (!allowed).then(|| messages::refusal(&object, report.denials()));
     let settle = (allowed

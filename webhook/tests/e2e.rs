@@ -94,7 +94,7 @@ fn kubectl_apply_shows_palisade_verdicts() {
     assert!(warned.status.success(), "{}", text(&warned));
     assert!(
         String::from_utf8_lossy(&warned.stderr).contains(
-            "Warning: [peer-and-or] production/metrics: ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item"
+            "Warning: [peer-and-or] metrics: ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item"
         ),
         "{}",
         text(&warned)
@@ -107,7 +107,7 @@ fn kubectl_apply_shows_palisade_verdicts() {
     assert!(helmed.status.success(), "{}", text(&helmed));
     assert!(
         String::from_utf8_lossy(&helmed.stderr).contains(
-            "Warning: [unmatched-selector] production/payments: podSelector app=payments matches no pod"
+            "Warning: [unmatched-selector] payments: podSelector app=payments matches no pod"
         ),
         "{}",
         text(&helmed)
@@ -389,7 +389,7 @@ fn one_sided_is_judged_once_the_apply_settles_and_skips_are_never_silent() {
     assert!(skipped.status.success(), "{}", text(&skipped));
     assert!(
         String::from_utf8_lossy(&skipped.stderr).contains(
-            "Warning: [skip-checks] settle/ghost: not checked for unmatched-selector (palisade.dev/skip-checks)"
+            "Warning: [skip-checks] ghost: not checked for unmatched-selector (palisade.dev/skip-checks)"
         ),
         "{}",
         text(&skipped)
@@ -401,12 +401,12 @@ fn one_sided_is_judged_once_the_apply_settles_and_skips_are_never_silent() {
     let stderr = String::from_utf8_lossy(&misspelt.stderr);
     assert!(
         stderr.contains(
-            "Warning: [skip-checks] settle/ghost: unknown check \"unmatched-selectors\", ignored; did you mean unmatched-selector?"
+            "Warning: [skip-checks] ghost: unknown check \"unmatched-selectors\", ignored; did you mean unmatched-selector?"
         ),
         "{stderr}"
     );
     assert!(
-        stderr.contains("Warning: [skip-checks] settle/ghost: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"),
+        stderr.contains("Warning: [skip-checks] ghost: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"),
         "{stderr}"
     );
     assert!(

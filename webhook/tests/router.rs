@@ -138,7 +138,7 @@ async fn suspicious_rules_are_warnings_of_one_short_line() {
     assert_eq!(
         r["warnings"],
         json!([
-            "[peer-and-or] production/m: ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item"
+            "[peer-and-or] m: ingress[0].from: namespaceSelector OR podSelector (2 items); AND is one item"
         ])
     );
 }
@@ -152,8 +152,8 @@ async fn a_helm_managed_policy_for_a_workload_not_yet_deployed_is_admitted_with_
     assert_eq!(
         r["warnings"],
         json!([
-            "[unmatched-selector] production/payments: Helm-managed, so a warning, not a refusal (Helm may apply workloads later)",
-            "[unmatched-selector] production/payments: podSelector app=payments matches no pod; nothing close; pods: app=api +2"
+            "[unmatched-selector] payments: Helm-managed, so a warning, not a refusal (Helm may apply workloads later)",
+            "[unmatched-selector] payments: podSelector app=payments matches no pod; nothing close; pods: app=api +2"
         ])
     );
     for w in r["warnings"].as_array().unwrap() {
@@ -177,7 +177,7 @@ async fn the_skip_annotation_is_honoured() {
     assert_eq!(
         r,
         json!({"uid": "705ab4f5-6393-11e8-b7cc-42010a800002", "allowed": true, "warnings": [
-            "[skip-checks] production/backend-ingress: not checked for unmatched-selector (palisade.dev/skip-checks)"
+            "[skip-checks] backend-ingress: not checked for unmatched-selector (palisade.dev/skip-checks)"
         ]})
     );
     // A misspelt id skips nothing, and says so.
@@ -190,8 +190,8 @@ async fn the_skip_annotation_is_honoured() {
     assert_eq!(
         r["warnings"],
         json!([
-            "[skip-checks] production/backend-ingress: unknown check \"unmatched-selectors\", ignored; did you mean unmatched-selector?",
-            "[skip-checks] production/backend-ingress: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"
+            "[skip-checks] backend-ingress: unknown check \"unmatched-selectors\", ignored; did you mean unmatched-selector?",
+            "[skip-checks] backend-ingress: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"
         ])
     );
 }
@@ -252,11 +252,11 @@ async fn warnings_are_bounded_and_the_last_line_counts_the_rest() {
     assert_eq!(warnings.len(), 8, "{r}");
     assert_eq!(
         warnings[0],
-        "[named-port] production/api: ingress[0]: port name web-0/TCP is declared by none of the selected pods"
+        "[named-port] api: ingress[0]: port name web-0/TCP is declared by none of the selected pods"
     );
     assert_eq!(
         warnings[7],
-        "[palisade] production/api: 13 more warnings; `palisade check -f FILE` lists them all"
+        "[palisade] api: 13 more warnings; `palisade check -f FILE` lists them all"
     );
 }
 
@@ -280,7 +280,7 @@ async fn egress_rules_without_policy_types_as_written_get_the_implicit_ingress_w
         object
     };
     let warning = json!([
-        "[implicit-ingress] production/frontend-out: no policyTypes: ingress to frontend is denied too; write policyTypes: [Egress]"
+        "[implicit-ingress] frontend-out: no policyTypes: ingress to frontend is denied too; write policyTypes: [Egress]"
     ]);
     // kubectl apply (client side): the annotation holds the file as written.
     let r = decide(as_stored(policy(CALICO_EGRESS), json!([])), "CREATE", false).await;
@@ -499,4 +499,61 @@ async fn a_baseline_naming_what_does_not_exist_is_admitted_with_warnings() {
     let r = decide_baseline(json!({})).await;
     assert_eq!(r["allowed"], true);
     assert_eq!(r.get("warnings"), None);
+}
+
+#[tokio::test]
+async fn every_tutorial_finding_as_a_warning_names_its_policy_and_fits_the_line_uncut() {
+    // Every check in warn mode: each finding of the tutorial mistakes becomes a kubectl line.
+    let config = WebhookConfig {
+        checks: palisade_policy::checks::CheckConfig {
+            modes: palisade_policy::checks::CheckId::ALL
+                .into_iter()
+                .map(|c| (c, palisade_policy::checks::Mode::Warn))
+                .collect(),
+        },
+        ..WebhookConfig::default()
+    };
+    let mut inputs = Inputs::default();
+    inputs.add_text("world.yaml", WORLD).unwrap();
+    let state = ClusterState {
+        cluster: inputs.cluster(),
+        enforcement: None,
+    };
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policy/tests/fixtures/tutorial"
+    );
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in palisade_policy::input::parse_documents(&text).unwrap() {
+            let object = doc.to_json();
+            if object["kind"] != "NetworkPolicy" {
+                continue;
+            }
+            let name = format!(
+                "{}/{}",
+                object["metadata"]["namespace"].as_str().unwrap(),
+                object["metadata"]["name"].as_str().unwrap()
+            );
+            let body = review(object, "CREATE", false);
+            let d = palisade_webhook::review::review(body.as_bytes(), &state, &config).unwrap();
+            for w in d.review["response"]["warnings"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let w = w.as_str().unwrap();
+                seen += 1;
+                assert!(w.chars().count() <= 119, "{}: {w}", path.display());
+                assert!(
+                    w.contains(&format!("] {}: ", name.split('/').nth(1).unwrap())),
+                    "{w}"
+                );
+                assert!(!w.ends_with("..."), "{w}");
+            }
+        }
+    }
+    assert!(seen >= 5, "only {seen} warnings");
 }

@@ -28,6 +28,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 evidence: format!("{} Pods with {fixed} run in namespace {ns}.", hint.evidence),
                 fixed: None,
                 close: false,
+                swap: None,
                 fix: Some(format!(
                     "Fix: a NetworkPolicy selects pods of its own namespace only; if you meant the \
                      pods with {fixed}, create the policy in namespace {ns}:\n  metadata:\n    \
@@ -122,13 +123,16 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
 fn namespace_issue(policy: &Policy, ctx: &Context, sel: &Selector) -> Issue {
     let candidates: Vec<&Labels> = ctx.cluster.namespaces().map(|n| &n.labels).collect();
     let hint = suggest(sel, &candidates, None, "namespace");
-    let summary = format!(
-        "{AT}: no namespace has {sel}{}",
-        hint.short
-            .as_deref()
-            .map(|s| format!("; {s}"))
-            .unwrap_or_default()
-    );
+    let summary = match &hint.swap {
+        Some(swap) => format!("{AT}: {swap}"),
+        None => format!(
+            "{AT}: no namespace has {sel}{}",
+            hint.short
+                .as_deref()
+                .map(|s| format!("; {s}"))
+                .unwrap_or_default()
+        ),
+    };
     let mut detail = format!(
         "NetworkPolicy {} {AT}: namespaceSelector {sel} matches none of the cluster's namespaces, so \
          this peer allows nothing. Every namespace carries the label \
@@ -273,10 +277,7 @@ fn elsewhere_issue(
     };
     let (summary, mut detail) = if found.exact {
         (
-            format!(
-                "{AT}: podSelector {pods} looks only in {}; the matching pods are in {ns}",
-                policy.namespace
-            ),
+            format!("{AT}: {pods} pods are only in namespace {ns}"),
             format!(
                 "NetworkPolicy {} {AT} has a podSelector ({pods}) without a namespaceSelector, which \
                  selects pods of the policy's own namespace {} only, and there are none; {runs} with \
@@ -355,6 +356,9 @@ struct Hint {
     fix: Option<String>,
     /// Whether `fixed` is a close respelling (then it beats a near match in another namespace).
     close: bool,
+    /// The whole story in a few words when only the key is wrong, e.g. `use
+    /// kubernetes.io/metadata.name, not name` (label keys are long; a summary is short).
+    swap: Option<String>,
 }
 
 impl Hint {
@@ -365,6 +369,7 @@ impl Hint {
             fixed: None,
             fix: None,
             close: false,
+            swap: None,
         }
     }
 
@@ -465,6 +470,7 @@ fn suggest(
                     .map(|s| (format!("did you mean {key}={best}? Select it:"), s)),
                 fix: None,
                 close: true,
+                swap: None,
             };
         }
         // Who serves the ports the policy allows is evidence, not a correction: a far value
@@ -506,6 +512,7 @@ fn suggest(
                  --show-labels), or create the workload first."
             )),
             close: false,
+            swap: None,
         };
     }
     // The key itself is missing: look for the wanted value under another key (a `name: x`
@@ -536,6 +543,7 @@ fn suggest(
                 .map(|s| (format!("select the label that exists, {k}={wanted}:"), s)),
             fix: None,
             close: true,
+            swap: Some(format!("use {k}, not {key}")),
         };
     }
     if let Some((k, n)) = similar_keys.iter().max_by_key(|(_, n)| **n) {
