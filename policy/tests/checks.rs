@@ -568,3 +568,30 @@ fn egress_rules_without_policy_types_warn_that_ingress_is_denied_too() {
     );
     assert_eq!(only(&review(&isolated), CheckId::ImplicitIngress).len(), 0);
 }
+
+#[test]
+fn a_consistent_set_is_never_one_sided_whatever_the_order_of_its_files() {
+    let set = include_str!("fixtures/tutorial/three-tier.yaml");
+    let mut reversed: Vec<&str> = set.split("\n---\n").collect();
+    reversed.reverse();
+    for policies in [set.to_string(), reversed.join("\n---\n")] {
+        let inputs = inputs(&format!("{WORLD}\n---\n{policies}"));
+        let c = cluster(&inputs);
+        let ctx = Context {
+            cluster: &c,
+            enforcement: None,
+            knows_pods: true,
+            knows_namespaces: true,
+        };
+        assert_eq!(inputs.policies.len(), 5);
+        for p in &inputs.policies {
+            let r = checks::run(&p.policy, &ctx, &CheckConfig::default());
+            assert_eq!(
+                only(&r, CheckId::OneSided),
+                Vec::<&checks::Finding>::new(),
+                "{}",
+                p.policy.name
+            );
+        }
+    }
+}
