@@ -595,3 +595,25 @@ fn a_consistent_set_is_never_one_sided_whatever_the_order_of_its_files() {
         }
     }
 }
+
+#[test]
+fn labels_straight_under_a_namespace_selector_are_said_to_match_every_namespace() {
+    let mut inputs = palisade_policy::input::Inputs::default();
+    inputs
+        .add_text(
+            "ns.yaml",
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: p, namespace: shop}\nspec:\n  \
+             podSelector: {}\n  ingress:\n  - from:\n    - namespaceSelector:\n        team: shop\n",
+        )
+        .unwrap();
+    let messages: Vec<&str> = inputs.problems.iter().map(|p| p.message.as_str()).collect();
+    assert_eq!(
+        messages,
+        vec![
+            "spec.ingress[0].from[0].namespaceSelector.team: unknown field `team` in \
+             `spec.ingress[0].from[0].namespaceSelector`: a label selector takes labels under `matchLabels:` \
+             (write `matchLabels: {team: ...}`); without it the apiserver drops the label and the selector \
+             matches every namespace"
+        ]
+    );
+}

@@ -106,7 +106,8 @@ fn check_json_lists_findings_with_file_and_line() {
     assert_eq!(finding["line"], 8);
     assert_eq!(
         finding["message"],
-        "spec.types: unknown field `types` in `spec` (did you mean `policyTypes`?); the apiserver ignores it"
+        "spec.types: unknown field `types` in `spec` (did you mean `policyTypes`?); the apiserver ignores it, so \
+         policyTypes defaults to [Ingress], plus Egress only when there are egress rules"
     );
 }
 

@@ -198,10 +198,15 @@ fn unknown_field(key: &str, fields: &[(&str, &Schema)], parent: &str) -> String 
         format!("`{parent}`")
     };
     if is_selector {
+        let everything = if parent.ends_with("namespaceSelector") {
+            "every namespace"
+        } else {
+            "every pod"
+        };
         return format!(
             "unknown field `{key}` in {place}: a label selector takes labels under `matchLabels:` \
              (write `matchLabels: {{{key}: ...}}`); without it the apiserver drops the label and the \
-             selector matches every pod"
+             selector matches {everything}"
         );
     }
     let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
@@ -212,6 +217,11 @@ fn unknown_field(key: &str, fields: &[(&str, &Schema)], parent: &str) -> String 
         .filter(|m| known.contains(m))
         .or_else(|| known.iter().copied().find(|k| k.eq_ignore_ascii_case(key)));
     match meant {
+        // What ignoring it means, where that is not obvious.
+        Some("policyTypes") => format!(
+            "unknown field `{key}` in {place} (did you mean `policyTypes`?); the apiserver ignores \
+             it, so policyTypes defaults to [Ingress], plus Egress only when there are egress rules"
+        ),
         Some(m) => format!(
             "unknown field `{key}` in {place} (did you mean `{m}`?); the apiserver ignores it"
         ),
