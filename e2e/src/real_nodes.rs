@@ -38,13 +38,16 @@ const KUBELET_SYSCTLS: [&str; 6] = [
     "kernel.keys.root_maxbytes",
 ];
 /// Directories each node has its own copy of, bind-mounted in its mount namespace.
-const NODE_MOUNTS: [(&str, &str); 6] = [
+/// (`/run/netns` too: containerd names each pod's network namespace there, and those must not
+/// show up, or be left, on the host.)
+const NODE_MOUNTS: [(&str, &str); 7] = [
     ("kubelet", "/var/lib/kubelet"),
     ("log-pods", "/var/log/pods"),
     ("log-containers", "/var/log/containers"),
     ("run-containerd", "/run/containerd"),
     ("cni-state", "/var/lib/cni"),
     ("cni-conf", "/etc/cni/net.d"),
+    ("netns", "/run/netns"),
 ];
 
 /// What this machine lacks for real nodes, one item per missing piece; empty when nothing is.
@@ -91,7 +94,9 @@ pub fn missing() -> Vec<String> {
             ));
         }
     }
-    if !Path::new("/sys/fs/cgroup/pids").is_dir() && !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file() {
+    if !Path::new("/sys/fs/cgroup/pids").is_dir()
+        && !Path::new("/sys/fs/cgroup/cgroup.controllers").is_file()
+    {
         missing.push("a cgroup filesystem at /sys/fs/cgroup".to_string());
     }
     if !std::fs::read_to_string("/proc/filesystems").is_ok_and(|f| f.contains("overlay")) {
@@ -161,7 +166,14 @@ impl RealNode {
     /// A command run inside the node's network and mount namespaces (e.g. `iptables-save`).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
-        c.args(["-t", &self.holder_pid().to_string(), "-m", "-n", "--", program]);
+        c.args([
+            "-t",
+            &self.holder_pid().to_string(),
+            "-m",
+            "-n",
+            "--",
+            program,
+        ]);
         c
     }
 
@@ -171,7 +183,8 @@ impl RealNode {
 
     /// The last `lines` lines of one of the node's logs (kubelet, containerd, kube-proxy).
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
-        let text = std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
+        let text =
+            std::fs::read_to_string(self.dir.join(format!("{name}.log"))).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -203,11 +216,22 @@ impl RootGuard {
         };
         guard.remove();
         iptables(&["-N", &guard.chain])?;
-        for local in [format!("172.{}.0.0/16", 16 + k), format!("10.{}.0.0/16", 100 + k)] {
+        for local in [
+            format!("172.{}.0.0/16", 16 + k),
+            format!("10.{}.0.0/16", 100 + k),
+        ] {
             iptables(&["-A", &guard.chain, "-d", &local, "-j", "RETURN"])?;
         }
         iptables(&["-A", &guard.chain, "-j", "DROP"])?;
-        iptables(&["-I", "FORWARD", "1", "-s", &guard.sources, "-j", &guard.chain])?;
+        iptables(&[
+            "-I",
+            "FORWARD",
+            "1",
+            "-s",
+            &guard.sources,
+            "-j",
+            &guard.chain,
+        ])?;
         Ok(guard)
     }
 
@@ -225,7 +249,11 @@ impl Drop for RootGuard {
 }
 
 fn iptables(args: &[&str]) -> Result<(), Error> {
-    run("iptables", Command::new("iptables").args(["-w", "5"]).args(args)).map(|_| ())
+    run(
+        "iptables",
+        Command::new("iptables").args(["-w", "5"]).args(args),
+    )
+    .map(|_| ())
 }
 
 fn run(what: &str, cmd: &mut Command) -> Result<String, Error> {
@@ -318,11 +346,16 @@ fn enter_cgroup(name: &str, pid: u32) -> Result<(), Error> {
     for h in cgroup_hierarchies() {
         let dir = h.join(name);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        // cpuset cgroups start with no CPUs or memory nodes: inherit the parent's.
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            if dir.join(file).is_file() {
-                let parent = std::fs::read_to_string(h.join(file)).unwrap_or_default();
-                let _ = std::fs::write(dir.join(file), parent.trim());
+        // cpuset cgroups start with no CPUs or memory nodes: each level inherits its parent's.
+        let mut level = h.clone();
+        for part in Path::new(name).components() {
+            let parent = level.clone();
+            level.push(part);
+            for file in ["cpuset.cpus", "cpuset.mems"] {
+                if level.join(file).is_file() {
+                    let value = std::fs::read_to_string(parent.join(file)).unwrap_or_default();
+                    let _ = std::fs::write(level.join(file), value.trim());
+                }
             }
         }
         std::fs::write(dir.join("cgroup.procs"), pid.to_string())
@@ -333,7 +366,9 @@ fn enter_cgroup(name: &str, pid: u32) -> Result<(), Error> {
 
 fn read_sysctl(key: &str) -> Option<String> {
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::read_to_string(path).ok().map(|v| v.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|v| v.trim().to_string())
 }
 
 fn write_sysctl(key: &str, value: &str) {
@@ -453,12 +488,16 @@ impl RealCluster {
             cluster.wait_node_ready(node, Duration::from_secs(120))?;
         }
         // Pods need their namespace's `default` ServiceAccount, made by the controller-manager.
-        cluster.wait_for(Duration::from_secs(60), "the default ServiceAccount", || {
-            cluster
-                .cp
-                .kubectl_ok(&["get", "serviceaccount", "default", "-n", "default"])
-                .is_ok()
-        })?;
+        cluster.wait_for(
+            Duration::from_secs(60),
+            "the default ServiceAccount",
+            || {
+                cluster
+                    .cp
+                    .kubectl_ok(&["get", "serviceaccount", "default", "-n", "default"])
+                    .is_ok()
+            },
+        )?;
         Ok(cluster)
     }
 
@@ -575,8 +614,8 @@ impl RealCluster {
         let bound = dir.join("run-containerd");
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(10) {
-            let cmdline =
-                std::fs::read_to_string(format!("/proc/{}/cmdline", node.holder_pid())).unwrap_or_default();
+            let cmdline = std::fs::read_to_string(format!("/proc/{}/cmdline", node.holder_pid()))
+                .unwrap_or_default();
             if cmdline.starts_with("sleep") {
                 break;
             }
@@ -590,7 +629,11 @@ impl RealCluster {
         }
 
         let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        node_process(&mut node, "containerd", &["--config", &d("containerd.toml")])?;
+        node_process(
+            &mut node,
+            "containerd",
+            &["--config", &d("containerd.toml")],
+        )?;
         let socket = node.containerd_socket();
         let start = Instant::now();
         while !socket.exists() && start.elapsed() < Duration::from_secs(30) {
@@ -603,6 +646,7 @@ impl RealCluster {
             });
         }
         let kubelet = tool("kubelet")?;
+        let (name, address) = (node.name.clone(), node.address.to_string());
         node_process(
             &mut node,
             &kubelet.to_string_lossy(),
@@ -612,9 +656,9 @@ impl RealCluster {
                 "--kubeconfig",
                 &d("kubelet.kubeconfig"),
                 "--hostname-override",
-                &node.name,
+                &name,
                 "--node-ip",
-                &node.address.to_string(),
+                &address,
                 "--root-dir",
                 "/var/lib/kubelet",
                 "--cert-dir",
@@ -624,7 +668,11 @@ impl RealCluster {
             ],
         )?;
         let proxy = tool("kube-proxy")?;
-        node_process(&mut node, &proxy.to_string_lossy(), &["--config", &d("kube-proxy.yaml")])?;
+        node_process(
+            &mut node,
+            &proxy.to_string_lossy(),
+            &["--config", &d("kube-proxy.yaml")],
+        )?;
         Ok(node)
     }
 
@@ -649,15 +697,19 @@ impl RealCluster {
         )?;
         std::fs::copy(&kubelet_kubeconfig, dir.join("kubelet.kubeconfig"))
             .map_err(io("copying the kubelet kubeconfig"))?;
-        let proxy_cert = self
-            .cp
-            .issue_client_certificate(&format!("kube-proxy-{}", node.name), "/CN=system:kube-proxy")?;
+        let proxy_cert = self.cp.issue_client_certificate(
+            &format!("kube-proxy-{}", node.name),
+            "/CN=system:kube-proxy",
+        )?;
         let proxy_kubeconfig = self.cp.kubeconfig_with_certificate(
             apiserver,
             &format!("kube-proxy-{}", node.name),
             (&proxy_cert.0, &proxy_cert.1),
         )?;
-        write(&dir.join("resolv.conf"), "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n")?;
+        write(
+            &dir.join("resolv.conf"),
+            "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n",
+        )?;
         write(
             &dir.join("containerd.toml"),
             &format!(
@@ -762,7 +814,8 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, Error> {
-    std::fs::File::create(dir.join(format!("{name}.log"))).map_err(io(format!("creating {name}.log")))
+    std::fs::File::create(dir.join(format!("{name}.log")))
+        .map_err(io(format!("creating {name}.log")))
 }
 
 /// Starts `program` inside the node's namespaces and cgroup, logging to `<name>.log`.
