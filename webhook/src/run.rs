@@ -50,8 +50,9 @@ pub struct Args {
     /// The cluster's CNI (e.g. flannel) where it cannot be detected.
     #[arg(long)]
     pub cni: Option<String>,
-    /// Seconds after a NetworkPolicy is stored before `one-sided` judges it (the rest of its
-    /// `kubectl apply` arrives meanwhile); a policy still one-sided then gets a Warning Event.
+    /// Seconds a namespace must be quiet after a NetworkPolicy is stored there before
+    /// `one-sided` judges it (the rest of its `kubectl apply` arrives meanwhile); a policy
+    /// still one-sided then gets a Warning Event.
     #[arg(long, default_value = "5")]
     pub settle_seconds: u64,
     /// Log format: text or json.
@@ -151,10 +152,10 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         cni: args.cni.clone(),
     });
     let config = Arc::new(config);
-    let settle = Arc::new(Settle {
-        delay: Duration::from_secs(args.settle_seconds),
-        confirm: confirm.clone(),
-        publish: Arc::new(EventPublish {
+    let settle = Arc::new(Settle::new(
+        Duration::from_secs(args.settle_seconds),
+        confirm.clone(),
+        Arc::new(EventPublish {
             recorder: Recorder::new(
                 client.clone(),
                 Reporter {
@@ -163,8 +164,8 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 },
             ),
         }),
-        config: config.clone(),
-    });
+        config.clone(),
+    ));
     let app = router(AppState {
         cluster: state,
         config,

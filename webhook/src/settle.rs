@@ -1,12 +1,15 @@
 //! `one-sided` after the apply has settled. Whether a rule is one-sided depends on other
 //! policies, and `kubectl apply -f` sends a file's objects one by one: at admission the
 //! counterpart may still be coming. So admission says nothing about it; a while after a policy
-//! is stored, it is judged again on a fresh read of its namespace, and if it is still one-sided
-//! a Warning Event `OneSided` lands on the NetworkPolicy (`kubectl events --for networkpolicy/NAME`).
+//! is stored and its namespace has been quiet for a while, it is judged again on a fresh read of
+//! the namespace (one read for every policy stored there meanwhile), and if it is still
+//! one-sided a Warning Event `OneSided` lands on the NetworkPolicy
+//! (`kubectl events --for networkpolicy/NAME`).
 //! Only stored policies are judged (not dry runs; one deleted meanwhile is not found).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use palisade_policy::Policy;
@@ -25,42 +28,95 @@ pub trait Publish: Send + Sync {
 }
 
 pub struct Settle {
-    /// How long after a policy is stored it is judged again: long enough for the rest of its
-    /// `kubectl apply` to arrive.
+    /// How long a namespace must be quiet (no NetworkPolicy stored) before its new policies
+    /// are judged: long enough for the rest of a `kubectl apply` to arrive.
     pub delay: Duration,
     pub confirm: Arc<dyn Confirm>,
     pub publish: Arc<dyn Publish>,
     pub config: Arc<WebhookConfig>,
+    /// Per namespace: when it will have been quiet long enough, and the policies waiting.
+    waiting: Mutex<HashMap<String, (Instant, Vec<Pending>)>>,
 }
 
 impl Settle {
-    /// Judges `pending` again after the delay, in the background.
+    pub fn new(
+        delay: Duration,
+        confirm: Arc<dyn Confirm>,
+        publish: Arc<dyn Publish>,
+        config: Arc<WebhookConfig>,
+    ) -> Self {
+        Self {
+            delay,
+            confirm,
+            publish,
+            config,
+            waiting: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Judges `pending` once its namespace has been quiet for the delay, in the background,
+    /// together with the other policies stored there meanwhile: one fresh read per batch.
     pub fn schedule(self: &Arc<Self>, pending: Pending) {
+        let namespace = pending.namespace.clone();
+        let deadline = Instant::now() + self.delay;
+        let first = {
+            let Ok(mut waiting) = self.waiting.lock() else {
+                return;
+            };
+            let entry = waiting
+                .entry(namespace.clone())
+                .or_insert_with(|| (deadline, Vec::new()));
+            let first = entry.1.is_empty();
+            entry.0 = deadline;
+            if !entry.1.contains(&pending) {
+                entry.1.push(pending);
+            }
+            first
+        };
+        if !first {
+            return; // the namespace's task is waiting already; its deadline moved
+        }
         let this = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(this.delay).await;
-            this.judge(pending).await;
+            loop {
+                let deadline = match this.waiting.lock() {
+                    Ok(w) => w.get(&namespace).map(|(d, _)| *d),
+                    Err(_) => None,
+                };
+                let Some(deadline) = deadline else { return };
+                if deadline <= Instant::now() {
+                    break;
+                }
+                tokio::time::sleep_until(deadline.into()).await;
+            }
+            let batch = match this.waiting.lock() {
+                Ok(mut w) => w.remove(&namespace).map(|(_, b)| b).unwrap_or_default(),
+                Err(_) => return,
+            };
+            this.judge(&namespace, batch).await;
         });
     }
 
-    async fn judge(&self, pending: Pending) {
-        let Some(state) = self.confirm.fresh(&pending.namespace).await else {
+    async fn judge(&self, namespace: &str, batch: Vec<Pending>) {
+        let Some(state) = self.confirm.fresh(namespace).await else {
             return;
         };
-        let Some(policy) = state
-            .cluster
-            .policies_in(&pending.namespace)
-            .find(|p| p.name == pending.name)
-        else {
-            tracing::debug!(namespace = %pending.namespace, name = %pending.name, "gone before it settled");
-            return;
-        };
-        let findings = one_sided(policy, &state, &self.config.checks);
-        if findings.is_empty() {
-            return;
+        for pending in &batch {
+            let Some(policy) = state
+                .cluster
+                .policies_in(namespace)
+                .find(|p| p.name == pending.name)
+            else {
+                tracing::debug!(namespace, name = %pending.name, "gone before it settled");
+                continue;
+            };
+            let findings = one_sided(policy, &state, &self.config.checks);
+            if findings.is_empty() {
+                continue;
+            }
+            tracing::info!(namespace, name = %pending.name, rules = findings.len(), "still one-sided after settling");
+            self.publish.warn(pending, note(&findings)).await;
         }
-        tracing::info!(namespace = %pending.namespace, name = %pending.name, rules = findings.len(), "still one-sided after settling");
-        self.publish.warn(&pending, note(&findings)).await;
     }
 }
 
