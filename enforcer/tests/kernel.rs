@@ -141,6 +141,7 @@ fn cluster(extra_rule: bool) -> Cluster {
         pod_selector: sel("web"),
         ingress,
         egress,
+        implicit_types: false,
     };
     let long = "a-policy-name-long-enough-to-push-the-nflog-prefix-over-its-limit";
     Cluster::new(
