@@ -299,10 +299,7 @@ impl ControlPlane {
     /// kube-controller-manager (Deployments, DaemonSets, Jobs, garbage collection, namespaces,
     /// ServiceAccounts and their tokens) and kube-scheduler, both as the admin, on loopback.
     fn start_controllers(&self) -> Result<(), Error> {
-        let (kcm_bin, scheduler_bin) = (
-            tool("kube-controller-manager")?,
-            tool("kube-scheduler")?,
-        );
+        let (kcm_bin, scheduler_bin) = (tool("kube-controller-manager")?, tool("kube-scheduler")?);
         let d = |f: &str| self.dir.join(f).to_string_lossy().into_owned();
         let log = |name: &str| {
             std::fs::File::create(self.dir.join(name)).map_err(io(format!("creating {name}")))
@@ -310,7 +307,12 @@ impl ControlPlane {
         let kubeconfig = self.kubeconfig.to_string_lossy().into_owned();
         let mut kcm = Command::new(kcm_bin);
         kcm.args(["--kubeconfig", &kubeconfig, "--leader-elect=false"])
-            .args(["--bind-address", "127.0.0.1", "--secure-port", &free_port()?.to_string()])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &free_port()?.to_string(),
+            ])
             .args(["--cert-dir", &d("kcm-certs")])
             .args(["--service-account-private-key-file", &d("sa.key")])
             .args(["--root-ca-file", &d("ca.crt")])
@@ -326,7 +328,12 @@ impl ControlPlane {
             .args(["--kubeconfig", &kubeconfig, "--leader-elect=false"])
             .args(["--authentication-kubeconfig", &kubeconfig])
             .args(["--authorization-kubeconfig", &kubeconfig])
-            .args(["--bind-address", "127.0.0.1", "--secure-port", &free_port()?.to_string()])
+            .args([
+                "--bind-address",
+                "127.0.0.1",
+                "--secure-port",
+                &free_port()?.to_string(),
+            ])
             .args(["--cert-dir", &d("scheduler-certs")])
             .stdout(Stdio::null())
             .stderr(log("kube-scheduler.log")?);
@@ -862,17 +869,23 @@ fn sweep_leftovers() {
         if pid <= 0 || unsafe { libc::kill(pid, 0) } == 0 {
             continue;
         }
-        let dir = entry.path().to_string_lossy().into_owned();
-        for proc_entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(p) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            let cmdline = std::fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
-            if String::from_utf8_lossy(&cmdline).contains(&dir) {
-                // SAFETY: kills a process whose command line names the dead run's directory.
-                unsafe { libc::kill(p, libc::SIGKILL) };
-            }
-        }
+        kill_processes_of(&entry.path());
         let _ = std::fs::remove_dir_all(entry.path());
+    }
+}
+
+/// Kills every process whose command line names `dir` (the control plane's processes all take
+/// their files from it).
+pub(crate) fn kill_processes_of(dir: &Path) {
+    let dir = dir.to_string_lossy().into_owned();
+    for proc_entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = proc_entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&dir) {
+            // SAFETY: kills a process whose command line names the run's directory.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
     }
 }

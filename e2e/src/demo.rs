@@ -64,7 +64,12 @@ fn install(cp: &ControlPlane, out: &mut Out) -> Result<(), Error> {
     let helm = crate::tools::tool("helm")?;
     let o = std::process::Command::new(helm)
         .args(["install", chart::RELEASE, chart::CHART_DIR])
-        .args(["--namespace", chart::NAMESPACE, "--create-namespace", "--wait"])
+        .args([
+            "--namespace",
+            chart::NAMESPACE,
+            "--create-namespace",
+            "--wait",
+        ])
         .args(["--timeout", "3m"])
         .env("KUBECONFIG", &cp.kubeconfig)
         .output()
@@ -91,7 +96,8 @@ fn install(cp: &ControlPlane, out: &mut Out) -> Result<(), Error> {
     let start = Instant::now();
     let nodes = loop {
         let nodes = cp.kubectl_ok(&["get", "nodeenforcements"])?;
-        if nodes.matches("true").count() >= NODES.len() || start.elapsed() > Duration::from_secs(30) {
+        if nodes.matches("true").count() >= NODES.len() || start.elapsed() > Duration::from_secs(30)
+        {
             break nodes;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -187,7 +193,10 @@ impl Setup {
         }
         let palisade = dir.join("palisade");
         if !palisade.is_file() {
-            return Err(missing(&palisade, "build first (cargo build --workspace --bins)"));
+            return Err(missing(
+                &palisade,
+                "build first (cargo build --workspace --bins)",
+            ));
         }
         Ok(Self { image, palisade })
     }
@@ -387,7 +396,10 @@ pub fn run(
     outcome.protected = protected;
 
     if let Some(interrupted) = keep {
-        let frontend = cluster.node("node-1").map(|n| n.netns.clone()).unwrap_or_default();
+        let frontend = cluster
+            .node("node-1")
+            .map(|n| n.netns.clone())
+            .unwrap_or_default();
         out.line(&format!(
             "\nThe cluster stays up until you press Ctrl-C. To explore:\n  export KUBECONFIG={} PATH={}:$PATH\n  kubectl get networkbaselines,nodeenforcements\n  kubectl exec -n production frontend -- nc -w 1 {} 5432   # frontend -> database: blocked\n  kubectl get namespaces,pods,networkpolicies -A -o yaml > /tmp/cluster.yaml\n  {} reach -f /tmp/cluster.yaml --port 5432/TCP --explain\n  ip netns exec {frontend} iptables-save -t filter | grep PAL",
             cp.kubeconfig.display(),

@@ -90,7 +90,9 @@ fn up(real_nodes: bool) -> i32 {
             println!("{text}");
             return 0;
         }
-        if std::fs::read_to_string(dir.join("serve.log")).is_ok_and(|l| l.contains("palisade-e2e: ")) {
+        if std::fs::read_to_string(dir.join("serve.log"))
+            .is_ok_and(|l| l.contains("palisade-e2e: "))
+        {
             eprintln!("palisade-e2e: the cluster did not come up; see above");
             return 1;
         }
@@ -199,7 +201,10 @@ fn start_real(progress: &mut dyn FnMut(&str)) -> Result<(Running, String), palis
         cluster.import_image(&image)?;
         format!("image: {} imported into every node\n", image.display())
     } else {
-        format!("image: none imported ({} is missing: run ./e2e/image.sh)\n", image.display())
+        format!(
+            "image: none imported ({} is missing: run ./e2e/image.sh)\n",
+            image.display()
+        )
     };
     let mut text = format!(
         "pid: {}\nkubeconfig: {}\nserver: {}\n{image_line}real nodes (kubelet, containerd, kube-proxy; `nsenter --net=/run/netns/NETNS sh` to look around):\n",
@@ -224,6 +229,7 @@ fn demo(keep: bool) -> i32 {
     use std::sync::atomic::{AtomicBool, Ordering};
     static WAITING: AtomicBool = AtomicBool::new(false);
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+    static ABANDONING: AtomicBool = AtomicBool::new(false);
     // SAFETY: signal-mask manipulation before any other thread exists; the threads started
     // later inherit the mask, so only the thread below takes these signals.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -242,6 +248,7 @@ fn demo(keep: bool) -> i32 {
                 INTERRUPTED.store(true, Ordering::SeqCst);
                 continue;
             }
+            ABANDONING.store(true, Ordering::SeqCst);
             eprintln!("\ninterrupted: removing the nodes, namespaces and rules the demo made");
             real_nodes::abandon_all();
             std::process::exit(130);
@@ -268,7 +275,13 @@ fn demo(keep: bool) -> i32 {
     };
     let mut stdout = std::io::stdout();
     let keep: Option<&dyn Fn() -> bool> = if keep { Some(&wait) } else { None };
-    match palisade_e2e::demo::run(&setup, keep, &mut stdout) {
+    let result = palisade_e2e::demo::run(&setup, keep, &mut stdout);
+    // Interrupted: the cluster is being removed under the demo, whose errors say nothing more;
+    // the signal thread ends the process.
+    while ABANDONING.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    match result {
         Ok(outcome) if outcome.failures.is_empty() => 0,
         Ok(_) => 1,
         Err(e) => {

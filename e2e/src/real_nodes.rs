@@ -422,7 +422,13 @@ pub fn abandon_all() {
         sweep(k);
         crate::network::sweep(k);
         let _ = std::fs::remove_file(format!("/run/palisade-e2e/net-{k}.pid"));
-        let _ = std::fs::remove_dir_all(dir);
+        crate::control_plane::kill_processes_of(&dir);
+        for _ in 0..20 {
+            if std::fs::remove_dir_all(&dir).is_ok() || !dir.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 

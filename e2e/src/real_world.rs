@@ -146,13 +146,9 @@ impl<'a> RealWorld<'a> {
     /// What `palisade reach` says for the cells, from the cluster's own objects (as a user
     /// would dump them with kubectl).
     pub fn predict(&self, ports: &[(u16, Protocol)]) -> Result<Vec<Probe>, Error> {
-        let dump = self.cp.kubectl_ok(&[
-            "get",
-            "namespaces,pods,networkpolicies",
-            "-A",
-            "-o",
-            "yaml",
-        ])?;
+        let dump =
+            self.cp
+                .kubectl_ok(&["get", "namespaces,pods,networkpolicies", "-A", "-o", "yaml"])?;
         predict(&[("cluster.yaml", &dump)], &self.cells(ports))
     }
 

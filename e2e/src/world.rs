@@ -391,8 +391,14 @@ pub fn predict(documents: &[(&str, &str)], cells: &[Cell]) -> Result<Vec<Probe>,
     let pods = reach::reachable_pods(&cluster);
     let mut ports: Vec<ProbePort> = Vec::new();
     for (_, _, port, protocol) in cells {
-        if !ports.iter().any(|p| p.port == *port && p.protocol == *protocol) {
-            ports.push(ProbePort { port: *port, protocol: *protocol });
+        if !ports
+            .iter()
+            .any(|p| p.port == *port && p.protocol == *protocol)
+        {
+            ports.push(ProbePort {
+                port: *port,
+                protocol: *protocol,
+            });
         }
     }
     let wanted: std::collections::BTreeSet<(String, String, u16, String)> = cells

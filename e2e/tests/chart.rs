@@ -268,10 +268,7 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
     );
 
     ok(
-        helm(
-            cp,
-            &["uninstall", release, "-n", ns, "--wait"],
-        ),
+        helm(cp, &["uninstall", release, "-n", ns, "--wait"]),
         "helm uninstall",
     );
     let left = kubectl(
@@ -344,6 +341,7 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             "shop",
             false,
         ),
+        ("webhook", "create", "events.events.k8s.io", "shop", true),
         ("webhook", "get", "secrets", NAMESPACE, false),
         (
             "operator",

@@ -9,7 +9,10 @@ fn the_demo_shows_palisade_working_end_to_end() {
     }
     let missing = palisade_e2e::real_nodes::missing();
     if !missing.is_empty() {
-        eprintln!("the demo runs on real nodes; skipped: this machine lacks {}", missing.join(", "));
+        eprintln!(
+            "the demo runs on real nodes; skipped: this machine lacks {}",
+            missing.join(", ")
+        );
         return;
     }
     // target/debug/deps/demo-… -> target/debug, where `cargo test --workspace` built the binaries.

@@ -77,7 +77,9 @@ impl OwnDaemonSet {
                 }
             }
             // Unknown: keeping the rules is the safe side.
-            None => tracing::warn!("cannot tell whether Palisade is being uninstalled; the rules stay"),
+            None => {
+                tracing::warn!("cannot tell whether Palisade is being uninstalled; the rules stay")
+            }
         }
     }
 }

@@ -5,10 +5,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use palisade_enforcer::metrics::Metrics;
-use palisade_enforcer::runtime::{Mode, Settings, run};
 use palisade_enforcer::CompileOptions;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
+use palisade_enforcer::metrics::Metrics;
+use palisade_enforcer::runtime::{Mode, Settings, run};
 use palisade_policy::process;
 
 #[derive(Debug, Parser)]

@@ -139,7 +139,9 @@ pub fn judge(response: &str) -> Result<String, SelftestError> {
     } else {
         format!(
             "refused: {}",
-            answer["status"]["message"].as_str().unwrap_or("(no message)")
+            answer["status"]["message"]
+                .as_str()
+                .unwrap_or("(no message)")
         )
     };
     Ok(format!(
