@@ -149,3 +149,46 @@ pub fn judge(response: &str) -> Result<String, SelftestError> {
         review["apiVersion"].as_str().unwrap_or("?")
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: &str, body: &str) -> String {
+        format!("HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\r\n{body}")
+    }
+
+    #[test]
+    fn a_refusal_is_reported_with_its_message() {
+        let body = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"palisade-selftest","allowed":false,"status":{"code":403,"message":"Palisade refuses NetworkPolicy default/selftest"}}}"#;
+        assert_eq!(
+            judge(&answer("200 OK", body)).unwrap(),
+            "the webhook answered over TLS, as admission.k8s.io/v1: an egress lockdown without DNS was refused: Palisade refuses NetworkPolicy default/selftest"
+        );
+    }
+
+    #[test]
+    fn a_chunked_answer_is_read() {
+        let body = "7a\r\n{\"apiVersion\":\"admission.k8s.io/v1\",\"response\":{\"uid\":\"palisade-selftest\",\"allowed\":true}}\r\n0\r\n\r\n";
+        assert!(judge(&answer("200 OK", body)).unwrap().ends_with("was allowed"));
+    }
+
+    #[test]
+    fn another_uid_or_status_is_not_an_answer() {
+        let other = r#"{"response":{"uid":"someone-else","allowed":true}}"#;
+        assert_eq!(
+            judge(&answer("200 OK", other)).unwrap_err().to_string(),
+            "the webhook's answer is not the AdmissionReview asked for: uid \"someone-else\" instead of palisade-selftest"
+        );
+        assert_eq!(
+            judge(&answer("400 Bad Request", "not an AdmissionReview: missing field `request`"))
+                .unwrap_err()
+                .to_string(),
+            "the webhook answered HTTP 400: not an AdmissionReview: missing field `request`"
+        );
+        assert!(matches!(
+            judge(&answer("200 OK", "{ no json")),
+            Err(SelftestError::Answer(_))
+        ));
+    }
+}
