@@ -1,16 +1,59 @@
-{{/* The name every object of a component starts with: <release>-<component>. */}}
+{{/* The name every object of a component starts with: <fullnameOverride or release>-<component>. */}}
 {{- define "palisade.name" -}}
-{{- printf "%s-%s" .root.Release.Name .component | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" (.root.Values.fullnameOverride | default .root.Release.Name) .component | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{/* Labels on every object. */}}
+{{/* Labels on every object: commonLabels, then Palisade's own (which win). */}}
 {{- define "palisade.labels" -}}
-app.kubernetes.io/name: palisade
-app.kubernetes.io/instance: {{ .root.Release.Name }}
-app.kubernetes.io/component: {{ .component }}
-app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .root.Release.Service }}
-helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- $own := dict
+  "app.kubernetes.io/name" "palisade"
+  "app.kubernetes.io/instance" .root.Release.Name
+  "app.kubernetes.io/component" .component
+  "app.kubernetes.io/version" .root.Chart.AppVersion
+  "app.kubernetes.io/managed-by" .root.Release.Service
+  "helm.sh/chart" (printf "%s-%s" .root.Chart.Name .root.Chart.Version) -}}
+{{- toYaml (merge $own (deepCopy (.root.Values.commonLabels | default dict))) -}}
+{{- end -}}
+
+{{/* Labels on a component's pods: its selector labels (which win), podLabels, commonLabels. */}}
+{{- define "palisade.podLabels" -}}
+{{- $selector := include "palisade.selector" . | fromYaml -}}
+{{- $values := index .root.Values .component -}}
+{{- toYaml (merge $selector (deepCopy ($values.podLabels | default dict)) (deepCopy (.root.Values.commonLabels | default dict))) -}}
+{{- end -}}
+
+{{/* Annotations on a component's pods: scrape annotations, then podAnnotations. */}}
+{{- define "palisade.podAnnotations" -}}
+{{- $scrape := include "palisade.scrape" . | fromYaml | default dict -}}
+{{- $values := index .root.Values .component -}}
+{{- $all := merge (deepCopy ($values.podAnnotations | default dict)) $scrape -}}
+{{- if $all }}{{ toYaml $all }}{{ else }}{}{{ end -}}
+{{- end -}}
+
+{{/* The namespace the enforcer runs in: its own (enforcer.namespace.create) or the release's. */}}
+{{- define "palisade.enforcerNamespace" -}}
+{{- if .Values.enforcer.namespace.create -}}
+{{ .Values.enforcer.namespace.name }}
+{{- else -}}
+{{ .Release.Namespace }}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's scheduling and priority: priorityClassName, nodeSelector, affinity, tolerations. */}}
+{{- define "palisade.scheduling" -}}
+{{- $values := index .root.Values .component -}}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
 
 {{/* Labels a component's pods are selected by. */}}
@@ -46,6 +89,7 @@ prometheus.io/path: /metrics
 {{- end }}
 {{- end -}}
 
+
 {{/* Probes on a component's admin port. */}}
 {{- define "palisade.probes" -}}
 livenessProbe:
@@ -55,4 +99,24 @@ livenessProbe:
 readinessProbe:
   httpGet: {path: /readyz, port: admin}
   periodSeconds: 5
+{{- end -}}
+
+{{/* Egress rules of Palisade's own NetworkPolicies: the apiserver and DNS. */}}
+{{- define "palisade.networkPolicyEgress" -}}
+- ports:
+    {{- range .ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+  {{- with .np.apiServer.cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock: {cidr: {{ . | quote }}}
+    {{- end }}
+  {{- end }}
+- ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+  {{- with .np.dns.to }}
+  to: {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end -}}
