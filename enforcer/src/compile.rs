@@ -10,9 +10,18 @@
 //! PALISADE-OUTPUT    the node to its own pods: always allowed (RETURN)
 //! PAL-I-… / PAL-E-…  per pod and direction, only if a policy isolates it: clear the bit, then
 //!                    for every rule of every isolating policy jump to its PAL-R-… chain and
-//!                    RETURN if that set the bit; at the end DROP (or count + NFLOG in audit)
+//!                    RETURN if that set the bit; at the end DROP, or with deny action reject a
+//!                    jump to PALISADE-REJECT (in audit: count + NFLOG, no verdict)
 //! PAL-R-…            per policy rule: one line per (peer, port) pair that sets the bit
+//! PALISADE-REJECT    only with deny action reject: TCP → reset, other → ICMP admin-prohibited,
+//!                    each within a node-wide rate; beyond it DROP
 //! ```
+//!
+//! The verdict is taken at one place, the end of a pod chain, so drop or reject changes that one
+//! line per chain and nothing else: the same packets are denied either way (ESTABLISHED/RELATED
+//! still accepted first, INVALID still dropped: answering them would help nobody), and audit
+//! chains, which take no verdict, are the same. The answers are rate-limited node-wide, so a
+//! flood of denied packets costs the node no more than dropping them would once over the rate.
 //!
 //! Allowed packets leave Palisade's chains by RETURN, never ACCEPT: Palisade only takes
 //! permissions away, so the rest of the filter table (kube-proxy's service rejects and
@@ -48,8 +57,8 @@ use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortSpec};
 use palisade_policy::{Cluster, Direction, Endpoint, Peer, Phase, Pod, Policy, Protocol, Rule};
 
 use crate::ruleset::{
-    CtState, FORWARD_CHAIN, INPUT_CHAIN, IpSet, LOCAL_SET, Match, OUTPUT_CHAIN, RuleLine, Ruleset,
-    SetDir, SetEntry, SetKind, Target, hashed_name,
+    CtState, FORWARD_CHAIN, INPUT_CHAIN, IpSet, LOCAL_SET, Match, OUTPUT_CHAIN, REJECT_CHAIN,
+    RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, hashed_name,
 };
 
 pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION};
@@ -67,6 +76,11 @@ pub struct CompileOptions {
     /// Audit log rate per pod and direction.
     pub audit_logs_per_minute: u32,
     pub audit_log_burst: u32,
+    /// What happens to a packet no rule allows.
+    pub deny_action: DenyAction,
+    /// With [`DenyAction::Reject`]: answers a minute, node-wide, for TCP and for the rest each.
+    pub rejects_per_minute: u32,
+    pub reject_burst: u32,
 }
 
 impl Default for CompileOptions {
@@ -76,6 +90,29 @@ impl Default for CompileOptions {
             mark: 0x10000,
             audit_logs_per_minute: 10,
             audit_log_burst: 20,
+            deny_action: DenyAction::Drop,
+            rejects_per_minute: 6000,
+            reject_burst: 100,
+        }
+    }
+}
+
+/// What happens to a packet that policies deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DenyAction {
+    /// Drop silently: the client waits for its timeout (a scanner learns nothing).
+    #[default]
+    Drop,
+    /// Refuse: a TCP reset, or ICMP admin-prohibited for other protocols, rate-limited (beyond
+    /// the rate, drop): the client fails at once.
+    Reject,
+}
+
+impl DenyAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyAction::Drop => "drop",
+            DenyAction::Reject => "reject",
         }
     }
 }
@@ -94,6 +131,9 @@ impl CompileOptions {
         }
         if self.audit_logs_per_minute == 0 {
             return Err("audit log rate must be at least 1 a minute".into());
+        }
+        if self.rejects_per_minute == 0 {
+            return Err("reject rate must be at least 1 a minute".into());
         }
         Ok(())
     }
@@ -225,7 +265,43 @@ pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Rules
     b.out.chains.insert(FORWARD_CHAIN.into(), forward);
     b.out.chains.insert(INPUT_CHAIN.into(), input);
     b.out.chains.insert(OUTPUT_CHAIN.into(), output);
+    if options.deny_action == DenyAction::Reject {
+        b.out
+            .chains
+            .insert(REJECT_CHAIN.into(), reject_chain(options));
+    }
     b.out
+}
+
+/// Denied packets with deny action reject: answered within the rate (TCP and the rest each have
+/// their own), dropped beyond it.
+fn reject_chain(options: &CompileOptions) -> Vec<RuleLine> {
+    let limit = Match::Limit {
+        per_minute: options.rejects_per_minute,
+        burst: options.reject_burst,
+    };
+    vec![
+        RuleLine::new(
+            vec![Match::Protocol(Protocol::Tcp), limit.clone()],
+            Target::Reject(RejectWith::TcpReset),
+            "palisade: denied, refused with a TCP reset",
+        ),
+        RuleLine::new(
+            vec![Match::Protocol(Protocol::Tcp)],
+            Target::Drop,
+            "palisade: denied, over the reject rate",
+        ),
+        RuleLine::new(
+            vec![limit],
+            Target::Reject(RejectWith::AdminProhibited),
+            "palisade: denied, refused with ICMP admin-prohibited",
+        ),
+        RuleLine::new(
+            vec![],
+            Target::Drop,
+            "palisade: denied, over the reject rate",
+        ),
+    ]
 }
 
 struct Builder<'a> {
@@ -288,9 +364,13 @@ impl<'a> Builder<'a> {
             );
         }
         if isolating.iter().any(|p| !is_audit(p)) {
+            let deny = match self.options.deny_action {
+                DenyAction::Drop => Target::Drop,
+                DenyAction::Reject => Target::Jump(REJECT_CHAIN.into()),
+            };
             lines.push(RuleLine::new(
                 vec![],
-                Target::Drop,
+                deny,
                 format!("{subject}: no rule allows"),
             ));
         } else {

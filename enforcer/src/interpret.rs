@@ -35,6 +35,8 @@ pub struct Packet {
 pub enum Outcome {
     Accept,
     Drop,
+    /// Dropped, and the sender told so (TCP reset or ICMP unreachable).
+    Reject,
     /// Let through, after an audit rule logged that it would have been dropped.
     AuditAccept,
 }
@@ -53,6 +55,7 @@ enum Flow {
     Continue,
     Accept,
     Drop,
+    Reject,
 }
 
 struct State<'a> {
@@ -84,6 +87,7 @@ pub fn run(ruleset: &Ruleset, packet: Packet) -> Result<Outcome, InterpretError>
     let flow = state.chain(entry, 0)?;
     Ok(match flow {
         Flow::Drop => Outcome::Drop,
+        Flow::Reject => Outcome::Reject,
         Flow::Continue | Flow::Accept if state.logged => Outcome::AuditAccept,
         Flow::Continue | Flow::Accept => Outcome::Accept,
     })
@@ -113,6 +117,7 @@ impl State<'_> {
             match &line.target {
                 Target::Accept => return Ok(Flow::Accept),
                 Target::Drop => return Ok(Flow::Drop),
+                Target::Reject(_) => return Ok(Flow::Reject),
                 Target::Return => return Ok(Flow::Continue),
                 Target::Jump(next) => match self.chain(next, depth + 1)? {
                     Flow::Continue => {}

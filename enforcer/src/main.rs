@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use palisade_enforcer::CompileOptions;
+use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_enforcer::metrics::Metrics;
 use palisade_enforcer::runtime::{Mode, Settings, run};
@@ -53,6 +54,11 @@ struct RunArgs {
     /// Milliseconds to wait after a change for more, so a burst becomes one sync.
     #[arg(long, default_value_t = 100, global = true)]
     debounce_ms: u64,
+    /// What happens to a denied connection: drop (the client waits for its timeout) or reject
+    /// (a TCP reset, ICMP admin-prohibited for other protocols, rate-limited: the client fails
+    /// at once).
+    #[arg(long, value_enum, default_value = "drop", global = true)]
+    deny_action: DenyAction,
     /// NFLOG group for audit logs (read with ulogd or `tcpdump -i nflog:<group>`).
     #[arg(long, default_value_t = 100, global = true)]
     nflog_group: u16,
@@ -129,6 +135,7 @@ async fn run_main() {
         debounce: Duration::from_millis(a.debounce_ms),
         options: CompileOptions {
             nflog_group: a.nflog_group,
+            deny_action: a.deny_action,
             ..CompileOptions::default()
         },
     };
@@ -145,7 +152,12 @@ async fn run_main() {
         },
         &stop,
     );
-    tracing::info!(node = %settings.node, mode = settings.mode.as_str(), "starting");
+    tracing::info!(
+        node = %settings.node,
+        mode = settings.mode.as_str(),
+        deny_action = settings.options.deny_action.as_str(),
+        "starting"
+    );
     let own = a
         .daemonset
         .as_deref()

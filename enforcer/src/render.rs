@@ -14,7 +14,8 @@ use palisade_policy::Protocol;
 
 use crate::compile::{MAX_COMMENT, truncate};
 use crate::ruleset::{
-    CtState, IpSet, Match, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, is_palisade_name,
+    CtState, IpSet, Match, RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target,
+    is_palisade_name,
 };
 
 /// Every set is created with these options, so `create … -exist` never fails on a set made by an
@@ -200,6 +201,13 @@ pub fn render_rule(chain: &str, line: &RuleLine) -> String {
             if *group != 0 {
                 let _ = write!(out, " --nflog-group {group}");
             }
+        }
+        Target::Reject(with) => {
+            let with = match with {
+                RejectWith::TcpReset => "tcp-reset",
+                RejectWith::AdminProhibited => "icmp-admin-prohibited",
+            };
+            let _ = write!(out, " -j REJECT --reject-with {with}");
         }
         Target::None => {}
     }

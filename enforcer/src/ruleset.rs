@@ -12,6 +12,8 @@ use palisade_policy::Protocol;
 pub const FORWARD_CHAIN: &str = "PALISADE-FORWARD";
 pub const INPUT_CHAIN: &str = "PALISADE-INPUT";
 pub const OUTPUT_CHAIN: &str = "PALISADE-OUTPUT";
+/// With deny action `reject`: where denied packets go to be refused (rate-limited) or dropped.
+pub const REJECT_CHAIN: &str = "PALISADE-REJECT";
 /// The `hash:ip` set of this node's pod IPs.
 pub const LOCAL_SET: &str = "PALISADE-LOCAL";
 /// Every chain and set Palisade owns starts with this; nothing else may.
@@ -101,6 +103,13 @@ impl Ruleset {
                     return Err(format!("chain {name} jumps to missing chain {to}"));
                 }
                 let has_protocol = line.matches.iter().any(|m| matches!(m, Match::Protocol(_)));
+                if line.target == Target::Reject(RejectWith::TcpReset)
+                    && !line.matches.contains(&Match::Protocol(Protocol::Tcp))
+                {
+                    return Err(format!(
+                        "chain {name}: a TCP reset for packets not only TCP"
+                    ));
+                }
                 for m in &line.matches {
                     match m {
                         Match::Set { name: set, dir, .. } => {
@@ -239,8 +248,19 @@ pub enum Target {
         group: u16,
         prefix: String,
     },
+    /// Refuse: drop and answer the sender. Ends the chain.
+    Reject(RejectWith),
     /// No target: the rule only counts the packets that reach it.
     None,
+}
+
+/// How a refused packet is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectWith {
+    /// A TCP reset (the client sees "connection refused"); only for TCP packets.
+    TcpReset,
+    /// ICMP destination unreachable, "communication administratively prohibited".
+    AdminProhibited,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

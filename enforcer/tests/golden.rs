@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use palisade_enforcer::compile::MODE_ANNOTATION;
+use palisade_enforcer::compile::{DenyAction, MODE_ANNOTATION};
 use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
@@ -78,15 +78,26 @@ fn full(r: &Ruleset) -> String {
 
 /// The pod and rule chains and the peer sets, without the fixed entry chains.
 fn specific(pods: Vec<Pod>, policies: Vec<Policy>) -> String {
+    specific_with(pods, policies, &CompileOptions::default(), &[])
+}
+
+/// [`specific`] compiled with `options`, keeping the fixed chains named in `keep`.
+fn specific_with(
+    pods: Vec<Pod>,
+    policies: Vec<Policy>,
+    options: &CompileOptions,
+    keep: &[&str],
+) -> String {
     let c = Cluster::new(
         vec![Namespace::new("x", Labels::new())],
         pods,
         vec![],
         policies,
     );
-    let mut r = compile(&c, "n1", &CompileOptions::default());
+    let mut r = compile(&c, "n1", options);
     assert_eq!(r.validate(), Ok(()));
-    r.chains.retain(|name, _| !name.starts_with("PALISADE-"));
+    r.chains
+        .retain(|name, _| !name.starts_with("PALISADE-") || keep.contains(&name.as_str()));
     r.sets.retain(|name, _| !name.starts_with("PALISADE-"));
     let sets = render_ipset(&r, Some(&BTreeMap::new()));
     let chains = render_iptables(&r, &BTreeMap::new()).unwrap_or_default();
@@ -190,6 +201,18 @@ fn scenario_named_ports() -> String {
 }
 
 fn scenario_audit() -> String {
+    scenario_audit_with(&CompileOptions::default(), &[])
+}
+
+fn scenario_reject() -> String {
+    let options = CompileOptions {
+        deny_action: DenyAction::Reject,
+        ..CompileOptions::default()
+    };
+    scenario_audit_with(&options, &["PALISADE-REJECT"])
+}
+
+fn scenario_audit_with(options: &CompileOptions, keep: &[&str]) -> String {
     let mut audit = policy("x", "audit", "web");
     audit.annotations = [(MODE_ANNOTATION.to_string(), "audit".to_string())].into();
     audit.ingress = Some(vec![Rule {
@@ -204,7 +227,7 @@ fn scenario_audit() -> String {
         pod("x", "a", "web", [10, 0, 0, 1], "n1"),
         db("b", [10, 0, 1, 2], None),
     ];
-    specific(pods, vec![audit, enforce])
+    specific_with(pods, vec![audit, enforce], options, keep)
 }
 
 /// One local pod isolated for ingress with no rules: the whole node's ruleset.
@@ -351,6 +374,49 @@ COMMIT
     );
 }
 
+/// Deny action reject: the one verdict line of an enforcing pod chain jumps to PALISADE-REJECT
+/// (a TCP reset, ICMP admin-prohibited for the rest, each within a node-wide rate, then drop);
+/// the audit-only chain takes no verdict, as with drop.
+#[test]
+fn reject() {
+    assert_eq!(
+        scenario_reject(),
+        r#"create PAL-S-9E5797AD4F9E72E3 hash:ip family inet hashsize 1024 maxelem 1048576
+add PAL-S-9E5797AD4F9E72E3 10.0.1.2
+*filter
+:PAL-E-0A74BD4AF1A08144 - [0:0]
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PAL-R-1796012EE45535FE - [0:0]
+:PALISADE-REJECT - [0:0]
+-A PAL-E-0A74BD4AF1A08144 -m comment --comment "x/a egress: audit, would drop (isolated by audit)"
+-A PAL-E-0A74BD4AF1A08144 -m limit --limit 10/min --limit-burst 20 -m comment --comment "x/a egress: audit log" -j NFLOG --nflog-prefix "palisade-audit x/a egress audit" --nflog-group 100
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/audit ingress[0]" -j PAL-R-1796012EE45535FE
+-A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/audit ingress[0] allows" -j RETURN
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j PALISADE-REJECT
+-A PAL-R-1796012EE45535FE -m set --match-set PAL-S-9E5797AD4F9E72E3 src -m comment --comment "x/audit ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PALISADE-REJECT -p tcp -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with a TCP reset" -j REJECT --reject-with tcp-reset
+-A PALISADE-REJECT -p tcp -m comment --comment "palisade: denied, over the reject rate" -j DROP
+-A PALISADE-REJECT -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with ICMP admin-prohibited" -j REJECT --reject-with icmp-admin-prohibited
+-A PALISADE-REJECT -m comment --comment "palisade: denied, over the reject rate" -j DROP
+COMMIT
+"#
+    );
+    // Only the verdict differs from drop: the same chains, the same lines, one target each.
+    let (drop, reject) = (scenario_audit(), scenario_reject());
+    let changed: Vec<&str> = reject
+        .lines()
+        .filter(|l| !l.contains("PALISADE-REJECT") || l.contains("no rule allows"))
+        .filter(|l| !drop.lines().any(|d| d == *l))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            r#"-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j PALISADE-REJECT"#
+        ]
+    );
+}
+
 #[test]
 fn same_input_same_text() {
     for scenario in [
@@ -359,6 +425,7 @@ fn same_input_same_text() {
         scenario_ip_blocks,
         scenario_named_ports,
         scenario_audit,
+        scenario_reject,
     ] {
         assert_eq!(scenario(), scenario());
     }

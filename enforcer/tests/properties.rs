@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use palisade_enforcer::compile::{ipv4, is_audit, local_pods};
+use palisade_enforcer::compile::{DenyAction, ipv4, is_audit, local_pods};
 use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
 use palisade_enforcer::render::{render_chains, render_ipset, render_iptables};
 use palisade_enforcer::ruleset::CtState;
@@ -25,8 +25,9 @@ const EXTERNAL: [Ipv4Addr; 5] = [
     Ipv4Addr::new(8, 8, 8, 8),
 ];
 
-/// What n1 must do with a connection: drop when a direction it enforces is denied by an
-/// enforcing policy; log and let through when only audit policies deny; otherwise nothing.
+/// What n1 must do with a connection: drop (or reject, by the deny action) when a direction it
+/// enforces is denied by an enforcing policy; log and let through when only audit policies deny;
+/// otherwise nothing.
 fn expected(
     c: &Cluster,
     src: &Endpoint,
@@ -35,6 +36,7 @@ fn expected(
     enforce_ingress: bool,
     port: u16,
     proto: Protocol,
+    denied: Outcome,
 ) -> Outcome {
     let v = c.evaluate(src, dst, port, proto);
     let mut audit = false;
@@ -51,7 +53,7 @@ fn expected(
                 .any(|p| p.namespace == r.namespace && p.name == r.name && !is_audit(p))
         });
         if enforcing {
-            return Outcome::Drop;
+            return denied;
         }
         audit = true;
     }
@@ -73,7 +75,7 @@ fn packet(src: Ipv4Addr, dst: Ipv4Addr, protocol: Protocol, dport: u16, path: Pa
     }
 }
 
-fn check_all(c: &Cluster, rules: &Ruleset) -> Result<(), TestCaseError> {
+fn check_all(c: &Cluster, rules: &Ruleset, denied: Outcome) -> Result<(), TestCaseError> {
     let local: Vec<&Pod> = local_pods(c, NODE).collect();
     let is_local = |p: &Pod| local.iter().any(|l| l.key() == p.key());
     let pod_ip = |p: &Pod| ipv4(p).expect("generated pods have IPv4");
@@ -94,7 +96,7 @@ fn check_all(c: &Cluster, rules: &Ruleset) -> Result<(), TestCaseError> {
                          eg: bool,
                          ing: bool|
              -> Result<(), TestCaseError> {
-                let want = expected(c, src, dst, eg, ing, port, proto);
+                let want = expected(c, src, dst, eg, ing, port, proto, denied);
                 let got = run(rules, pkt).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(got, want, "{} {}/{:?}", what, port, proto);
                 Ok(())
@@ -170,12 +172,18 @@ proptest! {
 
     #[test]
     fn compiled_rules_decide_as_the_policy_crate(
-        ns in namespaces(), pods in pods(), pols in policies()
+        ns in namespaces(), pods in pods(), pols in policies(), reject in any::<bool>()
     ) {
         let c = Cluster::new(ns, pods, vec![], pols);
-        let rules = compile(&c, NODE, &CompileOptions::default());
+        let (deny_action, denied) = if reject {
+            (DenyAction::Reject, Outcome::Reject)
+        } else {
+            (DenyAction::Drop, Outcome::Drop)
+        };
+        let options = CompileOptions { deny_action, ..CompileOptions::default() };
+        let rules = compile(&c, NODE, &options);
         prop_assert_eq!(rules.validate(), Ok(()));
-        check_all(&c, &rules)?;
+        check_all(&c, &rules, denied)?;
     }
 
     /// Same snapshot in another order, same ruleset and text; and a ruleset compared with itself
@@ -235,6 +243,16 @@ fn conntrack_states_short_circuit() {
     assert_eq!(run(&rules, p), Ok(Outcome::Accept));
     p.ct_state = CtState::Invalid;
     assert_eq!(run(&rules, p), Ok(Outcome::Drop));
+    // With deny action reject, a NEW packet is refused; an INVALID one is still only dropped.
+    let options = CompileOptions {
+        deny_action: DenyAction::Reject,
+        ..CompileOptions::default()
+    };
+    let rejecting = compile(&c, NODE, &options);
+    assert_eq!(run(&rejecting, p), Ok(Outcome::Drop));
+    p.ct_state = CtState::New;
+    assert_eq!(run(&rejecting, p), Ok(Outcome::Reject));
+    p.ct_state = CtState::Invalid;
     // Not about a local pod: Palisade stays out, whatever the state.
     p.dst = Ipv4Addr::new(10, 0, 0, 2);
     assert_eq!(run(&rules, p), Ok(Outcome::Accept));

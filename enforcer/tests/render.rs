@@ -8,7 +8,7 @@ use palisade_enforcer::render::{
     parse_ipset_names, parse_ipset_save, parse_iptables_save, render_chains, render_ipset,
     render_ipset_cleanup, render_iptables, render_rule,
 };
-use palisade_enforcer::ruleset::SetDir;
+use palisade_enforcer::ruleset::{RejectWith, SetDir};
 use palisade_enforcer::{IpSet, Match, RuleLine, Ruleset, SetEntry, SetKind, Target};
 use palisade_policy::Protocol;
 
@@ -288,4 +288,42 @@ fn rules_print_as_iptables_save_does() {
     assert_eq!(rate(10), "-A X -m limit --limit 10/min");
     assert_eq!(rate(1), "-A X -m limit --limit 1/min");
     assert_eq!(rate(120), "-A X -m limit --limit 2/sec");
+    assert_eq!(rate(6000), "-A X -m limit --limit 100/sec");
+    // REJECT as iptables-save 1.8.9 prints it, nf_tables and legacy alike.
+    let reset = RuleLine {
+        matches: vec![Match::Protocol(Protocol::Tcp)],
+        target: Target::Reject(RejectWith::TcpReset),
+        comment: None,
+    };
+    assert_eq!(
+        render_rule("X", &reset),
+        "-A X -p tcp -j REJECT --reject-with tcp-reset"
+    );
+    let prohibited = RuleLine {
+        matches: vec![],
+        target: Target::Reject(RejectWith::AdminProhibited),
+        comment: None,
+    };
+    assert_eq!(
+        render_rule("X", &prohibited),
+        "-A X -j REJECT --reject-with icmp-admin-prohibited"
+    );
+}
+
+/// iptables refuses `--reject-with tcp-reset` on a rule that is not only TCP: caught before
+/// any restore.
+#[test]
+fn a_tcp_reset_needs_a_tcp_match() {
+    let mut r = Ruleset::default();
+    r.chains.insert(
+        "PAL-X".into(),
+        vec![RuleLine::new(
+            vec![],
+            Target::Reject(RejectWith::TcpReset),
+            "x",
+        )],
+    );
+    assert!(r.validate().is_err());
+    r.chains.get_mut("PAL-X").expect("chain")[0].matches = vec![Match::Protocol(Protocol::Tcp)];
+    assert_eq!(r.validate(), Ok(()));
 }
