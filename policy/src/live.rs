@@ -13,7 +13,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::checks::{Enforcement, NodeEnforcement};
@@ -117,61 +116,35 @@ where
     }
 }
 
-/// Adds objects to the inputs through the same reader as files.
-fn add<K: Serialize>(inputs: &mut Inputs, source: &str, items: &[K]) -> Result<(), LiveError> {
-    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
-    let text = serde_json::to_string(&list).map_err(std::io::Error::other)?;
-    inputs
-        .add_text(source, &text)
-        .map_err(|e| LiveError::Io(std::io::Error::other(e.to_string())))
-}
-
 async fn read_async(target: &Target, workloads: bool) -> Result<Live, LiveError> {
     let (client, source) = client(target).await?;
     let mut inputs = Inputs::default();
-    add(
-        &mut inputs,
+    inputs.add_objects(
         &source,
         &list_all::<Namespace>(&client, "namespaces").await?,
-    )?;
-    add(
-        &mut inputs,
-        &source,
-        &list_all::<Pod>(&client, "pods").await?,
-    )?;
-    add(
-        &mut inputs,
+    );
+    inputs.add_objects(&source, &list_all::<Pod>(&client, "pods").await?);
+    inputs.add_objects(
         &source,
         &list_all::<NetworkPolicy>(&client, "networkpolicies").await?,
-    )?;
+    );
     let daemonsets = list_all::<DaemonSet>(&client, "daemonsets").await?;
     if workloads {
-        add(
-            &mut inputs,
+        inputs.add_objects(
             &source,
             &list_all::<Deployment>(&client, "deployments").await?,
-        )?;
-        add(
-            &mut inputs,
+        );
+        inputs.add_objects(
             &source,
             &list_all::<StatefulSet>(&client, "statefulsets").await?,
-        )?;
-        add(&mut inputs, &source, &daemonsets)?;
-        add(
-            &mut inputs,
+        );
+        inputs.add_objects(&source, &daemonsets);
+        inputs.add_objects(
             &source,
             &list_all::<ReplicaSet>(&client, "replicasets").await?,
-        )?;
-        add(
-            &mut inputs,
-            &source,
-            &list_all::<Job>(&client, "jobs").await?,
-        )?;
-        add(
-            &mut inputs,
-            &source,
-            &list_all::<CronJob>(&client, "cronjobs").await?,
-        )?;
+        );
+        inputs.add_objects(&source, &list_all::<Job>(&client, "jobs").await?);
+        inputs.add_objects(&source, &list_all::<CronJob>(&client, "cronjobs").await?);
     }
     // The objects come from the apiserver, not from lines of a file.
     for p in &mut inputs.policies {

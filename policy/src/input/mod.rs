@@ -239,6 +239,20 @@ impl Inputs {
         Ok(())
     }
 
+    /// Adds objects that are already parsed (read from the apiserver): `source` names where
+    /// they came from, and they have no line.
+    pub fn add_objects<K: serde::Serialize>(&mut self, source: &str, objects: &[K]) {
+        for o in objects {
+            match serde_json::to_value(o) {
+                Ok(v) => self.add_object(source, &Node::from_json(&v, 0)),
+                Err(e) => self.unreadable_file(&LoadError::Io {
+                    path: source.into(),
+                    source: std::io::Error::other(e),
+                }),
+            }
+        }
+    }
+
     /// Adds every object of one YAML/JSON stream.
     pub fn add_text(&mut self, file: &str, text: &str) -> Result<(), LoadError> {
         self.read(file, text.as_bytes())

@@ -100,6 +100,34 @@ impl Node {
         }
     }
 
+    /// A tree from JSON (objects read from the apiserver), every node at line `line`.
+    pub fn from_json(value: &serde_json::Value, line: usize) -> Node {
+        let node = |value| Node {
+            line,
+            column: 0,
+            value,
+        };
+        node(match value {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64().unwrap_or_default()),
+            },
+            serde_json::Value::String(s) => Value::Str(s.clone()),
+            serde_json::Value::Array(items) => {
+                Value::Seq(items.iter().map(|v| Node::from_json(v, line)).collect())
+            }
+            serde_json::Value::Object(entries) => Value::Map(
+                entries
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != SKIPPED_KEY)
+                    .map(|(k, v)| (node(Value::Str(k.clone())), Node::from_json(v, line)))
+                    .collect(),
+            ),
+        })
+    }
+
     /// A mapping key as text (YAML allows numbers and booleans as keys).
     pub fn key_text(&self) -> String {
         match &self.value {

@@ -37,6 +37,8 @@ fn options() -> serde_saphyr::Options {
             max_total_scalar_bytes: MAX_FILE_BYTES,
             max_depth: MAX_DEPTH,
         },
+        // Comments are never read; not collecting them saves time on every file.
+        emit_comments: false,
     }
 }
 
