@@ -14,5 +14,5 @@ pub mod util;
 pub mod world;
 
 pub use control_plane::{ControlPlane, Error};
-pub use network::Network;
+pub use network::{Answer, Network};
 pub use real_nodes::RealCluster;

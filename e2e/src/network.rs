@@ -328,7 +328,8 @@ impl Network {
                 })?;
                 let (ns, ip, port, protocol) = (src.netns.name.clone(), dst.ip, *port, *protocol);
                 handles.push(std::thread::spawn(move || {
-                    probe_from(&ns, IpAddr::V4(ip), port, protocol, timeout)
+                    answer_from(&ns, IpAddr::V4(ip), port, protocol, timeout)
+                        .map(|a| a == Answer::Connected)
                 }));
             }
             for (handle, (from, to, port, protocol)) in handles.into_iter().zip(chunk) {
@@ -359,6 +360,52 @@ impl Network {
     ) -> Result<bool, Error> {
         let cells = [(from.to_string(), to.to_string(), port, protocol)];
         Ok(self.probe_all(&cells, Duration::from_secs(1))?[0].allowed)
+    }
+
+    /// One probe, telling a refusal (an answer saying no) from silence (no answer in `timeout`).
+    pub fn answer(
+        &self,
+        from: &str,
+        to: &str,
+        port: u16,
+        protocol: Protocol,
+        timeout: Duration,
+    ) -> Result<Answer, Error> {
+        let pod = |key: &str| {
+            self.pod(key).ok_or_else(|| Error::Command {
+                what: "probing".into(),
+                stderr: format!("no pod {key}"),
+            })
+        };
+        let (ns, ip) = (pod(from)?.netns.name.clone(), pod(to)?.ip);
+        // A thread of its own: entering the pod's namespace must not move the caller.
+        std::thread::spawn(move || answer_from(&ns, IpAddr::V4(ip), port, protocol, timeout))
+            .join()
+            .map_err(|_| Error::Command {
+                what: "probing".into(),
+                stderr: "the probe thread panicked".into(),
+            })?
+    }
+}
+
+/// What a client sees of one connection attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// TCP: accepted; UDP: echoed.
+    Connected,
+    /// Told no at once: a TCP reset or an ICMP unreachable (connection refused, host
+    /// unreachable, administratively prohibited).
+    Refused,
+    /// Nothing came back within the timeout.
+    TimedOut,
+}
+
+impl Answer {
+    fn of_error(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Answer::TimedOut,
+            _ => Answer::Refused,
+        }
     }
 }
 
@@ -393,18 +440,22 @@ pub fn sctp_supported() -> bool {
     fd >= 0
 }
 
-/// Connects from inside namespace `ns`: TCP succeeds on an accepted connection, UDP on an echo.
-fn probe_from(
+/// Connects from inside namespace `ns`: TCP succeeds on an accepted connection, UDP on an echo;
+/// an error saying no (an ICMP error on the connected UDP socket, a reset) is a refusal.
+fn answer_from(
     ns: &str,
     ip: IpAddr,
     port: u16,
     protocol: Protocol,
     timeout: Duration,
-) -> Result<bool, Error> {
+) -> Result<Answer, Error> {
     netns::enter(ns)?;
     let addr = SocketAddr::new(ip, port);
     Ok(match protocol {
-        Protocol::Tcp => TcpStream::connect_timeout(&addr, timeout).is_ok(),
+        Protocol::Tcp => match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(_) => Answer::Connected,
+            Err(e) => Answer::of_error(&e),
+        },
         Protocol::Udp => {
             let sock = UdpSocket::bind("0.0.0.0:0").map_err(|source| Error::Io {
                 what: "udp probe socket".into(),
@@ -412,9 +463,15 @@ fn probe_from(
             })?;
             let _ = sock.set_read_timeout(Some(timeout));
             let mut buf = [0u8; 64];
-            sock.connect(addr).is_ok()
-                && sock.send(b"palisade-probe").is_ok()
-                && matches!(sock.recv(&mut buf), Ok(n) if &buf[..n] == b"palisade-probe")
+            let echoed = sock
+                .connect(addr)
+                .and_then(|()| sock.send(b"palisade-probe"))
+                .and_then(|_| sock.recv(&mut buf));
+            match echoed {
+                Ok(n) if &buf[..n] == b"palisade-probe" => Answer::Connected,
+                Ok(_) => Answer::Refused,
+                Err(e) => Answer::of_error(&e),
+            }
         }
         Protocol::Sctp => {
             return Err(Error::Command {

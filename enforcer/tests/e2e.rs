@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use palisade_e2e::util::{Process, http_get_at, sample};
 use palisade_e2e::world::{FLANNEL_CONFLIST, PodDef, World, differences};
-use palisade_e2e::{ControlPlane, chart};
+use palisade_e2e::{Answer, ControlPlane, chart};
 use palisade_policy::Protocol::{self, Tcp, Udp};
 
 /// Tests share the apiserver (Node and kube-system objects) and run one at a time.
@@ -415,6 +415,66 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
         kubectl(cp, &["delete", "networkpolicies", "--all", "-n", ns]);
     }
     converges(&world, "", &XYZ_PORTS, limit);
+}
+
+/// Deny action reject on node-1, drop (the default) on node-2: a client denied by a pod on
+/// node-1, or denied egress from node-1, is refused at once (TCP reset, ICMP admin-prohibited for
+/// UDP); one denied by a pod on node-2 waits for its timeout. The matrix is the prediction either
+/// way.
+#[test]
+fn reject_refuses_denied_connections_where_drop_lets_them_time_out() {
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let world = xyz_world(cp);
+    let _enforcers = [
+        Enforcer::start_with(&world, "node-1", &["--deny-action", "reject"]),
+        Enforcer::start(&world, "node-2"),
+    ];
+    // x/a is on node-1, x/b on node-2, z/a on node-1; y/* are not isolated.
+    let policies = [
+        policy(
+            "x",
+            "deny-ingress",
+            "  podSelector: {}\n  policyTypes: [Ingress]",
+        ),
+        policy(
+            "z",
+            "a-deny-egress",
+            "  podSelector: {matchLabels: {pod: a}}\n  policyTypes: [Egress]",
+        ),
+    ]
+    .concat();
+    world.cp.apply(&policies).unwrap();
+    converges(&world, &policies, &XYZ_PORTS, Duration::from_secs(20));
+
+    let answer = |from: &str, to: &str, port: u16, protocol: Protocol| {
+        let started = Instant::now();
+        let a = world
+            .net
+            .answer(from, to, port, protocol, Duration::from_secs(2))
+            .unwrap();
+        eprintln!(
+            "{from} -> {to} {port}/{protocol}: {a:?} after {:?}",
+            started.elapsed()
+        );
+        a
+    };
+    for (port, protocol) in XYZ_PORTS {
+        assert_eq!(answer("y/a", "x/a", port, protocol), Answer::Refused);
+        assert_eq!(answer("z/a", "y/a", port, protocol), Answer::Refused);
+        assert_eq!(answer("y/a", "x/b", port, protocol), Answer::TimedOut);
+        assert_eq!(answer("y/a", "y/b", port, protocol), Answer::Connected);
+    }
+    let rules = node_exec(&world, 0, &["iptables-save", "-t", "filter"]);
+    assert!(
+        rules.contains("-j REJECT --reject-with tcp-reset")
+            && rules.contains("-j REJECT --reject-with icmp-admin-prohibited"),
+        "{rules}"
+    );
+    let rules = node_exec(&world, 1, &["iptables-save", "-t", "filter"]);
+    assert!(!rules.contains("REJECT"), "{rules}");
 }
 
 fn node_exec(world: &World, node: usize, args: &[&str]) -> String {
