@@ -212,7 +212,7 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             "{.webhooks[*].name} {.webhooks[0].failurePolicy} {.webhooks[0].sideEffects} {.webhooks[0].namespaceSelector.matchExpressions[0].values}"
         ),
         format!(
-            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev Fail None ["kube-system","{ns}"]"#
+            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev Fail NoneOnDryRun ["kube-system","{ns}"]"#
         )
     );
     let secret = |key: &str| {
@@ -388,6 +388,21 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             false,
         ),
         ("operator", "get", "secrets", NAMESPACE, false),
+        // Its own CRDs, which Helm never upgrades, and no other.
+        (
+            "operator",
+            "patch",
+            "customresourcedefinitions.apiextensions.k8s.io/networkbaselines.palisade.dev",
+            "",
+            true,
+        ),
+        (
+            "operator",
+            "patch",
+            "customresourcedefinitions.apiextensions.k8s.io/certificates.cert-manager.io",
+            "",
+            false,
+        ),
         ("enforcer", "watch", "pods", "", true),
         (
             "enforcer",
@@ -446,4 +461,433 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
         })
         .collect();
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// `helm template` of the release `palisade` into namespace `ns` with `args`.
+fn render(cp: &ControlPlane, ns: &str, args: &[&str]) -> String {
+    let mut all = vec!["template", RELEASE, CHART_DIR, "--namespace", ns];
+    all.extend(args);
+    ok(helm(cp, &all), &format!("helm template {args:?}"))
+}
+
+/// The rendered objects, as JSON (kubectl reads the YAML).
+fn objects(cp: &ControlPlane, rendered: &str) -> Vec<serde_json::Value> {
+    let json = ok(
+        cp.kubectl_stdin(
+            &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+            rendered,
+        )
+        .unwrap(),
+        "reading the rendered objects",
+    );
+    // One JSON document per object, one after the other.
+    serde_json::Deserializer::from_str(&json)
+        .into_iter::<serde_json::Value>()
+        .map(|v| v.unwrap())
+        .collect()
+}
+
+/// The pods the chart's workloads (and its test hook) would create, by component, each in the
+/// namespace its workload is rendered into.
+fn pods(cp: &ControlPlane, rendered: &str) -> Vec<(String, serde_json::Value)> {
+    objects(cp, rendered)
+        .into_iter()
+        .filter_map(|o| {
+            let component = o["metadata"]["labels"]["app.kubernetes.io/component"]
+                .as_str()?
+                .to_string();
+            let ns = o["metadata"]["namespace"].clone();
+            let template = match o["kind"].as_str()? {
+                "Deployment" | "DaemonSet" => o["spec"]["template"].clone(),
+                "Pod" => o.clone(),
+                _ => return None,
+            };
+            let pod = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": format!("psa-{component}"), "namespace": ns,
+                             "labels": template["metadata"]["labels"]},
+                "spec": template["spec"],
+            });
+            Some((component, pod))
+        })
+        .collect()
+}
+
+/// Whether the apiserver would create the pod (server-side dry run: Pod Security Admission
+/// judges it as it would the real one), and what it said.
+fn admitted(cp: &ControlPlane, pod: &serde_json::Value) -> (bool, String) {
+    let o = cp
+        .kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], &pod.to_string())
+        .unwrap();
+    (o.status.success(), text(&o))
+}
+
+/// Each workload is admitted under the Pod Security level it claims: the webhook, the operator
+/// and the test pod under `restricted`; the enforcer is refused under `baseline` (it needs
+/// `privileged`), and the chart's own namespace for it (enforcer.namespace.create) admits it
+/// while the release namespace enforces `restricted`.
+#[test]
+fn each_workload_is_admitted_under_the_pod_security_level_it_claims() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::shared();
+    if !cp.is_local() {
+        return;
+    }
+    chart::install_rbac(cp).unwrap(); // the CRDs, for reading the rendered baseline
+    let (restricted, baseline, own) = ("psa-restricted", "psa-baseline", "psa-enforcer");
+    for (ns, level) in [(restricted, "restricted"), (baseline, "baseline")] {
+        cp.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels: {{pod-security.kubernetes.io/enforce: {level}}}\n"
+        ))
+        .unwrap();
+    }
+
+    let in_restricted = pods(cp, &render(cp, restricted, &[]));
+    let components: Vec<&str> = in_restricted.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(components.len(), 4, "{components:?}");
+    for (component, pod) in &in_restricted {
+        let (ok, said) = admitted(cp, pod);
+        match component.as_str() {
+            "webhook" | "operator" | "test" => assert!(ok, "{component} under restricted: {said}"),
+            "enforcer" => assert!(!ok, "the enforcer is not restricted: {said}"),
+            other => panic!("unexpected component {other}"),
+        }
+    }
+
+    let (_, enforcer) = pods(cp, &render(cp, baseline, &[]))
+        .into_iter()
+        .find(|(c, _)| c == "enforcer")
+        .expect("the enforcer's pod");
+    let (ok, said) = admitted(cp, &enforcer);
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains(r#"violates PodSecurity "baseline:latest""#)
+            && said.contains("hostNetwork")
+            && said.contains("NET_ADMIN"),
+        "{said}"
+    );
+
+    // The chart's way: the enforcer in a namespace of its own, which the chart creates labelled
+    // privileged; everything else stays in the restricted release namespace.
+    let args = [
+        "--set",
+        &format!("enforcer.namespace.create=true,enforcer.namespace.name={own}"),
+    ];
+    let rendered = render(cp, restricted, &args);
+    let namespace = chart::template(&[
+        "--show-only",
+        "templates/enforcer/namespace.yaml",
+        "--set",
+        &format!("enforcer.namespace.create=true,enforcer.namespace.name={own}"),
+    ])
+    .unwrap();
+    assert!(
+        namespace.contains("pod-security.kubernetes.io/enforce: privileged"),
+        "{namespace}"
+    );
+    cp.apply(&namespace).unwrap();
+    for (component, pod) in pods(cp, &rendered) {
+        let want = if component == "enforcer" {
+            own
+        } else {
+            restricted
+        };
+        assert_eq!(pod["metadata"]["namespace"], want, "{component}");
+        let (ok, said) = admitted(cp, &pod);
+        assert!(ok, "{component} in {want}: {said}");
+    }
+    // Every object of the release renders to something the apiserver accepts there, and the
+    // webhook leaves the enforcer's namespace alone as it does the release's.
+    let o = cp
+        .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered)
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        rendered.contains(&format!(
+            "- kube-system\n            - {restricted}\n            - {own}\n"
+        )),
+        "{rendered}"
+    );
+    for ns in [restricted, baseline, own] {
+        let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+}
+
+/// Every value the chart added for real clusters is typed: a wrong one fails `helm install`
+/// (here `helm template`, which validates the same way), naming the value.
+#[test]
+fn a_wrong_value_is_refused_naming_it() {
+    let cp = ControlPlane::shared();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--set", "webhook.port=0"], "/webhook/port"),
+        (&["--set", "webhook.adminPort=70000"], "/webhook/adminPort"),
+        (
+            &["--set", "webhook.hostNetwork=yes"],
+            "/webhook/hostNetwork",
+        ),
+        (
+            &[
+                "--set",
+                "webhook.namespaceSelector.matchExpressions[0].key=team,webhook.namespaceSelector.matchExpressions[0].operator=Is",
+            ],
+            "/webhook/namespaceSelector/matchExpressions/0/operator",
+        ),
+        (
+            &["--set", "webhook.objectSelector.matchLabel.app=x"],
+            "/webhook/objectSelector",
+        ),
+        (
+            &["--set-json", "webhook.priorityClassName=5"],
+            "/webhook/priorityClassName",
+        ),
+        (
+            &["--set", "operator.extraArgs=--verbose"],
+            "/operator/extraArgs",
+        ),
+        (
+            &["--set-json", r#"operator.extraEnv=[{"value":"x"}]"#],
+            "/operator/extraEnv/0",
+        ),
+        (
+            &["--set-json", "enforcer.podLabels={\"team\":1}"],
+            "/enforcer/podLabels/team",
+        ),
+        (
+            &["--set", "webhook.podAnnotations=x"],
+            "/webhook/podAnnotations",
+        ),
+        (
+            &["--set", "enforcer.adminAddress=everywhere"],
+            "/enforcer/adminAddress",
+        ),
+        (
+            &["--set", "enforcer.namespace.create=maybe"],
+            "/enforcer/namespace/create",
+        ),
+        (
+            &["--set", "enforcer.namespace.name=Palisade_Enforcer"],
+            "/enforcer/namespace/name",
+        ),
+        (&["--set", "enforcer.affinity=x"], "/enforcer/affinity"),
+        (
+            &["--set", "fullnameOverride=My_Palisade"],
+            "/fullnameOverride",
+        ),
+        (
+            &["--set-json", "commonLabels={\"team\":true}"],
+            "/commonLabels/team",
+        ),
+        (
+            &["--set", "networkPolicy.enabled=on"],
+            "/networkPolicy/enabled",
+        ),
+        (
+            &[
+                "--set",
+                "networkPolicy.webhookFrom[0].ipblock.cidr=10.0.0.0/8",
+            ],
+            "/networkPolicy/webhookFrom/0",
+        ),
+        (
+            &[
+                "--set",
+                "networkPolicy.metricsFrom[0].podSelector.matchLabels=x",
+            ],
+            "/networkPolicy/metricsFrom/0/podSelector/matchLabels",
+        ),
+        (
+            &["--set", "networkPolicy.apiServer.ports[0]=https"],
+            "/networkPolicy/apiServer/ports/0",
+        ),
+        (
+            &["--set", "networkPolicy.apiServer.cidrs[0]=apiserver"],
+            "/networkPolicy/apiServer/cidrs/0",
+        ),
+        (
+            &["--set", "networkPolicy.dns.to=kube-dns"],
+            "/networkPolicy/dns/to",
+        ),
+    ];
+    let mut wrong = Vec::new();
+    for (args, path) in cases {
+        let mut all = vec!["template", RELEASE, CHART_DIR];
+        all.extend(*args);
+        let o = helm(cp, &all);
+        let said = text(&o);
+        if o.status.success() || !said.contains(&format!("at '{path}'")) {
+            wrong.push(format!("{args:?}: want an error at '{path}', got: {said}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The knobs reach the objects: names, labels, annotations, arguments, environment, scheduling,
+/// ports, selectors, the enforcer's admin address and Palisade's own NetworkPolicies.
+#[test]
+fn the_values_reach_the_rendered_objects() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::shared();
+    if !cp.is_local() {
+        return;
+    }
+    chart::install_rbac(cp).unwrap();
+    let find = |objs: &[serde_json::Value], kind: &str, name: &str| -> serde_json::Value {
+        objs.iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+
+    // Defaults: the enforcer's admin port on the node's own address; the policies.
+    let objs = objects(cp, &render(cp, NAMESPACE, &[]));
+    let enforcer = find(&objs, "DaemonSet", "palisade-enforcer");
+    let c = &enforcer["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--admin-listen=$(HOST_IP):9102"),
+        "{}",
+        c["args"]
+    );
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "HOST_IP"
+                && e["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP")
+    );
+    let webhook_np = find(&objs, "NetworkPolicy", "palisade-webhook");
+    assert_eq!(
+        webhook_np["spec"]["ingress"],
+        serde_json::json!([
+            {"ports": [{"protocol": "TCP", "port": 8443}]},
+            {"ports": [{"protocol": "TCP", "port": 8080}],
+             "from": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]}
+        ])
+    );
+    assert_eq!(
+        webhook_np["spec"]["egress"],
+        serde_json::json!([
+            {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]},
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+        ])
+    );
+    find(&objs, "NetworkPolicy", "palisade-operator");
+
+    let rendered = render(
+        cp,
+        NAMESPACE,
+        &[
+            "--set",
+            "fullnameOverride=pal,commonLabels.team=platform,webhook.port=10250,webhook.adminPort=9443,webhook.hostNetwork=true",
+            "--set",
+            "webhook.priorityClassName=system-cluster-critical,operator.priorityClassName=system-cluster-critical",
+            "--set",
+            "webhook.podAnnotations.a=b,operator.podLabels.c=d,enforcer.extraArgs[0]=--verbose,operator.extraEnv[0].name=HTTPS_PROXY,operator.extraEnv[0].value=http://proxy:3128",
+            "--set",
+            "enforcer.adminAddress=10.0.0.1,enforcer.nodeSelector.pool=net,operator.tolerations[0].operator=Exists",
+            "--set-json",
+            r#"webhook.objectSelector={"matchExpressions":[{"key":"palisade.dev/ignore","operator":"DoesNotExist"}]}"#,
+            "--set-json",
+            r#"webhook.namespaceSelector={"matchLabels":{"palisade.dev/review":"true"}}"#,
+            "--set-json",
+            r#"networkPolicy={"metricsFrom":[],"apiServer":{"ports":[443],"cidrs":["10.0.0.0/24"]},"dns":{"to":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"kube-system"}}}]}}"#,
+        ],
+    );
+    let o = cp
+        .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered)
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let objs = objects(cp, &rendered);
+    assert!(
+        objs.iter()
+            .all(|o| o["metadata"]["labels"]["team"] == "platform"),
+        "commonLabels on every object"
+    );
+    let webhook = find(&objs, "Deployment", "pal-webhook");
+    let spec = &webhook["spec"]["template"]["spec"];
+    assert_eq!(spec["hostNetwork"], true);
+    assert_eq!(spec["priorityClassName"], "system-cluster-critical");
+    assert_eq!(
+        webhook["spec"]["template"]["metadata"]["annotations"]["a"],
+        "b"
+    );
+    assert_eq!(
+        spec["containers"][0]["ports"],
+        serde_json::json!([{"name": "https", "containerPort": 10250}, {"name": "admin", "containerPort": 9443}])
+    );
+    assert!(
+        spec["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--listen=0.0.0.0:10250")
+    );
+    let operator = find(&objs, "Deployment", "pal-operator");
+    let spec = &operator["spec"]["template"]["spec"];
+    assert_eq!(operator["spec"]["template"]["metadata"]["labels"]["c"], "d");
+    assert_eq!(
+        spec["tolerations"],
+        serde_json::json!([{"operator": "Exists"}])
+    );
+    assert_eq!(
+        spec["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap(),
+        &serde_json::json!({"name": "HTTPS_PROXY", "value": "http://proxy:3128"})
+    );
+    let enforcer = find(&objs, "DaemonSet", "pal-enforcer");
+    let spec = &enforcer["spec"]["template"]["spec"];
+    assert_eq!(spec["nodeSelector"], serde_json::json!({"pool": "net"}));
+    let args = spec["containers"][0]["args"].as_array().unwrap();
+    assert!(
+        args.iter().any(|a| a == "--admin-listen=10.0.0.1:9102"),
+        "{args:?}"
+    );
+    assert_eq!(args.last().unwrap(), "--verbose");
+    let config = find(&objs, "ValidatingWebhookConfiguration", "pal-webhook");
+    let hook = &config["webhooks"][0];
+    assert_eq!(
+        hook["namespaceSelector"],
+        serde_json::json!({"matchLabels": {"palisade.dev/review": "true"},
+            "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE]}]})
+    );
+    assert_eq!(
+        hook["objectSelector"]["matchExpressions"][0]["key"],
+        "palisade.dev/ignore"
+    );
+    // A host-network webhook gets no pod policy (none would select it); the operator's has no
+    // metrics rule (metricsFrom empty) and the configured apiserver and DNS.
+    assert!(
+        !objs
+            .iter()
+            .any(|o| o["kind"] == "NetworkPolicy" && o["metadata"]["name"] == "pal-webhook")
+    );
+    let np = find(&objs, "NetworkPolicy", "pal-operator");
+    assert_eq!(np["spec"]["ingress"], serde_json::json!([]));
+    assert_eq!(
+        np["spec"]["egress"][0],
+        serde_json::json!({"ports": [{"protocol": "TCP", "port": 443}], "to": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]})
+    );
+    assert_eq!(
+        np["spec"]["egress"][1]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "kube-system"
+    );
+    assert_eq!(
+        np["spec"]["egress"][2]["ports"],
+        serde_json::json!([{"protocol": "TCP", "port": 10250}, {"protocol": "TCP", "port": 9443}])
+    );
+
+    // networkPolicy.enabled=false: none.
+    let objs = objects(
+        cp,
+        &render(cp, NAMESPACE, &["--set", "networkPolicy.enabled=false"]),
+    );
+    assert!(!objs.iter().any(|o| o["kind"] == "NetworkPolicy"));
 }
