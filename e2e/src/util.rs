@@ -25,6 +25,28 @@ pub fn succeeded(what: impl Into<String>, o: Output) -> Result<String, crate::Er
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// Waits up to `limit` for `child` to exit and returns its output; if it does not exit in time,
+/// kills it and returns what it wrote as the error. For children whose output fits the pipes.
+pub fn wait_with_timeout(mut child: Child, limit: Duration) -> Result<Output, Output> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let exited = matches!(child.try_wait(), Ok(Some(_)));
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap_or_else(|_| Output {
+        status: std::process::ExitStatus::default(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    });
+    if exited { Ok(output) } else { Err(output) }
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

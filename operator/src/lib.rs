@@ -2,6 +2,7 @@
 //! configured by the cluster-scoped `NetworkBaseline` resource.
 
 pub mod crd;
+pub mod crd_upgrade;
 pub mod desired;
 pub mod leader;
 pub mod metrics;

@@ -82,6 +82,13 @@ async fn main() {
     };
     if leading {
         metrics.set_leader(true);
+        // Helm never upgrades CRDs: the leader brings them to its own version first.
+        if let Err(e) = palisade_operator::crd_upgrade::bring_up_to_date(&client).await {
+            tracing::error!(error = %e, "Palisade's CRDs");
+            metrics.set_leader(false);
+            elector.release().await;
+            std::process::exit(1);
+        }
         tracing::info!(%identity, "leading: reconciling NetworkBaselines");
         let ctx = Arc::new(Context::new(
             client,

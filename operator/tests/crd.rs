@@ -95,3 +95,41 @@ fn the_apiserver_accepts_the_crd_and_refuses_invalid_baselines_with_the_reason()
     assert!(!o.status.success());
     assert!(out(&o).contains("spec.policyTypes: Invalid value: 0: spec.policyTypes in body should have at least 1 items"), "{}", out(&o));
 }
+
+#[test]
+fn versions_compare_by_their_numbers() {
+    use palisade_operator::crd_upgrade::newer;
+    assert!(newer("0.10.0", "0.9.3"));
+    assert!(newer("1.0.0", "0.99.99"));
+    assert!(newer("v0.2.0", "0.1.9"));
+    assert!(!newer("0.1.0", "0.1.0"));
+    assert!(!newer("0.1.0-rc.1", "0.1.0"));
+    assert!(!newer("0.0.9", "0.1.0"));
+}
+
+#[test]
+fn a_newer_crd_is_refused_with_what_to_do() {
+    use palisade_operator::crd_upgrade::check;
+    assert!(check("networkbaselines.palisade.dev", None, "0.1.0").is_ok());
+    assert!(check("networkbaselines.palisade.dev", Some("0.0.9"), "0.1.0").is_ok());
+    assert!(check("networkbaselines.palisade.dev", Some("0.1.0"), "0.1.0").is_ok());
+    assert_eq!(
+        check("networkbaselines.palisade.dev", Some("0.2.0"), "0.1.0")
+            .unwrap_err()
+            .to_string(),
+        "the cluster's CRD networkbaselines.palisade.dev comes from Palisade 0.2.0, newer than \
+         this operator (0.1.0), whose schema it does not know; this operator will not run \
+         against it. Run Palisade 0.2.0 or later (helm upgrade), or, to go back to 0.1.0 on \
+         purpose, remove the annotation palisade.dev/version from the CRD"
+    );
+}
+
+#[test]
+fn the_crds_carry_their_version() {
+    for crd in palisade_operator::crd::crds() {
+        assert_eq!(
+            crd.metadata.annotations.unwrap()["palisade.dev/version"],
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+}

@@ -619,3 +619,119 @@ spec:
         || policies(cp, "locked-down"),
     );
 }
+
+/// The CRD `networkbaselines.palisade.dev` as the apiserver has it.
+fn baseline_crd(cp: &ControlPlane) -> serde_json::Value {
+    serde_json::from_str(&kubectl(
+        cp,
+        &["get", "crd", "networkbaselines.palisade.dev", "-o", "json"],
+    ))
+    .unwrap()
+}
+
+/// Replaces the CRD with `crd` (the operator's token cannot; the admin can).
+fn replace_crd(cp: &ControlPlane, mut crd: serde_json::Value) {
+    crd["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    let o = cp
+        .kubectl_stdin(&["replace", "-f", "-"], &crd.to_string())
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+#[test]
+fn the_leader_upgrades_older_crds_keeping_baselines_and_refuses_newer_ones() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::shared();
+    chart::install_rbac(cp).unwrap();
+    // As an older release left it (Helm upgrades never touch crds/): an older version stamp and
+    // a schema without `excludeNamespaces`; a baseline stored under it.
+    let mut old = baseline_crd(cp);
+    old["metadata"]["annotations"]["palisade.dev/version"] = "0.0.9".into();
+    old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        .as_object_mut()
+        .unwrap()
+        .remove("excludeNamespaces");
+    replace_crd(cp, old);
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: kept}\nspec: {mode: Audit}\n",
+    );
+
+    let mut operator = Operator::start(cp, "upgrader");
+    let version = || {
+        baseline_crd(cp)["metadata"]["annotations"]["palisade.dev/version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    eventually("the CRD's version", env!("CARGO_PKG_VERSION"), version);
+    let crd = baseline_crd(cp);
+    assert!(
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            .get("excludeNamespaces")
+            .is_some(),
+        "the schema was not brought up to date: {crd}"
+    );
+    assert_eq!(
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkbaseline",
+                "kept",
+                "-o",
+                "jsonpath={.spec.mode}"
+            ]
+        ),
+        "Audit"
+    );
+    assert!(
+        operator
+            .process
+            .terminate(Duration::from_secs(10))
+            .is_some()
+    );
+
+    // A CRD from a newer Palisade: an operator of this version refuses to lead against it.
+    let kubeconfig = chart::kubeconfig_for(cp, "operator").unwrap(); // (re-applies the chart's CRDs)
+    let mut newer = baseline_crd(cp);
+    newer["metadata"]["annotations"]["palisade.dev/version"] = "99.0.0".into();
+    replace_crd(cp, newer);
+    let refused = Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
+        .args(["--namespace", "palisade-system", "--log-format", "text"])
+        .args(["--pod-name", "too-old", "--lease-duration", "4"])
+        .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())])
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = palisade_e2e::util::wait_with_timeout(refused, Duration::from_secs(30))
+        .unwrap_or_else(|o| panic!("the operator did not stop by itself:\n{}", text(&o)));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(
+        log.contains(&format!(
+            "the cluster's CRD networkbaselines.palisade.dev comes from Palisade 99.0.0, newer than this operator ({})",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{log}"
+    );
+    assert_eq!(version(), "99.0.0", "the newer CRD must stay as it is");
+
+    kubectl(cp, &["delete", "networkbaseline", "kept"]);
+    // This version's CRD again, for the tests after this one.
+    kubectl(
+        cp,
+        &[
+            "annotate",
+            "--overwrite",
+            "crd",
+            "networkbaselines.palisade.dev",
+            &format!("palisade.dev/version={}", env!("CARGO_PKG_VERSION")),
+        ],
+    );
+}

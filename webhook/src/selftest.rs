@@ -170,7 +170,11 @@ mod tests {
     #[test]
     fn a_chunked_answer_is_read() {
         let body = "7a\r\n{\"apiVersion\":\"admission.k8s.io/v1\",\"response\":{\"uid\":\"palisade-selftest\",\"allowed\":true}}\r\n0\r\n\r\n";
-        assert!(judge(&answer("200 OK", body)).unwrap().ends_with("was allowed"));
+        assert!(
+            judge(&answer("200 OK", body))
+                .unwrap()
+                .ends_with("was allowed")
+        );
     }
 
     #[test]
@@ -181,9 +185,12 @@ mod tests {
             "the webhook's answer is not the AdmissionReview asked for: uid \"someone-else\" instead of palisade-selftest"
         );
         assert_eq!(
-            judge(&answer("400 Bad Request", "not an AdmissionReview: missing field `request`"))
-                .unwrap_err()
-                .to_string(),
+            judge(&answer(
+                "400 Bad Request",
+                "not an AdmissionReview: missing field `request`"
+            ))
+            .unwrap_err()
+            .to_string(),
             "the webhook answered HTTP 400: not an AdmissionReview: missing field `request`"
         );
         assert!(matches!(
