@@ -3,7 +3,10 @@
 //! configuration), else CNI node annotations, else the CNI DaemonSet in kube-system. Pure; the
 //! CLI's live mode uses it, and says it in words for `reach --explain`.
 
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::jiff::Timestamp;
 
 use crate::checks::{NodeEnforcement, cni_enforces_network_policy};
 
@@ -27,6 +30,13 @@ pub const CNI_NODE_ANNOTATIONS: &[(&str, &str)] = &[
     ("kube-router.io/pod-cidr", "kube-router"),
 ];
 
+/// A running enforcer refreshes its status's `lastSync` at least this often, even when nothing
+/// changed (one write per node per period: the API writes stay bounded).
+pub const STATUS_REFRESH: Duration = Duration::from_secs(30);
+/// A `lastSync` older than this (three refresh periods) is from an enforcer that went silent:
+/// its node counts as not enforced. Calico's Felix reports the same way (every 30 s, 90 s TTL).
+pub const STALE_AFTER: Duration = Duration::from_secs(90);
+
 /// What a node's enforcer reported in its `NodeEnforcement` status.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Reported {
@@ -36,24 +46,54 @@ pub struct Reported {
     /// It has synced its rules at least once.
     pub synced: bool,
     pub last_error: Option<String>,
+    /// How long ago its last sync was, when that is longer than [`STALE_AFTER`] by the clock
+    /// the status was read with: the enforcer went silent.
+    pub silent_for: Option<Duration>,
 }
 
 impl Reported {
-    /// From a `NodeEnforcement`'s `status` (JSON, as the apiserver returns it).
+    /// From a `NodeEnforcement`'s `status` (JSON, as the apiserver returns it), read now.
     pub fn from_status(status: &serde_json::Value) -> Self {
+        Self::from_status_at(status, Timestamp::now())
+    }
+
+    /// From a `NodeEnforcement`'s `status`, read at `now`.
+    pub fn from_status_at(status: &serde_json::Value, now: Timestamp) -> Self {
         let text = |k: &str| status.get(k).and_then(|v| v.as_str()).map(String::from);
+        let last_sync = text("lastSync");
         Self {
             cni: text("cni"),
             enforcing: status.get("enforcing").and_then(|v| v.as_bool()) == Some(true),
             reason: text("reason").unwrap_or_default(),
-            synced: text("lastSync").is_some(),
+            synced: last_sync.is_some(),
             last_error: text("lastError"),
+            silent_for: last_sync
+                .and_then(|t| t.parse::<Timestamp>().ok())
+                .and_then(|t| silent_for(t, now)),
         }
     }
 
-    /// The enforcer programs this node's rules and its last sync succeeded.
+    /// The enforcer programs this node's rules, its last sync succeeded, and it still reports.
     pub fn active(&self) -> bool {
-        self.enforcing && self.synced && self.last_error.is_none()
+        self.enforcing && self.synced && self.last_error.is_none() && self.silent_for.is_none()
+    }
+}
+
+/// How long an enforcer whose last sync was at `last_sync` has been silent at `now`, when that
+/// is longer than [`STALE_AFTER`]. A time ahead of `now` (clocks apart) is not silence.
+pub fn silent_for(last_sync: Timestamp, now: Timestamp) -> Option<Duration> {
+    let age = Duration::try_from(now.duration_since(last_sync)).ok()?;
+    (age > STALE_AFTER).then_some(age)
+}
+
+/// A duration as people read it in a status: `95s`, `12m`, `3h`, `2d`.
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..120 => format!("{s}s"),
+        120..7200 => format!("{}m", s / 60),
+        7200..172_800 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86_400),
     }
 }
 
@@ -96,6 +136,7 @@ pub fn node_enforcement(
         cni_enforces: cni.as_deref().and_then(cni_enforces_network_policy),
         cni,
         enforcer_active: reported.is_some_and(Reported::active),
+        enforcer_silent_secs: reported.and_then(|r| r.silent_for).map(|d| d.as_secs()),
     }
 }
 
@@ -105,6 +146,13 @@ pub fn describe(ne: &NodeEnforcement, reported: Option<&Reported>) -> String {
     let cni = ne.cni.as_deref().unwrap_or("an unknown CNI");
     match reported {
         Some(r) if r.active() => format!("enforced on {node} by the Palisade enforcer"),
+        Some(r) if r.enforcing && ne.cni_enforces != Some(true) && r.silent_for.is_some() => {
+            format!(
+                "NOT counted as enforced on {node}: its Palisade enforcer has not reported for {} (a running one reports every {}s); its last rules may still be in force",
+                human_duration(r.silent_for.unwrap_or_default()),
+                STATUS_REFRESH.as_secs()
+            )
+        }
         Some(r) if r.enforcing => match &r.last_error {
             Some(e) => format!(
                 "the Palisade enforcer on {node} enforces, but its last sync failed ({e}): the previous rules stay in force"
@@ -149,11 +197,19 @@ mod tests {
         .unwrap()
     }
 
+    fn at(t: &str) -> Timestamp {
+        t.parse().unwrap()
+    }
+
     #[test]
     fn the_enforcers_report_decides_and_is_said_in_words() {
-        let active = Reported::from_status(&serde_json::json!({
-            "cni": "flannel", "enforcing": true, "lastSync": "2026-01-01T00:00:00Z", "reason": "flannel does not enforce NetworkPolicy"
-        }));
+        let now = at("2026-01-01T00:01:00Z");
+        let active = Reported::from_status_at(
+            &serde_json::json!({
+                "cni": "flannel", "enforcing": true, "lastSync": "2026-01-01T00:00:00Z", "reason": "flannel does not enforce NetworkPolicy"
+            }),
+            now,
+        );
         let ne = node_enforcement(&node("node-1", true), Some(&active), None);
         assert_eq!(
             ne,
@@ -162,7 +218,8 @@ mod tests {
                 ready: true,
                 cni: Some("flannel".into()),
                 cni_enforces: Some(false),
-                enforcer_active: true
+                enforcer_active: true,
+                enforcer_silent_secs: None,
             }
         );
         assert_eq!(
@@ -180,13 +237,55 @@ mod tests {
             "NOT enforced on node-2: flannel ignores NetworkPolicy and no Palisade enforcer reports from it"
         );
 
-        let aside = Reported::from_status(&serde_json::json!({
-            "cni": "calico", "enforcing": false, "lastSync": "2026-01-01T00:00:00Z", "reason": "calico enforces NetworkPolicy itself; standing aside"
-        }));
+        let aside = Reported::from_status_at(
+            &serde_json::json!({
+                "cni": "calico", "enforcing": false, "lastSync": "2026-01-01T00:00:00Z", "reason": "calico enforces NetworkPolicy itself; standing aside"
+            }),
+            now,
+        );
         let ne = node_enforcement(&node("node-3", true), Some(&aside), None);
         assert_eq!(
             describe(&ne, Some(&aside)),
             "enforced on node-3 by calico (calico enforces NetworkPolicy itself; standing aside)"
         );
+        // Gone silent: not counted, however well its last sync went. Calico still enforces.
+        let later = at("2026-01-01T00:12:00Z");
+        let silent = Reported::from_status_at(
+            &serde_json::json!({"cni": "flannel", "enforcing": true, "lastSync": "2026-01-01T00:00:00Z"}),
+            later,
+        );
+        let ne = node_enforcement(&node("node-1", true), Some(&silent), None);
+        assert!(!ne.enforcer_active);
+        assert_eq!(ne.enforcer_silent_secs, Some(720));
+        assert_eq!(
+            describe(&ne, Some(&silent)),
+            "NOT counted as enforced on node-1: its Palisade enforcer has not reported for 12m (a running one reports every 30s); its last rules may still be in force"
+        );
+        let aside = Reported::from_status_at(
+            &serde_json::json!({"cni": "calico", "enforcing": false, "lastSync": "2026-01-01T00:00:00Z", "reason": "calico enforces NetworkPolicy itself; standing aside"}),
+            later,
+        );
+        let ne = node_enforcement(&node("node-3", true), Some(&aside), None);
+        assert!(describe(&ne, Some(&aside)).starts_with("enforced on node-3 by calico"));
+    }
+
+    /// Silence is decided by the clock passed in: up to three refresh periods is still fresh,
+    /// a time ahead (clocks apart) is fresh, an unreadable time is not silence.
+    #[test]
+    fn a_status_older_than_the_bound_is_silence() {
+        let synced = at("2026-01-01T00:00:00Z");
+        assert_eq!(silent_for(synced, at("2026-01-01T00:01:30Z")), None);
+        assert_eq!(
+            silent_for(synced, at("2026-01-01T00:01:31Z")),
+            Some(Duration::from_secs(91))
+        );
+        assert_eq!(silent_for(synced, at("2025-12-31T23:59:00Z")), None);
+        let status = |t: &str| serde_json::json!({"enforcing": true, "lastSync": t});
+        let now = at("2026-01-01T00:05:00Z");
+        assert!(Reported::from_status_at(&status("2026-01-01T00:04:00Z"), now).active());
+        assert!(!Reported::from_status_at(&status("2026-01-01T00:03:00Z"), now).active());
+        assert_eq!(STALE_AFTER, 3 * STATUS_REFRESH);
+        assert_eq!(human_duration(Duration::from_secs(95)), "95s");
+        assert_eq!(human_duration(Duration::from_secs(3 * 86_400)), "3d");
     }
 }

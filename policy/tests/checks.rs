@@ -63,6 +63,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 cni: Some("flannel".into()),
                 cni_enforces: Some(false),
                 enforcer_active,
+                enforcer_silent_secs: None,
             },
             NodeEnforcement {
                 node: "node-2".into(),
@@ -70,6 +71,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 cni: Some("calico".into()),
                 cni_enforces: Some(true),
                 enforcer_active: false,
+                enforcer_silent_secs: None,
             },
             NodeEnforcement {
                 node: "node-3".into(),
@@ -77,6 +79,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 cni: Some("flannel".into()),
                 cni_enforces: Some(false),
                 enforcer_active: false,
+                enforcer_silent_secs: None,
             },
         ],
     };
@@ -107,6 +110,26 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
         )
         .len(),
         0
+    );
+    // An enforcer whose status went stale is not counted, and the refusal says so.
+    let mut silent = nodes(false);
+    silent.nodes[0].enforcer_silent_secs = Some(720);
+    let r = review_with(GOOD_BACKEND, Some(&silent), &CheckConfig::default());
+    let f = only(&r, CheckId::Enforcement);
+    assert_eq!(
+        f[0].summary,
+        "not enforced on 1 of 2 ready nodes (CNI flannel, Palisade enforcer silent)"
+    );
+    assert!(
+        f[0].message.contains(
+            "  node node-1: CNI flannel (does not enforce NetworkPolicy), Palisade enforcer: silent: its last \
+             status is 12m old, older than 90s, so it is not counted as enforcing (it may have stopped, or \
+             cannot reach the API server)\n\
+             Fix: see why the enforcer there stopped reporting (its pod's state and log):\n  \
+             kubectl get pods -A -l app.kubernetes.io/component=enforcer -o wide\n"
+        ),
+        "{}",
+        f[0].message
     );
     let unknown = review(GOOD_BACKEND);
     assert_eq!(unknown.not_evaluated[0].0, CheckId::Enforcement);

@@ -1,6 +1,9 @@
 //! `enforcement`: nothing will enforce this policy.
 
+use std::time::Duration;
+
 use super::{Context, Issue, name};
+use crate::node_enforcement::{STALE_AFTER, human_duration};
 use crate::policy::Policy;
 
 /// Whether a CNI plugin enforces NetworkPolicy, by the name its DaemonSet, node annotations or
@@ -26,6 +29,10 @@ pub struct NodeEnforcement {
     pub cni_enforces: Option<bool>,
     /// A Palisade enforcer is running on the node and has synced its rules.
     pub enforcer_active: bool,
+    /// The node's enforcer has not reported for this many seconds, longer than a running one
+    /// ever is silent: it counts as not active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcer_silent_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -54,8 +61,17 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         c.dedup();
         c.join(", ")
     };
+    let silent = open
+        .iter()
+        .filter(|n| n.enforcer_silent_secs.is_some())
+        .count();
+    let enforcers = match silent {
+        0 => "no Palisade enforcer",
+        s if s == open.len() => "Palisade enforcer silent",
+        _ => "no Palisade enforcer or a silent one",
+    };
     let summary = format!(
-        "not enforced on {} of {} ready nodes (CNI {cnis}, no Palisade enforcer)",
+        "not enforced on {} of {} ready nodes (CNI {cnis}, {enforcers})",
         open.len(),
         ready.len()
     );
@@ -68,14 +84,29 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         ready.len()
     );
     for n in open.iter().take(10) {
+        let enforcer = match n.enforcer_silent_secs {
+            Some(secs) => format!(
+                "silent: its last status is {} old, older than {}s, so it is not counted as \
+                 enforcing (it may have stopped, or cannot reach the API server)",
+                human_duration(Duration::from_secs(secs)),
+                STALE_AFTER.as_secs()
+            ),
+            None => "not active".to_string(),
+        };
         detail.push_str(&format!(
-            "  node {}: CNI {} (does not enforce NetworkPolicy), Palisade enforcer: not active\n",
+            "  node {}: CNI {} (does not enforce NetworkPolicy), Palisade enforcer: {enforcer}\n",
             n.node,
             n.cni.as_deref().unwrap_or("unknown")
         ));
     }
     if open.len() > 10 {
         detail.push_str(&format!("  ... and {} more nodes\n", open.len() - 10));
+    }
+    if silent > 0 {
+        detail.push_str(
+            "Fix: see why the enforcer there stopped reporting (its pod's state and log):\n\
+             \x20 kubectl get pods -A -l app.kubernetes.io/component=enforcer -o wide\n",
+        );
     }
     detail.push_str(
         "Fix: run Palisade's enforcer on these nodes:\n\
