@@ -22,7 +22,7 @@ use crate::cni::{self, CniError, CniInfo};
 use crate::compile::{CompileOptions, compile, local_pods};
 use crate::metrics::Metrics;
 use crate::ruleset::Ruleset;
-use crate::status::{StatusWriter, now};
+use crate::status::{STATUS_REFRESH, StatusWriter, now};
 
 /// Whether the enforcer programs rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -253,7 +253,9 @@ pub async fn run(
                 } else if let Ok(counters) = apply::audit_counters() {
                     metrics.audit(&counters);
                 }
-                if applied.wrote() || !status.has_synced() {
+                // A new lastSync when the rules changed, and at least every STATUS_REFRESH: the
+                // webhook counts a node whose lastSync is older than STALE_AFTER as not enforced.
+                if applied.wrote() || !status.has_synced() || status.refresh_due() {
                     report.last_sync = Some(now());
                 }
                 report.chains = summary.chains as u32;
@@ -288,7 +290,8 @@ pub async fn run(
         status.publish(node.as_deref(), report).await;
         release_free_memory();
 
-        let next = retry.unwrap_or(settings.resync);
+        // Wake at least once a refresh period, so the status is refreshed even with a long resync.
+        let next = retry.unwrap_or(settings.resync.min(STATUS_REFRESH));
         wake = tokio::select! {
             _ = changed.notified() => Wake::Change,
             _ = tokio::time::sleep(next) => if retry.is_some() { Wake::Start } else { Wake::Timer },

@@ -1,11 +1,16 @@
 //! The node's `NodeEnforcement` object: what this enforcer found and does, for the webhook's
-//! `enforcement` check and for people. Written only when it changes.
+//! `enforcement` check and for people. Written when it changes, and at least every
+//! [`STATUS_REFRESH`] (a new `lastSync`) so the webhook can tell a running enforcer from one
+//! that went silent: one small write per node per period, whatever the cluster does.
+
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use palisade_operator::crd::{NodeEnforcement, NodeEnforcementSpec, NodeEnforcementStatus};
+pub use palisade_policy::node_enforcement::STATUS_REFRESH;
 
 pub const FIELD_MANAGER: &str = "palisade-enforcer";
 
@@ -15,6 +20,15 @@ pub struct StatusWriter {
     /// The object exists with its owner reference to the Node.
     created: bool,
     written: Option<NodeEnforcementStatus>,
+    /// When the `lastSync` in `written` was written.
+    synced_at: Option<Instant>,
+}
+
+/// Whether a `lastSync` written at `written` (never: `None`) is due to be refreshed at `now`.
+/// A second early counts: a timer of exactly the period must not miss it by a hair.
+pub fn refresh_due(written: Option<Instant>, now: Instant) -> bool {
+    written
+        .is_none_or(|t| now.saturating_duration_since(t) + Duration::from_secs(1) >= STATUS_REFRESH)
 }
 
 impl StatusWriter {
@@ -24,6 +38,7 @@ impl StatusWriter {
             node: node.to_string(),
             created: false,
             written: None,
+            synced_at: None,
         }
     }
 
@@ -70,6 +85,11 @@ impl StatusWriter {
         self.written.as_ref().is_some_and(|s| s.last_sync.is_some())
     }
 
+    /// Whether the published `lastSync` should be refreshed now, although nothing changed.
+    pub fn refresh_due(&self) -> bool {
+        refresh_due(self.synced_at, Instant::now())
+    }
+
     /// Publishes `status` when it differs from what was last written. A `None` `last_sync`
     /// keeps the previous one, so an idle node writes nothing.
     pub async fn publish(&mut self, node: Option<&Node>, mut status: NodeEnforcementStatus) {
@@ -82,6 +102,9 @@ impl StatusWriter {
         if let Err(e) = self.write(node, &status).await {
             tracing::warn!(error = %e, node = %self.node, "cannot publish the NodeEnforcement status");
             return;
+        }
+        if status.last_sync != self.written.as_ref().and_then(|w| w.last_sync.clone()) {
+            self.synced_at = Some(Instant::now());
         }
         self.written = Some(status);
     }
@@ -105,6 +128,25 @@ impl StatusWriter {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_sync_is_refreshed_once_a_period() {
+        let t = Instant::now();
+        assert!(refresh_due(None, t));
+        assert!(!refresh_due(Some(t), t));
+        assert!(!refresh_due(Some(t), t + STATUS_REFRESH / 2));
+        // Woken by a timer of the period itself, a little early or late: due.
+        assert!(refresh_due(
+            Some(t),
+            t + STATUS_REFRESH - Duration::from_millis(10)
+        ));
+        assert!(refresh_due(Some(t), t + STATUS_REFRESH * 2));
     }
 }
 
