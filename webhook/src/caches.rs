@@ -9,36 +9,18 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use palisade_operator::crd::NodeEnforcement as NodeEnforcementObject;
-use palisade_policy::checks::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
+use palisade_policy::checks::Enforcement;
+use palisade_policy::node_enforcement::{self, Reported};
 use palisade_policy::watch::watch;
 use palisade_policy::{Cluster, Policy, Workload};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
 use crate::review::ClusterState;
-
-/// kube-system DaemonSets that identify a CNI, and the CNI's name.
-const CNI_DAEMONSETS: &[(&str, &str)] = &[
-    ("kube-flannel-ds", "flannel"),
-    ("flannel", "flannel"),
-    ("calico-node", "calico"),
-    ("cilium", "cilium"),
-    ("weave-net", "weave"),
-    ("kube-router", "kube-router"),
-    ("antrea-agent", "antrea"),
-    ("kindnet", "kindnet"),
-];
-
-/// Node annotations that CNIs set, and the CNI's name.
-const CNI_NODE_ANNOTATIONS: &[(&str, &str)] = &[
-    ("flannel.alpha.coreos.com/backend-type", "flannel"),
-    ("projectcalico.org/IPv4Address", "calico"),
-    ("io.cilium.network.ipv4-pod-cidr", "cilium"),
-    ("kube-router.io/pod-cidr", "kube-router"),
-];
 
 /// One namespace's objects as the apiserver has them now.
 pub struct LiveNamespace {
@@ -210,7 +192,7 @@ impl Caches {
         let cluster = Cluster::new(namespaces, pods, workloads, policies);
         ClusterState {
             cluster,
-            enforcement: Some(self.enforcement(declared_cni)),
+            enforcement: Some(self.enforcement(declared_cni, Timestamp::now())),
         }
     }
 
@@ -270,54 +252,30 @@ impl Caches {
         })
     }
 
-    fn enforcement(&self, declared_cni: Option<&str>) -> Enforcement {
+    /// Who enforces on each node, as the policy crate reads it ([`node_enforcement`]): an
+    /// enforcer's report counts only while it is fresh at `now`.
+    fn enforcement(&self, declared_cni: Option<&str>, now: Timestamp) -> Enforcement {
+        let daemonsets = self.daemonsets.state();
         let cluster_cni = declared_cni.map(String::from).or_else(|| {
-            self.daemonsets.state().iter().find_map(|ds| {
-                (ds.namespace().as_deref() == Some("kube-system"))
-                    .then(|| {
-                        CNI_DAEMONSETS
-                            .iter()
-                            .find(|(name, _)| ds.name_any() == *name)
-                            .map(|(_, cni)| cni.to_string())
-                    })
-                    .flatten()
-            })
+            node_enforcement::cluster_cni(
+                daemonsets
+                    .iter()
+                    .filter(|ds| ds.namespace().as_deref() == Some("kube-system"))
+                    .map(|ds| ds.meta().name.as_deref().unwrap_or_default()),
+            )
         });
         let nodes = self
             .nodes
             .state()
             .iter()
             .map(|node| {
-                let annotations = node.annotations();
                 let reported = self
                     .node_enforcements
                     .get(&ObjectRef::new(&node.name_any()))
-                    .and_then(|ne| ne.status.clone());
-                // The enforcer read the node's own CNI configuration: the best evidence.
-                let cni = reported
-                    .as_ref()
-                    .and_then(|s| s.cni.clone())
-                    .or_else(|| {
-                        CNI_NODE_ANNOTATIONS
-                            .iter()
-                            .find(|(key, _)| annotations.contains_key(*key))
-                            .map(|(_, cni)| cni.to_string())
-                    })
-                    .or_else(|| cluster_cni.clone());
-                let ready = node
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-                NodeEnforcement {
-                    node: node.name_any(),
-                    ready,
-                    cni_enforces: cni.as_deref().and_then(cni_enforces_network_policy),
-                    cni,
-                    enforcer_active: reported.is_some_and(|s| {
-                        s.enforcing && s.last_sync.is_some() && s.last_error.is_none()
-                    }),
-                }
+                    .and_then(|ne| ne.status.clone())
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .map(|s| Reported::from_status_at(&s, now));
+                node_enforcement::node_enforcement(node, reported.as_ref(), cluster_cni.as_deref())
             })
             .collect();
         Enforcement { nodes }

@@ -108,7 +108,13 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 if !ready.swap(true, Ordering::SeqCst) {
                     tracing::info!("caches synced; ready");
                 }
-                changed.notified().await;
+                // Also once a refresh period without a change: an enforcer that went silent
+                // changes nothing, yet its node must stop counting as enforced.
+                let _ = tokio::time::timeout(
+                    palisade_policy::node_enforcement::STATUS_REFRESH,
+                    changed.notified(),
+                )
+                .await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });

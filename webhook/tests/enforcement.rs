@@ -94,15 +94,18 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
     let o = cp.kubectl_stdin(&["apply", "-f", "-"], &skipped).unwrap();
     assert!(o.status.success(), "{}", text(&o));
 
-    // Once Palisade's enforcers report that they enforce on both ready nodes, the policy is
-    // enforced after all, and admitted.
-    for node in ["node-1", "node-2"] {
+    // Palisade's enforcers report that they enforce, node-2's last an hour ago: it went silent,
+    // so node-2 still counts as not enforced, and the refusal says why.
+    let report = |node: &str, last_sync: k8s_openapi::jiff::Timestamp| {
         let ne = format!(
             "apiVersion: palisade.dev/v1alpha1\nkind: NodeEnforcement\nmetadata: {{name: {node}}}\nspec: {{node: {node}}}\n"
         );
         let o = cp.kubectl_stdin(&["apply", "-f", "-"], &ne).unwrap();
         assert!(o.status.success(), "{}", text(&o));
-        let status = r#"{"status":{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"2026-11-23T12:00:00Z"}}"#;
+        let status = format!(
+            r#"{{"status":{{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"{}"}}}}"#,
+            last_sync.strftime("%Y-%m-%dT%H:%M:%SZ")
+        );
         let o = cp
             .kubectl(&[
                 "patch",
@@ -111,15 +114,42 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
                 "--subresource=status",
                 "--type=merge",
                 "-p",
-                status,
+                &status,
             ])
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
-    }
+    };
+    let now = k8s_openapi::jiff::Timestamp::now;
+    report("node-1", now());
+    report(
+        "node-2",
+        now() - k8s_openapi::jiff::SignedDuration::from_secs(3600),
+    );
     let other = policy.replace(
         "{name: web, namespace: shop}",
         "{name: web-2, namespace: shop}",
     );
+    let start = Instant::now();
+    let out = loop {
+        let o = cp
+            .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &other)
+            .unwrap();
+        let out = text(&o);
+        if out.contains("on 1 of 2 ready nodes") || start.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        out.contains("[enforcement] NetworkPolicy shop/web-2 would be stored but not enforced: on 1 of 2 ready nodes")
+            && out.contains("  node node-2: CNI flannel (does not enforce NetworkPolicy), Palisade enforcer: silent: its last status is 60m old, older than 90s, so it is not counted as enforcing")
+            && !out.contains("node node-1"),
+        "{out}"
+    );
+
+    // Once node-2's enforcer reports again, the policy is enforced on both ready nodes after
+    // all, and admitted.
+    report("node-2", now());
     let start = Instant::now();
     loop {
         let o = cp
