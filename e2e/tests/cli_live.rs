@@ -50,9 +50,21 @@ fn nodes(cp: &ControlPlane) {
         "--subresource=status",
         "--type=merge",
         "-p",
-        r#"{"status":{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"2026-01-01T00:00:00Z"}}"#,
+        &format!(
+            r#"{{"status":{{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"{}"}}}}"#,
+            now()
+        ),
     ])
     .unwrap();
+}
+
+/// The time now, as a status timestamp (an enforcer that reports writes a fresh `lastSync`).
+fn now() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn pod(cp: &ControlPlane, ns: &str, name: &str, app: &str, node: &str, ip: &str) {

@@ -100,6 +100,19 @@ impl Node {
         }
     }
 
+    /// Moves the tree `by` lines down (a document parsed apart from the lines before it).
+    pub(crate) fn shift_lines(&mut self, by: usize) {
+        self.line += by;
+        match &mut self.value {
+            Value::Seq(items) => items.iter_mut().for_each(|n| n.shift_lines(by)),
+            Value::Map(entries) => entries.iter_mut().for_each(|(k, v)| {
+                k.shift_lines(by);
+                v.shift_lines(by);
+            }),
+            _ => {}
+        }
+    }
+
     /// A tree from JSON (objects read from the apiserver), every node at line `line`.
     pub fn from_json(value: &serde_json::Value, line: usize) -> Node {
         let node = |value| Node {

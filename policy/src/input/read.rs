@@ -42,21 +42,155 @@ fn options() -> serde_saphyr::Options {
     }
 }
 
-/// Reads every document of a stream, handing each to `each` as soon as it is read (so a
-/// multi-document file never sits in memory as a whole). Empty documents are skipped. Returns
-/// how many documents were read; on an error, those before it have been handed over.
-pub fn documents(mut reader: impl Read, mut each: impl FnMut(Node)) -> Result<usize, SyntaxError> {
+/// Text read per parsing thread at a time: the memory of parsed documents stays a few times
+/// this per thread, whatever the file's size.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads every document of a stream, handing each to `each` in order, a few chunks at a time (so
+/// a multi-document file never sits in memory as parsed documents as a whole). Chunks of
+/// documents are parsed on parallel threads. Empty documents are skipped. Returns how many
+/// documents were read; on an error, those before it have been handed over.
+pub fn documents(reader: impl Read, each: impl FnMut(Node)) -> Result<usize, SyntaxError> {
+    documents_in_chunks(reader, CHUNK_BYTES, each)
+}
+
+fn documents_in_chunks(
+    reader: impl Read,
+    chunk_bytes: usize,
+    mut each: impl FnMut(Node),
+) -> Result<usize, SyntaxError> {
+    let text = read_text(reader)?;
+    let chunks = chunks(&text, chunk_bytes);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     let mut count = 0;
-    for doc in serde_saphyr::read_with_options::<_, Node>(&mut reader, options()) {
-        match doc {
-            Ok(node) => {
-                count += 1;
-                each(node);
+    for round in chunks.chunks(threads) {
+        let parsed: Vec<(Vec<Node>, Option<SyntaxError>)> = if round.len() == 1 {
+            vec![parse_chunk(round[0])]
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = round
+                    .iter()
+                    .map(|&chunk| {
+                        std::thread::Builder::new()
+                            .stack_size(STACK_BYTES)
+                            .spawn_scoped(scope, move || parse_chunk(chunk))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| match h {
+                        Ok(h) => h.join().unwrap_or_else(|_| {
+                            (Vec::new(), Some(failure("the YAML parser failed")))
+                        }),
+                        Err(e) => (Vec::new(), Some(failure(&e.to_string()))),
+                    })
+                    .collect()
+            })
+        };
+        for (docs, error) in parsed {
+            count += docs.len();
+            docs.into_iter().for_each(&mut each);
+            if let Some(e) = error {
+                return Err(e);
             }
-            Err(e) => return Err(syntax_error(&e)),
         }
     }
     Ok(count)
+}
+
+fn failure(message: &str) -> SyntaxError {
+    SyntaxError {
+        line: None,
+        message: message.into(),
+        io: true,
+    }
+}
+
+/// The whole stream as text, at most [`MAX_FILE_BYTES`].
+fn read_text(reader: impl Read) -> Result<String, SyntaxError> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| failure(&e.to_string()))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(SyntaxError {
+            line: None,
+            message: limit(&BudgetBreach::InputBytes {
+                input_bytes: bytes.len(),
+            }),
+            io: false,
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| SyntaxError {
+        line: None,
+        message: format!("not UTF-8 text ({e})"),
+        io: false,
+    })
+}
+
+/// A piece of the stream that starts at a document boundary, and the line it starts at.
+#[derive(Clone, Copy)]
+struct Chunk<'a> {
+    text: &'a str,
+    first_line: usize,
+}
+
+/// Cuts the stream at document starts (`---` at the start of a line, which YAML never allows
+/// inside a document) into pieces of about `size` bytes. A stream with directives (`%YAML`)
+/// stays whole.
+fn chunks(text: &str, size: usize) -> Vec<Chunk<'_>> {
+    let whole = vec![Chunk {
+        text,
+        first_line: 1,
+    }];
+    if text.len() <= size || text.lines().any(|l| l.starts_with('%')) {
+        return whole;
+    }
+    let mut out = Vec::new();
+    let (mut start, mut start_line, mut offset) = (0, 1, 0);
+    for (i, line) in text.split_inclusive('\n').enumerate() {
+        let boundary =
+            line.starts_with("---") && line[3..].chars().next().is_none_or(char::is_whitespace);
+        if boundary && offset - start >= size {
+            out.push(Chunk {
+                text: &text[start..offset],
+                first_line: start_line,
+            });
+            start = offset;
+            start_line = i + 1;
+        }
+        offset += line.len();
+    }
+    out.push(Chunk {
+        text: &text[start..],
+        first_line: start_line,
+    });
+    out
+}
+
+/// Parses one chunk: its documents, with lines counted from the start of the stream, and the
+/// error that stopped it, if any.
+fn parse_chunk(chunk: Chunk) -> (Vec<Node>, Option<SyntaxError>) {
+    let shift = chunk.first_line - 1;
+    let mut docs = Vec::new();
+    let mut reader = chunk.text.as_bytes();
+    for doc in serde_saphyr::read_with_options::<_, Node>(&mut reader, options()) {
+        match doc {
+            Ok(mut node) => {
+                if shift > 0 {
+                    node.shift_lines(shift);
+                }
+                docs.push(node);
+            }
+            Err(e) => {
+                let mut e = syntax_error(&e);
+                e.line = e.line.map(|l| l + shift);
+                return (docs, Some(e));
+            }
+        }
+    }
+    (docs, None)
 }
 
 fn syntax_error(e: &serde_saphyr::Error) -> SyntaxError {
@@ -135,6 +269,33 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(e.line, Some(5), "{e:?}");
         assert!(!e.message.contains("<input>"), "{e:?}");
+    }
+
+    #[test]
+    fn a_stream_cut_into_chunks_reads_as_one_with_its_lines() {
+        // Over two chunks of documents, with a block scalar holding `---` indented (content).
+        const SIZE: usize = 4096;
+        let read = |text: &str| {
+            let mut docs = Vec::new();
+            let r = documents_in_chunks(text.as_bytes(), SIZE, |n| docs.push(n));
+            (docs, r)
+        };
+        let doc = "kind: ConfigMap\ndata:\n  x: |\n    ---\n    text\n";
+        let text = format!("{doc}---\n").repeat(SIZE / doc.len() * 30);
+        assert!(chunks(&text, SIZE).len() >= 20);
+        let (docs, r) = read(&text);
+        assert_eq!(r, Ok(docs.len()));
+        assert_eq!(docs.len(), SIZE / doc.len() * 30);
+        // Every document starts 6 lines after the one before it.
+        assert!(docs.iter().enumerate().all(|(i, d)| d.line == 1 + 6 * i));
+        assert_eq!(docs[1000].locate("data.x").as_str(), Some("---\ntext\n"));
+
+        // An error in a later chunk is reported at its line in the whole stream.
+        let broken = format!("{text}kind: [unclosed\n");
+        let lines = broken.lines().count();
+        let (docs, r) = read(&broken);
+        assert_eq!(docs.len(), SIZE / doc.len() * 30);
+        assert_eq!(r.unwrap_err().line, Some(lines));
     }
 
     #[test]
