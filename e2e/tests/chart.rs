@@ -388,6 +388,21 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             false,
         ),
         ("operator", "get", "secrets", NAMESPACE, false),
+        // The webhook's endpoints, in Palisade's namespace only.
+        (
+            "operator",
+            "watch",
+            "endpointslices.discovery.k8s.io",
+            NAMESPACE,
+            true,
+        ),
+        (
+            "operator",
+            "list",
+            "endpointslices.discovery.k8s.io",
+            "shop",
+            false,
+        ),
         // Its own CRDs, which Helm never upgrades, and no other.
         (
             "operator",

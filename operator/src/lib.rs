@@ -7,3 +7,4 @@ pub mod desired;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod webhook_health;

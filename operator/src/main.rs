@@ -31,6 +31,10 @@ struct Args {
     /// Seconds a leader's Lease lasts without renewal; a standby takes over after that.
     #[arg(long, default_value_t = 15)]
     lease_duration: u64,
+    /// The webhook's Service in the same namespace: its availability is reported on every
+    /// NetworkBaseline (condition WebhookAvailable, Events) and as a metric. Empty: none.
+    #[arg(long, default_value = "")]
+    webhook_service: String,
     /// Log format: text or json.
     #[arg(long, default_value = "json")]
     log_format: String,
@@ -90,11 +94,22 @@ async fn main() {
             std::process::exit(1);
         }
         tracing::info!(%identity, "leading: reconciling NetworkBaselines");
+        let webhook = (!args.webhook_service.is_empty()).then(|| {
+            let changed = Arc::new(tokio::sync::Notify::new());
+            let health = palisade_operator::webhook_health::WebhookHealth::watch(
+                &client,
+                &args.namespace,
+                &args.webhook_service,
+                &changed,
+            );
+            (health, changed)
+        });
         let ctx = Arc::new(Context::new(
             client,
             args.namespace,
             Some(identity),
             metrics.clone(),
+            webhook,
         ));
         let (lost_tx, lost_rx) = tokio::sync::watch::channel(false);
         let controllers = run(ctx, {

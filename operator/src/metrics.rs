@@ -33,6 +33,7 @@ pub struct Metrics {
     duration: Family<ControllerLabels, Histogram>,
     covered: Family<BaselineLabels, Gauge>,
     leader: Gauge,
+    webhook_available: Gauge,
 }
 
 impl Default for Metrics {
@@ -44,6 +45,12 @@ impl Default for Metrics {
         });
         let covered = Family::<BaselineLabels, Gauge>::default();
         let leader = Gauge::default();
+        let webhook_available = Gauge::default();
+        registry.register(
+            "webhook_available",
+            "1 while Palisade's webhook has a ready endpoint, 0 while the apiserver cannot reach it (measured by the leader)",
+            webhook_available.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciles by controller (namespace, baseline) and result (ok, error)",
@@ -70,6 +77,7 @@ impl Default for Metrics {
             duration,
             covered,
             leader,
+            webhook_available,
         }
     }
 }
@@ -97,6 +105,10 @@ impl Metrics {
         self.covered.remove(&BaselineLabels {
             baseline: baseline.into(),
         });
+    }
+
+    pub fn set_webhook_available(&self, available: bool) {
+        self.webhook_available.set(i64::from(available));
     }
 
     pub fn set_leader(&self, leading: bool) {

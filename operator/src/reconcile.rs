@@ -22,6 +22,8 @@ use crate::desired::{DENY_POLICY, MANAGED_BY, MANAGED_BY_LABEL, desired_policies
 use crate::metrics::Metrics;
 
 pub const FIELD_MANAGER: &str = "palisade-operator";
+/// The condition on every NetworkBaseline saying whether the webhook can be reached.
+pub const WEBHOOK_AVAILABLE: &str = "WebhookAvailable";
 const LISTED_NAMESPACES: usize = 50;
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,11 @@ pub struct Context {
     pub recorder: Recorder,
     /// Palisade's own namespace, never given a baseline.
     pub own_namespace: String,
+    /// The webhook's Service, when the webhook is installed: its availability is reported on
+    /// every baseline.
+    pub webhook: Option<crate::webhook_health::WebhookHealth>,
+    /// Notified when the webhook's availability may have changed.
+    pub webhook_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Context {
@@ -44,7 +51,15 @@ impl Context {
         own_namespace: String,
         instance: Option<String>,
         metrics: Arc<Metrics>,
+        webhook: Option<(
+            crate::webhook_health::WebhookHealth,
+            Arc<tokio::sync::Notify>,
+        )>,
     ) -> Self {
+        let (webhook, webhook_changed) = match webhook {
+            Some((w, changed)) => (Some(w), changed),
+            None => (None, Arc::new(tokio::sync::Notify::new())),
+        };
         let reporter = Reporter {
             controller: FIELD_MANAGER.into(),
             instance,
@@ -54,6 +69,8 @@ impl Context {
             client,
             metrics,
             own_namespace,
+            webhook,
+            webhook_changed,
         }
     }
 
@@ -246,6 +263,46 @@ fn condition(
     }
 }
 
+/// The `WebhookAvailable` condition of a baseline, with an Event when it changes (and a Warning
+/// the first time the webhook is seen down); `None` when no webhook is watched. While the
+/// webhook's endpoints are not known yet, the previous condition stays.
+async fn webhook_condition(
+    baseline: &NetworkBaseline,
+    ctx: &Context,
+    previous: &[Condition],
+    generation: Option<i64>,
+) -> Option<Condition> {
+    let webhook = ctx.webhook.as_ref()?;
+    let before = previous.iter().find(|c| c.type_ == WEBHOOK_AVAILABLE);
+    let Some(now) = webhook.current() else {
+        return before.cloned();
+    };
+    ctx.metrics.set_webhook_available(now.available);
+    let was = before.map(|c| c.status == "True");
+    if was != Some(now.available) && (was.is_some() || !now.available) {
+        let (type_, reason) = if now.available {
+            (EventType::Normal, "WebhookAvailable")
+        } else {
+            (EventType::Warning, "WebhookUnavailable")
+        };
+        ctx.event(
+            &baseline.object_ref(&()),
+            type_,
+            reason,
+            now.message.clone(),
+        )
+        .await;
+    }
+    Some(condition(
+        WEBHOOK_AVAILABLE,
+        now.available,
+        now.reason,
+        now.message,
+        generation,
+        previous,
+    ))
+}
+
 /// Status and Events of one baseline.
 pub async fn reconcile_baseline(
     baseline: Arc<NetworkBaseline>,
@@ -316,9 +373,11 @@ pub async fn reconcile_baseline(
             &previous.conditions,
         ),
     };
+    let mut conditions = vec![ready, degraded];
+    conditions.extend(webhook_condition(&baseline, &ctx, &previous.conditions, generation).await);
     let status = NetworkBaselineStatus {
         observed_generation: generation,
-        conditions: vec![ready, degraded],
+        conditions,
         namespace_count: covered.len() as u32,
         namespaces: covered.iter().take(LISTED_NAMESPACES).cloned().collect(),
         conflicts,
@@ -424,6 +483,12 @@ pub async fn run(
         Api::<NetworkBaseline>::all(client.clone()),
         watcher::Config::default(),
     );
+    // The webhook's availability changed: every baseline's condition follows.
+    let webhook_changed = ctx.webhook_changed.clone();
+    let webhook_trigger = futures::stream::unfold(webhook_changed, |n| async move {
+        n.notified().await;
+        Some(((), n))
+    });
     let baseline_store = baselines.store();
     // A namespace that drops its label no longer names its old baseline: recompute every
     // baseline's status (there are few; the controller's queue coalesces the requests).
@@ -439,6 +504,7 @@ pub async fn run(
                     .collect::<Vec<_>>()
             },
         )
+        .reconcile_all_on(webhook_trigger)
         .graceful_shutdown_on(stopped(stop_rx))
         .run(
             |b, ctx| measured("baseline", reconcile_baseline, b, ctx),

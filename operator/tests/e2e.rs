@@ -19,11 +19,17 @@ struct Operator {
 impl Operator {
     /// Starts a replica named `identity` (its Lease holder name) and waits for its admin port.
     fn start(cp: &ControlPlane, identity: &str) -> Self {
+        Self::start_with(cp, identity, &[])
+    }
+
+    /// Likewise, with more arguments.
+    fn start_with(cp: &ControlPlane, identity: &str, extra: &[&str]) -> Self {
         let admin = free_port();
         let process = Process(
             Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
                 .args(["--namespace", "palisade-system", "--log-format", "text"])
                 .args(["--pod-name", identity, "--lease-duration", "4"])
+                .args(extra)
                 .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
                 // The chart's ServiceAccount: its RBAC is what this test exercises.
                 .env("KUBECONFIG", chart::kubeconfig_for(cp, "operator").unwrap())
@@ -734,4 +740,96 @@ fn the_leader_upgrades_older_crds_keeping_baselines_and_refuses_newer_ones() {
             &format!("palisade.dev/version={}", env!("CARGO_PKG_VERSION")),
         ],
     );
+}
+
+#[test]
+fn every_baseline_says_whether_the_webhook_can_be_reached() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::shared();
+    chart::install_rbac(cp).unwrap();
+    apply(
+        cp,
+        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: watched}\nspec: {}\n",
+    );
+    let operator = Operator::start_with(cp, "watcher", &["--webhook-service", "palisade-webhook"]);
+    let condition = || {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "networkbaseline",
+                "watched",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"WebhookAvailable\")].status} {.status.conditions[?(@.type==\"WebhookAvailable\")].reason}",
+            ],
+        )
+    };
+    let events = |reason: &str| {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "events",
+                "-A",
+                "--field-selector",
+                &format!("reason={reason},involvedObject.name=watched"),
+                "-o",
+                "jsonpath={.items[*].note}{.items[*].message}",
+            ],
+        )
+    };
+    // No webhook pod at all (as when its image cannot be pulled).
+    eventually(
+        "the condition without a webhook",
+        "False NoReadyEndpoints",
+        condition,
+    );
+    let warning = events("WebhookUnavailable");
+    assert!(
+        warning.contains("no ready endpoint behind Service palisade-system/palisade-webhook (no webhook pod): the apiserver cannot reach Palisade's webhook, so NetworkPolicies are admitted unchecked"),
+        "{warning}"
+    );
+    assert!(
+        operator
+            .metrics()
+            .contains("palisade_operator_webhook_available 0")
+    );
+
+    // A ready webhook endpoint appears.
+    apply(
+        cp,
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: palisade-webhook-x, namespace: palisade-system, labels: {kubernetes.io/service-name: palisade-webhook}}\naddressType: IPv4\nports: [{name: https, port: 8443, protocol: TCP}]\nendpoints: [{addresses: [10.1.2.3], conditions: {ready: true}}]\n",
+    );
+    eventually(
+        "the condition with a webhook",
+        "True EndpointsReady",
+        condition,
+    );
+    assert!(
+        events("WebhookAvailable").contains(
+            "1 ready webhook endpoint(s) behind Service palisade-system/palisade-webhook"
+        )
+    );
+    assert!(
+        operator
+            .metrics()
+            .contains("palisade_operator_webhook_available 1")
+    );
+
+    kubectl(
+        cp,
+        &[
+            "delete",
+            "endpointslice",
+            "palisade-webhook-x",
+            "-n",
+            "palisade-system",
+        ],
+    );
+    eventually(
+        "the condition once it is gone again",
+        "False NoReadyEndpoints",
+        condition,
+    );
+    kubectl(cp, &["delete", "networkbaseline", "watched"]);
 }

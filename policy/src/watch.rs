@@ -49,6 +49,7 @@ impl Slim for Pod {
     }
 }
 impl Slim for Namespace {}
+impl Slim for k8s_openapi::api::discovery::v1::EndpointSlice {}
 impl Slim for NetworkPolicy {}
 impl Slim for Node {
     fn slim(&mut self) {
