@@ -131,6 +131,10 @@ impl StatusWriter {
     }
 }
 
+pub fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,8 +152,4 @@ mod tests {
         ));
         assert!(refresh_due(Some(t), t + STATUS_REFRESH * 2));
     }
-}
-
-pub fn now() -> Time {
-    Time(k8s_openapi::jiff::Timestamp::now())
 }
