@@ -204,7 +204,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     let cp = &cluster.cp;
 
     // helm install --wait: every pod Ready, then helm test.
-    helm_ok(
+    let install = helm(
         cp,
         &[
             "install",
@@ -218,6 +218,18 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
             "3m",
         ],
     );
+    if !install.status.success() {
+        // Helm 3 says only that it timed out: the pods, their events and the policies say why.
+        let why = |args: &[&str]| text(&cp.kubectl(args).expect("kubectl"));
+        panic!(
+            "helm install: {}\n{}\n{}\n{}\n{}",
+            text(&install),
+            why(&["get", "pods", "-n", NS, "-o", "wide"]),
+            why(&["get", "events", "-n", NS]),
+            why(&["get", "networkpolicies", "-n", NS, "-o", "yaml"]),
+            why(&["logs", "-n", NS, "deploy/palisade-webhook", "--tail=20"]),
+        );
+    }
     assert_eq!(ready_pods(cp, "webhook"), 2);
     assert_eq!(ready_pods(cp, "operator"), 2);
     assert_eq!(ready_pods(cp, "enforcer"), NODES.len());
@@ -248,6 +260,45 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         "{verdict}"
     );
 
+    // Palisade's own pods are behind its NetworkPolicies (on by default; enforced here by its
+    // own enforcer, the bridge CNI enforces nothing): the apiserver reached the webhook through
+    // them above, and reaches it below when policies are applied.
+    let own = kubectl(cp, &["get", "networkpolicies", "-n", NS, "-o", "name"]);
+    assert_eq!(
+        own.lines().collect::<Vec<_>>(),
+        [
+            "networkpolicy.networking.k8s.io/palisade-operator",
+            "networkpolicy.networking.k8s.io/palisade-webhook"
+        ],
+        "{own}"
+    );
+    // The enforcer's admin port is bound to the node's own address, not to all of the node's.
+    for node in NODES {
+        let ip = kubectl(
+            cp,
+            &[
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+            ],
+        );
+        let listening = cluster
+            .node(node)
+            .expect("node")
+            .command("ss")
+            .args(["-Hltn", "sport = :9102"])
+            .output()
+            .expect("ss");
+        let listening = String::from_utf8_lossy(&listening.stdout);
+        let local: Vec<&str> = listening
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(3))
+            .collect();
+        assert_eq!(local, [format!("{ip}:9102")], "{node}: {listening}");
+    }
+
     // Each enforcer finds the bridge CNI, which enforces nothing, and enforces.
     for node in NODES {
         let status = eventually(Duration::from_secs(60), || {
@@ -275,6 +326,8 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     let open = world.measure(&TUTORIAL_PORTS).expect("measure");
     assert!(!open.is_empty());
     assert!(open.iter().all(|p| p.allowed), "{open:?}");
+
+    only_scrapers_reach_the_metrics(cp);
 
     // The apiserver calls the webhook through its Service: the classic mistakes are refused
     // with the explanation.
@@ -531,6 +584,83 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
             Err(ours.join(", "))
         }
     });
+}
+
+/// The webhook's and the operator's /metrics, behind Palisade's own NetworkPolicies: a pod the
+/// default `networkPolicy.metricsFrom` allows (labelled `app.kubernetes.io/name: prometheus`,
+/// in any namespace) scrapes them; another pod does not get through.
+fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
+    let ips = kubectl(
+        cp,
+        &[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app.kubernetes.io/component in (webhook,operator)",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.labels.app\\.kubernetes\\.io/component} {.status.podIP}{\"\\n\"}{end}",
+        ],
+    );
+    let targets: Vec<(&str, &str)> = ips.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert_eq!(targets.len(), 4, "{ips}");
+    let scrape = |ns: &str, pod: &str, ip: &str| {
+        cp.kubectl(&[
+            "exec",
+            "-n",
+            ns,
+            pod,
+            "--",
+            "wget",
+            "-q",
+            "-O-",
+            "-T",
+            "2",
+            &format!("http://{ip}:8080/metrics"),
+        ])
+        .expect("kubectl exec")
+    };
+    kubectl(
+        cp,
+        &[
+            "label",
+            "pod",
+            "-n",
+            "monitoring",
+            "prometheus",
+            "app.kubernetes.io/name=prometheus",
+        ],
+    );
+    for (component, ip) in &targets {
+        let metrics = eventually(Duration::from_secs(30), || {
+            let o = scrape("monitoring", "prometheus", ip);
+            let body = String::from_utf8_lossy(&o.stdout).into_owned();
+            if o.status.success() && body.contains(&format!("palisade_{component}")) {
+                Ok(body)
+            } else {
+                Err(format!("{component} {ip}: {}", text(&o)))
+            }
+        });
+        assert!(metrics.contains("# TYPE"), "{metrics}");
+        let refused = scrape("ingress-nginx", "controller", ip);
+        assert!(
+            !refused.status.success(),
+            "ingress-nginx/controller scraped the {component} at {ip}: {}",
+            text(&refused)
+        );
+    }
+    kubectl(
+        cp,
+        &[
+            "label",
+            "pod",
+            "-n",
+            "monitoring",
+            "prometheus",
+            "app.kubernetes.io/name-",
+        ],
+    );
 }
 
 fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster: &RealCluster) {
