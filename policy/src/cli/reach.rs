@@ -148,10 +148,12 @@ fn estimate(
     plan.row(0, 0, &mut row);
     let rows = plan.sources.len() as f64 * plan.ports.len() as f64;
     let mut seconds = started.elapsed().as_secs_f64() * rows;
+    // A table cell is its padding and a 3-byte mark; a JSON probe or a reason line, ~160 bytes.
+    let colw = column_width(plan) as f64;
     let per_cell = match args.output {
         ReachFormat::Json => 160.0,
-        ReachFormat::Table if args.explain => 200.0,
-        ReachFormat::Table => 3.0,
+        ReachFormat::Table if args.explain => 160.0 + colw + 2.0,
+        ReachFormat::Table => colw + 2.0,
     };
     let bytes = plan.cells() as f64 * per_cell;
     if args.explain || matches!(args.output, ReachFormat::Json) {
@@ -205,6 +207,11 @@ fn size(bytes: f64) -> String {
     format!("{v:.0} {}", UNITS[unit])
 }
 
+/// The width of a table column: the largest column number and a space.
+fn column_width(plan: &Plan) -> usize {
+    plan.destinations.len().to_string().len().max(2) + 1
+}
+
 /// One table per port (sources down the side, destinations across, numbered), one row at a
 /// time; the legend once at the top, the column key once at the end.
 fn table(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
@@ -215,7 +222,7 @@ fn table(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    let colw = plan.destinations.len().to_string().len().max(2) + 1;
+    let colw = column_width(plan);
     writeln!(
         out,
         "✓ allowed, ✗ blocked; rows: from, columns: to (numbered, key below)"
