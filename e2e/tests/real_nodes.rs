@@ -238,22 +238,28 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         tested.contains("palisade-webhook-test") && tested.contains("Phase:          Succeeded"),
         "{tested}"
     );
-    // What the test pod printed (helm deletes it once it succeeded): the same check from a
-    // webhook pod, through the Service (found, as in the test pod, by its environment).
-    let verdict = kubectl(
+    // What the test pod printed (helm deletes it once it succeeded): the same check from an
+    // operator pod (Palisade's own policies let it reach the webhook; the webhook's pods may
+    // reach only the apiserver and DNS), through the Service found by its environment, with
+    // the chart's CA on stdin.
+    let ca = kubectl(
         cp,
         &[
-            "exec",
-            "-n",
-            NS,
-            "deploy/palisade-webhook",
-            "--",
-            "sh",
-            "-c",
-            "palisade-webhook selftest --address=$PALISADE_WEBHOOK_SERVICE_HOST:$PALISADE_WEBHOOK_SERVICE_PORT_HTTPS \
-             --server-name=palisade-webhook.palisade-system.svc --ca=/tls/ca.crt",
+            "get", "secret", "palisade-webhook-tls", "-n", NS, "-o",
+            "go-template={{index .data \"ca.crt\" | base64decode}}",
         ],
     );
+    let verdict = cp
+        .kubectl_stdin(
+            &[
+                "exec", "-i", "-n", NS, "deploy/palisade-operator", "--", "sh", "-c",
+                "palisade-webhook selftest --address=$PALISADE_WEBHOOK_SERVICE_HOST:$PALISADE_WEBHOOK_SERVICE_PORT_HTTPS \
+                 --server-name=palisade-webhook.palisade-system.svc --ca=/dev/stdin",
+            ],
+            &ca,
+        )
+        .map(|o| text(&o))
+        .expect("kubectl exec");
     assert!(
         verdict.contains("the webhook answered over TLS")
             && verdict.contains("an egress lockdown without DNS was refused"),
@@ -605,6 +611,8 @@ fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
     );
     let targets: Vec<(&str, &str)> = ips.lines().filter_map(|l| l.split_once(' ')).collect();
     assert_eq!(targets.len(), 4, "{ips}");
+    // An HTTP GET with busybox's nc (its wget crashes): the connect times out after 2 s when
+    // a policy drops it.
     let scrape = |ns: &str, pod: &str, ip: &str| {
         cp.kubectl(&[
             "exec",
@@ -612,12 +620,9 @@ fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
             ns,
             pod,
             "--",
-            "wget",
-            "-q",
-            "-O-",
-            "-T",
-            "2",
-            &format!("http://{ip}:8080/metrics"),
+            "sh",
+            "-c",
+            &format!("printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} 8080"),
         ])
         .expect("kubectl exec")
     };
