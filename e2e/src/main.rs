@@ -129,16 +129,23 @@ fn down() -> i32 {
     0
 }
 
-fn serve(real_nodes: bool) -> i32 {
-    // Signals are taken by sigwait below, so block them before any thread starts.
-    // SAFETY: plain signal-mask manipulation on this thread (inherited by the threads it starts).
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+/// Blocks SIGTERM and SIGINT on this thread (and the threads it starts later), for a thread that
+/// takes them with sigwait; returns that set. Children unblock them (see `spawn_tied`).
+fn block_termination_signals() -> libc::sigset_t {
+    // SAFETY: plain signal-mask manipulation on the calling thread.
     unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
     }
+}
+
+fn serve(real_nodes: bool) -> i32 {
+    // Signals are taken by sigwait below, so block them before any thread starts.
+    let set = block_termination_signals();
     let start = Instant::now();
     let mut progress = |step: &str| println!("[{:>3}s] {step}", start.elapsed().as_secs());
     let (cluster, text) = if real_nodes {
@@ -230,15 +237,8 @@ fn demo(keep: bool) -> i32 {
     static WAITING: AtomicBool = AtomicBool::new(false);
     static INTERRUPTED: AtomicBool = AtomicBool::new(false);
     static ABANDONING: AtomicBool = AtomicBool::new(false);
-    // SAFETY: signal-mask manipulation before any other thread exists; the threads started
-    // later inherit the mask, so only the thread below takes these signals.
-    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-    }
+    // Before any other thread exists: only the thread below takes these signals.
+    let set = block_termination_signals();
     std::thread::spawn(move || {
         loop {
             let mut sig = 0;

@@ -21,22 +21,6 @@ pub struct RealWorld<'a> {
 }
 
 fn pod_manifest(pod: &PodDef) -> String {
-    let labels: Vec<String> = pod
-        .labels
-        .iter()
-        .map(|(k, v)| format!("\"{k}\": \"{v}\""))
-        .collect();
-    let ports: Vec<String> = pod
-        .ports
-        .iter()
-        .map(|(name, port, proto)| {
-            let name = name
-                .as_ref()
-                .map(|n| format!("name: {n}, "))
-                .unwrap_or_default();
-            format!("{{{name}containerPort: {port}, protocol: {proto}}}")
-        })
-        .collect();
     // One persistent `nc` server per TCP port: it accepts, runs `true`, closes.
     let servers: Vec<String> = pod
         .ports
@@ -45,14 +29,14 @@ fn pod_manifest(pod: &PodDef) -> String {
         .map(|(_, port, _)| format!("nc -ll -p {port} -e /bin/true &"))
         .collect();
     format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: \"{}\", namespace: \"{}\", labels: {{{}}}}}\n\
-         spec:\n  nodeName: \"{}\"\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    imagePullPolicy: Never\n    command: [sh, -c, \"{} wait\"]\n    ports: [{}]\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: \"{}\", namespace: \"{}\", labels: {}}}\n\
+         spec:\n  nodeName: \"{}\"\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    imagePullPolicy: Never\n    command: [sh, -c, \"{} wait\"]\n    ports: {}\n",
         pod.name,
         pod.namespace,
-        labels.join(", "),
+        pod.labels_yaml(),
         pod.node,
         servers.join(" "),
-        ports.join(", ")
+        pod.ports_yaml()
     )
 }
 

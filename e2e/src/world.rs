@@ -64,6 +64,27 @@ impl PodDef {
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
     }
+
+    /// The labels as a YAML flow mapping.
+    pub fn labels_yaml(&self) -> String {
+        labels_yaml(&self.labels)
+    }
+
+    /// The container ports as a YAML flow sequence.
+    pub fn ports_yaml(&self) -> String {
+        let ports: Vec<String> = self
+            .ports
+            .iter()
+            .map(|(name, port, proto)| {
+                let name = name
+                    .as_ref()
+                    .map(|n| format!("name: {n}, "))
+                    .unwrap_or_default();
+                format!("{{{name}containerPort: {port}, protocol: {proto}}}")
+            })
+            .collect();
+        format!("[{}]", ports.join(", "))
+    }
 }
 
 fn labels_yaml(labels: &[(String, String)]) -> String {
@@ -159,25 +180,14 @@ impl<'a> World<'a> {
     }
 
     fn pod_yaml(&self, pod: &PodDef) -> String {
-        let ports: Vec<String> = pod
-            .ports
-            .iter()
-            .map(|(name, port, proto)| {
-                let name = name
-                    .as_ref()
-                    .map(|n| format!("name: {n}, "))
-                    .unwrap_or_default();
-                format!("{{{name}containerPort: {port}, protocol: {proto}}}")
-            })
-            .collect();
         format!(
             "apiVersion: v1\nkind: Pod\nmetadata: {{name: \"{}\", namespace: \"{}\", labels: {}}}\n\
-             spec: {{nodeName: \"{}\", containers: [{{name: main, image: e2e, ports: [{}]}}]}}\n",
+             spec: {{nodeName: \"{}\", containers: [{{name: main, image: e2e, ports: {}}}]}}\n",
             pod.name,
             pod.namespace,
-            labels_yaml(&pod.labels),
+            pod.labels_yaml(),
             pod.node,
-            ports.join(", ")
+            pod.ports_yaml()
         )
     }
 

@@ -68,6 +68,26 @@ fn helm_ok(cp: &ControlPlane, args: &[&str]) -> String {
     text(&o)
 }
 
+/// `helm upgrade --reuse-values --set SETTING --wait` of the release.
+fn helm_upgrade(cp: &ControlPlane, setting: &str) {
+    helm_ok(
+        cp,
+        &[
+            "upgrade",
+            "palisade",
+            chart::CHART_DIR,
+            "-n",
+            NS,
+            "--reuse-values",
+            "--set",
+            setting,
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    );
+}
+
 fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
     cp.kubectl_ok(args)
         .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
@@ -245,7 +265,12 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     let ca = kubectl(
         cp,
         &[
-            "get", "secret", "palisade-webhook-tls", "-n", NS, "-o",
+            "get",
+            "secret",
+            "palisade-webhook-tls",
+            "-n",
+            NS,
+            "-o",
             "go-template={{index .data \"ca.crt\" | base64decode}}",
         ],
     );
@@ -414,22 +439,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     // helm upgrade with a changed value, then a rollout restart of the enforcers: probed all
     // along, no allowed flow is cut and no denied flow opens.
     let probes = start_probe_loop(cp, &world, 40);
-    helm_ok(
-        cp,
-        &[
-            "upgrade",
-            "palisade",
-            chart::CHART_DIR,
-            "-n",
-            NS,
-            "--reuse-values",
-            "--set",
-            "logLevel=debug",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    );
+    helm_upgrade(cp, "logLevel=debug");
     kubectl(
         cp,
         &[
@@ -463,22 +473,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     );
 
     // failurePolicy=Fail and no webhook: NetworkPolicy writes are refused, naming Palisade.
-    helm_ok(
-        cp,
-        &[
-            "upgrade",
-            "palisade",
-            chart::CHART_DIR,
-            "-n",
-            NS,
-            "--reuse-values",
-            "--set",
-            "webhook.failurePolicy=Fail",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    );
+    helm_upgrade(cp, "webhook.failurePolicy=Fail");
     kubectl(
         cp,
         &[
