@@ -37,13 +37,14 @@ fi
 mkdir -p "$CACHE/image" "$(dirname "$OUT")"
 
 # ---- base: Debian with the enforcer's tools, cached by suite and package list ---------------------
-base=$CACHE/image/base-$SUITE-$(printf '%s\n%s' "$BASE_PACKAGES" "$BASE_TRIM" | sha256sum | cut -c1-12).tar
+base=$CACHE/image/base-$SUITE-$(dpkg --print-architecture)-$(printf '%s\n%s' "$BASE_PACKAGES" "$BASE_TRIM" | sha256sum | cut -c1-12).tar
 if [[ ! -s $base ]]; then
   log "mmdebstrap $SUITE with $BASE_PACKAGES (about a minute; cached afterwards)"
-  hook=/usr/share/mmdebstrap/hooks/merged-usr
   # Without the merged-usr hook, usrmerge pulls in perl (137 MB instead of 88 MB).
+  hook=()
+  [[ -d /usr/share/mmdebstrap/hooks/merged-usr ]] && hook=(--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr)
   mmdebstrap --quiet --variant=minbase --include="$BASE_PACKAGES" \
-    ${hook:+--hook-dir="$hook"} \
+    "${hook[@]}" \
     --customize-hook="$BASE_TRIM" \
     "$SUITE" "${base%.tar}.partial.tar" || die "mmdebstrap failed (is the Debian mirror in /etc/apt/sources.list reachable?)"
   mv "${base%.tar}.partial.tar" "$base"
@@ -77,7 +78,7 @@ umoci repack --image "$oci:palisade" "$work/bundle"
 log "layer 2: ${BINARIES[*]} (stripped)"
 # As the Dockerfile: non-root by default; the enforcer's DaemonSet runs it as root.
 umoci config --image "$oci:palisade" \
-  --os linux --architecture amd64 \
+  --os linux --architecture "$(dpkg --print-architecture)" \
   --config.entrypoint /usr/local/bin/palisade \
   --config.user 65532:65532 \
   --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

@@ -217,13 +217,49 @@ fn the_chart_on_real_nodes() {
         return;
     };
     install_protect_roll_and_uninstall(&cluster);
+    a_deleted_node_takes_its_nodeenforcement_along(&cluster);
     an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(&cluster);
+}
+
+/// The NodeEnforcement an enforcer wrote (kept after uninstall, like every custom resource)
+/// belongs to its Node: the garbage collector of the real controller-manager removes it with
+/// the Node.
+fn a_deleted_node_takes_its_nodeenforcement_along(cluster: &RealCluster) {
+    let cp = &cluster.cp;
+    let owner = kubectl(
+        cp,
+        &[
+            "get",
+            "nodeenforcement",
+            "node-2",
+            "-o",
+            "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+        ],
+    );
+    assert_eq!(owner, "Node/node-2");
+    kubectl(cp, &["delete", "node", "node-2", "--wait=true"]);
+    eventually(Duration::from_secs(60), || {
+        let left = cp
+            .kubectl(&["get", "nodeenforcement", "node-2", "-o", "name"])
+            .expect("kubectl");
+        if left.status.success() {
+            Err(text(&left))
+        } else {
+            Ok(())
+        }
+    });
+    assert!(
+        cp.kubectl_ok(&["get", "nodeenforcement", "node-1", "-o", "name"])
+            .is_ok(),
+        "node-1's report went too"
+    );
 }
 
 fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     let cp = &cluster.cp;
 
     // helm install --wait: every pod Ready, then helm test.
+    let started = Instant::now();
     let install = helm(
         cp,
         &[
@@ -250,6 +286,11 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
             why(&["logs", "-n", NS, "deploy/palisade-webhook", "--tail=20"]),
         );
     }
+    // A measure for BENCHMARKS.md, not an assertion.
+    eprintln!(
+        "helm install --wait: every pod Ready after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     assert_eq!(ready_pods(cp, "webhook"), 2);
     assert_eq!(ready_pods(cp, "operator"), 2);
     assert_eq!(ready_pods(cp, "enforcer"), NODES.len());
@@ -259,9 +300,9 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         "{tested}"
     );
     // What the test pod printed (helm deletes it once it succeeded): the same check from an
-    // operator pod (Palisade's own policies let it reach the webhook; the webhook's pods may
-    // reach only the apiserver and DNS), through the Service found by its environment, with
-    // the chart's CA on stdin.
+    // enforcer pod (on the node's network: Palisade's own policies let the webhook and operator
+    // pods reach only the apiserver and DNS), through the Service found by its environment,
+    // with the chart's CA on stdin.
     let ca = kubectl(
         cp,
         &[
@@ -277,7 +318,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     let verdict = cp
         .kubectl_stdin(
             &[
-                "exec", "-i", "-n", NS, "deploy/palisade-operator", "--", "sh", "-c",
+                "exec", "-i", "-n", NS, "ds/palisade-enforcer", "--", "sh", "-c",
                 "palisade-webhook selftest --address=$PALISADE_WEBHOOK_SERVICE_HOST:$PALISADE_WEBHOOK_SERVICE_PORT_HTTPS \
                  --server-name=palisade-webhook.palisade-system.svc --ca=/dev/stdin",
             ],

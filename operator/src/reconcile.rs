@@ -277,7 +277,6 @@ async fn webhook_condition(
     let Some(now) = webhook.current() else {
         return before.cloned();
     };
-    ctx.metrics.set_webhook_available(now.available);
     let was = before.map(|c| c.status == "True");
     if was != Some(now.available) && (was.is_some() || !now.available) {
         let (type_, reason) = if now.available {
@@ -483,11 +482,14 @@ pub async fn run(
         Api::<NetworkBaseline>::all(client.clone()),
         watcher::Config::default(),
     );
-    // The webhook's availability changed: every baseline's condition follows.
-    let webhook_changed = ctx.webhook_changed.clone();
-    let webhook_trigger = futures::stream::unfold(webhook_changed, |n| async move {
-        n.notified().await;
-        Some(((), n))
+    // The webhook's availability changed: the metric follows at once (also with no baseline),
+    // and every baseline's condition.
+    let webhook_trigger = futures::stream::unfold(ctx.clone(), |ctx| async move {
+        ctx.webhook_changed.notified().await;
+        if let Some(now) = ctx.webhook.as_ref().and_then(|w| w.current()) {
+            ctx.metrics.set_webhook_available(now.available);
+        }
+        Some(((), ctx))
     });
     let baseline_store = baselines.store();
     // A namespace that drops its label no longer names its old baseline: recompute every

@@ -747,11 +747,33 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let cp = ControlPlane::shared();
     chart::install_rbac(cp).unwrap();
+    let ready_slice = "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: palisade-webhook-x, namespace: palisade-system, labels: {kubernetes.io/service-name: palisade-webhook}}\naddressType: IPv4\nports: [{name: https, port: 8443, protocol: TCP}]\nendpoints: [{addresses: [10.1.2.3], conditions: {ready: true}}]\n";
+    let operator = Operator::start_with(cp, "watcher", &["--webhook-service", "palisade-webhook"]);
+    // The metric is measured with no baseline at all, too: a ready endpoint, then none.
+    let metric = |v: &str| {
+        let want = format!("palisade_operator_webhook_available {v}\n");
+        palisade_e2e::util::eventually("the metric", Duration::from_secs(20), true, || {
+            operator.metrics().contains(&want)
+        });
+    };
+    apply(cp, ready_slice);
+    metric("1");
+    kubectl(
+        cp,
+        &[
+            "delete",
+            "endpointslice",
+            "palisade-webhook-x",
+            "-n",
+            "palisade-system",
+        ],
+    );
+    metric("0");
+
     apply(
         cp,
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: watched}\nspec: {}\n",
     );
-    let operator = Operator::start_with(cp, "watcher", &["--webhook-service", "palisade-webhook"]);
     let condition = || {
         kubectl(
             cp,
@@ -789,17 +811,9 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
         warning.contains("no ready endpoint behind Service palisade-system/palisade-webhook (no webhook pod): the apiserver cannot reach Palisade's webhook, so NetworkPolicies are admitted unchecked"),
         "{warning}"
     );
-    assert!(
-        operator
-            .metrics()
-            .contains("palisade_operator_webhook_available 0")
-    );
 
     // A ready webhook endpoint appears.
-    apply(
-        cp,
-        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {name: palisade-webhook-x, namespace: palisade-system, labels: {kubernetes.io/service-name: palisade-webhook}}\naddressType: IPv4\nports: [{name: https, port: 8443, protocol: TCP}]\nendpoints: [{addresses: [10.1.2.3], conditions: {ready: true}}]\n",
-    );
+    apply(cp, ready_slice);
     eventually(
         "the condition with a webhook",
         "True EndpointsReady",
@@ -810,11 +824,7 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
             "1 ready webhook endpoint(s) behind Service palisade-system/palisade-webhook"
         )
     );
-    assert!(
-        operator
-            .metrics()
-            .contains("palisade_operator_webhook_available 1")
-    );
+    metric("1");
 
     kubectl(
         cp,

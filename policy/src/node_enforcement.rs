@@ -146,12 +146,19 @@ pub fn describe(ne: &NodeEnforcement, reported: Option<&Reported>) -> String {
     let cni = ne.cni.as_deref().unwrap_or("an unknown CNI");
     match reported {
         Some(r) if r.active() => format!("enforced on {node} by the Palisade enforcer"),
-        Some(r) if r.enforcing && ne.cni_enforces != Some(true) && r.silent_for.is_some() => {
-            format!(
-                "NOT counted as enforced on {node}: its Palisade enforcer has not reported for {} (a running one reports every {}s); its last rules may still be in force",
+        Some(r) if r.enforcing && r.silent_for.is_some() => {
+            let silent = format!(
+                "its Palisade enforcer has not reported for {} (a running one reports every {}s)",
                 human_duration(r.silent_for.unwrap_or_default()),
                 STATUS_REFRESH.as_secs()
-            )
+            );
+            if ne.cni_enforces == Some(true) {
+                format!("enforced on {node} by {cni}; {silent}")
+            } else {
+                format!(
+                    "NOT counted as enforced on {node}: {silent}; its last rules may still be in force"
+                )
+            }
         }
         Some(r) if r.enforcing => match &r.last_error {
             Some(e) => format!(
@@ -267,6 +274,17 @@ mod tests {
         );
         let ne = node_enforcement(&node("node-3", true), Some(&aside), None);
         assert!(describe(&ne, Some(&aside)).starts_with("enforced on node-3 by calico"));
+        // An enforcer that enforced on top of an enforcing CNI (mode enforce) and went silent:
+        // the CNI still enforces, and nothing says it never synced.
+        let doubled = Reported::from_status_at(
+            &serde_json::json!({"cni": "calico", "enforcing": true, "lastSync": "2026-01-01T00:00:00Z"}),
+            later,
+        );
+        let ne = node_enforcement(&node("node-3", true), Some(&doubled), None);
+        assert_eq!(
+            describe(&ne, Some(&doubled)),
+            "enforced on node-3 by calico; its Palisade enforcer has not reported for 12m (a running one reports every 30s)"
+        );
     }
 
     /// Silence is decided by the clock passed in: up to three refresh periods is still fresh,

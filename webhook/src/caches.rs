@@ -66,16 +66,59 @@ pub struct Caches {
     pub cronjobs: Store<CronJob>,
 }
 
+/// Notifies `changed` when what the enforcers report changed in more than a `lastSync` that
+/// keeps them fresh.
+async fn forward_meaningful_reports(
+    store: Store<NodeEnforcementObject>,
+    reports: Arc<Notify>,
+    changed: Arc<Notify>,
+) {
+    let mut last: Option<BTreeMap<String, serde_json::Value>> = None;
+    loop {
+        reports.notified().await;
+        let now: BTreeMap<String, serde_json::Value> = store
+            .state()
+            .iter()
+            .map(|ne| {
+                let mut status = serde_json::to_value(&ne.status).unwrap_or_default();
+                // A refresh only moves lastSync; what matters is whether it makes the enforcer
+                // silent or no longer silent.
+                let silent = Reported::from_status_at(&status, Timestamp::now())
+                    .silent_for
+                    .is_some();
+                if let Some(s) = status.as_object_mut() {
+                    s.remove("lastSync");
+                    s.insert("silent".into(), silent.into());
+                }
+                (ne.name_any(), status)
+            })
+            .collect();
+        if last.as_ref() != Some(&now) {
+            changed.notify_one();
+            last = Some(now);
+        }
+    }
+}
+
 impl Caches {
-    /// Starts a reflector per kind; `changed` is notified on every event.
+    /// Starts a reflector per kind; `changed` is notified on every event, except NodeEnforcement
+    /// refreshes that only renew `lastSync` (every node's enforcer does that every 30 s, and
+    /// the webhook re-judges silence on its own timer).
     pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
+        let reports = Arc::new(Notify::new());
+        let node_enforcements: Store<NodeEnforcementObject> = watch(client, &reports);
+        tokio::spawn(forward_meaningful_reports(
+            node_enforcements.clone(),
+            reports,
+            changed.clone(),
+        ));
         Self {
             client: client.clone(),
             pods: watch(client, changed),
             namespaces: watch(client, changed),
             policies: watch(client, changed),
             nodes: watch(client, changed),
-            node_enforcements: watch(client, changed),
+            node_enforcements,
             daemonsets: watch(client, changed),
             deployments: watch(client, changed),
             statefulsets: watch(client, changed),

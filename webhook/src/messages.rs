@@ -104,26 +104,14 @@ pub fn warnings(object: &str, report: &Report, gitops: Option<&str>) -> Vec<Stri
 /// The check id closest to a misspelt one.
 fn did_you_mean(unknown: &str) -> Option<&'static str> {
     let unknown = unknown.to_lowercase();
-    CheckId::ALL
-        .iter()
-        .map(|c| c.as_str())
-        .find(|id| id.starts_with(&unknown) || unknown.starts_with(id) || near(id, &unknown))
-}
-
-/// Two spellings at most two edits apart.
-fn near(a: &str, b: &str) -> bool {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
+    if unknown.is_empty() {
+        return None;
     }
-    prev[b.len()] <= 2
+    CheckId::ALL.iter().map(|c| c.as_str()).find(|id| {
+        id.starts_with(&unknown)
+            || unknown.starts_with(id)
+            || palisade_policy::checks::distance(id, &unknown) <= 2
+    })
 }
 
 /// The refusal: the first [`FULL_DENIALS`] problems in full (what, evidence, fix), the next
@@ -179,9 +167,11 @@ mod tests {
         assert!(line.contains("..."), "{line}");
         assert!(line.ends_with("(2 items); AND is one item"), "{line}");
         assert_eq!(line.chars().count(), 14 + MIN_NAME + 2 + 76, "{line}");
+        // A short name is kept whole (callers pass the bare name: kubectl prints the
+        // namespace with the object's own line).
         let short = warning_line(
             "named-port",
-            "production/api",
+            "api",
             "ingress[0]: port name http/TCP is declared by none of the selected pods",
         );
         assert_eq!(
@@ -198,5 +188,6 @@ mod tests {
         );
         assert_eq!(did_you_mean("egress-DNS"), Some("egress-dns"));
         assert_eq!(did_you_mean("dns"), None);
+        assert_eq!(did_you_mean(""), None);
     }
 }

@@ -34,9 +34,13 @@ pub struct Settle {
     pub confirm: Arc<dyn Confirm>,
     pub publish: Arc<dyn Publish>,
     pub config: Arc<WebhookConfig>,
-    /// Per namespace: when it will have been quiet long enough, and the policies waiting.
-    waiting: Mutex<HashMap<String, (Instant, Vec<Pending>)>>,
+    /// Per namespace: when it will have been quiet long enough, since when its first policy
+    /// waits, and the policies waiting.
+    waiting: Mutex<HashMap<String, (Instant, Instant, Vec<Pending>)>>,
 }
+
+/// The longest a namespace's policies wait to be judged, in delays, however often it is written.
+const MAX_WAITS: u32 = 10;
 
 impl Settle {
     pub fn new(
@@ -63,13 +67,16 @@ impl Settle {
             let Ok(mut waiting) = self.waiting.lock() else {
                 return;
             };
+            let now = Instant::now();
             let entry = waiting
                 .entry(namespace.clone())
-                .or_insert_with(|| (deadline, Vec::new()));
-            let first = entry.1.is_empty();
-            entry.0 = deadline;
-            if !entry.1.contains(&pending) {
-                entry.1.push(pending);
+                .or_insert_with(|| (deadline, now, Vec::new()));
+            let first = entry.2.is_empty();
+            // Each write moves the deadline, but a namespace written to without pause (a
+            // controller, a GitOps loop) is still judged within MAX_WAITS delays.
+            entry.0 = deadline.min(entry.1 + self.delay * MAX_WAITS);
+            if !entry.2.contains(&pending) {
+                entry.2.push(pending);
             }
             first
         };
@@ -80,7 +87,7 @@ impl Settle {
         tokio::spawn(async move {
             loop {
                 let deadline = match this.waiting.lock() {
-                    Ok(w) => w.get(&namespace).map(|(d, _)| *d),
+                    Ok(w) => w.get(&namespace).map(|(d, _, _)| *d),
                     Err(_) => None,
                 };
                 let Some(deadline) = deadline else { return };
@@ -90,7 +97,7 @@ impl Settle {
                 tokio::time::sleep_until(deadline.into()).await;
             }
             let batch = match this.waiting.lock() {
-                Ok(mut w) => w.remove(&namespace).map(|(_, b)| b).unwrap_or_default(),
+                Ok(mut w) => w.remove(&namespace).map(|(_, _, b)| b).unwrap_or_default(),
                 Err(_) => return,
             };
             this.judge(&namespace, batch).await;

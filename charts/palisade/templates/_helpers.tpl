@@ -32,7 +32,10 @@
 
 {{/* The namespace the enforcer runs in: its own (enforcer.namespace.create) or the release's. */}}
 {{- define "palisade.enforcerNamespace" -}}
-{{- if .Values.enforcer.namespace.create -}}
+{{- if and .Values.enforcer.enabled .Values.enforcer.namespace.create -}}
+{{- if eq .Values.enforcer.namespace.name .Release.Namespace -}}
+{{- fail (printf "enforcer.namespace.name must differ from the release namespace %s: the chart creates that namespace (labelled privileged); to run the enforcer in the release namespace, leave enforcer.namespace.create false" .Release.Namespace) -}}
+{{- end -}}
 {{ .Values.enforcer.namespace.name }}
 {{- else -}}
 {{ .Release.Namespace }}

@@ -19,6 +19,7 @@ use crate::cluster::Cluster;
 use crate::policy::Policy;
 
 pub use enforcement::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
+pub use unmatched::distance;
 
 /// The annotation that turns named checks off for one object.
 pub const SKIP_ANNOTATION: &str = "palisade.dev/skip-checks";
