@@ -34,9 +34,17 @@ pub struct Settle {
     pub confirm: Arc<dyn Confirm>,
     pub publish: Arc<dyn Publish>,
     pub config: Arc<WebhookConfig>,
-    /// Per namespace: when it will have been quiet long enough, since when its first policy
-    /// waits, and the policies waiting.
-    waiting: Mutex<HashMap<String, (Instant, Instant, Vec<Pending>)>>,
+    /// Per namespace, its policies waiting to be judged.
+    waiting: Mutex<HashMap<String, Waiting>>,
+}
+
+/// A namespace's policies waiting to be judged.
+struct Waiting {
+    /// When the namespace will have been quiet long enough.
+    deadline: Instant,
+    /// When its first policy started waiting.
+    since: Instant,
+    batch: Vec<Pending>,
 }
 
 /// The longest a namespace's policies wait to be judged, in delays, however often it is written.
@@ -68,15 +76,17 @@ impl Settle {
                 return;
             };
             let now = Instant::now();
-            let entry = waiting
-                .entry(namespace.clone())
-                .or_insert_with(|| (deadline, now, Vec::new()));
-            let first = entry.2.is_empty();
+            let entry = waiting.entry(namespace.clone()).or_insert_with(|| Waiting {
+                deadline,
+                since: now,
+                batch: Vec::new(),
+            });
+            let first = entry.batch.is_empty();
             // Each write moves the deadline, but a namespace written to without pause (a
             // controller, a GitOps loop) is still judged within MAX_WAITS delays.
-            entry.0 = deadline.min(entry.1 + self.delay * MAX_WAITS);
-            if !entry.2.contains(&pending) {
-                entry.2.push(pending);
+            entry.deadline = deadline.min(entry.since + self.delay * MAX_WAITS);
+            if !entry.batch.contains(&pending) {
+                entry.batch.push(pending);
             }
             first
         };
@@ -87,7 +97,7 @@ impl Settle {
         tokio::spawn(async move {
             loop {
                 let deadline = match this.waiting.lock() {
-                    Ok(w) => w.get(&namespace).map(|(d, _, _)| *d),
+                    Ok(w) => w.get(&namespace).map(|w| w.deadline),
                     Err(_) => None,
                 };
                 let Some(deadline) = deadline else { return };
@@ -97,7 +107,7 @@ impl Settle {
                 tokio::time::sleep_until(deadline.into()).await;
             }
             let batch = match this.waiting.lock() {
-                Ok(mut w) => w.remove(&namespace).map(|(_, _, b)| b).unwrap_or_default(),
+                Ok(mut w) => w.remove(&namespace).map(|w| w.batch).unwrap_or_default(),
                 Err(_) => return,
             };
             this.judge(&namespace, batch).await;
