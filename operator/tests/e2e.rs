@@ -458,16 +458,17 @@ fn the_operator_converges_after_the_apiserver_restarts() {
             "restart-before",
         ],
     );
-    eventually(
-        "a namespace labelled after the restart",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "restart-after"),
-    );
-    eventually(
-        "drift after the restart",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "restart-before"),
-    );
+    // The watches' backoff after an outage can take a while on a busy machine: a minute.
+    let after_restart = |what: &str, ns: &str| {
+        palisade_e2e::util::eventually(
+            what,
+            Duration::from_secs(60),
+            "palisade-baseline-deny palisade-baseline-dns".to_string(),
+            || policies(cp, ns),
+        )
+    };
+    after_restart("a namespace labelled after the restart", "restart-after");
+    after_restart("drift after the restart", "restart-before");
 }
 
 #[test]
