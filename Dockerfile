@@ -1,5 +1,6 @@
 # One image with every Palisade binary: palisade (CLI), palisade-webhook, palisade-operator,
-# palisade-enforcer. The chart runs each component from it.
+# palisade-enforcer. The chart runs each component from it. Without Docker, ./e2e/image.sh builds
+# the same contents (bookworm, iptables, ipset, ca-certificates, the stripped binaries, user 65532).
 #   docker build -t ghcr.io/palisade-dev/palisade:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -8,7 +9,8 @@ RUN cargo build --release --locked \
       -p palisade-policy -p palisade-webhook -p palisade-operator -p palisade-enforcer \
  && mkdir /out \
  && cp target/release/palisade target/release/palisade-webhook \
-       target/release/palisade-operator target/release/palisade-enforcer /out/
+       target/release/palisade-operator target/release/palisade-enforcer /out/ \
+ && strip /out/*
 
 # The enforcer drives the node's iptables and ipset tools, so the runtime is a slim Debian with
 # those two packages rather than a scratch image. Pick the iptables backend the node's
