@@ -692,26 +692,20 @@ impl RealCluster {
         let dir = &node.dir;
         let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
         let apiserver: IpAddr = (*gateway).into();
-        let kubelet_cert = self.cp.issue_client_certificate(
-            &format!("kubelet-{}", node.name),
+        // Each component with a client certificate of its own identity, as on real nodes.
+        let identity = |name: String, subject: &str| -> Result<PathBuf, Error> {
+            let (crt, key) = self.cp.issue_client_certificate(&name, subject)?;
+            self.cp
+                .kubeconfig_with_certificate(apiserver, &name, (&crt, &key))
+        };
+        let kubelet_kubeconfig = identity(
+            format!("kubelet-{}", node.name),
             &format!("/O=system:nodes/CN=system:node:{}", node.name),
-        )?;
-        let kubelet_kubeconfig = self.cp.kubeconfig_with_certificate(
-            apiserver,
-            &format!("kubelet-{}", node.name),
-            (&kubelet_cert.0, &kubelet_cert.1),
         )?;
         std::fs::copy(&kubelet_kubeconfig, dir.join("kubelet.kubeconfig"))
             .map_err(io("copying the kubelet kubeconfig"))?;
-        let proxy_cert = self.cp.issue_client_certificate(
-            &format!("kube-proxy-{}", node.name),
-            "/CN=system:kube-proxy",
-        )?;
-        let proxy_kubeconfig = self.cp.kubeconfig_with_certificate(
-            apiserver,
-            &format!("kube-proxy-{}", node.name),
-            (&proxy_cert.0, &proxy_cert.1),
-        )?;
+        let proxy_kubeconfig =
+            identity(format!("kube-proxy-{}", node.name), "/CN=system:kube-proxy")?;
         write(
             &dir.join("resolv.conf"),
             "nameserver 10.96.0.10\nsearch default.svc.cluster.local svc.cluster.local cluster.local\n",
