@@ -670,17 +670,13 @@ fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
         ])
         .expect("kubectl exec")
     };
-    kubectl(
-        cp,
-        &[
-            "label",
-            "pod",
-            "-n",
-            "monitoring",
-            "prometheus",
-            "app.kubernetes.io/name=prometheus",
-        ],
-    );
+    let label_prometheus = |label: &str| {
+        kubectl(
+            cp,
+            &["label", "pod", "-n", "monitoring", "prometheus", label],
+        );
+    };
+    label_prometheus("app.kubernetes.io/name=prometheus");
     for (component, ip) in &targets {
         let metrics = eventually(Duration::from_secs(30), || {
             let o = scrape("monitoring", "prometheus", ip);
@@ -699,17 +695,7 @@ fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
             text(&refused)
         );
     }
-    kubectl(
-        cp,
-        &[
-            "label",
-            "pod",
-            "-n",
-            "monitoring",
-            "prometheus",
-            "app.kubernetes.io/name-",
-        ],
-    );
+    label_prometheus("app.kubernetes.io/name-");
 }
 
 fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster: &RealCluster) {

@@ -757,18 +757,21 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
             operator.metrics().contains(&want)
         });
     };
+    let remove_slice = || {
+        kubectl(
+            cp,
+            &[
+                "delete",
+                "endpointslice",
+                "palisade-webhook-x",
+                "-n",
+                "palisade-system",
+            ],
+        );
+    };
     apply(cp, ready_slice);
     metric("1");
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "endpointslice",
-            "palisade-webhook-x",
-            "-n",
-            "palisade-system",
-        ],
-    );
+    remove_slice();
     metric("0");
 
     apply(
@@ -827,16 +830,7 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
     );
     metric("1");
 
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "endpointslice",
-            "palisade-webhook-x",
-            "-n",
-            "palisade-system",
-        ],
-    );
+    remove_slice();
     eventually(
         "the condition once it is gone again",
         "False NoReadyEndpoints",
