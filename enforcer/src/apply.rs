@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use crate::backend::Tables;
 use crate::render::{
     ChainTexts, parse_ipset_names, parse_ipset_save, parse_iptables_save, render_ipset,
     render_ipset_cleanup, render_iptables,
@@ -100,9 +101,9 @@ fn is_jump(line: &str, builtin: &str, target: &str) -> bool {
     line.starts_with(&format!("-A {builtin} ")) && line.ends_with(&format!("-j {target}"))
 }
 
-/// Reads Palisade's chains, sets and jumps from the host.
-pub fn read_host() -> Result<HostState, ApplyError> {
-    let save = run("iptables-save", &["-t", "filter"], None)?;
+/// Reads Palisade's chains (from `tables`), sets and jumps from the host.
+pub fn read_host(tables: Tables) -> Result<HostState, ApplyError> {
+    let save = run(tables.save(), &["-t", "filter"], None)?;
     let mut jumps = BTreeMap::new();
     for (builtin, target) in ENTRY_CHAINS {
         let rules: Vec<&str> = save
@@ -153,9 +154,10 @@ pub fn iptables_transaction(new: &Ruleset, host: &HostState) -> Option<String> {
     }
 }
 
-/// Makes the host's Palisade rules equal to `new`. On error the previous chains stay in force.
-pub fn sync(new: &Ruleset) -> Result<Applied, ApplyError> {
-    let host = read_host()?;
+/// Makes the host's Palisade rules in `tables` equal to `new`. On error the previous chains stay
+/// in force.
+pub fn sync(tables: Tables, new: &Ruleset) -> Result<Applied, ApplyError> {
+    let host = read_host(tables)?;
     let mut applied = Applied::default();
     let sets = render_ipset(new, Some(&host.sets));
     if !sets.is_empty() {
@@ -163,7 +165,7 @@ pub fn sync(new: &Ruleset) -> Result<Applied, ApplyError> {
         applied.sets_written = true;
     }
     if let Some(text) = iptables_transaction(new, &host) {
-        run("iptables-restore", &["--noflush", "--wait"], Some(&text))?;
+        run(tables.restore(), &["--noflush", "--wait"], Some(&text))?;
         applied.chains_written = true;
     }
     let cleanup = render_ipset_cleanup(new, host.sets.keys());
@@ -179,8 +181,8 @@ pub fn sync(new: &Ruleset) -> Result<Applied, ApplyError> {
 
 /// Removes every trace of Palisade from the host: the jumps, the chains, the sets. Traffic is
 /// then filtered by whatever else the node has, as before Palisade was installed.
-pub fn cleanup() -> Result<Applied, ApplyError> {
-    let host = read_host()?;
+pub fn cleanup(tables: Tables) -> Result<Applied, ApplyError> {
+    let host = read_host(tables)?;
     let mut text = String::from("*filter\n");
     let mut wrote = false;
     for (builtin, target) in ENTRY_CHAINS {
@@ -201,7 +203,7 @@ pub fn cleanup() -> Result<Applied, ApplyError> {
     text.push_str("COMMIT\n");
     let mut applied = Applied::default();
     if wrote {
-        run("iptables-restore", &["--noflush", "--wait"], Some(&text))?;
+        run(tables.restore(), &["--noflush", "--wait"], Some(&text))?;
         applied.chains_written = true;
     }
     let names = parse_ipset_names(&run("ipset", &["list", "-name"], None)?);
@@ -213,10 +215,10 @@ pub fn cleanup() -> Result<Applied, ApplyError> {
     Ok(applied)
 }
 
-/// The packet counters of the audit rules (`iptables-save -c`), summed per comment: how many
-/// connections audit policies would have dropped.
-pub fn audit_counters() -> Result<BTreeMap<String, u64>, ApplyError> {
-    let save = run("iptables-save", &["-c", "-t", "filter"], None)?;
+/// The packet counters of the audit rules (`iptables-save -c` of `tables`), summed per comment:
+/// how many connections audit policies would have dropped.
+pub fn audit_counters(tables: Tables) -> Result<BTreeMap<String, u64>, ApplyError> {
+    let save = run(tables.save(), &["-c", "-t", "filter"], None)?;
     Ok(parse_audit_counters(&save))
 }
 

@@ -10,6 +10,7 @@
 //!   agree.
 
 pub mod apply;
+pub mod backend;
 pub mod cni;
 pub mod compile;
 pub mod interpret;

@@ -16,6 +16,8 @@ use kube::{Api, Client};
 use palisade_policy::watch::watch_with;
 use tokio::sync::Notify;
 
+use crate::backend::{Backend, Family, Tables};
+
 /// The enforcer's view of its own DaemonSet.
 pub struct OwnDaemonSet {
     name: String,
@@ -63,14 +65,18 @@ impl OwnDaemonSet {
     /// Called when the enforcer stops: if its DaemonSet is gone or being deleted, Palisade is
     /// being uninstalled and this node's rules are removed; otherwise (a restart, an upgrade)
     /// they stay.
-    pub async fn clean_up_if_uninstalled(&self) {
+    pub async fn clean_up_if_uninstalled(&self, backend: Backend) {
         match self.uninstalled().await {
             Some(false) => {
                 tracing::info!("the rules stay in force until the next enforcer replaces them")
             }
             Some(true) => {
                 tracing::info!(daemonset = %self.name, "the DaemonSet is gone: removing Palisade's rules from this node");
-                match tokio::task::spawn_blocking(crate::apply::cleanup).await {
+                match tokio::task::spawn_blocking(move || {
+                    crate::apply::cleanup(Tables::new(backend, Family::V4))
+                })
+                .await
+                {
                     Ok(Ok(_)) => tracing::info!("rules and sets removed"),
                     Ok(Err(e)) => tracing::error!(error = %e, "cleanup failed"),
                     Err(e) => tracing::error!(error = %e, "cleanup task"),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use palisade_enforcer::CompileOptions;
+use palisade_enforcer::backend::{Backend, Family, Tables};
 use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_enforcer::metrics::Metrics;
@@ -108,7 +109,11 @@ async fn run_main() {
     let args = Args::parse();
     process::init_logging(&args.run.log_format, "info");
     if let Some(Command::Cleanup) = args.command {
-        match tokio::task::spawn_blocking(palisade_enforcer::apply::cleanup).await {
+        match tokio::task::spawn_blocking(|| {
+            palisade_enforcer::apply::cleanup(Tables::new(Backend::Nft, Family::V4))
+        })
+        .await
+        {
             Ok(Ok(applied)) => {
                 tracing::info!(
                     removed = applied.wrote(),
@@ -127,10 +132,13 @@ async fn run_main() {
         std::process::exit(2);
     };
     let client = process::client_or_exit().await;
+    // The image's default; detected from the node's rules in a following change.
+    let backend = Backend::Nft;
     let settings = Settings {
         node,
         cni_dir: a.cni_dir,
         mode: a.mode,
+        backend,
         resync: Duration::from_secs(a.resync_seconds.max(1)),
         debounce: Duration::from_millis(a.debounce_ms),
         options: CompileOptions {
@@ -164,7 +172,7 @@ async fn run_main() {
         .map(|name| OwnDaemonSet::watch(&client, &a.namespace, name));
     run(client.clone(), settings, metrics, ready, stop.stopped()).await;
     if let Some(own) = own {
-        own.clean_up_if_uninstalled().await;
+        own.clean_up_if_uninstalled(backend).await;
     }
     process::join_admin(admin).await;
 }

@@ -18,6 +18,7 @@ use palisade_policy::{Cluster, Policy};
 use tokio::sync::Notify;
 
 use crate::apply;
+use crate::backend::{Backend, Family, Tables};
 use crate::cni::{self, CniError, CniInfo};
 use crate::compile::{CompileOptions, compile, local_pods};
 use crate::metrics::Metrics;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub node: String,
     pub cni_dir: PathBuf,
     pub mode: Mode,
+    /// The iptables backend Palisade's rules go to.
+    pub backend: Backend,
     /// How often the host's rules are compared with the desired ones even without a change.
     pub resync: Duration,
     /// How long to wait after a change for more, so a burst becomes one sync.
@@ -187,11 +190,12 @@ pub async fn run(
             Ok(apply::Applied::default())
         } else {
             let to_apply = ruleset.clone();
+            let tables = Tables::new(settings.backend, Family::V4);
             tokio::task::spawn_blocking(move || {
                 if enforcing {
-                    apply::sync(&to_apply)
+                    apply::sync(tables, &to_apply)
                 } else {
-                    apply::cleanup()
+                    apply::cleanup(tables)
                 }
             })
             .await
@@ -250,7 +254,9 @@ pub async fn run(
                     .any(|line| matches!(line.target, crate::ruleset::Target::Nflog { .. }));
                 if !audits {
                     metrics.audit(&Default::default());
-                } else if let Ok(counters) = apply::audit_counters() {
+                } else if let Ok(counters) =
+                    apply::audit_counters(Tables::new(settings.backend, Family::V4))
+                {
                     metrics.audit(&counters);
                 }
                 // A new lastSync when the rules changed, and at least every STATUS_REFRESH: the
