@@ -101,8 +101,8 @@ fn is_jump(line: &str, builtin: &str, target: &str) -> bool {
     line.starts_with(&format!("-A {builtin} ")) && line.ends_with(&format!("-j {target}"))
 }
 
-/// Reads Palisade's chains (from `tables`), sets and jumps from the host.
-pub fn read_host(tables: Tables) -> Result<HostState, ApplyError> {
+/// Reads Palisade's chains and jumps from `tables` (the sets are left empty).
+fn read_host_chains(tables: Tables) -> Result<HostState, ApplyError> {
     let save = run(tables.save(), &["-t", "filter"], None)?;
     let mut jumps = BTreeMap::new();
     for (builtin, target) in ENTRY_CHAINS {
@@ -114,12 +114,18 @@ pub fn read_host(tables: Tables) -> Result<HostState, ApplyError> {
         let count = rules.iter().filter(|l| is_jump(l, builtin, target)).count();
         jumps.insert(builtin, (first, count));
     }
-    let sets = parse_ipset_save(&run("ipset", &["save"], None)?)?;
     Ok(HostState {
         chains: parse_iptables_save(&save),
-        sets,
+        sets: BTreeMap::new(),
         jumps,
     })
+}
+
+/// Reads Palisade's chains (from `tables`), sets and jumps from the host.
+pub fn read_host(tables: Tables) -> Result<HostState, ApplyError> {
+    let mut host = read_host_chains(tables)?;
+    host.sets = parse_ipset_save(&run("ipset", &["save"], None)?)?;
+    Ok(host)
 }
 
 fn jump_rule(builtin: &str, target: &str) -> String {
@@ -179,10 +185,10 @@ pub fn sync(tables: Tables, new: &Ruleset) -> Result<Applied, ApplyError> {
     Ok(applied)
 }
 
-/// Removes every trace of Palisade from the host: the jumps, the chains, the sets. Traffic is
-/// then filtered by whatever else the node has, as before Palisade was installed.
-pub fn cleanup(tables: Tables) -> Result<Applied, ApplyError> {
-    let host = read_host(tables)?;
+/// Removes Palisade's jumps and chains from `tables`; whether there were any. The sets stay
+/// (the other backend's rules may use them).
+pub fn remove_chains(tables: Tables) -> Result<bool, ApplyError> {
+    let host = read_host_chains(tables)?;
     let mut text = String::from("*filter\n");
     let mut wrote = false;
     for (builtin, target) in ENTRY_CHAINS {
@@ -201,11 +207,19 @@ pub fn cleanup(tables: Tables) -> Result<Applied, ApplyError> {
         wrote = true;
     }
     text.push_str("COMMIT\n");
-    let mut applied = Applied::default();
     if wrote {
         run(tables.restore(), &["--noflush", "--wait"], Some(&text))?;
-        applied.chains_written = true;
     }
+    Ok(wrote)
+}
+
+/// Removes every trace of Palisade from the host: the jumps, the chains, the sets. Traffic is
+/// then filtered by whatever else the node has, as before Palisade was installed.
+pub fn cleanup(tables: Tables) -> Result<Applied, ApplyError> {
+    let mut applied = Applied {
+        chains_written: remove_chains(tables)?,
+        ..Applied::default()
+    };
     let names = parse_ipset_names(&run("ipset", &["list", "-name"], None)?);
     let destroy: String = names.iter().map(|n| format!("destroy {n}\n")).collect();
     if !destroy.is_empty() {
