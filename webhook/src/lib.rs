@@ -3,6 +3,7 @@
 
 pub mod baseline;
 pub mod caches;
+pub mod certs;
 pub mod config;
 pub mod messages;
 pub mod metrics;

@@ -1,4 +1,5 @@
-//! Prometheus metrics: reviews by check, result and severity; review latency; cache sizes.
+//! Prometheus metrics: reviews by check, result and severity; review latency; cache sizes;
+//! when the served certificate expires.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -40,6 +41,7 @@ pub struct Metrics {
     bad: Family<BadLabels, Counter>,
     latency: Histogram,
     cache: Family<CacheLabels, Gauge>,
+    certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -77,6 +79,12 @@ impl Default for Metrics {
             "Objects in the webhook's caches, by kind",
             cache.clone(),
         );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "serving_certificate_expiry_timestamp_seconds",
+            "When the certificate this replica serves expires (Unix seconds)",
+            certificate_expiry.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             reviews,
@@ -84,6 +92,7 @@ impl Default for Metrics {
             bad,
             latency,
             cache,
+            certificate_expiry,
         }
     }
 }
@@ -126,6 +135,11 @@ impl Metrics {
         self.cache
             .get_or_create(&CacheLabels { kind: kind.into() })
             .set(n as i64);
+    }
+
+    /// The served certificate's notAfter (Unix seconds).
+    pub fn set_certificate_expiry(&self, not_after: i64) {
+        self.certificate_expiry.set(not_after);
     }
 
     /// The OpenMetrics text for `/metrics`.

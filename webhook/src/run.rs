@@ -14,6 +14,8 @@ use palisade_policy::process;
 use tokio::sync::Notify;
 
 use crate::caches::Caches;
+use crate::certs::CertArgs;
+use crate::certs::live::Keeper;
 use crate::config::WebhookConfig;
 use crate::metrics::Metrics;
 use crate::review::{ClusterState, Pending};
@@ -35,12 +37,19 @@ pub struct Args {
     /// Plain HTTP address for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub admin_listen: SocketAddr,
-    /// Serving certificate (PEM); reloaded when it changes.
-    #[arg(long)]
-    pub tls_cert: PathBuf,
+    /// Serving certificate (PEM, e.g. cert-manager's); reloaded when it changes. Without it,
+    /// --certificate-secret.
+    #[arg(
+        long,
+        required_unless_present = "certificate_secret",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
     /// Serving key (PEM); reloaded when it changes.
-    #[arg(long)]
-    pub tls_key: PathBuf,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub certs: CertArgs,
     /// A check's mode, `CHECK=deny|warn|off`; repeatable.
     #[arg(long = "check-mode", value_parser = checks::parse_setting)]
     pub check_modes: Vec<(CheckId, Mode)>,
@@ -64,34 +73,86 @@ fn modified(path: &PathBuf) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// Ready once the caches synced and the served certificate is trusted by the webhook
+/// configuration (always, with certificate files).
+struct Readiness {
+    caches: AtomicBool,
+    certificate: Arc<AtomicBool>,
+    all: Arc<AtomicBool>,
+}
+
+impl Readiness {
+    fn update(&self) {
+        let all = self.caches.load(Ordering::SeqCst) && self.certificate.load(Ordering::SeqCst);
+        self.all.store(all, Ordering::SeqCst);
+    }
+}
+
 pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // One crypto provider for the process, installed before any TLS config is built.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = RustlsConfig::from_pem_file(&args.tls_cert, &args.tls_key)
-        .await
-        .map_err(|e| {
-            format!(
-                "reading the serving certificate {} / {}: {e}",
-                args.tls_cert.display(),
-                args.tls_key.display()
-            )
-        })?;
-
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("connecting to the Kubernetes API: {e}"))?;
     let metrics = Arc::new(Metrics::default());
+    let stop = process::Stop::on_signal();
+    let readiness = Arc::new(Readiness {
+        caches: AtomicBool::new(false),
+        certificate: Arc::new(AtomicBool::new(true)),
+        all: Arc::new(AtomicBool::new(false)),
+    });
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
+                format!(
+                    "reading the serving certificate {} / {}: {e}",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+            set_expiry_from_file(&metrics, cert);
+            spawn_file_reload(tls.clone(), cert.clone(), key.clone(), metrics.clone());
+            tls
+        }
+        _ => {
+            let mut keeper = Keeper::new(&client, &args.certs)?;
+            tracing::info!(
+                secret = ?args.certs.certificate_secret,
+                namespace = %args.certs.namespace,
+                configuration = ?args.certs.webhook_configuration,
+                "provisioning the serving certificate at run time"
+            );
+            let tls = keeper.first_certificate().await?;
+            readiness.certificate.store(false, Ordering::SeqCst);
+            let (tls2, metrics, readiness, stopped) = (
+                tls.clone(),
+                metrics.clone(),
+                readiness.clone(),
+                stop.stopped(),
+            );
+            tokio::spawn(keeper.keep(
+                tls2,
+                metrics,
+                move |trusted| {
+                    readiness.certificate.store(trusted, Ordering::SeqCst);
+                    readiness.update();
+                },
+                stopped,
+            ));
+            tls
+        }
+    };
+
     let changed = Arc::new(Notify::new());
     let caches = Arc::new(Caches::start(&client, &changed));
     let state = Arc::new(RwLock::new(Arc::new(ClusterState::default())));
-    let ready = Arc::new(AtomicBool::new(false));
 
     // Snapshot refresher: after the first sync, rebuild on changes, at most every 200 ms.
     {
-        let (caches, state, ready, metrics, cni) = (
+        let (caches, state, readiness, metrics, cni) = (
             caches.clone(),
             state.clone(),
-            ready.clone(),
+            readiness.clone(),
             metrics.clone(),
             args.cni.clone(),
         );
@@ -105,8 +166,9 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 if let Ok(mut guard) = state.write() {
                     *guard = snapshot;
                 }
-                if !ready.swap(true, Ordering::SeqCst) {
-                    tracing::info!("caches synced; ready");
+                if !readiness.caches.swap(true, Ordering::SeqCst) {
+                    tracing::info!("caches synced");
+                    readiness.update();
                 }
                 // Also once a refresh period without a change: an enforcer that went silent
                 // changes nothing, yet its node must stop counting as enforced.
@@ -116,33 +178,6 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 )
                 .await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-    }
-
-    // Certificate reload: cert-manager and the chart replace the files in place.
-    {
-        let (tls, cert, key) = (tls.clone(), args.tls_cert.clone(), args.tls_key.clone());
-        tokio::spawn(async move {
-            let mut seen = (modified(&cert), modified(&key));
-            loop {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let mut now = (modified(&cert), modified(&key));
-                if now != seen {
-                    // Let a writer that replaces the two files one after the other finish, so
-                    // a new certificate is never paired with the old key.
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    now = (modified(&cert), modified(&key));
-                    match tls.reload_from_pem_file(&cert, &key).await {
-                        Ok(()) => {
-                            tracing::info!(cert = %cert.display(), "serving certificate reloaded");
-                            seen = now;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "serving certificate changed but cannot be read; keeping the previous one")
-                        }
-                    }
-                }
             }
         });
     }
@@ -179,7 +214,6 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         confirm: Some(confirm),
         settle: Some(settle),
     });
-    let stop = process::Stop::on_signal();
     let handle = axum_server::Handle::new();
     tracing::info!(webhook = %args.listen, admin = %args.admin_listen, "listening");
     {
@@ -192,8 +226,8 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     let admin = process::spawn_admin(
         args.admin_listen,
-        ready.clone(),
-        "caches not synced yet",
+        readiness.all.clone(),
+        "caches not synced yet, or the served certificate not trusted by the webhook configuration yet",
         Arc::new(move || metrics.render()),
         &stop,
     );
@@ -208,6 +242,42 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("admin server task: {e}"))??;
     Ok(())
+}
+
+/// The notAfter of the certificate in `path`, as the metric.
+fn set_expiry_from_file(metrics: &Metrics, path: &PathBuf) {
+    if let Ok(pem) = std::fs::read(path)
+        && let Some(c) = crate::certs::material::parse_bundle(&pem).0.first()
+    {
+        metrics.set_certificate_expiry(c.not_after);
+    }
+}
+
+/// Certificate reload: cert-manager and the kubelet replace the files in place.
+fn spawn_file_reload(tls: RustlsConfig, cert: PathBuf, key: PathBuf, metrics: Arc<Metrics>) {
+    tokio::spawn(async move {
+        let mut seen = (modified(&cert), modified(&key));
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let mut now = (modified(&cert), modified(&key));
+            if now != seen {
+                // Let a writer that replaces the two files one after the other finish, so
+                // a new certificate is never paired with the old key.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                now = (modified(&cert), modified(&key));
+                match tls.reload_from_pem_file(&cert, &key).await {
+                    Ok(()) => {
+                        tracing::info!(cert = %cert.display(), "serving certificate reloaded");
+                        set_expiry_from_file(&metrics, &cert);
+                        seen = now;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "serving certificate changed but cannot be read; keeping the previous one")
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Warning Events on the NetworkPolicy, through events.k8s.io.
