@@ -40,9 +40,18 @@
 //! their content: a pod coming or going changes set members only, never a chain, so the
 //! iptables side of a sync is empty in the common case.
 //!
-//! IPv4 only for now: pods and ipBlocks with IPv6 addresses are skipped (an IPv6-only peer
-//! matches no IPv4 packet, and a rule whose peers are all IPv6 matches nothing rather than
-//! everything).
+//! One ruleset per IP family ([`compile_family`]): `iptables` gets the IPv4 one, `ip6tables`
+//! the IPv6 one, of the same shape. A dual-stack pod is in both (each with its address of that
+//! family), a single-stack pod only in its own. An ipBlock only matches addresses of its own
+//! family: in the other family's ruleset it is no peer, and a rule whose peers are all of the
+//! other family matches nothing there rather than everything. Set names of the IPv6 ruleset
+//! differ from the IPv4 ones ([`set_name`]), since ipsets of both families share one namespace;
+//! chains are per family anyway and keep their names.
+//!
+//! IPv6 only: ICMPv6 neighbour discovery (types 133–137) is let through at the top of
+//! PALISADE-FORWARD and PALISADE-INPUT, before conntrack (to which these packets are INVALID):
+//! a pod answering the node's neighbour solicitation from its global address must never be cut,
+//! or the node loses its pods. Denied packets are refused with ICMPv6 admin-prohibited.
 //!
 //! At packet level a pod is its IP. Two consequences where the policy crate can tell more:
 //! hostNetwork pods on this node reach local pods through OUTPUT and are allowed like the node
@@ -52,13 +61,16 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortSpec};
-use palisade_policy::{Cluster, Direction, Endpoint, Peer, Phase, Pod, Policy, Protocol, Rule};
+use palisade_policy::{
+    Cluster, Direction, Endpoint, IpFamily, Peer, Phase, Pod, Policy, Protocol, Rule,
+};
 
 use crate::ruleset::{
-    CtState, FORWARD_CHAIN, INPUT_CHAIN, IpSet, LOCAL_SET, Match, OUTPUT_CHAIN, REJECT_CHAIN,
-    RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, hashed_name,
+    CtState, FORWARD_CHAIN, INPUT_CHAIN, IpSet, Match, NEIGHBOUR_DISCOVERY, OUTPUT_CHAIN,
+    REJECT_CHAIN, RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, hashed_name,
+    local_set, set_name,
 };
 
 pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION};
@@ -146,7 +158,7 @@ pub fn is_audit(policy: &Policy) -> bool {
 
 /// A pod's IPv4 address, if it has one.
 pub fn ipv4(pod: &Pod) -> Option<Ipv4Addr> {
-    match pod.ip {
+    match pod.ip_of(IpFamily::V4) {
         Some(IpAddr::V4(ip)) => Some(ip),
         _ => None,
     }
@@ -156,29 +168,67 @@ fn finished(pod: &Pod) -> bool {
     matches!(pod.phase, Phase::Succeeded | Phase::Failed)
 }
 
-/// The pods this node enforces for: bound to it, with an IPv4 address, not on the host network,
+/// The pods this node enforces for: bound to it, with an IP address, not on the host network,
 /// not finished. In cluster order (namespace, name).
 pub fn local_pods<'a>(cluster: &'a Cluster, node: &'a str) -> impl Iterator<Item = &'a Pod> + 'a {
     cluster.pods().iter().filter(move |p| {
-        p.node.as_deref() == Some(node) && ipv4(p).is_some() && p.is_target() && !finished(p)
+        p.node.as_deref() == Some(node)
+            && p.families().next().is_some()
+            && p.is_target()
+            && !finished(p)
     })
 }
 
-/// Compiles the ruleset for `node`. Pure and deterministic: the same snapshot gives the same
-/// ruleset, whatever order objects arrived in.
+/// The local pods ([`local_pods`]) with an address of `family`.
+pub fn local_pods_of<'a>(
+    cluster: &'a Cluster,
+    node: &'a str,
+    family: IpFamily,
+) -> impl Iterator<Item = &'a Pod> + 'a {
+    local_pods(cluster, node).filter(move |p| p.ip_of(family).is_some())
+}
+
+/// Compiles the IPv4 ruleset for `node` ([`compile_family`]).
 pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Ruleset {
+    compile_family(cluster, node, options, IpFamily::V4)
+}
+
+/// Compiles the ruleset of each of `families` for `node`, in that order.
+pub fn compile_families(
+    cluster: &Cluster,
+    node: &str,
+    options: &CompileOptions,
+    families: &[IpFamily],
+) -> Vec<Ruleset> {
+    families
+        .iter()
+        .map(|f| compile_family(cluster, node, options, *f))
+        .collect()
+}
+
+/// Compiles the ruleset of one IP family for `node`. Pure and deterministic: the same snapshot
+/// gives the same ruleset, whatever order objects arrived in.
+pub fn compile_family(
+    cluster: &Cluster,
+    node: &str,
+    options: &CompileOptions,
+    family: IpFamily,
+) -> Ruleset {
     let mut b = Builder {
         cluster,
         options,
-        out: Ruleset::default(),
+        family,
+        out: Ruleset::empty(family),
     };
-    let mut local = IpSet::new(SetKind::HashIp);
+    let mut local = IpSet::new(SetKind::HashIp, family);
     let mut egress_dispatch = Vec::new();
     let mut ingress_dispatch = Vec::new();
     for pod in local_pods(cluster, node) {
-        let Some(ip) = ipv4(pod) else { continue };
+        let Some(ip) = pod.ip_of(family) else {
+            continue;
+        };
         local.entries.insert(SetEntry::Ip(ip));
-        let host = Ipv4Net::from(ip);
+        let host = IpNet::from(ip);
         for direction in [Direction::Egress, Direction::Ingress] {
             let isolating: Vec<&Policy> =
                 cluster.isolating(pod, direction).map(|(_, p)| p).collect();
@@ -201,13 +251,30 @@ pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Rules
             }
         }
     }
-    b.out.sets.insert(LOCAL_SET.to_string(), local);
+    let local_name = local_set(family);
+    b.out.sets.insert(local_name.to_string(), local);
     let mark = options.mark;
 
     let local_set = |dir, negate| Match::Set {
-        name: LOCAL_SET.into(),
+        name: local_name.into(),
         dir,
         negate,
+    };
+    // IPv6 neighbour discovery is never Palisade's to judge (and conntrack calls it INVALID).
+    let neighbour_discovery = || -> Vec<RuleLine> {
+        match family {
+            IpFamily::V4 => Vec::new(),
+            IpFamily::V6 => NEIGHBOUR_DISCOVERY
+                .iter()
+                .map(|t| {
+                    RuleLine::new(
+                        vec![Match::Icmpv6Type(*t)],
+                        Target::Return,
+                        "palisade: IPv6 neighbour discovery",
+                    )
+                })
+                .collect(),
+        }
     };
     let conntrack = || {
         [
@@ -239,6 +306,7 @@ pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Rules
         Target::Return,
         "palisade: not from or to a local pod",
     )];
+    forward.extend(neighbour_discovery());
     forward.extend(conntrack());
     forward.extend(egress_dispatch.iter().cloned());
     forward.extend(ingress_dispatch);
@@ -250,6 +318,7 @@ pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Rules
         Target::Return,
         "palisade: not from a local pod",
     )];
+    input.extend(neighbour_discovery());
     input.extend(conntrack());
     input.extend(egress_dispatch);
     input.push(unmark());
@@ -268,14 +337,18 @@ pub fn compile(cluster: &Cluster, node: &str, options: &CompileOptions) -> Rules
     if options.deny_action == DenyAction::Reject {
         b.out
             .chains
-            .insert(REJECT_CHAIN.into(), reject_chain(options));
+            .insert(REJECT_CHAIN.into(), reject_chain(options, family));
     }
     b.out
 }
 
 /// Denied packets with deny action reject: answered within the rate (TCP and the rest each have
-/// their own), dropped beyond it.
-fn reject_chain(options: &CompileOptions) -> Vec<RuleLine> {
+/// their own, per family), dropped beyond it.
+fn reject_chain(options: &CompileOptions, family: IpFamily) -> Vec<RuleLine> {
+    let prohibited = match family {
+        IpFamily::V4 => "palisade: denied, refused with ICMP admin-prohibited",
+        IpFamily::V6 => "palisade: denied, refused with ICMPv6 admin-prohibited",
+    };
     let limit = Match::Limit {
         per_minute: options.rejects_per_minute,
         burst: options.reject_burst,
@@ -293,8 +366,8 @@ fn reject_chain(options: &CompileOptions) -> Vec<RuleLine> {
         ),
         RuleLine::new(
             vec![limit],
-            Target::Reject(RejectWith::AdminProhibited),
-            "palisade: denied, refused with ICMP admin-prohibited",
+            Target::Reject(RejectWith::prohibited(family)),
+            prohibited,
         ),
         RuleLine::new(
             vec![],
@@ -307,6 +380,7 @@ fn reject_chain(options: &CompileOptions) -> Vec<RuleLine> {
 struct Builder<'a> {
     cluster: &'a Cluster,
     options: &'a CompileOptions,
+    family: IpFamily,
     out: Ruleset,
 }
 
@@ -463,17 +537,18 @@ impl<'a> Builder<'a> {
             for peer in &rule.peers {
                 let set = match peer {
                     Peer::Pods { .. } => {
-                        let name = hashed_name('S', &peer_key(&policy.namespace, peer));
+                        let name = set_name('S', &peer_key(&policy.namespace, peer), self.family);
                         self.pod_set(&name, &policy.namespace, peer);
                         Some(name)
                     }
                     Peer::IpBlock(block) => {
-                        let name = hashed_name('N', &peer_key(&policy.namespace, peer));
+                        let name = set_name('N', &peer_key(&policy.namespace, peer), self.family);
                         if !self.out.sets.contains_key(&name) {
-                            let entries = ip_block_entries(block);
+                            let entries = ip_block_entries(block, self.family);
                             if let Some(entries) = entries {
                                 let set = IpSet {
                                     kind: SetKind::HashNet,
+                                    family: self.family,
                                     entries,
                                 };
                                 self.out.sets.insert(name.clone(), set);
@@ -504,7 +579,7 @@ impl<'a> Builder<'a> {
             }
         }
         if !named.is_empty() {
-            let name = hashed_name('P', &named_key(policy, rule, &named));
+            let name = set_name('P', &named_key(policy, rule, &named), self.family);
             self.named_port_set(&name, policy, rule, &named);
             lines.push(RuleLine::new(
                 vec![Match::Set {
@@ -542,15 +617,17 @@ impl<'a> Builder<'a> {
             ),
             _ => Box::new(cluster.pods_in(policy_ns)),
         };
+        let family = self.family;
         let entries = candidates
             .filter(|p| cluster.peer_matches(policy_ns, peer, &Endpoint::Pod(p)))
-            .filter_map(ipv4)
+            .filter_map(|p| p.ip_of(family))
             .map(SetEntry::Ip)
             .collect();
         self.out.sets.insert(
             name.to_string(),
             IpSet {
                 kind: SetKind::HashIp,
+                family,
                 entries,
             },
         );
@@ -568,9 +645,11 @@ impl<'a> Builder<'a> {
         if self.out.sets.contains_key(name) {
             return;
         }
-        let mut set = IpSet::new(SetKind::HashIpPort);
+        let mut set = IpSet::new(SetKind::HashIpPort, self.family);
         for pod in self.cluster.pods() {
-            let Some(ip) = ipv4(pod) else { continue };
+            let Some(ip) = pod.ip_of(self.family) else {
+                continue;
+            };
             if finished(pod) {
                 continue;
             }
@@ -578,10 +657,15 @@ impl<'a> Builder<'a> {
                 .iter()
                 .filter_map(|(proto, n)| Some((*proto, pod.resolve_named_port(n, *proto)?)))
                 .collect();
-            if ports.is_empty()
-                || !self
-                    .cluster
-                    .rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(pod))
+            if ports.is_empty() {
+                continue;
+            }
+            // The pod as this family's packets see it: an ipBlock peer holds its address of
+            // this family or does not match.
+            let seen = pod.in_family(self.family);
+            if !self
+                .cluster
+                .rule_peers_match(&policy.namespace, rule, &Endpoint::Pod(&seen))
             {
                 continue;
             }
@@ -635,15 +719,20 @@ fn rule_label(policy: &Policy, direction: Direction, index: usize) -> String {
     format!("{}/{} {direction}[{index}]", policy.namespace, policy.name)
 }
 
-/// The `hash:net` entries that match exactly the addresses an IPv4 ipBlock contains, or `None`
-/// for an IPv6 block. One set per block: excepts of overlapping blocks in one set would punch
-/// holes into each other under longest-prefix matching.
-pub fn ip_block_entries(block: &IpBlockPeer) -> Option<std::collections::BTreeSet<SetEntry>> {
-    let ipnet::IpNet::V4(cidr) = block.cidr else {
+/// The `hash:net` entries that match exactly the addresses of `family` an ipBlock contains, or
+/// `None` for a block of the other family (it matches no packet of this one). One set per block:
+/// excepts of overlapping blocks in one set would punch holes into each other under
+/// longest-prefix matching.
+pub fn ip_block_entries(
+    block: &IpBlockPeer,
+    family: IpFamily,
+) -> Option<std::collections::BTreeSet<SetEntry>> {
+    let cidr = block.cidr.trunc();
+    if IpFamily::of(&cidr.addr()) != family {
         return None;
-    };
+    }
     // hash:net cannot hold a /0: two halves instead.
-    let mut matching: BTreeMap<Ipv4Net, bool> = if cidr.prefix_len() == 0 {
+    let mut matching: BTreeMap<IpNet, bool> = if cidr.prefix_len() == 0 {
         cidr.subnets(1)
             .map(|s| s.map(|n| (n, true)).collect())
             .unwrap_or_default()
@@ -651,9 +740,10 @@ pub fn ip_block_entries(block: &IpBlockPeer) -> Option<std::collections::BTreeSe
         [(cidr, true)].into()
     };
     for except in &block.except {
-        let ipnet::IpNet::V4(except) = except else {
+        // An except of the other family is outside the block (the API refuses it anyway).
+        if IpFamily::of(&except.addr()) != family {
             continue;
-        };
+        }
         let except = except.trunc();
         if except.prefix_len() == 0 {
             return Some(Default::default());
@@ -715,7 +805,7 @@ mod tests {
             except: except.iter().map(|e| e.parse().expect("cidr")).collect(),
         };
         let entries = |b: &IpBlockPeer| -> Vec<String> {
-            ip_block_entries(b)
+            ip_block_entries(b, IpFamily::of(&b.cidr.addr()))
                 .into_iter()
                 .flatten()
                 .map(|e| match e {
@@ -738,7 +828,27 @@ mod tests {
             entries(&block("0.0.0.0/0", &["0.0.0.0/0"])),
             Vec::<String>::new()
         );
-        assert_eq!(ip_block_entries(&block("fd00::/64", &[])), None);
+        assert_eq!(
+            ip_block_entries(&block("fd00::/64", &[]), IpFamily::V4),
+            None
+        );
+        assert_eq!(
+            ip_block_entries(&block("10.0.0.0/8", &[]), IpFamily::V6),
+            None
+        );
+        assert_eq!(
+            entries(&block("::/0", &["fd00::/48", "fd00:0:0:1::/64"])),
+            [
+                "::/1",
+                "8000::/1",
+                "fd00::/48 nomatch",
+                "fd00:0:0:1::/64 nomatch"
+            ]
+        );
+        assert_eq!(
+            entries(&block("fd00::/64", &["fd00::/64"])),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

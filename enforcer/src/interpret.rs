@@ -1,10 +1,10 @@
 //! A small model of netfilter's filter table running a [`Ruleset`]: enough to prove in tests
 //! that the compiled rules decide packets as the policy crate does, without a kernel.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
-use palisade_policy::Protocol;
+use ipnet::IpNet;
+use palisade_policy::{IpFamily, Protocol};
 
 use crate::ruleset::{
     CtState, ENTRY_CHAINS, IpSet, Match, Ruleset, SetDir, SetEntry, SetKind, Target,
@@ -23,12 +23,30 @@ pub enum Path {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Packet {
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    /// Source and destination, of the ruleset's family.
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub protocol: Protocol,
     pub dport: u16,
+    /// An ICMPv6 packet of this type instead (then `protocol` and `dport` do not apply).
+    pub icmpv6_type: Option<u8>,
     pub path: Path,
     pub ct_state: CtState,
+}
+
+impl Packet {
+    /// A packet of `protocol` to port `dport`, in conntrack state NEW.
+    pub fn new(src: IpAddr, dst: IpAddr, protocol: Protocol, dport: u16, path: Path) -> Self {
+        Self {
+            src,
+            dst,
+            protocol,
+            dport,
+            icmpv6_type: None,
+            path,
+            ct_state: CtState::New,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +67,12 @@ pub enum InterpretError {
     MissingSet(String),
     #[error("chains nest deeper than netfilter allows (a loop?)")]
     TooDeep,
+    #[error("a packet from {src} to {dst} does not go through an {family} ruleset")]
+    WrongFamily {
+        src: IpAddr,
+        dst: IpAddr,
+        family: IpFamily,
+    },
 }
 
 enum Flow {
@@ -68,6 +92,17 @@ struct State<'a> {
 /// What happens to `packet` in the filter table, with Palisade's entry chain jumped to first
 /// and the built-in chain's policy ACCEPT (a RETURN from Palisade lets the packet through here).
 pub fn run(ruleset: &Ruleset, packet: Packet) -> Result<Outcome, InterpretError> {
+    if [packet.src, packet.dst]
+        .iter()
+        .any(|ip| IpFamily::of(ip) != ruleset.family)
+        || (packet.icmpv6_type.is_some() && ruleset.family != IpFamily::V6)
+    {
+        return Err(InterpretError::WrongFamily {
+            src: packet.src,
+            dst: packet.dst,
+            family: ruleset.family,
+        });
+    }
     let builtin = match packet.path {
         Path::Forward => "FORWARD",
         Path::Input => "INPUT",
@@ -143,14 +178,18 @@ impl State<'_> {
         Ok(match m {
             Match::Src(net) => net.contains(&p.src),
             Match::Dst(net) => net.contains(&p.dst),
-            Match::Protocol(proto) => *proto == p.protocol,
-            Match::DstPorts(lo, hi) => (*lo..=*hi).contains(&p.dport),
+            Match::Protocol(proto) => p.icmpv6_type.is_none() && *proto == p.protocol,
+            Match::Icmpv6Type(t) => p.icmpv6_type == Some(*t),
+            Match::DstPorts(lo, hi) => p.icmpv6_type.is_none() && (*lo..=*hi).contains(&p.dport),
             Match::Set { name, dir, negate } => {
                 let set = self.set(name)?;
                 let hit = match dir {
                     SetDir::Src => set_contains(set, p.src, None),
                     SetDir::Dst => set_contains(set, p.dst, None),
-                    SetDir::DstIpPort => set_contains(set, p.dst, Some((p.protocol, p.dport))),
+                    SetDir::DstIpPort => {
+                        p.icmpv6_type.is_none()
+                            && set_contains(set, p.dst, Some((p.protocol, p.dport)))
+                    }
                 };
                 hit != *negate
             }
@@ -168,13 +207,16 @@ impl State<'_> {
 
 /// ipset's membership test; for `hash:net`, the longest matching prefix decides, and a
 /// `nomatch` entry means no match.
-pub fn set_contains(set: &IpSet, ip: Ipv4Addr, port: Option<(Protocol, u16)>) -> bool {
+pub fn set_contains(set: &IpSet, ip: IpAddr, port: Option<(Protocol, u16)>) -> bool {
+    if IpFamily::of(&ip) != set.family {
+        return false;
+    }
     match set.kind {
         SetKind::HashIp => set.entries.contains(&SetEntry::Ip(ip)),
         SetKind::HashIpPort => port
             .is_some_and(|(proto, port)| set.entries.contains(&SetEntry::IpPort(ip, proto, port))),
         SetKind::HashNet => {
-            let best: Option<(&Ipv4Net, bool)> = set
+            let best: Option<(&IpNet, bool)> = set
                 .entries
                 .iter()
                 .filter_map(|e| match e {

@@ -7,10 +7,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
-use palisade_policy::Protocol;
+use ipnet::IpNet;
+use palisade_policy::{IpFamily, Protocol};
 
 use crate::compile::{MAX_COMMENT, truncate};
 use crate::ruleset::{
@@ -18,9 +18,17 @@ use crate::ruleset::{
     is_palisade_name,
 };
 
-/// Every set is created with these options, so `create … -exist` never fails on a set made by an
-/// earlier sync. `maxelem` is a limit, not an allocation.
-const SET_OPTIONS: &str = "family inet hashsize 1024 maxelem 1048576";
+/// Every set is created with these options (after its family), so `create … -exist` never fails
+/// on a set made by an earlier sync. `maxelem` is a limit, not an allocation.
+const SET_OPTIONS: &str = "hashsize 1024 maxelem 1048576";
+
+/// ipset's name of a family.
+fn set_family(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => "inet",
+        IpFamily::V6 => "inet6",
+    }
+}
 /// The suffix of the name a changed set is built under before it is swapped in.
 const TEMP_SUFFIX: &str = "-T";
 
@@ -129,14 +137,21 @@ pub fn render_rule(chain: &str, line: &RuleLine) -> String {
         }
     }
     for m in &line.matches {
-        if let Match::Protocol(p) = m {
-            protocol = Some(*p);
-            let _ = write!(out, " -p {}", proto_name(*p));
+        match m {
+            Match::Protocol(p) => {
+                protocol = Some(*p);
+                let _ = write!(out, " -p {}", proto_name(*p));
+            }
+            Match::Icmpv6Type(_) => out.push_str(" -p ipv6-icmp"),
+            _ => {}
         }
     }
     for m in &line.matches {
         match m {
             Match::Src(_) | Match::Dst(_) | Match::Protocol(_) => {}
+            Match::Icmpv6Type(t) => {
+                let _ = write!(out, " -m icmp6 --icmpv6-type {t}");
+            }
             Match::Set { name, dir, negate } => {
                 let dir = match dir {
                     SetDir::Src => "src",
@@ -206,6 +221,7 @@ pub fn render_rule(chain: &str, line: &RuleLine) -> String {
             let with = match with {
                 RejectWith::TcpReset => "tcp-reset",
                 RejectWith::AdminProhibited => "icmp-admin-prohibited",
+                RejectWith::Icmp6AdmProhibited => "icmp6-adm-prohibited",
             };
             let _ = write!(out, " -j REJECT --reject-with {with}");
         }
@@ -327,9 +343,15 @@ fn push_set(out: &mut String, name: &str, set: &IpSet) {
 /// one. Unchanged sets are not mentioned. Run before [`render_iptables`]' output, so new chains
 /// find their sets, and [`render_ipset_cleanup`]'s after it.
 pub fn render_ipset(new: &Ruleset, old: Option<&BTreeMap<String, IpSet>>) -> String {
+    render_sets(&new.sets, old)
+}
+
+/// [`render_ipset`] of sets, e.g. those of every family's ruleset at once (ipset is one tool
+/// for both families, and set names never clash between them).
+pub fn render_sets(new: &BTreeMap<String, IpSet>, old: Option<&BTreeMap<String, IpSet>>) -> String {
     let mut out = String::new();
-    for (name, set) in &new.sets {
-        let kind = set.kind.as_str();
+    for (name, set) in new {
+        let kind = format!("{} family {}", set.kind.as_str(), set_family(set.family));
         match old.map(|o| o.get(name)) {
             Some(Some(previous)) if previous == set => {}
             Some(None) => {
@@ -360,9 +382,17 @@ pub fn render_ipset_cleanup<'a>(
     new: &Ruleset,
     existing: impl IntoIterator<Item = &'a String>,
 ) -> String {
+    render_sets_cleanup(&new.sets, existing)
+}
+
+/// [`render_ipset_cleanup`] of sets, e.g. those of every family's ruleset at once.
+pub fn render_sets_cleanup<'a>(
+    new: &BTreeMap<String, IpSet>,
+    existing: impl IntoIterator<Item = &'a String>,
+) -> String {
     let mut out = String::new();
     for name in existing {
-        if is_palisade_name(name) && !new.sets.contains_key(name) {
+        if is_palisade_name(name) && !new.contains_key(name) {
             let _ = writeln!(out, "destroy {name}");
         }
     }
@@ -401,7 +431,16 @@ pub fn parse_ipset_save(text: &str) -> Result<BTreeMap<String, IpSet>, ParseErro
                     Some("hash:ip,port") => SetKind::HashIpPort,
                     other => return Err(err(format!("set {name}: unexpected type {other:?}"))),
                 };
-                sets.insert(name.to_string(), IpSet::new(kind));
+                // `family inet6`; ipset prints it for every hash set (inet when absent).
+                let options: Vec<&str> = words.collect();
+                let family = match options.windows(2).find(|w| w[0] == "family").map(|w| w[1]) {
+                    None | Some("inet") => IpFamily::V4,
+                    Some("inet6") => IpFamily::V6,
+                    Some(other) => {
+                        return Err(err(format!("set {name}: unexpected family {other:?}")));
+                    }
+                };
+                sets.insert(name.to_string(), IpSet::new(kind, family));
             }
             "add" => {
                 let Some(set) = sets.get_mut(name) else {
@@ -423,9 +462,10 @@ fn parse_entry(kind: SetKind, value: &str, nomatch: bool) -> Option<SetEntry> {
     match kind {
         SetKind::HashIp => value.parse().ok().map(SetEntry::Ip),
         SetKind::HashNet => {
-            let net = match value.parse::<Ipv4Net>() {
+            // ipset prints a host net (/32, /128) as the bare address.
+            let net = match value.parse::<IpNet>() {
                 Ok(net) => net,
-                Err(_) => Ipv4Net::from(value.parse::<Ipv4Addr>().ok()?),
+                Err(_) => IpNet::from(value.parse::<IpAddr>().ok()?),
             };
             Some(SetEntry::Net { net, nomatch })
         }

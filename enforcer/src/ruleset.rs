@@ -3,10 +3,10 @@
 //! backend.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
-use palisade_policy::Protocol;
+use ipnet::IpNet;
+use palisade_policy::{IpFamily, Protocol};
 
 /// The entry chains; the apply layer jumps to them from position 1 of the built-in chains.
 pub const FORWARD_CHAIN: &str = "PALISADE-FORWARD";
@@ -14,8 +14,25 @@ pub const INPUT_CHAIN: &str = "PALISADE-INPUT";
 pub const OUTPUT_CHAIN: &str = "PALISADE-OUTPUT";
 /// With deny action `reject`: where denied packets go to be refused (rate-limited) or dropped.
 pub const REJECT_CHAIN: &str = "PALISADE-REJECT";
-/// The `hash:ip` set of this node's pod IPs.
+/// The `hash:ip` set of this node's pod IPv4 addresses.
 pub const LOCAL_SET: &str = "PALISADE-LOCAL";
+/// The `hash:ip` set of this node's pod IPv6 addresses (ipsets of both families share one
+/// namespace, so every IPv6 set has a name of its own).
+pub const LOCAL_SET6: &str = "PALISADE-LOCAL6";
+
+/// The local pods' set of `family`.
+pub fn local_set(family: IpFamily) -> &'static str {
+    match family {
+        IpFamily::V4 => LOCAL_SET,
+        IpFamily::V6 => LOCAL_SET6,
+    }
+}
+
+/// ICMPv6 neighbour discovery (RFC 4861): router solicitation and advertisement, neighbour
+/// solicitation and advertisement, redirect. Conntrack tracks none of them (they are INVALID to
+/// it), and without them a node cannot reach its pods: Palisade's IPv6 chains let them through
+/// before anything else.
+pub const NEIGHBOUR_DISCOVERY: [u8; 5] = [133, 134, 135, 136, 137];
 /// Every chain and set Palisade owns starts with this; nothing else may.
 pub const NAME_PREFIX: &str = "PAL";
 
@@ -31,11 +48,30 @@ pub fn is_palisade_name(name: &str) -> bool {
     name.starts_with(NAME_PREFIX)
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One IP family's chains (for `iptables` or `ip6tables`) and the sets they use.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruleset {
+    pub family: IpFamily,
     pub sets: BTreeMap<String, IpSet>,
     /// Chain name to its rules, in order.
     pub chains: BTreeMap<String, Vec<RuleLine>>,
+}
+
+impl Default for Ruleset {
+    /// Empty, IPv4.
+    fn default() -> Self {
+        Self::empty(IpFamily::V4)
+    }
+}
+
+impl Ruleset {
+    pub fn empty(family: IpFamily) -> Self {
+        Self {
+            family,
+            sets: BTreeMap::new(),
+            chains: BTreeMap::new(),
+        }
+    }
 }
 
 /// Sizes for metrics and the node status.
@@ -67,13 +103,23 @@ impl Ruleset {
     /// Checks what the kernel would refuse or misread, so a bad ruleset fails here and not
     /// halfway through a restore: name lengths, references to missing chains or sets, entries of
     /// the wrong kind, `/0` in a `hash:net`, one net both matching and `nomatch`, port matches
-    /// without a protocol.
+    /// without a protocol, addresses, sets and answers of the other IP family.
     pub fn validate(&self) -> Result<(), String> {
+        let family = self.family;
         for (name, set) in &self.sets {
             if name.len() > MAX_SET_NAME || !is_palisade_name(name) {
                 return Err(format!("set name {name:?} too long or not Palisade's"));
             }
+            if set.family != family {
+                return Err(format!(
+                    "set {name} is {}, in an {family} ruleset",
+                    set.family
+                ));
+            }
             for entry in &set.entries {
+                if entry.family() != family {
+                    return Err(format!("set {name}: {entry:?} is not {family}"));
+                }
                 let ok = match (set.kind, entry) {
                     (SetKind::HashIp, SetEntry::Ip(_))
                     | (SetKind::HashIpPort, SetEntry::IpPort(..)) => true,
@@ -103,6 +149,11 @@ impl Ruleset {
                     return Err(format!("chain {name} jumps to missing chain {to}"));
                 }
                 let has_protocol = line.matches.iter().any(|m| matches!(m, Match::Protocol(_)));
+                if let Target::Reject(with) = &line.target
+                    && with.family().is_some_and(|f| f != family)
+                {
+                    return Err(format!("chain {name}: {with:?} in an {family} ruleset"));
+                }
                 if line.target == Target::Reject(RejectWith::TcpReset)
                     && !line.matches.contains(&Match::Protocol(Protocol::Tcp))
                 {
@@ -122,6 +173,14 @@ impl Ruleset {
                         }
                         Match::DstPorts(lo, hi) if !has_protocol || lo > hi => {
                             return Err(format!("chain {name}: bad port match {lo}:{hi}"));
+                        }
+                        Match::Src(net) | Match::Dst(net)
+                            if IpFamily::of(&net.addr()) != family =>
+                        {
+                            return Err(format!("chain {name}: {net} in an {family} ruleset"));
+                        }
+                        Match::Icmpv6Type(_) if family != IpFamily::V6 || has_protocol => {
+                            return Err(format!("chain {name}: an ICMPv6 match in {family}"));
                         }
                         _ => {}
                     }
@@ -153,13 +212,16 @@ impl SetKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpSet {
     pub kind: SetKind,
+    /// `family inet` or `family inet6`: a set holds addresses of one family.
+    pub family: IpFamily,
     pub entries: BTreeSet<SetEntry>,
 }
 
 impl IpSet {
-    pub fn new(kind: SetKind) -> Self {
+    pub fn new(kind: SetKind, family: IpFamily) -> Self {
         Self {
             kind,
+            family,
             entries: BTreeSet::new(),
         }
     }
@@ -168,11 +230,20 @@ impl IpSet {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SetEntry {
     /// A `hash:ip` member.
-    Ip(Ipv4Addr),
+    Ip(IpAddr),
     /// A `hash:net` member; `nomatch` entries carve holes (the longest matching prefix wins).
-    Net { net: Ipv4Net, nomatch: bool },
+    Net { net: IpNet, nomatch: bool },
     /// A `hash:ip,port` member.
-    IpPort(Ipv4Addr, Protocol, u16),
+    IpPort(IpAddr, Protocol, u16),
+}
+
+impl SetEntry {
+    pub fn family(&self) -> IpFamily {
+        match self {
+            SetEntry::Ip(ip) | SetEntry::IpPort(ip, ..) => IpFamily::of(ip),
+            SetEntry::Net { net, .. } => IpFamily::of(&net.addr()),
+        }
+    }
 }
 
 /// Which packet fields a set match looks at.
@@ -207,9 +278,12 @@ impl CtState {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Match {
-    Src(Ipv4Net),
-    Dst(Ipv4Net),
+    Src(IpNet),
+    Dst(IpNet),
     Protocol(Protocol),
+    /// An ICMPv6 packet of this type (`-p ipv6-icmp -m icmp6 --icmpv6-type N`); only in IPv6
+    /// rulesets, and instead of a [`Match::Protocol`].
+    Icmpv6Type(u8),
     Set {
         name: String,
         dir: SetDir,
@@ -259,8 +333,30 @@ pub enum Target {
 pub enum RejectWith {
     /// A TCP reset (the client sees "connection refused"); only for TCP packets.
     TcpReset,
-    /// ICMP destination unreachable, "communication administratively prohibited".
+    /// ICMP destination unreachable, "communication administratively prohibited" (IPv4).
     AdminProhibited,
+    /// ICMPv6 destination unreachable, "communication with destination administratively
+    /// prohibited" (IPv6).
+    Icmp6AdmProhibited,
+}
+
+impl RejectWith {
+    /// The family whose packets this answer is for; `None` for both.
+    pub fn family(self) -> Option<IpFamily> {
+        match self {
+            RejectWith::TcpReset => None,
+            RejectWith::AdminProhibited => Some(IpFamily::V4),
+            RejectWith::Icmp6AdmProhibited => Some(IpFamily::V6),
+        }
+    }
+
+    /// The ICMP answer for other protocols in `family`.
+    pub fn prohibited(family: IpFamily) -> Self {
+        match family {
+            IpFamily::V4 => RejectWith::AdminProhibited,
+            IpFamily::V6 => RejectWith::Icmp6AdmProhibited,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -299,6 +395,20 @@ pub fn stable_hash<S: AsRef<str>>(parts: &[S]) -> u64 {
 /// for sets (with room for the `-T` of a temporary set).
 pub fn hashed_name<S: AsRef<str>>(tag: char, parts: &[S]) -> String {
     format!("PAL-{tag}-{:016X}", stable_hash(parts))
+}
+
+/// A set's name: [`hashed_name`] of its parts, for IPv6 with the family as one more part. The
+/// ipsets of both families share one namespace, so the same peers need two names; IPv4 keeps
+/// the names of releases before IPv6, so an upgrade renames nothing.
+pub fn set_name<S: AsRef<str>>(tag: char, parts: &[S], family: IpFamily) -> String {
+    match family {
+        IpFamily::V4 => hashed_name(tag, parts),
+        IpFamily::V6 => {
+            let mut all: Vec<&str> = parts.iter().map(AsRef::as_ref).collect();
+            all.push(IpFamily::V6.as_str());
+            hashed_name(tag, &all)
+        }
+    }
 }
 
 #[cfg(test)]

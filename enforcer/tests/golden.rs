@@ -4,12 +4,14 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use palisade_enforcer::compile::compile_family;
 use palisade_enforcer::compile::{DenyAction, MODE_ANNOTATION};
 use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
 use palisade_policy::{
-    Cluster, ContainerPort, Labels, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector,
+    Cluster, ContainerPort, IpFamily, Labels, Namespace, Peer, Pod, Policy, Protocol, Rule,
+    Selector,
 };
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -417,6 +419,142 @@ COMMIT
     );
 }
 
+/// A dual-stack cluster: web `a` (10.0.0.1 and fd00:10:244::1) on n1, db `b` IPv6-only on
+/// n2, db `c` IPv4-only; web's ingress from db pods and from an ipBlock of each family, on
+/// TCP/80; deny action reject.
+fn scenario_dual_stack(family: IpFamily) -> String {
+    let a = pod("x", "a", "web", [10, 0, 0, 1], "n1").with_second_ip(v6("fd00:10:244::1"));
+    let mut b = pod("x", "b", "db", [0, 0, 0, 0], "n2");
+    b.ip = Some(v6("fd00:10:244:1::2"));
+    b.ips = vec![v6("fd00:10:244:1::2")];
+    let c = db("c", [10, 0, 1, 3], None);
+    let mut p = policy("x", "web", "web");
+    p.ingress = Some(vec![Rule {
+        peers: vec![
+            pods_of("db"),
+            block("192.168.0.0/16", &[]),
+            block("2001:db8::/32", &["2001:db8:1::/48"]),
+        ],
+        ports: vec![tcp(80, 80)],
+    }]);
+    let c = Cluster::new(
+        vec![Namespace::new("x", Labels::new())],
+        vec![a, b, c],
+        vec![],
+        vec![p],
+    );
+    let options = CompileOptions {
+        deny_action: DenyAction::Reject,
+        ..CompileOptions::default()
+    };
+    let r = compile_family(&c, "n1", &options, family);
+    assert_eq!(r.validate(), Ok(()));
+    full(&r)
+}
+
+fn v6(s: &str) -> IpAddr {
+    s.parse().expect("IPv6 address")
+}
+
+/// The IPv6 ruleset of a dual-stack node: `family inet6` sets of their own names (the IPv6
+/// addresses of the db pods, the IPv6 block), ICMPv6 neighbour discovery let through before
+/// conntrack, denials refused with ICMPv6 admin-prohibited. The IPv4 block is no peer here.
+#[test]
+fn dual_stack_ipv6() {
+    assert_eq!(
+        scenario_dual_stack(IpFamily::V6),
+        r#"create PAL-N-0A3AC4EEA6237F89 hash:net family inet6 hashsize 1024 maxelem 1048576
+add PAL-N-0A3AC4EEA6237F89 2001:db8::/32
+add PAL-N-0A3AC4EEA6237F89 2001:db8:1::/48 nomatch
+create PAL-S-EDFC3328942B003B hash:ip family inet6 hashsize 1024 maxelem 1048576
+add PAL-S-EDFC3328942B003B fd00:10:244:1::2
+create PALISADE-LOCAL6 hash:ip family inet6 hashsize 1024 maxelem 1048576
+add PALISADE-LOCAL6 fd00:10:244::1
+*filter
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PAL-R-754DD80620096727 - [0:0]
+:PALISADE-FORWARD - [0:0]
+:PALISADE-INPUT - [0:0]
+:PALISADE-OUTPUT - [0:0]
+:PALISADE-REJECT - [0:0]
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/web ingress[0]" -j PAL-R-754DD80620096727
+-A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/web ingress[0] allows" -j RETURN
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j PALISADE-REJECT
+-A PAL-R-754DD80620096727 -p tcp -m set --match-set PAL-S-EDFC3328942B003B src -m tcp --dport 80 -m comment --comment "x/web ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-754DD80620096727 -p tcp -m set --match-set PAL-N-0A3AC4EEA6237F89 src -m tcp --dport 80 -m comment --comment "x/web ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PALISADE-FORWARD -m set ! --match-set PALISADE-LOCAL6 src -m set ! --match-set PALISADE-LOCAL6 dst -m comment --comment "palisade: not from or to a local pod" -j RETURN
+-A PALISADE-FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 133 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 137 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
+-A PALISADE-FORWARD -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-FORWARD -d fd00:10:244::1/128 -m comment --comment "x/a ingress" -j PAL-I-5D91D0EE6D0E4B6C
+-A PALISADE-FORWARD -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-INPUT -m set ! --match-set PALISADE-LOCAL6 src -m comment --comment "palisade: not from a local pod" -j RETURN
+-A PALISADE-INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 133 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 134 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 136 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
+-A PALISADE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
+-A PALISADE-INPUT -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-INPUT -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-OUTPUT -m set --match-set PALISADE-LOCAL6 dst -m comment --comment "palisade: from this node to its pods, always allowed" -j RETURN
+-A PALISADE-REJECT -p tcp -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with a TCP reset" -j REJECT --reject-with tcp-reset
+-A PALISADE-REJECT -p tcp -m comment --comment "palisade: denied, over the reject rate" -j DROP
+-A PALISADE-REJECT -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with ICMPv6 admin-prohibited" -j REJECT --reject-with icmp6-adm-prohibited
+-A PALISADE-REJECT -m comment --comment "palisade: denied, over the reject rate" -j DROP
+COMMIT
+"#
+    );
+}
+
+/// The IPv4 ruleset of the same node: the IPv4 addresses only, names as before IPv6.
+#[test]
+fn dual_stack_ipv4() {
+    assert_eq!(
+        scenario_dual_stack(IpFamily::V4),
+        r#"create PAL-N-B510D1FB46068B09 hash:net family inet hashsize 1024 maxelem 1048576
+add PAL-N-B510D1FB46068B09 192.168.0.0/16
+create PAL-S-9E5797AD4F9E72E3 hash:ip family inet hashsize 1024 maxelem 1048576
+add PAL-S-9E5797AD4F9E72E3 10.0.1.3
+create PALISADE-LOCAL hash:ip family inet hashsize 1024 maxelem 1048576
+add PALISADE-LOCAL 10.0.0.1
+*filter
+:PAL-I-5D91D0EE6D0E4B6C - [0:0]
+:PAL-R-754DD80620096727 - [0:0]
+:PALISADE-FORWARD - [0:0]
+:PALISADE-INPUT - [0:0]
+:PALISADE-OUTPUT - [0:0]
+:PALISADE-REJECT - [0:0]
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/web ingress[0]" -j PAL-R-754DD80620096727
+-A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/web ingress[0] allows" -j RETURN
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: no rule allows" -j PALISADE-REJECT
+-A PAL-R-754DD80620096727 -p tcp -m set --match-set PAL-S-9E5797AD4F9E72E3 src -m tcp --dport 80 -m comment --comment "x/web ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-R-754DD80620096727 -p tcp -m set --match-set PAL-N-B510D1FB46068B09 src -m tcp --dport 80 -m comment --comment "x/web ingress[0]" -j MARK --set-xmark 0x10000/0x10000
+-A PALISADE-FORWARD -m set ! --match-set PALISADE-LOCAL src -m set ! --match-set PALISADE-LOCAL dst -m comment --comment "palisade: not from or to a local pod" -j RETURN
+-A PALISADE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
+-A PALISADE-FORWARD -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-FORWARD -d 10.0.0.1/32 -m comment --comment "x/a ingress" -j PAL-I-5D91D0EE6D0E4B6C
+-A PALISADE-FORWARD -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-INPUT -m set ! --match-set PALISADE-LOCAL src -m comment --comment "palisade: not from a local pod" -j RETURN
+-A PALISADE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
+-A PALISADE-INPUT -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-INPUT -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-OUTPUT -m set --match-set PALISADE-LOCAL dst -m comment --comment "palisade: from this node to its pods, always allowed" -j RETURN
+-A PALISADE-REJECT -p tcp -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with a TCP reset" -j REJECT --reject-with tcp-reset
+-A PALISADE-REJECT -p tcp -m comment --comment "palisade: denied, over the reject rate" -j DROP
+-A PALISADE-REJECT -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with ICMP admin-prohibited" -j REJECT --reject-with icmp-admin-prohibited
+-A PALISADE-REJECT -m comment --comment "palisade: denied, over the reject rate" -j DROP
+COMMIT
+"#
+    );
+}
+
 #[test]
 fn same_input_same_text() {
     for scenario in [
@@ -428,5 +566,8 @@ fn same_input_same_text() {
         scenario_reject,
     ] {
         assert_eq!(scenario(), scenario());
+    }
+    for family in IpFamily::ALL {
+        assert_eq!(scenario_dual_stack(family), scenario_dual_stack(family));
     }
 }

@@ -173,7 +173,7 @@ fn host_state(ns: &Netns) -> (BTreeMap<String, Vec<String>>, Ruleset) {
         chains,
         Ruleset {
             sets,
-            chains: BTreeMap::new(),
+            ..Ruleset::default()
         },
     )
 }

@@ -1,29 +1,52 @@
-//! The compiled ruleset decides packets exactly as the policy crate does: random small clusters
-//! are compiled for node n1, packets are run through the rules by the interpreter, and the
-//! outcome is compared with `Cluster::evaluate` for the directions n1 enforces.
+//! The compiled rulesets decide packets exactly as the policy crate does: random small
+//! dual-stack clusters (IPv4-only, IPv6-only and dual-stack pods; ipBlocks of both families) are
+//! compiled for node n1, once per IP family; packets of that family are run through its rules by
+//! the interpreter, and the outcome is compared with `Cluster::evaluate` of the cluster as that
+//! family sees it, for the directions n1 enforces.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use palisade_enforcer::compile::{DenyAction, ipv4, is_audit, local_pods};
+use palisade_enforcer::compile::{DenyAction, compile_family, is_audit, local_pods_of};
 use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
 use palisade_enforcer::render::{render_chains, render_ipset, render_iptables};
-use palisade_enforcer::ruleset::CtState;
+use palisade_enforcer::ruleset::{CtState, NEIGHBOUR_DISCOVERY};
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
-use palisade_policy::strategies::{PORTS, PROTOCOLS, namespaces, pods, policies};
-use palisade_policy::{Cluster, Decision, Endpoint, Labels, Pod, Policy, Protocol, Selector};
+use palisade_policy::strategies::{PORTS, PROTOCOLS, dual_stack_pods, namespaces, policies};
+use palisade_policy::{
+    Cluster, Decision, Endpoint, IpFamily, Labels, Pod, Policy, Protocol, Selector,
+};
 use proptest::prelude::*;
 
 const NODE: &str = "n1";
-const NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
-const OTHER_NODE_IP: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 2);
+
+/// The node's own addresses and another node's, per family.
+fn node_ips(family: IpFamily) -> (IpAddr, IpAddr) {
+    match family {
+        IpFamily::V4 => (
+            Ipv4Addr::new(192, 168, 0, 1).into(),
+            Ipv4Addr::new(192, 168, 0, 2).into(),
+        ),
+        IpFamily::V6 => (
+            Ipv6Addr::new(0xfd00, 0xff, 0, 0, 0, 0, 0, 1).into(),
+            Ipv6Addr::new(0xfd00, 0xff, 0, 0, 0, 0, 0, 2).into(),
+        ),
+    }
+}
+
 /// Addresses outside the pod network, some inside the generated ipBlocks and their excepts.
-const EXTERNAL: [Ipv4Addr; 5] = [
-    Ipv4Addr::new(10, 0, 0, 200),
-    Ipv4Addr::new(10, 0, 2, 1),
-    Ipv4Addr::new(10, 0, 3, 2),
-    Ipv4Addr::new(10, 1, 0, 1),
-    Ipv4Addr::new(8, 8, 8, 8),
-];
+fn external(family: IpFamily) -> Vec<IpAddr> {
+    let texts: &[&str] = match family {
+        IpFamily::V4 => &["10.0.0.200", "10.0.2.1", "10.0.3.2", "10.1.0.1", "8.8.8.8"],
+        IpFamily::V6 => &[
+            "fd00::c8",
+            "fd00:0:0:2::1",
+            "fd00:0:0:3::2",
+            "fd00:1::1",
+            "2001:db8::8",
+        ],
+    };
+    texts.iter().map(|t| t.parse().expect("address")).collect()
+}
 
 /// What n1 must do with a connection: drop (reject, with that deny action) when a direction it
 /// enforces is denied by an enforcing policy; log and let through when only audit policies deny;
@@ -63,29 +86,38 @@ fn expected(
     }
 }
 
-fn packet(src: Ipv4Addr, dst: Ipv4Addr, protocol: Protocol, dport: u16, path: Path) -> Packet {
-    Packet {
-        src,
-        dst,
-        protocol,
-        dport,
-        path,
-        ct_state: CtState::New,
-    }
+fn packet(src: IpAddr, dst: IpAddr, protocol: Protocol, dport: u16, path: Path) -> Packet {
+    Packet::new(src, dst, protocol, dport, path)
 }
 
-fn check_all(c: &Cluster, rules: &Ruleset, denied: Outcome) -> Result<(), TestCaseError> {
-    let local: Vec<&Pod> = local_pods(c, NODE).collect();
-    let is_local = |p: &Pod| local.iter().any(|l| l.key() == p.key());
-    let pod_ip = |p: &Pod| ipv4(p).expect("generated pods have IPv4");
+/// Every probe of `family` against that family's ruleset: pod to pod, pod to and from outside
+/// addresses, the node to its pods and back, another node to them. `c` is the whole cluster;
+/// the expectation is the policy crate's answer for the cluster as `family` sees it.
+fn check_family(
+    c: &Cluster,
+    family: IpFamily,
+    rules: &Ruleset,
+    denied: Outcome,
+) -> Result<(), TestCaseError> {
+    prop_assert_eq!(rules.family, family);
+    let seen = c.in_family(family);
+    let local: Vec<String> = local_pods_of(c, NODE, family).map(Pod::key).collect();
+    let is_local = |p: &Pod| local.contains(&p.key());
+    let (node_ip, other_node_ip) = node_ips(family);
     let node = Endpoint::Node {
         name: NODE,
-        ip: Some(IpAddr::V4(NODE_IP)),
+        ip: Some(node_ip),
     };
     let other_node = Endpoint::Node {
         name: "n2",
-        ip: Some(IpAddr::V4(OTHER_NODE_IP)),
+        ip: Some(other_node_ip),
     };
+    // Pods without an address of this family send and receive none of its packets.
+    let pods: Vec<(&Pod, IpAddr)> = seen
+        .pods()
+        .iter()
+        .filter_map(|p| Some((p, p.ip?)))
+        .collect();
     for port in PORTS {
         for proto in PROTOCOLS {
             let probe = |what: String,
@@ -95,32 +127,31 @@ fn check_all(c: &Cluster, rules: &Ruleset, denied: Outcome) -> Result<(), TestCa
                          eg: bool,
                          ing: bool|
              -> Result<(), TestCaseError> {
-                let want = match expected(c, src, dst, eg, ing, port, proto) {
+                let want = match expected(&seen, src, dst, eg, ing, port, proto) {
                     Outcome::Drop => denied,
                     other => other,
                 };
                 let got = run(rules, pkt).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                prop_assert_eq!(got, want, "{} {}/{:?}", what, port, proto);
+                prop_assert_eq!(got, want, "{} {} {}/{:?}", family, what, port, proto);
                 Ok(())
             };
-            for s in c.pods() {
-                for d in c.pods() {
-                    let (sl, dl) = (is_local(s), is_local(d));
+            for &(s, s_ip) in &pods {
+                for &(d, d_ip) in &pods {
                     probe(
                         format!("{} -> {}", s.key(), d.key()),
-                        packet(pod_ip(s), pod_ip(d), proto, port, Path::Forward),
+                        packet(s_ip, d_ip, proto, port, Path::Forward),
                         &Endpoint::Pod(s),
                         &Endpoint::Pod(d),
-                        sl,
-                        dl,
+                        is_local(s),
+                        is_local(d),
                     )?;
                 }
-                for ext in EXTERNAL {
-                    let e = Endpoint::External(IpAddr::V4(ext));
+                for ext in external(family) {
+                    let e = Endpoint::External(ext);
                     let local = is_local(s);
                     probe(
                         format!("{} -> {ext}", s.key()),
-                        packet(pod_ip(s), ext, proto, port, Path::Forward),
+                        packet(s_ip, ext, proto, port, Path::Forward),
                         &Endpoint::Pod(s),
                         &e,
                         local,
@@ -128,7 +159,7 @@ fn check_all(c: &Cluster, rules: &Ruleset, denied: Outcome) -> Result<(), TestCa
                     )?;
                     probe(
                         format!("{ext} -> {}", s.key()),
-                        packet(ext, pod_ip(s), proto, port, Path::Forward),
+                        packet(ext, s_ip, proto, port, Path::Forward),
                         &e,
                         &Endpoint::Pod(s),
                         false,
@@ -139,7 +170,7 @@ fn check_all(c: &Cluster, rules: &Ruleset, denied: Outcome) -> Result<(), TestCa
                     // The node to its own pod (OUTPUT), and the pod to the node (INPUT).
                     probe(
                         format!("node -> {}", s.key()),
-                        packet(NODE_IP, pod_ip(s), proto, port, Path::Output),
+                        packet(node_ip, s_ip, proto, port, Path::Output),
                         &node,
                         &Endpoint::Pod(s),
                         false,
@@ -147,7 +178,7 @@ fn check_all(c: &Cluster, rules: &Ruleset, denied: Outcome) -> Result<(), TestCa
                     )?;
                     probe(
                         format!("{} -> node", s.key()),
-                        packet(pod_ip(s), NODE_IP, proto, port, Path::Input),
+                        packet(s_ip, node_ip, proto, port, Path::Input),
                         &Endpoint::Pod(s),
                         &node,
                         true,
@@ -156,12 +187,29 @@ fn check_all(c: &Cluster, rules: &Ruleset, denied: Outcome) -> Result<(), TestCa
                     // Another node is no exception: it is judged by ipBlocks.
                     probe(
                         format!("n2 -> {}", s.key()),
-                        packet(OTHER_NODE_IP, pod_ip(s), proto, port, Path::Forward),
+                        packet(other_node_ip, s_ip, proto, port, Path::Forward),
                         &other_node,
                         &Endpoint::Pod(s),
                         false,
                         true,
                     )?;
+                }
+            }
+        }
+    }
+    if family == IpFamily::V6 {
+        // Neighbour discovery between a pod and the node, or pods on one bridge, whatever the
+        // policies and even though conntrack calls it INVALID.
+        for &(s, s_ip) in &pods {
+            for t in NEIGHBOUR_DISCOVERY {
+                for (dst, path) in [(node_ip, Path::Input), (other_node_ip, Path::Forward)] {
+                    for (from, to) in [(s_ip, dst), (dst, s_ip)] {
+                        let mut nd = packet(from, to, Protocol::Tcp, 0, path);
+                        nd.icmpv6_type = Some(t);
+                        nd.ct_state = CtState::Invalid;
+                        let got = run(rules, nd).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert_eq!(got, Outcome::Accept, "{} type {} {:?}", s.key(), t, path);
+                    }
                 }
             }
         }
@@ -174,7 +222,7 @@ proptest! {
 
     #[test]
     fn compiled_rules_decide_as_the_policy_crate(
-        ns in namespaces(), pods in pods(), pols in policies(), reject in any::<bool>()
+        ns in namespaces(), pods in dual_stack_pods(), pols in policies(), reject in any::<bool>()
     ) {
         let c = Cluster::new(ns, pods, vec![], pols);
         let (deny_action, denied) = if reject {
@@ -183,25 +231,36 @@ proptest! {
             (DenyAction::Drop, Outcome::Drop)
         };
         let options = CompileOptions { deny_action, ..CompileOptions::default() };
-        let rules = compile(&c, NODE, &options);
-        prop_assert_eq!(rules.validate(), Ok(()));
-        check_all(&c, &rules, denied)?;
+        let mut set_names = Vec::new();
+        for family in IpFamily::ALL {
+            let rules = compile_family(&c, NODE, &options, family);
+            prop_assert_eq!(rules.validate(), Ok(()));
+            check_family(&c, family, &rules, denied)?;
+            set_names.extend(rules.sets.keys().cloned());
+        }
+        // One ipset namespace for both families: no name is used twice.
+        let count = set_names.len();
+        set_names.sort();
+        set_names.dedup();
+        prop_assert_eq!(set_names.len(), count);
     }
 
     /// Same snapshot in another order, same ruleset and text; and a ruleset compared with itself
     /// renders no change.
     #[test]
     fn compilation_is_deterministic_and_idempotent(
-        ns in namespaces(), pods in pods(), pols in policies()
+        ns in namespaces(), pods in dual_stack_pods(), pols in policies(), v6 in any::<bool>()
     ) {
-        let a = compile(&Cluster::new(ns.clone(), pods.clone(), vec![], pols.clone()), NODE, &CompileOptions::default());
+        let family = if v6 { IpFamily::V6 } else { IpFamily::V4 };
+        let options = CompileOptions::default();
+        let a = compile_family(&Cluster::new(ns.clone(), pods.clone(), vec![], pols.clone()), NODE, &options, family);
         let mut pods = pods;
         pods.reverse();
         let mut pols = pols;
         pols.reverse();
         let mut ns = ns;
         ns.reverse();
-        let b = compile(&Cluster::new(ns, pods, vec![], pols), NODE, &CompileOptions::default());
+        let b = compile_family(&Cluster::new(ns, pods, vec![], pols), NODE, &options, family);
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(render_chains(&a), render_chains(&b));
         prop_assert_eq!(render_iptables(&a, &render_chains(&b)), None);
@@ -232,8 +291,8 @@ fn conntrack_states_short_circuit() {
     let c = Cluster::new(vec![], vec![pod], vec![], vec![deny]);
     let rules = compile(&c, NODE, &CompileOptions::default());
     let mut p = packet(
-        Ipv4Addr::new(10, 9, 9, 9),
-        Ipv4Addr::new(10, 0, 0, 1),
+        Ipv4Addr::new(10, 9, 9, 9).into(),
+        Ipv4Addr::new(10, 0, 0, 1).into(),
         Protocol::Tcp,
         80,
         Path::Forward,
@@ -256,6 +315,6 @@ fn conntrack_states_short_circuit() {
     assert_eq!(run(&rejecting, p), Ok(Outcome::Reject));
     p.ct_state = CtState::Invalid;
     // Not about a local pod: Palisade stays out, whatever the state.
-    p.dst = Ipv4Addr::new(10, 0, 0, 2);
+    p.dst = Ipv4Addr::new(10, 0, 0, 2).into();
     assert_eq!(run(&rules, p), Ok(Outcome::Accept));
 }

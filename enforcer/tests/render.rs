@@ -2,23 +2,24 @@
 //! accepts, and the host's state reads back into the same shapes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use palisade_enforcer::render::{
     parse_ipset_names, parse_ipset_save, parse_iptables_save, render_chains, render_ipset,
-    render_ipset_cleanup, render_iptables, render_rule,
+    render_ipset_cleanup, render_iptables, render_rule, render_sets, render_sets_cleanup,
 };
 use palisade_enforcer::ruleset::{RejectWith, SetDir};
 use palisade_enforcer::{IpSet, Match, RuleLine, Ruleset, SetEntry, SetKind, Target};
-use palisade_policy::Protocol;
+use palisade_policy::{IpFamily, Protocol};
 
 fn ip(last: u8) -> SetEntry {
-    SetEntry::Ip(Ipv4Addr::new(10, 0, 0, last))
+    SetEntry::Ip(Ipv4Addr::new(10, 0, 0, last).into())
 }
 
 fn set(entries: &[SetEntry]) -> IpSet {
     IpSet {
         kind: SetKind::HashIp,
+        family: IpFamily::V4,
         entries: entries.iter().cloned().collect(),
     }
 }
@@ -221,8 +222,8 @@ add KUBE-X 1.2.3.4
     assert_eq!(
         sets["PAL-P"].entries,
         [
-            SetEntry::IpPort(Ipv4Addr::new(10, 0, 0, 1), Protocol::Tcp, 80),
-            SetEntry::IpPort(Ipv4Addr::new(10, 0, 0, 1), Protocol::Sctp, 80),
+            SetEntry::IpPort(Ipv4Addr::new(10, 0, 0, 1).into(), Protocol::Tcp, 80),
+            SetEntry::IpPort(Ipv4Addr::new(10, 0, 0, 1).into(), Protocol::Sctp, 80),
         ]
         .into()
     );
@@ -326,4 +327,135 @@ fn a_tcp_reset_needs_a_tcp_match() {
     assert!(r.validate().is_err());
     r.chains.get_mut("PAL-X").expect("chain")[0].matches = vec![Match::Protocol(Protocol::Tcp)];
     assert_eq!(r.validate(), Ok(()));
+}
+
+/// IPv6 sets are created `family inet6`, read back with their family (ipset 7.17's own output,
+/// host nets without /128), and rendered together with the IPv4 ones: ipset is one tool for
+/// both families, and their names never clash.
+#[test]
+fn ipv6_sets_render_and_read_back_with_their_family() {
+    let v6 = |s: &str| -> IpAddr { s.parse().expect("address") };
+    let mut sets = BTreeMap::new();
+    sets.insert("PAL-S-A".to_string(), set(&[ip(1)]));
+    sets.insert(
+        "PAL-S-A6".to_string(),
+        IpSet {
+            kind: SetKind::HashIp,
+            family: IpFamily::V6,
+            entries: [SetEntry::Ip(v6("fd00:10:244::5"))].into(),
+        },
+    );
+    assert_eq!(
+        render_sets(&sets, Some(&BTreeMap::new())),
+        "create PAL-S-A hash:ip family inet hashsize 1024 maxelem 1048576
+add PAL-S-A 10.0.0.1
+create PAL-S-A6 hash:ip family inet6 hashsize 1024 maxelem 1048576
+add PAL-S-A6 fd00:10:244::5
+"
+    );
+    let existing: BTreeSet<String> = ["PAL-S-A", "PAL-S-A6", "PAL-S-GONE6"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        render_sets_cleanup(&sets, &existing),
+        "destroy PAL-S-GONE6\n"
+    );
+
+    let save = "create PAL-N6 hash:net family inet6 hashsize 1024 maxelem 65536 bucketsize 12 initval 0x04d1ea6c
+add PAL-N6 ::/1
+add PAL-N6 fd00::5 nomatch
+add PAL-N6 fd00::/64
+create PAL-P6 hash:ip,port family inet6 hashsize 1024 maxelem 65536 bucketsize 12 initval 0x9c4cfa82
+add PAL-P6 fd00::1,tcp:80
+create PAL-S-A6 hash:ip family inet6 hashsize 1024 maxelem 1048576 bucketsize 12 initval 0xad0864a1
+add PAL-S-A6 fd00:10:244::5
+create PAL-S-A hash:ip family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0xad0864a2
+add PAL-S-A 10.0.0.1
+";
+    let read = parse_ipset_save(save).expect("parses");
+    assert_eq!(read["PAL-N6"].family, IpFamily::V6);
+    let net = |s: &str, nomatch| SetEntry::Net {
+        net: s.parse().expect("net"),
+        nomatch,
+    };
+    assert_eq!(
+        read["PAL-N6"].entries,
+        [
+            net("::/1", false),
+            net("fd00::5/128", true),
+            net("fd00::/64", false)
+        ]
+        .into()
+    );
+    assert_eq!(
+        read["PAL-P6"].entries,
+        [SetEntry::IpPort(v6("fd00::1"), Protocol::Tcp, 80)].into()
+    );
+    // The sets as rendered are the sets as read: nothing to write.
+    let mine: BTreeMap<String, IpSet> = read
+        .iter()
+        .filter(|(name, _)| sets.contains_key(*name))
+        .map(|(n, s)| (n.clone(), s.clone()))
+        .collect();
+    assert_eq!(mine, sets);
+    assert_eq!(render_sets(&sets, Some(&read)), "");
+    assert!(parse_ipset_save("create PAL-X hash:ip family inet7\n").is_err());
+}
+
+/// The IPv6 lines as ip6tables-save 1.8.9 prints them (nf_tables and legacy alike).
+#[test]
+fn ipv6_rules_print_as_ip6tables_save_does() {
+    let nd = RuleLine::new(vec![Match::Icmpv6Type(135)], Target::Return, "nd");
+    assert_eq!(
+        render_rule("X", &nd),
+        "-A X -p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment nd -j RETURN"
+    );
+    let reject = RuleLine {
+        matches: vec![
+            Match::Src("fd00::1/128".parse().expect("net")),
+            Match::Protocol(Protocol::Tcp),
+            Match::DstPorts(80, 80),
+        ],
+        target: Target::Reject(RejectWith::Icmp6AdmProhibited),
+        comment: None,
+    };
+    assert_eq!(
+        render_rule("X", &reject),
+        "-A X -s fd00::1/128 -p tcp -m tcp --dport 80 -j REJECT --reject-with icmp6-adm-prohibited"
+    );
+}
+
+/// What ip6tables or iptables would refuse, or what would misjudge a family's packets, fails
+/// validation: an address, a set or an answer of the other family.
+#[test]
+fn a_ruleset_holds_one_family() {
+    let mut r = Ruleset::empty(IpFamily::V6);
+    r.chains.insert(
+        "PAL-X".into(),
+        vec![RuleLine::new(
+            vec![],
+            Target::Reject(RejectWith::AdminProhibited),
+            "x",
+        )],
+    );
+    assert!(r.validate().is_err());
+    r.chains.get_mut("PAL-X").expect("chain")[0].target =
+        Target::Reject(RejectWith::Icmp6AdmProhibited);
+    assert_eq!(r.validate(), Ok(()));
+    r.sets.insert("PAL-S-A".into(), set(&[ip(1)]));
+    assert!(r.validate().is_err(), "an inet set in an IPv6 ruleset");
+    r.sets.clear();
+    r.chains.get_mut("PAL-X").expect("chain")[0].matches =
+        vec![Match::Dst("10.0.0.1/32".parse().expect("net"))];
+    assert!(r.validate().is_err(), "an IPv4 address in an IPv6 ruleset");
+    let mut r4 = Ruleset::default();
+    r4.chains.insert(
+        "PAL-X".into(),
+        vec![RuleLine::new(
+            vec![Match::Icmpv6Type(135)],
+            Target::Return,
+            "x",
+        )],
+    );
+    assert!(r4.validate().is_err(), "ICMPv6 in an IPv4 ruleset");
 }

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
-use crate::model::{Namespace, Pod, Protocol, Workload};
+use crate::model::{IpFamily, Namespace, Pod, Protocol, Workload};
 use crate::policy::{Direction, NamespaceScope, Peer, Policy, PortMatch, PortSpec, Rule};
 use crate::selector::Labels;
 use crate::verdict::{Decision, Verdict};
@@ -107,6 +107,22 @@ impl Cluster {
 
     pub fn pods(&self) -> &[Pod] {
         &self.pods
+    }
+
+    /// The cluster as packets of one IP family see it: every pod with only its address of that
+    /// family (pods without one take part in no traffic of it). NetworkPolicy decides each
+    /// family's packets separately, and an ipBlock only ever matches addresses of its own family,
+    /// so a dual-stack cluster's answers are this cluster's answers, family by family.
+    pub fn in_family(&self, family: IpFamily) -> Cluster {
+        Cluster {
+            pods: self.pods.iter().map(|p| p.in_family(family)).collect(),
+            ..self.clone()
+        }
+    }
+
+    /// Whether any pod has an address of `family`.
+    pub fn has_family(&self, family: IpFamily) -> bool {
+        self.pods.iter().any(|p| p.ip_of(family).is_some())
     }
     pub fn workloads(&self) -> &[Workload] {
         &self.workloads

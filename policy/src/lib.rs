@@ -22,7 +22,7 @@ pub mod verdict;
 pub mod watch;
 
 pub use cluster::{Cluster, Endpoint};
-pub use model::{ContainerPort, Namespace, Phase, Pod, Protocol, Workload};
+pub use model::{ContainerPort, IpFamily, Namespace, Phase, Pod, Protocol, Workload};
 pub use policy::{Direction, Peer, Policy, PolicyError, PolicyRef, Rule};
 pub use selector::{Labels, Selector};
 pub use verdict::{Decision, Verdict};

@@ -106,12 +106,47 @@ impl Phase {
     }
 }
 
+/// An IP family: pods of a dual-stack cluster have an address of each, and a packet is of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IpFamily {
+    V4,
+    V6,
+}
+
+impl IpFamily {
+    pub const ALL: [IpFamily; 2] = [IpFamily::V4, IpFamily::V6];
+
+    pub fn of(ip: &IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(_) => IpFamily::V4,
+            IpAddr::V6(_) => IpFamily::V6,
+        }
+    }
+
+    /// As Kubernetes' `ipFamilies` and the NodeEnforcement status say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpFamily::V4 => "IPv4",
+            IpFamily::V6 => "IPv6",
+        }
+    }
+}
+
+impl fmt::Display for IpFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pod {
     pub namespace: String,
     pub name: String,
     pub labels: Labels,
+    /// `status.podIP`: the primary address (the first of [`Pod::ips`]).
     pub ip: Option<IpAddr>,
+    /// `status.podIPs`: at most one address per family (dual-stack pods have two).
+    pub ips: Vec<IpAddr>,
     pub node: Option<String>,
     pub host_network: bool,
     pub phase: Phase,
@@ -126,6 +161,7 @@ impl Pod {
             name: name.into(),
             labels,
             ip: Some(ip),
+            ips: vec![ip],
             node: None,
             host_network: false,
             phase: Phase::Running,
@@ -136,6 +172,21 @@ impl Pod {
     pub fn from_k8s(pod: &K8sPod) -> Self {
         let spec = pod.spec.as_ref();
         let status = pod.status.as_ref();
+        let ip: Option<IpAddr> = status
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        let mut ips: Vec<IpAddr> = status
+            .and_then(|s| s.pod_ips.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.ip.parse().ok())
+            .collect();
+        // podIP is podIPs[0]; an apiserver older than dual-stack sets only podIP.
+        if let Some(ip) = ip
+            && !ips.contains(&ip)
+        {
+            ips.insert(0, ip);
+        }
         Self {
             namespace: pod
                 .metadata
@@ -144,9 +195,8 @@ impl Pod {
                 .unwrap_or_else(|| "default".into()),
             name: pod.metadata.name.clone().unwrap_or_default(),
             labels: pod.metadata.labels.clone().unwrap_or_default(),
-            ip: status
-                .and_then(|s| s.pod_ip.as_deref())
-                .and_then(|ip| ip.parse().ok()),
+            ip,
+            ips,
             node: spec.and_then(|s| s.node_name.clone()),
             host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
             phase: Phase::from_api(status.and_then(|s| s.phase.as_deref())),
@@ -156,6 +206,41 @@ impl Pod {
 
     pub fn key(&self) -> String {
         format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// A dual-stack pod: `ip` (of one family) and `other` (of the other).
+    pub fn with_second_ip(mut self, other: IpAddr) -> Self {
+        if !self.ips.contains(&other) {
+            self.ips.push(other);
+        }
+        self
+    }
+
+    /// The pod's address of `family`, if it has one.
+    pub fn ip_of(&self, family: IpFamily) -> Option<IpAddr> {
+        self.ips
+            .iter()
+            .chain(&self.ip)
+            .copied()
+            .find(|ip| IpFamily::of(ip) == family)
+    }
+
+    /// The families the pod has addresses of.
+    pub fn families(&self) -> impl Iterator<Item = IpFamily> + '_ {
+        IpFamily::ALL
+            .into_iter()
+            .filter(|f| self.ip_of(*f).is_some())
+    }
+
+    /// The pod as packets of `family` see it: its address of that family as its only one (none
+    /// when it has none: then it takes part in no traffic of that family).
+    pub fn in_family(&self, family: IpFamily) -> Pod {
+        let ip = self.ip_of(family);
+        Pod {
+            ip,
+            ips: ip.into_iter().collect(),
+            ..self.clone()
+        }
     }
 
     /// Pods a policy can name as peers: with an IP, not on the host network, not finished.

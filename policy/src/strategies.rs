@@ -4,10 +4,12 @@
 //!
 //! Two namespaces `x` and `y`; up to six pods on nodes `n1` and `n2` with IPs in 10.0.0.0/22 and
 //! named ports that differ between pods (`web`: 80/TCP or 81/UDP, `alt`: 443/TCP); up to four
-//! policies with pod and namespace selectors, ipBlocks (nested excepts, /0, fully excepted,
-//! IPv6), ports, ranges and named ports over TCP, UDP and SCTP; some marked audit.
+//! policies with pod and namespace selectors, ipBlocks of both families (nested excepts, /0,
+//! fully excepted), ports, ranges and named ports over TCP, UDP and SCTP; some marked audit.
+//! [`dual_stack_pods`]: the same pods, each IPv4-only, IPv6-only (in fd00::/48, mirroring the
+//! IPv4 addresses) or dual-stack.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
@@ -71,7 +73,34 @@ pub fn ip_block() -> impl Strategy<Value = IpBlockPeer> {
             cidr: net("fd00::/64"),
             except: vec![],
         }),
+        // IPv6 mirrors of the IPv4 blocks, over the addresses of [`dual_stack_pods`].
+        (0u16..4, any::<bool>()).prop_map(|(subnet, except)| IpBlockPeer {
+            cidr: net(&format!("fd00:0:0:{subnet}::/64")),
+            except: if except {
+                vec![net(&format!("fd00:0:0:{subnet}::/126"))]
+            } else {
+                vec![]
+            },
+        }),
+        Just(IpBlockPeer {
+            cidr: net("::/0"),
+            except: vec![net("fd00::/48")],
+        }),
+        Just(IpBlockPeer {
+            cidr: net("fd00::/32"),
+            except: vec![net("fd00:0:0:1::/64"), net("fd00:0:0:1::/126")],
+        }),
+        Just(IpBlockPeer {
+            cidr: net("fd00:0:0:2::/64"),
+            except: vec![net("fd00:0:0:2::/64")],
+        }),
     ]
+}
+
+/// The IPv6 address [`dual_stack_pods`] gives pod `i`: `fd00:0:0:<i % 4>::<i>`, where the IPv4
+/// one is `10.0.<i % 4>.<i>`.
+pub fn ipv6_of_pod(i: usize) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, 0, (i % 4) as u16, 0, 0, 0, i as u16)
 }
 
 pub fn peer() -> impl Strategy<Value = Peer> {
@@ -174,6 +203,39 @@ pub fn pods() -> impl Strategy<Value = Vec<Pod>> {
                 p
             })
             .collect()
+    })
+}
+
+/// [`pods`], each IPv4-only, IPv6-only or dual-stack (with either family first, as
+/// `status.podIPs` lists them).
+pub fn dual_stack_pods() -> impl Strategy<Value = Vec<Pod>> {
+    pods().prop_flat_map(|pods| {
+        let n = pods.len();
+        (Just(pods), prop::collection::vec(0u8..4, n)).prop_map(|(pods, stacks)| {
+            pods.into_iter()
+                .zip(stacks)
+                .enumerate()
+                .map(|(i, (pod, stack))| {
+                    let v4 = pod.ip.expect("generated pods have an IP");
+                    let v6 = IpAddr::V6(ipv6_of_pod(i));
+                    match stack {
+                        0 => pod,
+                        1 => Pod {
+                            ip: Some(v6),
+                            ips: vec![v6],
+                            ..pod
+                        },
+                        2 => pod.with_second_ip(v6),
+                        _ => Pod {
+                            ip: Some(v6),
+                            ips: vec![v6],
+                            ..pod
+                        }
+                        .with_second_ip(v4),
+                    }
+                })
+                .collect()
+        })
     })
 }
 
