@@ -6,15 +6,21 @@
 //! Palisade chains, deletes the stale ones and puts the entry jumps at position 1; (3) sets no
 //! rule uses any more are destroyed. If (2) fails the kernel keeps every previous rule. Because
 //! the host is read on every sync, rules someone else flushed or edited are repaired too.
+//!
+//! Dual-stack ([`sync_families`]): step (1) and (3) once for the sets of both families (ipset is
+//! one tool for both), step (2) once per family, with `iptables-restore` and
+//! `ip6tables-restore` of the node's backend.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::backend::Tables;
+use palisade_policy::IpFamily;
+
+use crate::backend::{Backend, Family, Tables};
 use crate::render::{
     ChainTexts, parse_ipset_names, parse_ipset_save, parse_iptables_save, render_ipset,
-    render_ipset_cleanup, render_iptables,
+    render_ipset_cleanup, render_iptables, render_sets, render_sets_cleanup,
 };
 use crate::ruleset::{ENTRY_CHAINS, IpSet, Ruleset, is_palisade_name};
 
@@ -181,6 +187,75 @@ pub fn sync(tables: Tables, new: &Ruleset) -> Result<Applied, ApplyError> {
             // Harmless: the next sync tries again.
             Err(e) => tracing::warn!(error = %e, "cannot remove unused ipsets yet"),
         }
+    }
+    Ok(applied)
+}
+
+/// The backend's tables of a ruleset's family.
+pub fn tables_of(backend: Backend, family: IpFamily) -> Tables {
+    Tables::new(
+        backend,
+        match family {
+            IpFamily::V4 => Family::V4,
+            IpFamily::V6 => Family::V6,
+        },
+    )
+}
+
+/// Makes the host's Palisade rules equal to `new`, one ruleset per IP family (as
+/// [`crate::compile::compile_families`] gives them), in `backend`: one `ipset restore` for the
+/// sets of every family (ipset is one tool for both, and their set names never clash), then one
+/// `iptables-restore` and one `ip6tables-restore` transaction, each atomic for its family, then
+/// the sets no family uses any more are destroyed. If a family's transaction fails, that
+/// family's previous chains stay in force, the families before it are done, and the error
+/// names the command.
+pub fn sync_families(backend: Backend, new: &[Ruleset]) -> Result<Applied, ApplyError> {
+    let mut hosts = Vec::with_capacity(new.len());
+    for ruleset in new {
+        hosts.push(read_host_chains(tables_of(backend, ruleset.family))?);
+    }
+    let host_sets = parse_ipset_save(&run("ipset", &["save"], None)?)?;
+    let mut sets = BTreeMap::new();
+    for ruleset in new {
+        sets.extend(ruleset.sets.iter().map(|(n, s)| (n.clone(), s.clone())));
+    }
+    let mut applied = Applied::default();
+    let text = render_sets(&sets, Some(&host_sets));
+    if !text.is_empty() {
+        run("ipset", &["restore"], Some(&text))?;
+        applied.sets_written = true;
+    }
+    for (ruleset, host) in new.iter().zip(&hosts) {
+        if let Some(text) = iptables_transaction(ruleset, host) {
+            let tables = tables_of(backend, ruleset.family);
+            run(tables.restore(), &["--noflush", "--wait"], Some(&text))?;
+            applied.chains_written = true;
+        }
+    }
+    let cleanup = render_sets_cleanup(&sets, host_sets.keys());
+    if !cleanup.is_empty() {
+        match run("ipset", &["restore"], Some(&cleanup)) {
+            Ok(_) => applied.sets_removed = true,
+            // Harmless: the next sync tries again (a family not enforced any more may still
+            // have rules that use them).
+            Err(e) => tracing::warn!(error = %e, "cannot remove unused ipsets yet"),
+        }
+    }
+    Ok(applied)
+}
+
+/// [`cleanup`] of every family in `families` of `backend`: their jumps and chains, then every
+/// Palisade set.
+pub fn cleanup_families(backend: Backend, families: &[IpFamily]) -> Result<Applied, ApplyError> {
+    let mut applied = Applied::default();
+    for family in families {
+        applied.chains_written |= remove_chains(tables_of(backend, *family))?;
+    }
+    let names = parse_ipset_names(&run("ipset", &["list", "-name"], None)?);
+    let destroy: String = names.iter().map(|n| format!("destroy {n}\n")).collect();
+    if !destroy.is_empty() {
+        run("ipset", &["restore"], Some(&destroy))?;
+        applied.sets_removed = true;
     }
     Ok(applied)
 }
