@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use palisade_enforcer::CompileOptions;
-use palisade_enforcer::backend::{Backend, Family, Tables};
+use palisade_enforcer::backend::{self, BackendChoice, Family, Tables};
 use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_enforcer::metrics::Metrics;
@@ -60,6 +60,10 @@ struct RunArgs {
     /// at once).
     #[arg(long, value_enum, default_value = "drop", global = true)]
     deny_action: DenyAction,
+    /// The iptables backend for Palisade's rules: auto (the one holding the node's other rules,
+    /// KUBE-, CNI-, …; nft when there are none), nft or legacy.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    iptables_backend: BackendChoice,
     /// NFLOG group for audit logs (read with ulogd or `tcpdump -i nflog:<group>`).
     #[arg(long, default_value_t = 100, global = true)]
     nflog_group: u16,
@@ -105,15 +109,29 @@ fn main() {
     }
 }
 
+/// `palisade-enforcer cleanup`: Palisade's chains out of both backends (where they work), then
+/// the sets.
+fn cleanup(
+    choice: BackendChoice,
+) -> Result<palisade_enforcer::apply::Applied, Box<dyn std::error::Error + Send + Sync>> {
+    let detection = backend::detect(choice)?;
+    let mut removed_other = false;
+    if detection.other_works {
+        removed_other =
+            palisade_enforcer::apply::remove_chains(Tables::new(detection.other(), Family::V4))?;
+    }
+    let mut applied =
+        palisade_enforcer::apply::cleanup(Tables::new(detection.backend, Family::V4))?;
+    applied.chains_written |= removed_other;
+    Ok(applied)
+}
+
 async fn run_main() {
     let args = Args::parse();
     process::init_logging(&args.run.log_format, "info");
     if let Some(Command::Cleanup) = args.command {
-        match tokio::task::spawn_blocking(|| {
-            palisade_enforcer::apply::cleanup(Tables::new(Backend::Nft, Family::V4))
-        })
-        .await
-        {
+        let choice = args.run.iptables_backend;
+        match tokio::task::spawn_blocking(move || cleanup(choice)).await {
             Ok(Ok(applied)) => {
                 tracing::info!(
                     removed = applied.wrote(),
@@ -132,13 +150,11 @@ async fn run_main() {
         std::process::exit(2);
     };
     let client = process::client_or_exit().await;
-    // The image's default; detected from the node's rules in a following change.
-    let backend = Backend::Nft;
     let settings = Settings {
         node,
         cni_dir: a.cni_dir,
         mode: a.mode,
-        backend,
+        iptables_backend: a.iptables_backend,
         resync: Duration::from_secs(a.resync_seconds.max(1)),
         debounce: Duration::from_millis(a.debounce_ms),
         options: CompileOptions {
@@ -164,14 +180,15 @@ async fn run_main() {
         node = %settings.node,
         mode = settings.mode.as_str(),
         deny_action = settings.options.deny_action.as_str(),
+        iptables_backend = settings.iptables_backend.as_str(),
         "starting"
     );
     let own = a
         .daemonset
         .as_deref()
         .map(|name| OwnDaemonSet::watch(&client, &a.namespace, name));
-    run(client.clone(), settings, metrics, ready, stop.stopped()).await;
-    if let Some(own) = own {
+    let backend = run(client.clone(), settings, metrics, ready, stop.stopped()).await;
+    if let (Some(own), Some(backend)) = (own, backend) {
         own.clean_up_if_uninstalled(backend).await;
     }
     process::join_admin(admin).await;

@@ -18,7 +18,7 @@ use palisade_policy::{Cluster, Policy};
 use tokio::sync::Notify;
 
 use crate::apply;
-use crate::backend::{Backend, Family, Tables};
+use crate::backend::{self, Backend, BackendChoice, Chosen, Detection, Family, NoBackend, Tables};
 use crate::cni::{self, CniError, CniInfo};
 use crate::compile::{CompileOptions, compile, local_pods};
 use crate::metrics::Metrics;
@@ -51,8 +51,8 @@ pub struct Settings {
     pub node: String,
     pub cni_dir: PathBuf,
     pub mode: Mode,
-    /// The iptables backend Palisade's rules go to.
-    pub backend: Backend,
+    /// Which iptables backend Palisade's rules go to: detected, or the one named.
+    pub iptables_backend: BackendChoice,
     /// How often the host's rules are compared with the desired ones even without a change.
     pub resync: Duration,
     /// How long to wait after a change for more, so a burst becomes one sync.
@@ -135,14 +135,15 @@ enum Wake {
     Timer,
 }
 
-/// Runs until `shutdown` resolves. Rules stay in force when it returns.
+/// Runs until `shutdown` resolves. Rules stay in force when it returns, in the backend it
+/// returns.
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     shutdown: impl std::future::Future<Output = ()>,
-) {
+) -> Option<Backend> {
     tokio::pin!(shutdown);
     let changed = Arc::new(Notify::new());
     let w = Watches {
@@ -162,7 +163,7 @@ pub async fn run(
             w.policies.wait_until_ready(),
             w.node.wait_until_ready(),
         ) } => {}
-        _ = &mut shutdown => return,
+        _ = &mut shutdown => return None,
     }
     tracing::info!(node = %settings.node, "caches synced");
 
@@ -172,10 +173,39 @@ pub async fn run(
     let mut backoff = Duration::from_secs(1);
     let mut wake = Wake::Start;
     let mut healthy = false;
+    let mut detection: Option<Result<Detection, NoBackend>> = None;
+    // Palisade's chains to remove from the backend not in use, after the next good sync.
+    let mut leave: Option<Backend> = None;
     loop {
         let started = Instant::now();
+        // Detected at start; again while a retry is due or while nothing showed which backend
+        // the node uses (kube-proxy may write its first rules after the enforcer started).
+        let detect_now = match &detection {
+            None => true,
+            Some(Err(_)) => wake != Wake::Change,
+            Some(Ok(d)) => d.chosen == Chosen::Default && wake == Wake::Timer,
+        };
+        if detect_now {
+            let choice = settings.iptables_backend;
+            let found = tokio::task::spawn_blocking(move || backend::detect(choice))
+                .await
+                .unwrap_or_else(|e| Err(NoBackend(format!("the detection task: {e}"))));
+            let adopted = backend::adopt(detection.as_ref(), found);
+            if adopted.moved {
+                healthy = false;
+            }
+            leave = adopted.leave.or(leave);
+            detection = Some(adopted.current);
+        }
+        let in_use = detection.as_ref().and_then(|d| d.as_ref().ok()).cloned();
         let cni = cni::detect(&settings.cni_dir);
-        let (enforcing, reason) = decide(settings.mode, &cni);
+        let (mut enforcing, mut reason) = decide(settings.mode, &cni);
+        if let Some(Err(e)) = &detection {
+            if enforcing {
+                reason = format!("{reason}, but {e}");
+            }
+            enforcing = false;
+        }
         let (cluster, policy_errors) = snapshot(&w.pods, &w.namespaces, &w.policies);
         let ruleset = if enforcing {
             compile(&cluster, &settings.node, &settings.options)
@@ -186,24 +216,36 @@ pub async fn run(
         drop(cluster);
 
         // A change that compiles to the rules in place needs no look at the host.
-        let result = if wake == Wake::Change && healthy && installed.as_ref() == Some(&ruleset) {
+        let result = if let Some(Err(e)) = &detection {
+            Err(NoBackendOrApply::NoBackend(e.clone()))
+        } else if wake == Wake::Change && healthy && installed.as_ref() == Some(&ruleset) {
             Ok(apply::Applied::default())
         } else {
             let to_apply = ruleset.clone();
-            let tables = Tables::new(settings.backend, Family::V4);
+            let backend = in_use.as_ref().map_or(Backend::Nft, |d| d.backend);
+            let tables = Tables::new(backend, Family::V4);
+            let left = leave.map(|b| Tables::new(b, Family::V4));
             tokio::task::spawn_blocking(move || {
-                if enforcing {
+                let result = if enforcing {
                     apply::sync(tables, &to_apply)
                 } else {
                     apply::cleanup(tables)
+                };
+                if let (Ok(_), Some(left)) = (&result, left) {
+                    match apply::remove_chains(left) {
+                        Ok(true) => tracing::info!(backend = %left.backend, "removed Palisade's chains from the backend not in use"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot remove Palisade's chains from the backend not in use"),
+                    }
                 }
+                result.map_err(NoBackendOrApply::Apply)
             })
             .await
             .unwrap_or_else(|e| {
-                Err(apply::ApplyError::Failed {
+                Err(NoBackendOrApply::Apply(apply::ApplyError::Failed {
                     what: "the sync task".into(),
                     stderr: e.to_string(),
-                })
+                }))
             })
         };
 
@@ -213,8 +255,16 @@ pub async fn run(
             enforcing,
             reason,
             local_pods: local as u32,
+            deny_action: Some(settings.options.deny_action.as_str().into()),
             ..NodeEnforcementStatus::default()
         };
+        if let Some(d) = &in_use {
+            report.iptables_backend = Some(d.backend.as_str().into());
+            report.iptables_backend_source = Some(d.chosen.as_str().into());
+            if enforcing {
+                report.families = d.families.iter().map(|f| f.as_str().into()).collect();
+            }
+        }
         if let Ok(info) = &cni {
             report.cni = Some(info.cni.clone());
             report.cni_config = Some(info.file.display().to_string());
@@ -223,6 +273,7 @@ pub async fn run(
         }
         let retry = match result {
             Ok(applied) => {
+                leave = None;
                 let summary = ruleset.summary();
                 metrics.synced(
                     if applied.wrote() {
@@ -254,8 +305,9 @@ pub async fn run(
                     .any(|line| matches!(line.target, crate::ruleset::Target::Nflog { .. }));
                 if !audits {
                     metrics.audit(&Default::default());
-                } else if let Ok(counters) =
-                    apply::audit_counters(Tables::new(settings.backend, Family::V4))
+                } else if let Some(Ok(counters)) = in_use
+                    .as_ref()
+                    .map(|d| apply::audit_counters(Tables::new(d.backend, Family::V4)))
                 {
                     metrics.audit(&counters);
                 }
@@ -275,7 +327,17 @@ pub async fn run(
                 backoff = Duration::from_secs(1);
                 None
             }
-            Err(e) => {
+            Err(NoBackendOrApply::NoBackend(e)) => {
+                // Logged when detected; the status says it, and detection is tried again.
+                metrics.synced("error", started.elapsed());
+                metrics.installed(Default::default(), local, false);
+                healthy = false;
+                report.last_error = Some(e.to_string());
+                let wait = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                Some(wait)
+            }
+            Err(NoBackendOrApply::Apply(e)) => {
                 metrics.synced("error", started.elapsed());
                 healthy = false;
                 tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; the previous rules stay in force");
@@ -309,6 +371,13 @@ pub async fn run(
         }
     }
     tracing::info!("stopping; the rules stay in force");
+    detection.and_then(Result::ok).map(|d| d.backend)
+}
+
+/// Why a sync did not happen.
+enum NoBackendOrApply {
+    NoBackend(NoBackend),
+    Apply(apply::ApplyError),
 }
 
 /// Hands memory freed by the sync (the snapshot, the host's rules as text) back to the system,

@@ -209,6 +209,7 @@ pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
     printcolumn = r#"{"name":"CNI","type":"string","jsonPath":".status.cni"}"#,
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".status.mode"}"#,
     printcolumn = r#"{"name":"Enforcing","type":"boolean","jsonPath":".status.enforcing"}"#,
+    printcolumn = r#"{"name":"Backend","type":"string","jsonPath":".status.iptablesBackend"}"#,
     printcolumn = r#"{"name":"Rules","type":"integer","jsonPath":".status.rules"}"#,
     printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSync"}"#,
     printcolumn = r#"{"name":"Error","type":"string","jsonPath":".status.lastError","priority":1}"#
@@ -242,6 +243,21 @@ pub struct NodeEnforcementStatus {
     /// Why it enforces or stands aside, in words.
     #[serde(default)]
     pub reason: String,
+    /// The iptables backend Palisade's rules are in: `nft` or `legacy` (absent: none works).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iptables_backend: Option<String>,
+    /// How that backend was chosen: `detected` (where the node's other rules are, or the only
+    /// one that works), `override` (enforcer.iptablesBackend), or `default` (nothing to go by:
+    /// nft).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iptables_backend_source: Option<String>,
+    /// What happens to a denied connection: `drop` or `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_action: Option<String>,
+    /// The IP families this node enforces: `IPv4` when its iptables backend works, `IPv6` when
+    /// that backend's ip6tables works too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<String>,
     /// The last time the rules were checked against the policies and found or made right.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
