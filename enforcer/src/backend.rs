@@ -13,6 +13,8 @@
 use std::fmt;
 use std::process::Command;
 
+use palisade_policy::IpFamily;
+
 use crate::ruleset::is_palisade_name;
 
 /// The iptables backend.
@@ -54,6 +56,15 @@ impl Family {
         match self {
             Family::V4 => "IPv4",
             Family::V6 => "IPv6",
+        }
+    }
+}
+
+impl From<Family> for IpFamily {
+    fn from(family: Family) -> Self {
+        match family {
+            Family::V4 => IpFamily::V4,
+            Family::V6 => IpFamily::V6,
         }
     }
 }
@@ -207,6 +218,18 @@ fn save(tables: Tables) -> Result<String, String> {
     }
 }
 
+/// Whether `tables` hold any of Palisade's chains. Read without `-t`, which creates no table
+/// where there is none (`-t filter` would load and create the legacy filter table).
+pub fn holds_palisade(tables: Tables) -> bool {
+    save(tables).is_ok_and(|text| {
+        text.lines().any(|l| {
+            l.strip_prefix(':')
+                .and_then(|d| d.split_whitespace().next())
+                .is_some_and(is_palisade_name)
+        })
+    })
+}
+
 const BUILTIN_CHAINS: [&str; 5] = ["PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"];
 
 /// How many rules and user-defined chains in an `iptables-save` output are someone else's: every
@@ -250,6 +273,11 @@ impl Detection {
         self.families.iter().map(|f| Tables::new(self.backend, *f))
     }
 
+    /// The families to enforce, as the compiler names them.
+    pub fn ip_families(&self) -> Vec<IpFamily> {
+        self.families.iter().map(|f| (*f).into()).collect()
+    }
+
     /// The other backend.
     pub fn other(&self) -> Backend {
         match self.backend {
@@ -257,6 +285,29 @@ impl Detection {
             Backend::Legacy => Backend::Nft,
         }
     }
+}
+
+/// Takes Palisade's chains out of both families of `backend` (one not in use any more, or
+/// left by an earlier run), where its tools work; whether there were any.
+pub fn leave(backend: Backend) -> bool {
+    let mut removed = false;
+    for family in Family::ALL {
+        let tables = Tables::new(backend, family);
+        if !holds_palisade(tables) {
+            continue;
+        }
+        match crate::apply::remove_chains(tables) {
+            Ok(true) => {
+                removed = true;
+                tracing::info!(%backend, %family, "removed Palisade's chains from the iptables backend not in use")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot remove Palisade's chains from the iptables backend not in use")
+            }
+        }
+    }
+    removed
 }
 
 /// Neither backend (or not the one asked for) can be used.

@@ -16,7 +16,7 @@ use kube::{Api, Client};
 use palisade_policy::watch::watch_with;
 use tokio::sync::Notify;
 
-use crate::backend::{Backend, Family, Tables};
+use crate::backend::Detection;
 
 /// The enforcer's view of its own DaemonSet.
 pub struct OwnDaemonSet {
@@ -63,9 +63,9 @@ impl OwnDaemonSet {
     }
 
     /// Called when the enforcer stops: if its DaemonSet is gone or being deleted, Palisade is
-    /// being uninstalled and this node's rules are removed; otherwise (a restart, an upgrade)
+    /// being uninstalled and this node's rules are removed from the backend in use; otherwise (a restart, an upgrade)
     /// they stay.
-    pub async fn clean_up_if_uninstalled(&self, backend: Backend) {
+    pub async fn clean_up_if_uninstalled(&self, detection: Detection) {
         match self.uninstalled().await {
             Some(false) => {
                 tracing::info!("the rules stay in force until the next enforcer replaces them")
@@ -73,7 +73,7 @@ impl OwnDaemonSet {
             Some(true) => {
                 tracing::info!(daemonset = %self.name, "the DaemonSet is gone: removing Palisade's rules from this node");
                 match tokio::task::spawn_blocking(move || {
-                    crate::apply::cleanup(Tables::new(backend, Family::V4))
+                    crate::apply::cleanup_families(detection.backend, &detection.ip_families())
                 })
                 .await
                 {

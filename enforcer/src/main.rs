@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use palisade_enforcer::CompileOptions;
-use palisade_enforcer::backend::{self, BackendChoice, Family, Tables};
+use palisade_enforcer::backend::{self, BackendChoice};
 use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_enforcer::metrics::Metrics;
@@ -115,13 +115,9 @@ fn cleanup(
     choice: BackendChoice,
 ) -> Result<palisade_enforcer::apply::Applied, Box<dyn std::error::Error + Send + Sync>> {
     let detection = backend::detect(choice)?;
-    let mut removed_other = false;
-    if detection.other_works {
-        removed_other =
-            palisade_enforcer::apply::remove_chains(Tables::new(detection.other(), Family::V4))?;
-    }
+    let removed_other = detection.other_works && backend::leave(detection.other());
     let mut applied =
-        palisade_enforcer::apply::cleanup(Tables::new(detection.backend, Family::V4))?;
+        palisade_enforcer::apply::cleanup_families(detection.backend, &detection.ip_families())?;
     applied.chains_written |= removed_other;
     Ok(applied)
 }
@@ -187,9 +183,9 @@ async fn run_main() {
         .daemonset
         .as_deref()
         .map(|name| OwnDaemonSet::watch(&client, &a.namespace, name));
-    let backend = run(client.clone(), settings, metrics, ready, stop.stopped()).await;
-    if let (Some(own), Some(backend)) = (own, backend) {
-        own.clean_up_if_uninstalled(backend).await;
+    let detection = run(client.clone(), settings, metrics, ready, stop.stopped()).await;
+    if let (Some(own), Some(detection)) = (own, detection) {
+        own.clean_up_if_uninstalled(detection).await;
     }
     process::join_admin(admin).await;
 }

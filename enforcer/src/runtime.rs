@@ -2,6 +2,7 @@
 //! apply keeps the previous rules and is retried with backoff; a periodic check repairs rules
 //! someone else changed.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,15 +15,15 @@ use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use palisade_operator::crd::NodeEnforcementStatus;
 use palisade_policy::watch::{watch, watch_with};
-use palisade_policy::{Cluster, Policy};
+use palisade_policy::{Cluster, IpFamily, Policy};
 use tokio::sync::Notify;
 
 use crate::apply;
-use crate::backend::{self, Backend, BackendChoice, Chosen, Detection, Family, NoBackend, Tables};
+use crate::backend::{self, Backend, BackendChoice, Chosen, Detection, NoBackend};
 use crate::cni::{self, CniError, CniInfo};
-use crate::compile::{CompileOptions, compile, local_pods};
+use crate::compile::{CompileOptions, compile_families, local_pods, local_pods_of};
 use crate::metrics::Metrics;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{Ruleset, Summary};
 use crate::status::{STATUS_REFRESH, StatusWriter, now};
 
 /// Whether the enforcer programs rules.
@@ -136,14 +137,14 @@ enum Wake {
 }
 
 /// Runs until `shutdown` resolves. Rules stay in force when it returns, in the backend it
-/// returns.
+/// returns (none when no backend worked or the caches never synced).
 pub async fn run(
     client: Client,
     settings: Settings,
     metrics: Arc<Metrics>,
     ready: Arc<AtomicBool>,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Option<Backend> {
+) -> Option<Detection> {
     tokio::pin!(shutdown);
     let changed = Arc::new(Notify::new());
     let w = Watches {
@@ -168,7 +169,7 @@ pub async fn run(
     tracing::info!(node = %settings.node, "caches synced");
 
     let mut status = StatusWriter::new(client, &settings.node);
-    let mut installed: Option<Ruleset> = None;
+    let mut installed: Option<Vec<Ruleset>> = None;
     let mut pending_since: Option<Instant> = Some(Instant::now());
     let mut backoff = Duration::from_secs(1);
     let mut wake = Wake::Start;
@@ -206,37 +207,43 @@ pub async fn run(
             }
             enforcing = false;
         }
+        let families: Vec<IpFamily> = in_use
+            .as_ref()
+            .map(Detection::ip_families)
+            .unwrap_or_default();
         let (cluster, policy_errors) = snapshot(&w.pods, &w.namespaces, &w.policies);
-        let ruleset = if enforcing {
-            compile(&cluster, &settings.node, &settings.options)
+        let rulesets = if enforcing {
+            compile_families(&cluster, &settings.node, &settings.options, &families)
         } else {
-            Ruleset::default()
+            Vec::new()
         };
         let local = local_pods(&cluster, &settings.node).count();
+        // Pods with IPv6 addresses on a node whose ip6tables does not work: said in the status.
+        let local_v6 = if families.contains(&IpFamily::V6) {
+            0
+        } else {
+            local_pods_of(&cluster, &settings.node, IpFamily::V6).count()
+        };
         drop(cluster);
 
         // A change that compiles to the rules in place needs no look at the host.
         let result = if let Some(Err(e)) = &detection {
             Err(NoBackendOrApply::NoBackend(e.clone()))
-        } else if wake == Wake::Change && healthy && installed.as_ref() == Some(&ruleset) {
+        } else if wake == Wake::Change && healthy && installed.as_ref() == Some(&rulesets) {
             Ok(apply::Applied::default())
         } else {
-            let to_apply = ruleset.clone();
+            let to_apply = rulesets.clone();
             let backend = in_use.as_ref().map_or(Backend::Nft, |d| d.backend);
-            let tables = Tables::new(backend, Family::V4);
-            let left = leave.map(|b| Tables::new(b, Family::V4));
+            let families = families.clone();
+            let left = leave;
             tokio::task::spawn_blocking(move || {
                 let result = if enforcing {
-                    apply::sync(tables, &to_apply)
+                    apply::sync_families(backend, &to_apply)
                 } else {
-                    apply::cleanup(tables)
+                    apply::cleanup_families(backend, &families)
                 };
                 if let (Ok(_), Some(left)) = (&result, left) {
-                    match apply::remove_chains(left) {
-                        Ok(true) => tracing::info!(backend = %left.backend, "removed Palisade's chains from the backend not in use"),
-                        Ok(false) => {}
-                        Err(e) => tracing::warn!(error = %e, "cannot remove Palisade's chains from the backend not in use"),
-                    }
+                    backend::leave(left);
                 }
                 result.map_err(NoBackendOrApply::Apply)
             })
@@ -263,6 +270,12 @@ pub async fn run(
             report.iptables_backend_source = Some(d.chosen.as_str().into());
             if enforcing {
                 report.families = d.families.iter().map(|f| f.as_str().into()).collect();
+                if let (Some(e), true) = (&d.v6_error, local_v6 > 0) {
+                    report.reason = format!(
+                        "{}; IPv6 is not enforced ({local_v6} local pods have IPv6 addresses): {e}",
+                        report.reason
+                    );
+                }
             }
         }
         if let Ok(info) = &cni {
@@ -274,7 +287,7 @@ pub async fn run(
         let retry = match result {
             Ok(applied) => {
                 leave = None;
-                let summary = ruleset.summary();
+                let summary = summary_of(&rulesets);
                 metrics.synced(
                     if applied.wrote() {
                         "written"
@@ -298,16 +311,16 @@ pub async fn run(
                     );
                 }
                 // Counters are read only where audit rules exist: one more iptables-save.
-                let audits = ruleset
-                    .chains
-                    .values()
-                    .flatten()
-                    .any(|line| matches!(line.target, crate::ruleset::Target::Nflog { .. }));
+                let audits = rulesets.iter().any(|r| {
+                    r.chains
+                        .values()
+                        .flatten()
+                        .any(|line| matches!(line.target, crate::ruleset::Target::Nflog { .. }))
+                });
                 if !audits {
                     metrics.audit(&Default::default());
-                } else if let Some(Ok(counters)) = in_use
-                    .as_ref()
-                    .map(|d| apply::audit_counters(Tables::new(d.backend, Family::V4)))
+                } else if let Some(d) = &in_use
+                    && let Ok(counters) = audit_counters(d)
                 {
                     metrics.audit(&counters);
                 }
@@ -321,7 +334,7 @@ pub async fn run(
                 report.sets = summary.sets as u32;
                 report.last_error = (!policy_errors.is_empty())
                     .then(|| format!("policies not understood: {}", policy_errors.join("; ")));
-                installed = Some(ruleset);
+                installed = Some(rulesets);
                 healthy = true;
                 ready.store(true, Ordering::SeqCst);
                 backoff = Duration::from_secs(1);
@@ -343,7 +356,7 @@ pub async fn run(
                 tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; the previous rules stay in force");
                 report.last_error = Some(e.to_string());
                 if let Some(previous) = &installed {
-                    let summary = previous.summary();
+                    let summary = summary_of(previous);
                     report.chains = summary.chains as u32;
                     report.rules = summary.rules as u32;
                     report.sets = summary.sets as u32;
@@ -371,7 +384,31 @@ pub async fn run(
         }
     }
     tracing::info!("stopping; the rules stay in force");
-    detection.and_then(Result::ok).map(|d| d.backend)
+    detection.and_then(Result::ok)
+}
+
+/// The sizes of the rulesets of every family, added up.
+fn summary_of(rulesets: &[Ruleset]) -> Summary {
+    rulesets
+        .iter()
+        .map(Ruleset::summary)
+        .fold(Summary::default(), |a, b| Summary {
+            chains: a.chains + b.chains,
+            rules: a.rules + b.rules,
+            sets: a.sets + b.sets,
+            set_entries: a.set_entries + b.set_entries,
+        })
+}
+
+/// The audit rules' counters of every family of the backend in use, added up.
+fn audit_counters(d: &Detection) -> Result<BTreeMap<String, u64>, apply::ApplyError> {
+    let mut all = BTreeMap::new();
+    for tables in d.tables() {
+        for (comment, packets) in apply::audit_counters(tables)? {
+            *all.entry(comment).or_insert(0) += packets;
+        }
+    }
+    Ok(all)
 }
 
 /// Why a sync did not happen.
