@@ -101,6 +101,18 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         certificate: Arc::new(AtomicBool::new(true)),
         all: Arc::new(AtomicBool::new(false)),
     });
+    // The admin port first: /healthz answers (and /readyz says why not) while the first
+    // certificate is being provisioned.
+    let admin = {
+        let metrics = metrics.clone();
+        process::spawn_admin(
+            args.admin_listen,
+            readiness.all.clone(),
+            "caches not synced yet, or the served certificate not trusted by the webhook configuration yet",
+            Arc::new(move || metrics.render()),
+            &stop,
+        )
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let tls = RustlsConfig::from_pem_file(cert, key).await.map_err(|e| {
@@ -224,13 +236,6 @@ pub async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             handle.graceful_shutdown(Some(Duration::from_secs(10)));
         });
     }
-    let admin = process::spawn_admin(
-        args.admin_listen,
-        readiness.all.clone(),
-        "caches not synced yet, or the served certificate not trusted by the webhook configuration yet",
-        Arc::new(move || metrics.render()),
-        &stop,
-    );
     let mut server = axum_server::bind_rustls(args.listen, tls).handle(handle);
     server
         .http_builder()

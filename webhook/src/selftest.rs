@@ -1,6 +1,6 @@
 //! `palisade-webhook selftest`: what the chart's `helm test` runs. Posts an AdmissionReview of
 //! an egress lockdown that forgets DNS to the webhook's Service over TLS, checks the serving
-//! certificate against the chart's CA and the Service's DNS name, and prints the answer. From
+//! certificate against the webhook's CA bundle and the Service's DNS name, and prints the answer. From
 //! the Palisade image itself, so `helm test` needs no other image (air-gapped clusters).
 
 use std::io::{Read, Write};
@@ -24,7 +24,7 @@ pub struct SelftestArgs {
     /// The name its certificate must be valid for (the Service's DNS name).
     #[arg(long)]
     pub server_name: String,
-    /// The CA that signed the webhook's certificate (PEM).
+    /// The CAs that may have signed the webhook's certificate (PEM; e.g. `ca.crt` of its Secret).
     #[arg(long)]
     pub ca: PathBuf,
     /// Seconds to wait for the answer.
