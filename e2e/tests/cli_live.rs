@@ -151,7 +151,7 @@ spec:
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&format!(
-            "✓ {web} -> {db} 5432/TCP: egress not isolated; ingress allowed by {ns}/db ingress rule 0. Enforcement: ingress: enforced on cli-node-b by the Palisade enforcer\n"
+            "✓ {web} -> {db} 5432/TCP: egress not isolated; ingress allowed by {ns}/db ingress rule 0. Enforcement: ingress: enforced on cli-node-b by the Palisade enforcer (IPv4)\n"
         )),
         "{out}"
     );

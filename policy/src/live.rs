@@ -59,6 +59,16 @@ impl Live {
             None => format!("node {node} is not in the cluster's node list"),
         }
     }
+
+    /// [`Live::describe`] for `pod`'s traffic: also whether the node enforces every IP family
+    /// the pod has an address of.
+    pub fn describe_pod(&self, node: &str, pod: &crate::Pod) -> String {
+        let families: Vec<crate::IpFamily> = pod.families().collect();
+        match self.enforcement.nodes.iter().find(|n| n.node == node) {
+            Some(ne) => node_enforcement::describe_for(ne, self.reported.get(node), &families),
+            None => self.describe(node),
+        }
+    }
 }
 
 /// Reads the cluster (blocking: runs its own small runtime).

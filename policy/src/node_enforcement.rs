@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::checks::{NodeEnforcement, cni_enforces_network_policy};
+use crate::model::IpFamily;
 
 /// kube-system DaemonSets that give away the cluster's CNI, and its name.
 pub const CNI_DAEMONSETS: &[(&str, &str)] = &[
@@ -49,6 +50,30 @@ pub struct Reported {
     /// How long ago its last sync was, when that is longer than [`STALE_AFTER`] by the clock
     /// the status was read with: the enforcer went silent.
     pub silent_for: Option<Duration>,
+    /// The IP families it enforces (status `families`). An enforcer older than dual-stack
+    /// support writes none and enforces IPv4 only.
+    pub families: Vec<IpFamily>,
+}
+
+/// The families a status's `families` names; IPv4 when it has none (older enforcers).
+pub fn reported_families(status: &serde_json::Value) -> Vec<IpFamily> {
+    match status.get("families").and_then(|f| f.as_array()) {
+        Some(list) => IpFamily::ALL
+            .into_iter()
+            .filter(|f| list.iter().any(|v| v.as_str() == Some(f.as_str())))
+            .collect(),
+        None => vec![IpFamily::V4],
+    }
+}
+
+/// `IPv4`, `IPv4 and IPv6`.
+pub fn families_text<S: AsRef<str>>(families: &[S]) -> String {
+    let names: Vec<&str> = families.iter().map(AsRef::as_ref).collect();
+    match names.as_slice() {
+        [] => "no IP family".into(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
 }
 
 impl Reported {
@@ -70,6 +95,7 @@ impl Reported {
             silent_for: last_sync
                 .and_then(|t| t.parse::<Timestamp>().ok())
                 .and_then(|t| silent_for(t, now)),
+            families: reported_families(status),
         }
     }
 
@@ -137,15 +163,45 @@ pub fn node_enforcement(
         cni,
         enforcer_active: reported.is_some_and(Reported::active),
         enforcer_silent_secs: reported.and_then(|r| r.silent_for).map(|d| d.as_secs()),
+        enforced_families: reported
+            .filter(|r| r.active())
+            .map(|r| r.families.iter().map(|f| f.as_str().to_string()).collect())
+            .unwrap_or_default(),
     }
 }
+
+/// [`describe`] for traffic of a pod with addresses of `families`: on a node whose enforcer
+/// does not enforce one of them, that family's traffic is not filtered, and this says so.
+pub fn describe_for(
+    ne: &NodeEnforcement,
+    reported: Option<&Reported>,
+    families: &[IpFamily],
+) -> String {
+    let missing = ne.missing_families(families);
+    if missing.is_empty() || !ne.enforcer_active || ne.cni_enforces == Some(true) {
+        return describe(ne, reported);
+    }
+    format!(
+        "enforced on {} by the Palisade enforcer for {} only, NOT for {}: {}",
+        ne.node,
+        families_text(&ne.enforced_families),
+        families_text(&missing),
+        WHY_NOT_IPV6
+    )
+}
+
+/// Why an active enforcer may not enforce IPv6.
+pub const WHY_NOT_IPV6: &str = "ip6tables does not work on that node (its NodeEnforcement status says why) or its enforcer is older than IPv6 support";
 
 /// Whether, and by what, NetworkPolicy is enforced on a node, in words.
 pub fn describe(ne: &NodeEnforcement, reported: Option<&Reported>) -> String {
     let node = &ne.node;
     let cni = ne.cni.as_deref().unwrap_or("an unknown CNI");
     match reported {
-        Some(r) if r.active() => format!("enforced on {node} by the Palisade enforcer"),
+        Some(r) if r.active() => format!(
+            "enforced on {node} by the Palisade enforcer ({})",
+            families_text(&ne.enforced_families)
+        ),
         Some(r) if r.enforcing && r.silent_for.is_some() => {
             let silent = format!(
                 "its Palisade enforcer has not reported for {} (a running one reports every {}s)",
@@ -227,11 +283,12 @@ mod tests {
                 cni_enforces: Some(false),
                 enforcer_active: true,
                 enforcer_silent_secs: None,
+                enforced_families: vec!["IPv4".into()],
             }
         );
         assert_eq!(
             describe(&ne, Some(&active)),
-            "enforced on node-1 by the Palisade enforcer"
+            "enforced on node-1 by the Palisade enforcer (IPv4)"
         );
 
         let ne = node_enforcement(
@@ -285,6 +342,50 @@ mod tests {
             describe(&ne, Some(&doubled)),
             "enforced on node-3 by calico; its Palisade enforcer has not reported for 12m (a running one reports every 30s)"
         );
+    }
+
+    /// A status names the families its enforcer enforces; one written before dual-stack support
+    /// has none and means IPv4. A pod's IPv6 traffic on a node enforcing IPv4 only is said to be
+    /// unfiltered, naming the node and the family.
+    #[test]
+    fn the_families_a_node_enforces_are_said() {
+        let now = at("2026-01-01T00:01:00Z");
+        let status = |families: serde_json::Value| {
+            let mut s = serde_json::json!({"cni": "flannel", "enforcing": true, "lastSync": "2026-01-01T00:00:00Z"});
+            if !families.is_null() {
+                s["families"] = families;
+            }
+            Reported::from_status_at(&s, now)
+        };
+        let dual = status(serde_json::json!(["IPv4", "IPv6"]));
+        assert_eq!(dual.families, [IpFamily::V4, IpFamily::V6]);
+        let ne = node_enforcement(&node("node-1", true), Some(&dual), None);
+        assert_eq!(ne.enforced_families, ["IPv4", "IPv6"]);
+        assert_eq!(
+            describe_for(&ne, Some(&dual), &[IpFamily::V4, IpFamily::V6]),
+            "enforced on node-1 by the Palisade enforcer (IPv4 and IPv6)"
+        );
+        let old = status(serde_json::Value::Null);
+        assert_eq!(old.families, [IpFamily::V4]);
+        let ne = node_enforcement(&node("node-2", true), Some(&old), None);
+        assert_eq!(ne.missing_families(&[IpFamily::V4]), Vec::<String>::new());
+        assert_eq!(
+            describe_for(&ne, Some(&old), &[IpFamily::V4]),
+            "enforced on node-2 by the Palisade enforcer (IPv4)"
+        );
+        assert_eq!(
+            describe_for(&ne, Some(&old), &[IpFamily::V4, IpFamily::V6]),
+            format!(
+                "enforced on node-2 by the Palisade enforcer for IPv4 only, NOT for IPv6: {WHY_NOT_IPV6}"
+            )
+        );
+        // Not active: no families enforced, whatever the status says.
+        let off = Reported::from_status_at(
+            &serde_json::json!({"enforcing": false, "families": ["IPv4", "IPv6"]}),
+            now,
+        );
+        let ne = node_enforcement(&node("node-3", true), Some(&off), None);
+        assert!(ne.enforced_families.is_empty());
     }
 
     /// Silence is decided by the clock passed in: up to three refresh periods is still fresh,

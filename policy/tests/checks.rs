@@ -64,6 +64,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 cni_enforces: Some(false),
                 enforcer_active,
                 enforcer_silent_secs: None,
+                enforced_families: vec![],
             },
             NodeEnforcement {
                 node: "node-2".into(),
@@ -72,6 +73,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 cni_enforces: Some(true),
                 enforcer_active: false,
                 enforcer_silent_secs: None,
+                enforced_families: vec![],
             },
             NodeEnforcement {
                 node: "node-3".into(),
@@ -80,6 +82,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 cni_enforces: Some(false),
                 enforcer_active: false,
                 enforcer_silent_secs: None,
+                enforced_families: vec![],
             },
         ],
     };

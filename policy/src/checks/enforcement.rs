@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use super::{Context, Issue, name};
-use crate::node_enforcement::{STALE_AFTER, human_duration};
+use crate::model::IpFamily;
+use crate::node_enforcement::{STALE_AFTER, WHY_NOT_IPV6, families_text, human_duration};
 use crate::policy::Policy;
 
 /// Whether a CNI plugin enforces NetworkPolicy, by the name its DaemonSet, node annotations or
@@ -33,6 +34,22 @@ pub struct NodeEnforcement {
     /// ever is silent: it counts as not active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enforcer_silent_secs: Option<u64>,
+    /// The IP families (`IPv4`, `IPv6`) the active enforcer enforces; empty when none is
+    /// active. Traffic of the other family passes the node unfiltered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub enforced_families: Vec<String>,
+}
+
+impl NodeEnforcement {
+    /// Those of `families` the node's active enforcer does not enforce (as `IPv6`).
+    pub fn missing_families(&self, families: &[IpFamily]) -> Vec<String> {
+        families
+            .iter()
+            .map(|f| f.as_str())
+            .filter(|f| !self.enforced_families.iter().any(|e| e == f))
+            .map(String::from)
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -52,8 +69,9 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
         .collect();
     // Caches list nodes in no particular order; the message should not change between reviews.
     open.sort_by(|a, b| a.node.cmp(&b.node));
+    let partly = partly_enforced(&ready, ctx);
     if open.is_empty() {
-        return Ok(Vec::new());
+        return Ok(partly_issue(policy, &partly, ready.len()));
     }
     let cnis = {
         let mut c: Vec<&str> = open.iter().filter_map(|n| n.cni.as_deref()).collect();
@@ -102,6 +120,10 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     if open.len() > 10 {
         detail.push_str(&format!("  ... and {} more nodes\n", open.len() - 10));
     }
+    if !partly.is_empty() {
+        detail.push_str("Also not fully enforced:\n");
+        partly_evidence(&mut detail, &partly);
+    }
     if silent > 0 {
         detail.push_str(
             "Fix: see why the enforcer there stopped reporting (its pod's state and log):\n\
@@ -114,4 +136,226 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
          or move the cluster to a CNI that enforces NetworkPolicy (Calico, Cilium, Antrea).",
     );
     Ok(vec![Issue::new(summary, detail)])
+}
+
+/// A ready node whose active enforcer does not enforce every IP family its pods have
+/// addresses of: those families' traffic passes unfiltered.
+struct Partly<'a> {
+    node: &'a NodeEnforcement,
+    missing: Vec<String>,
+    /// Some of the node's pods with addresses of a missing family.
+    pods: Vec<String>,
+    more_pods: usize,
+}
+
+fn partly_enforced<'a>(ready: &[&'a NodeEnforcement], ctx: &Context) -> Vec<Partly<'a>> {
+    let mut out = Vec::new();
+    for n in ready {
+        if !n.enforcer_active || n.cni_enforces == Some(true) {
+            continue;
+        }
+        let mut families: Vec<IpFamily> = Vec::new();
+        let mut pods: Vec<(IpFamily, String)> = Vec::new();
+        for pod in ctx.cluster.pods() {
+            if pod.node.as_deref() != Some(n.node.as_str()) || !pod.is_target() {
+                continue;
+            }
+            for f in pod.families() {
+                if !families.contains(&f) {
+                    families.push(f);
+                }
+                pods.push((f, pod.key()));
+            }
+        }
+        let missing = n.missing_families(&families);
+        if missing.is_empty() {
+            continue;
+        }
+        let mut keys: Vec<String> = pods
+            .into_iter()
+            .filter(|(f, _)| missing.iter().any(|m| m == f.as_str()))
+            .map(|(_, k)| k)
+            .collect();
+        keys.dedup();
+        let more_pods = keys.len().saturating_sub(3);
+        keys.truncate(3);
+        out.push(Partly {
+            node: n,
+            missing,
+            pods: keys,
+            more_pods,
+        });
+    }
+    out.sort_by(|a, b| a.node.node.cmp(&b.node.node));
+    out
+}
+
+fn partly_evidence(detail: &mut String, partly: &[Partly]) {
+    for p in partly.iter().take(10) {
+        let more = if p.more_pods > 0 {
+            format!(" and {} more", p.more_pods)
+        } else {
+            String::new()
+        };
+        detail.push_str(&format!(
+            "  node {}: NOT enforced for {}: pods there have {} addresses ({}{more}), and its \
+             Palisade enforcer enforces {} only, so their {} traffic passes unfiltered\n",
+            p.node.node,
+            families_text(&p.missing),
+            families_text(&p.missing),
+            p.pods.join(", "),
+            families_text(&p.node.enforced_families),
+            families_text(&p.missing),
+        ));
+    }
+    if partly.len() > 10 {
+        detail.push_str(&format!("  ... and {} more nodes\n", partly.len() - 10));
+    }
+}
+
+fn partly_issue(policy: &Policy, partly: &[Partly], ready: usize) -> Vec<Issue> {
+    if partly.is_empty() {
+        return Vec::new();
+    }
+    let mut missing: Vec<&str> = partly
+        .iter()
+        .flat_map(|p| p.missing.iter().map(String::as_str))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    let missing = families_text(&missing);
+    let summary = format!(
+        "{missing} not enforced on {} of {ready} ready nodes (the enforcer there lacks it)",
+        partly.len()
+    );
+    let mut detail = format!(
+        "NetworkPolicy {} would be enforced only in part: on {} of {ready} ready nodes pods have \
+         {missing} addresses and the Palisade enforcer there does not enforce {missing}, so those \
+         pods stay reachable by everyone over {missing}.\nEvidence:\n",
+        name(policy),
+        partly.len(),
+    );
+    partly_evidence(&mut detail, partly);
+    detail.push_str(&format!(
+        "Why: {WHY_NOT_IPV6}.\n\
+         Fix: make ip6tables work on these nodes (the kernel's ip6_tables or nf_tables IPv6 \
+         support), or upgrade Palisade's enforcer; see\n\
+         \x20 kubectl get nodeenforcement NODE -o yaml"
+    ));
+    vec![Issue::new(summary, detail)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::{CheckConfig, Enforcement, run};
+    use crate::{Cluster, Labels, Pod, Selector};
+
+    fn node(name: &str, families: &[&str]) -> NodeEnforcement {
+        NodeEnforcement {
+            node: name.into(),
+            ready: true,
+            cni: Some("flannel".into()),
+            cni_enforces: Some(false),
+            enforcer_active: true,
+            enforcer_silent_secs: None,
+            enforced_families: families.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    fn pod(name: &str, node: &str, ips: &[&str]) -> Pod {
+        let mut ips = ips.iter().map(|i| i.parse().expect("ip"));
+        let mut p = Pod::running("x", name, Labels::new(), ips.next().expect("an ip"));
+        for ip in ips {
+            p = p.with_second_ip(ip);
+        }
+        p.node = Some(node.into());
+        p
+    }
+
+    fn deny_all() -> Policy {
+        Policy {
+            namespace: "x".into(),
+            name: "deny".into(),
+            labels: Labels::new(),
+            annotations: Default::default(),
+            pod_selector: Selector::everything(),
+            ingress: Some(vec![]),
+            egress: None,
+            implicit_types: false,
+        }
+    }
+
+    /// A node whose pods have IPv6 addresses but whose enforcer enforces IPv4 only (an older
+    /// enforcer, or no working ip6tables) does not count as enforcing: the refusal names the
+    /// node and the family. Nodes with IPv4-only pods, and nodes enforcing both, are fine.
+    #[test]
+    fn ipv6_pods_on_a_node_enforcing_ipv4_only_are_not_enforced() {
+        let cluster = Cluster::new(
+            vec![],
+            vec![
+                pod("a", "n1", &["10.0.0.1", "fd00:10:244::1"]),
+                pod("b", "n2", &["10.0.1.1"]),
+                pod("c", "n3", &["fd00:10:244:3::1"]),
+            ],
+            vec![],
+            vec![deny_all()],
+        );
+        let review = |nodes: Vec<NodeEnforcement>| {
+            let enforcement = Enforcement { nodes };
+            let ctx = Context {
+                cluster: &cluster,
+                enforcement: Some(&enforcement),
+                knows_pods: true,
+                knows_namespaces: true,
+            };
+            run(&deny_all(), &ctx, &CheckConfig::default())
+                .findings
+                .into_iter()
+                .filter(|f| f.check == super::super::CheckId::Enforcement)
+                .collect::<Vec<_>>()
+        };
+        let both = ["IPv4", "IPv6"];
+        assert_eq!(
+            review(vec![
+                node("n1", &both),
+                node("n2", &["IPv4"]),
+                node("n3", &both)
+            ]),
+            vec![]
+        );
+        let found = review(vec![
+            node("n1", &["IPv4"]),
+            node("n2", &["IPv4"]),
+            node("n3", &both),
+        ]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0].summary,
+            "IPv6 not enforced on 1 of 3 ready nodes (the enforcer there lacks it)"
+        );
+        assert!(
+            found[0].message.contains(
+                "node n1: NOT enforced for IPv6: pods there have IPv6 addresses (x/a), and its \
+                 Palisade enforcer enforces IPv4 only"
+            ),
+            "{}",
+            found[0].message
+        );
+        // A node without any enforcer is still the main finding; the partial one is evidence.
+        let mut off = node("n2", &[]);
+        off.enforcer_active = false;
+        let found = review(vec![node("n1", &["IPv4"]), off, node("n3", &both)]);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0]
+                .summary
+                .starts_with("not enforced on 1 of 3 ready nodes")
+        );
+        assert!(
+            found[0]
+                .message
+                .contains("Also not fully enforced:\n  node n1: NOT enforced for IPv6")
+        );
+    }
 }

@@ -164,6 +164,9 @@ impl Live {
     fn describe(&self, node: &str) -> String {
         format!("unknown for {node}")
     }
+    fn describe_pod(&self, node: &str, _pod: &crate::Pod) -> String {
+        self.describe(node)
+    }
 }
 
 /// Reads the live cluster, or says why not (then `None`).

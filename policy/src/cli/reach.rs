@@ -294,7 +294,7 @@ fn enforced(live: Option<&Live>, src: &crate::Pod, dst: &crate::Pod, cell: Cell)
             continue;
         }
         parts.push(match pod.node.as_deref() {
-            Some(node) => format!("{side}: {}", live.describe(node)),
+            Some(node) => format!("{side}: {}", live.describe_pod(node, pod)),
             None => format!("{side}: {} is on no node yet", pod.key()),
         });
     }
