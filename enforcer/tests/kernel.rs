@@ -10,7 +10,9 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, Stdio};
 
-use palisade_enforcer::compile::MODE_ANNOTATION;
+use palisade_enforcer::apply;
+use palisade_enforcer::backend::{self, Backend, BackendChoice, Chosen, Family, Tables};
+use palisade_enforcer::compile::{MODE_ANNOTATION, compile_families};
 use palisade_enforcer::render::{
     parse_ipset_names, parse_ipset_save, parse_iptables_save, render_chains, render_ipset,
     render_ipset_cleanup, render_iptables,
@@ -25,8 +27,9 @@ use palisade_policy::{
 struct Netns(String);
 
 impl Netns {
-    fn new() -> Self {
-        let name = format!("palisade-scratch-{}", std::process::id());
+    /// A fresh namespace; `what` tells the tests of one run apart.
+    fn new(what: &str) -> Self {
+        let name = format!("palisade-scratch-{}-{what}", std::process::id());
         let ok = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
@@ -203,7 +206,7 @@ fn sync(ns: &Netns, new: &Ruleset) {
 
 #[test]
 fn rendered_rules_round_trip_through_the_kernel() {
-    let ns = Netns::new();
+    let ns = Netns::new("render");
     let options = CompileOptions::default();
     let first = compile(&cluster(false), "n1", &options);
     sync(&ns, &first);
@@ -218,4 +221,141 @@ fn rendered_rules_round_trip_through_the_kernel() {
         ns.run(&["iptables-restore", "--noflush", "--wait"], &text);
     }
     sync(&ns, &first);
+}
+
+/// What kube-proxy (iptables mode) and the CNI bridge plugin leave on a node, in short.
+const KUBE_PROXY_RULES: &str = "*filter
+:KUBE-FORWARD - [0:0]
+:KUBE-SERVICES - [0:0]
+-A FORWARD -m comment --comment \"kubernetes forwarding rules\" -j KUBE-FORWARD
+-A KUBE-FORWARD -m mark --mark 0x4000/0x4000 -j ACCEPT
+COMMIT
+*nat
+:KUBE-SERVICES - [0:0]
+:CNI-0a1b2c3d4e5f60718293a4b5 - [0:0]
+-A PREROUTING -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES
+-A POSTROUTING -s 10.0.0.10/32 -j CNI-0a1b2c3d4e5f60718293a4b5
+-A CNI-0a1b2c3d4e5f60718293a4b5 -d 10.0.0.0/24 -j ACCEPT
+COMMIT
+";
+
+fn save(ns: &Netns, tables: Tables) -> String {
+    ns.run(&[tables.save(), "-t", "filter"], "")
+}
+
+/// The first rule of FORWARD in `tables` of the namespace.
+fn first_forward_rule(ns: &Netns, tables: Tables) -> String {
+    save(ns, tables)
+        .lines()
+        .find(|l| l.starts_with("-A FORWARD "))
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Runs `f` on a thread inside the namespace, so the iptables commands the enforcer spawns
+/// see that namespace's tables and not the host's.
+fn inside<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let name = ns.0.clone();
+    std::thread::spawn(move || {
+        palisade_e2e::netns::enter(&name).expect("enter the namespace");
+        f()
+    })
+    .join()
+    .expect("the thread inside the namespace")
+}
+
+/// Detects the backend and syncs both families' rules into it, as the enforcer's loop does.
+fn detect_and_sync(ns: &Netns) -> backend::Detection {
+    let rulesets = compile_families(
+        &cluster(false),
+        "n1",
+        &CompileOptions::default(),
+        &[palisade_policy::IpFamily::V4, palisade_policy::IpFamily::V6],
+    );
+    inside(ns, move || {
+        let d = backend::detect(BackendChoice::Auto).expect("a backend works");
+        apply::sync_families(d.backend, &rulesets).expect("sync");
+        d
+    })
+}
+
+#[test]
+fn palisades_rules_land_in_the_backend_holding_the_nodes_rules() {
+    for (theirs, other) in [
+        (Backend::Legacy, Backend::Nft),
+        (Backend::Nft, Backend::Legacy),
+    ] {
+        let ns = Netns::new(&format!("node-{theirs}"));
+        ns.run(
+            &[Tables::new(theirs, Family::V4).restore(), "--noflush"],
+            KUBE_PROXY_RULES,
+        );
+        let d = detect_and_sync(&ns);
+        assert_eq!(
+            (d.backend, d.chosen),
+            (theirs, Chosen::Detected),
+            "{}",
+            d.reason
+        );
+        assert_eq!(d.families, vec![Family::V4, Family::V6]);
+        for family in Family::ALL {
+            let mine = Tables::new(theirs, family);
+            let text = save(&ns, mine);
+            assert!(
+                text.contains(":PALISADE-FORWARD")
+                    && (family == Family::V6 || text.contains("-j PAL-")),
+                "Palisade's chains are not in {}:\n{text}",
+                mine.save()
+            );
+            // Before kube-proxy's accept of marked packets.
+            assert!(
+                first_forward_rule(&ns, mine).ends_with("-j PALISADE-FORWARD"),
+                "{}",
+                text
+            );
+            let not_mine = Tables::new(other, family);
+            let text = ns.run(&[not_mine.save()], "");
+            assert!(
+                !text.contains("PAL"),
+                "Palisade's chains are in {} too:\n{text}",
+                not_mine.save()
+            );
+        }
+    }
+}
+
+#[test]
+fn nothing_to_go_by_is_nft_and_a_later_move_leaves_nothing_behind() {
+    let ns = Netns::new("move");
+    // A fresh node: no rules of others anywhere.
+    let first = detect_and_sync(&ns);
+    assert_eq!(
+        (first.backend, first.chosen),
+        (Backend::Nft, Chosen::Default),
+        "{}",
+        first.reason
+    );
+    assert!(save(&ns, Tables::new(Backend::Nft, Family::V4)).contains(":PALISADE-FORWARD"));
+    // kube-proxy starts later, with legacy iptables: the next detection moves the rules.
+    ns.run(
+        &[
+            Tables::new(Backend::Legacy, Family::V4).restore(),
+            "--noflush",
+        ],
+        KUBE_PROXY_RULES,
+    );
+    let second = detect_and_sync(&ns);
+    let adopted = backend::adopt(Some(&Ok(first)), Ok(second.clone()));
+    assert_eq!((adopted.leave, adopted.moved), (Some(Backend::Nft), true));
+    assert!(inside(&ns, || backend::leave(Backend::Nft)));
+    for family in Family::ALL {
+        let nft = ns.run(&[Tables::new(Backend::Nft, family).save()], "");
+        assert!(!nft.contains("PAL"), "left behind in nft:\n{nft}");
+        assert!(save(&ns, Tables::new(Backend::Legacy, family)).contains(":PALISADE-FORWARD"));
+    }
+    // The sets stay: the legacy rules use them.
+    let sets = ns.run(&["ipset", "list", "-name"], "");
+    assert!(sets.lines().any(|l| l == "PALISADE-LOCAL"), "{sets}");
+    // Nothing more to leave.
+    assert!(!inside(&ns, || backend::leave(Backend::Nft)));
 }
