@@ -6,17 +6,24 @@ The shape is the one of palisade_policy::synthetic (policy/src/synthetic.rs): 25
 four policies per namespace (default deny both ways, app-to-app on the named port, monitoring from
 team=t0 namespaces' app-0 pods on 8080, DNS + in-cluster http + 0.0.0.0/0 except 10/8 on 443
 egress). Pod i of the cluster is on node i % 100; node 0 is NODE (the enforcer's), the others
-n1..n99. Pod IPs are 10.200.x.y, except the pods given as NS/NAME=NODE@IP overrides (the iperf3
-pods, which have real network namespaces).
+n1..n99. Pod IPs are 10.200.x.y, except the pods given as NS/NAME=NODE@IP overrides (the pods
+that have real network namespaces). Each pod's status.hostIP is its node's InternalIP (the Node
+objects written by `nodes`; 10.199.0.i for the synthetic node ni), as a kubelet reports it
+(kube-router finds the pods of its node that way; Palisade by spec.nodeName).
 
 kubectl creates objects one request at a time (minutes for 20,000 writes on 2 cores), so this
 uses a pool of keep-alive HTTPS connections with the admin certificate of the kubeconfig.
 
+  cluster.py KUBECONFIG nodes NAME=IP ...                 Node objects with an InternalIP
   cluster.py KUBECONFIG pods NODE [NS/NAME=NODE@IP ...]   namespaces, pods, then their status
   cluster.py KUBECONFIG policies                          the 1,000 NetworkPolicies
+  cluster.py KUBECONFIG xyz NODE NS/NAME=IP ...           the upstream x/y/z model's pods and
+                                                          policies (as in enforcer/tests/e2e.rs)
+  cluster.py KUBECONFIG xyz-delete                        its pods and policies removed
 """
 import http.client
 import json
+import os
 import re
 import ssl
 import sys
@@ -24,6 +31,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 NAMESPACES, PER_NS, NODES, THREADS = 250, 40, 100, 8
+# A smaller cluster of the same shape: PALISADE_BENCH_NAMESPACES namespaces of 40 pods (and four
+# policies each), still spread over 100 nodes.
+NAMESPACES = int(os.environ.get("PALISADE_BENCH_NAMESPACES", NAMESPACES))
 
 
 def connect(kubeconfig):
@@ -40,7 +50,8 @@ def connect(kubeconfig):
             if not hasattr(local, "conn"):
                 local.conn = http.client.HTTPSConnection(host, int(port), context=ctx, timeout=60)
             try:
-                local.conn.request(method, path, json.dumps(body), {"Content-Type": content_type})
+                local.conn.request(method, path, None if body is None else json.dumps(body),
+                                   {"Content-Type": content_type})
                 resp = local.conn.getresponse()
                 data = resp.read()
             except (http.client.HTTPException, OSError):
@@ -50,7 +61,7 @@ def connect(kubeconfig):
                 continue
             if resp.status >= 300 and not (method == "POST" and resp.status == 409):
                 raise RuntimeError(f"{method} {path}: {resp.status} {data[:300]!r}")
-            return
+            return json.loads(data) if data else None
     return request
 
 
@@ -58,6 +69,24 @@ def run_all(request, calls):
     with ThreadPoolExecutor(THREADS) as pool:
         for f in [pool.submit(request, *c) for c in calls]:
             f.result()
+
+
+def nodes(request, addresses):
+    """Node objects as a kubelet registers them: the InternalIP in the status subresource."""
+    for name, ip in addresses.items():
+        request("POST", "/api/v1/nodes", {"metadata": {"name": name}})
+        request("PATCH", f"/api/v1/nodes/{name}/status",
+                {"status": {"addresses": [{"type": "InternalIP", "address": ip}]}},
+                "application/merge-patch+json")
+
+
+def node_ips(request):
+    ips = {}
+    for item in request("GET", "/api/v1/nodes", None)["items"]:
+        for a in item.get("status", {}).get("addresses", []):
+            if a["type"] == "InternalIP":
+                ips[item["metadata"]["name"]] = a["address"]
+    return ips
 
 
 def pods(request, node, overrides):
@@ -78,8 +107,11 @@ def pods(request, node, overrides):
             {"name": "c", "image": "i", "ports": [{"name": "http", "containerPort": 8080}]}]},
     }) for ns, name, where, ip, p in placed])
     # The status is reset on create: the IPs go through the status subresource.
+    hosts = node_ips(request)
+    host = lambda where: hosts.get(where) or f"10.199.0.{int(where[1:]) if where[1:].isdigit() else 0}"
     run_all(request, [("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status",
-                       {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}},
+                       {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                                   "hostIP": host(where), "hostIPs": [{"ip": host(where)}]}},
                        "application/merge-patch+json")
                       for ns, name, where, ip, p in placed])
     print(f"{len(placed)} pods in {NAMESPACES} namespaces, "
@@ -115,9 +147,68 @@ def policies(request):
     print(f"{len(calls)} NetworkPolicies")
 
 
+XYZ = [(ns, name) for ns in "xyz" for name in "abc"]
+
+
+def xyz(request, node, ips):
+    """The upstream NetworkPolicy e2e model, round one of enforcer/tests/e2e.rs: namespaces x, y,
+    z (label ns) with pods a, b, c (label pod) serving 80 and 81 on TCP and UDP under the names
+    serve-<port>-<protocol>, all on NODE, and one policy per feature."""
+    run_all(request, [("POST", "/api/v1/namespaces", {"metadata": {"name": ns, "labels": {"ns": ns}}})
+                      for ns in "xyz"])
+    ports = [{"name": f"serve-{port}-{proto.lower()}", "containerPort": port, "protocol": proto}
+             for port in (80, 81) for proto in ("TCP", "UDP")]
+    run_all(request, [("POST", f"/api/v1/namespaces/{ns}/pods", {
+        "metadata": {"name": name, "labels": {"pod": name}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "i", "ports": ports}]},
+    }) for ns, name in XYZ])
+    host = node_ips(request)[node]
+    run_all(request, [("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status",
+                       {"status": {"phase": "Running", "podIP": ips[f"{ns}/{name}"],
+                                   "podIPs": [{"ip": ips[f"{ns}/{name}"]}],
+                                   "hostIP": host, "hostIPs": [{"ip": host}]}},
+                       "application/merge-patch+json") for ns, name in XYZ])
+    xa, yb = ips["x/a"], ips["y/b"]
+    subnet = "10.%s.0.0/16" % xa.split(".")[1]
+    sel = lambda **labels: {"matchLabels": labels}
+    policies = [
+        ("x", "deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}),
+        ("x", "a-from-namespace-y", {"podSelector": sel(pod="a"), "ingress": [
+            {"from": [{"namespaceSelector": sel(ns="y")}], "ports": [{"port": 80}]}]}),
+        ("x", "b-from-y-b-and", {"podSelector": sel(pod="b"), "ingress": [
+            {"from": [{"namespaceSelector": sel(ns="y"), "podSelector": sel(pod="b")}]}]}),
+        ("x", "c-from-y-or-b", {"podSelector": sel(pod="c"), "ingress": [
+            {"from": [{"namespaceSelector": sel(ns="y")}, {"podSelector": sel(pod="b")}]}]}),
+        ("y", "a-egress-to-z-c-81-udp", {"podSelector": sel(pod="a"), "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": sel(ns="z"), "podSelector": sel(pod="c")}],
+                        "ports": [{"protocol": "UDP", "port": 81}]}]}),
+        ("z", "b-port-range", {"podSelector": sel(pod="b"), "ingress": [
+            {"ports": [{"protocol": "TCP", "port": 80, "endPort": 81}]}]}),
+        ("y", "c-named-port", {"podSelector": sel(pod="c"), "ingress": [
+            {"ports": [{"protocol": "UDP", "port": "serve-81-udp"}]}]}),
+        ("z", "a-ip-block-except", {"podSelector": sel(pod="a"), "ingress": [
+            {"from": [{"ipBlock": {"cidr": subnet, "except": [f"{xa}/32", f"{yb}/32"]}}]}]}),
+        ("z", "c-egress-named-port", {"podSelector": sel(pod="c"), "policyTypes": ["Egress"],
+            "egress": [{"ports": [{"protocol": "TCP", "port": "serve-80-tcp"}]}]}),
+    ]
+    run_all(request, [("POST", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+                       {"metadata": {"name": name}, "spec": spec}) for ns, name, spec in policies])
+    print(f"x/y/z: {len(XYZ)} pods on {node}, {len(policies)} NetworkPolicies")
+
+
+def xyz_delete(request):
+    """The model's pods and policies go (its three namespaces stay: without a namespace
+    controller a deleted namespace would stay Terminating)."""
+    for ns in "xyz":
+        request("DELETE", f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies", None)
+        request("DELETE", f"/api/v1/namespaces/{ns}/pods?gracePeriodSeconds=0", None)
+
+
 def main():
     request = connect(sys.argv[1])
-    if sys.argv[2] == "pods":
+    if sys.argv[2] == "nodes":
+        nodes(request, dict(arg.split("=") for arg in sys.argv[3:]))
+    elif sys.argv[2] == "pods":
         overrides = {}
         for arg in sys.argv[4:]:
             key, where = arg.split("=")
@@ -125,6 +216,10 @@ def main():
         pods(request, sys.argv[3], overrides)
     elif sys.argv[2] == "policies":
         policies(request)
+    elif sys.argv[2] == "xyz":
+        xyz(request, sys.argv[3], dict(arg.split("=") for arg in sys.argv[4:]))
+    elif sys.argv[2] == "xyz-delete":
+        xyz_delete(request)
     else:
         sys.exit(__doc__)
 
