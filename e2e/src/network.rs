@@ -8,17 +8,27 @@
 //!   pods on node i: 10.(100+k).i.2 .. 10.(100+k).i.254
 //! Names: node namespace `palisade-<k>-<node>`, pod namespace `palisade-<k>-pod-<ns>-<name>`,
 //! so `ip netns exec palisade-0-pod-shop-web sh` opens a shell in pod shop/web.
+//!
+//! Dual-stack networks ([`Network::create_dual_stack`]) give every node and pod an IPv6 address
+//! too. IPv6 between nodes goes through a router namespace of the network's own
+//! (`palisade-<k>-v6router`), so the machine's IPv6 forwarding (global, unlike IPv4's per-link
+//! switch) stays as it is:
+//!   node i:  fd00:172:<16+k>:i::2/64 on its `eth1`, the router fd00:172:<16+k>:i::1
+//!   pods on node i: fd00:10:<100+k>:i::<host>/128 (the numbers in hex), Calico-style: the
+//!   node's side of the pod's veth is fe80::1, the pod's default route
+//! Duplicate address detection is off in every namespace the network makes, so addresses work
+//! at once; neighbour discovery stays on (the enforcer must never cut it).
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use palisade_policy::Protocol;
 use palisade_policy::reach::Probe;
+use palisade_policy::{IpFamily, Protocol};
 
 use crate::Error;
 use crate::netns::{self, Netns, ip, sysctl};
@@ -31,6 +41,8 @@ pub struct Node {
     pub index: u8,
     pub address: Ipv4Addr,
     pub gateway: Ipv4Addr,
+    /// Its IPv6 address, in a dual-stack network.
+    pub address6: Option<Ipv6Addr>,
     root_link: String,
     pub netns: Netns,
 }
@@ -39,6 +51,8 @@ pub struct PodNet {
     pub key: String,
     pub node: String,
     pub ip: Ipv4Addr,
+    /// Its IPv6 address, in a dual-stack network.
+    pub ip6: Option<Ipv6Addr>,
     servers: Vec<Server>,
     node_netns: String,
     node_link: String,
@@ -69,6 +83,9 @@ pub struct Network {
     next_host: Vec<u8>,
     next_link: u16,
     owner: PathBuf,
+    /// The IPv6 router between the nodes, in a dual-stack network. After the nodes, so it goes
+    /// after them.
+    router6: Option<Netns>,
 }
 
 static ALLOCATE: Mutex<()> = Mutex::new(());
@@ -94,6 +111,15 @@ pub(crate) fn sweep(k: u8) {
 impl Network {
     /// Claims a free network id (sweeping leftovers of dead runs) and creates `nodes` nodes.
     pub fn create(nodes: &[&str]) -> Result<Self, Error> {
+        Self::create_with(nodes, false)
+    }
+
+    /// [`Network::create`] where every node and pod also has an IPv6 address.
+    pub fn create_dual_stack(nodes: &[&str]) -> Result<Self, Error> {
+        Self::create_with(nodes, true)
+    }
+
+    fn create_with(nodes: &[&str], dual_stack: bool) -> Result<Self, Error> {
         let _guard = ALLOCATE.lock().unwrap_or_else(|e| e.into_inner());
         std::fs::create_dir_all(OWNER_DIR).map_err(|source| Error::Io {
             what: OWNER_DIR.into(),
@@ -134,7 +160,14 @@ impl Network {
             next_host: Vec::new(),
             next_link: 0,
             owner,
+            router6: None,
         };
+        if dual_stack {
+            let router = Netns::add(&format!("palisade-{id}-v6router"))?;
+            no_dad(&router.name)?;
+            sysctl(Some(&router.name), "net.ipv6.conf.all.forwarding", "1")?;
+            net.router6 = Some(router);
+        }
         for name in nodes {
             net.add_node(name)?;
         }
@@ -180,11 +213,16 @@ impl Network {
             "via",
             &address.to_string(),
         ])?;
+        let address6 = match &self.router6 {
+            Some(router) => Some(self.wire_node6(router, &netns.name, i)?),
+            None => None,
+        };
         self.nodes.push(Node {
             name: name.into(),
             index: i,
             address,
             gateway,
+            address6,
             root_link: root_if,
             netns,
         });
@@ -192,8 +230,84 @@ impl Network {
         Ok(())
     }
 
+    /// Joins node `i` (namespace `node_ns`) to the IPv6 router by a link of its own (`eth1`):
+    /// the node's default IPv6 route, the router's route to the node's pods. Returns the node's
+    /// IPv6 address.
+    fn wire_node6(&self, router: &Netns, node_ns: &str, i: u8) -> Result<Ipv6Addr, Error> {
+        let k = u16::from(self.id);
+        let net = |host: u16| Ipv6Addr::new(0xfd00, 0x172, 16 + k, u16::from(i), 0, 0, 0, host);
+        let (gateway, address) = (net(1), net(2));
+        no_dad(node_ns)?;
+        sysctl(Some(node_ns), "net.ipv6.conf.all.forwarding", "1")?;
+        let link = format!("n{i}");
+        ip(&[
+            "-n",
+            &router.name,
+            "link",
+            "add",
+            &link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth1",
+            "netns",
+            node_ns,
+        ])?;
+        ip(&[
+            "-n",
+            &router.name,
+            "addr",
+            "add",
+            &format!("{gateway}/64"),
+            "dev",
+            &link,
+            "nodad",
+        ])?;
+        ip(&["-n", &router.name, "link", "set", &link, "up"])?;
+        ip(&[
+            "-n",
+            node_ns,
+            "addr",
+            "add",
+            &format!("{address}/64"),
+            "dev",
+            "eth1",
+            "nodad",
+        ])?;
+        ip(&["-n", node_ns, "link", "set", "eth1", "up"])?;
+        ip(&[
+            "-n",
+            node_ns,
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            &gateway.to_string(),
+            "dev",
+            "eth1",
+        ])?;
+        ip(&[
+            "-n",
+            &router.name,
+            "-6",
+            "route",
+            "add",
+            &format!("{}/64", pod_ip6(self.id, i, 0)),
+            "via",
+            &address.to_string(),
+        ])?;
+        Ok(address)
+    }
+
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
+    }
+
+    /// Whether nodes and pods have IPv6 addresses too.
+    pub fn dual_stack(&self) -> bool {
+        self.router6.is_some()
     }
     pub fn pods(&self) -> &[PodNet] {
         &self.pods
@@ -226,6 +340,13 @@ impl Network {
         let node_ns = self.nodes[n].netns.name.clone();
         let pod_ip = Ipv4Addr::new(10, 100 + k, self.nodes[n].index, host);
         let netns = Netns::add(&format!("palisade-{k}-pod-{namespace}-{name}"))?;
+        let pod_ip6 = self
+            .dual_stack()
+            .then(|| pod_ip6(k, self.nodes[n].index, u16::from(host)));
+        if pod_ip6.is_some() {
+            // Before the veth exists, so its addresses start without DAD.
+            no_dad(&netns.name)?;
+        }
         let link = format!("pal{k}p{}", self.next_link);
         ip(&[
             "-n",
@@ -272,10 +393,57 @@ impl Network {
                 &["default", "via", "169.254.1.1"],
             ],
         )?;
+        if let Some(ip6) = pod_ip6 {
+            // Calico-style for IPv6: a /128, the node's side of the veth at fe80::1 as gateway,
+            // and a /128 route to the pod on the node.
+            ip(&[
+                "-n",
+                &node_ns,
+                "addr",
+                "add",
+                "fe80::1/64",
+                "dev",
+                &link,
+                "nodad",
+            ])?;
+            ip(&[
+                "-n",
+                &node_ns,
+                "-6",
+                "route",
+                "add",
+                &format!("{ip6}/128"),
+                "dev",
+                &link,
+            ])?;
+            ip(&[
+                "-n",
+                &netns.name,
+                "addr",
+                "add",
+                &format!("{ip6}/128"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+            ip(&[
+                "-n",
+                &netns.name,
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                "fe80::1",
+                "dev",
+                "eth0",
+            ])?;
+        }
         self.pods.push(PodNet {
             key: format!("{namespace}/{name}"),
             node: node.into(),
             ip: pod_ip,
+            ip6: pod_ip6,
             servers: Vec::new(),
             node_netns: node_ns,
             node_link: link,
@@ -300,8 +468,12 @@ impl Network {
                 stderr: "no such pod".into(),
             })?;
         for &(port, protocol) in ports {
-            pod.servers
-                .push(Server::start(&pod.netns.name, port, protocol)?);
+            pod.servers.push(Server::start(
+                &pod.netns.name,
+                port,
+                protocol,
+                pod.ip6.is_some(),
+            )?);
         }
         Ok(())
     }
@@ -312,6 +484,16 @@ impl Network {
         &self,
         cells: &[(String, String, u16, Protocol)],
         timeout: Duration,
+    ) -> Result<Vec<Probe>, Error> {
+        self.probe_all_in(cells, timeout, IpFamily::V4)
+    }
+
+    /// [`Network::probe_all`] over IPv4 or IPv6 (to the destination's address of `family`).
+    pub fn probe_all_in(
+        &self,
+        cells: &[(String, String, u16, Protocol)],
+        timeout: Duration,
+        family: IpFamily,
     ) -> Result<Vec<Probe>, Error> {
         const PARALLEL: usize = 32;
         let mut out = Vec::with_capacity(cells.len());
@@ -326,10 +508,10 @@ impl Network {
                     what: "probing".into(),
                     stderr: format!("no pod {to}"),
                 })?;
-                let (ns, ip, port, protocol) = (src.netns.name.clone(), dst.ip, *port, *protocol);
+                let ip = dst.address(family)?;
+                let (ns, port, protocol) = (src.netns.name.clone(), *port, *protocol);
                 handles.push(std::thread::spawn(move || {
-                    answer_from(&ns, IpAddr::V4(ip), port, protocol, timeout)
-                        .map(|a| a == Answer::Connected)
+                    answer_from(&ns, ip, port, protocol, timeout).map(|a| a == Answer::Connected)
                 }));
             }
             for (handle, (from, to, port, protocol)) in handles.into_iter().zip(chunk) {
@@ -371,15 +553,28 @@ impl Network {
         protocol: Protocol,
         timeout: Duration,
     ) -> Result<Answer, Error> {
+        self.answer_in(from, to, port, protocol, timeout, IpFamily::V4)
+    }
+
+    /// [`Network::answer`] over IPv4 or IPv6.
+    pub fn answer_in(
+        &self,
+        from: &str,
+        to: &str,
+        port: u16,
+        protocol: Protocol,
+        timeout: Duration,
+        family: IpFamily,
+    ) -> Result<Answer, Error> {
         let pod = |key: &str| {
             self.pod(key).ok_or_else(|| Error::Command {
                 what: "probing".into(),
                 stderr: format!("no pod {key}"),
             })
         };
-        let (ns, ip) = (pod(from)?.netns.name.clone(), pod(to)?.ip);
+        let (ns, ip) = (pod(from)?.netns.name.clone(), pod(to)?.address(family)?);
         // A thread of its own: entering the pod's namespace must not move the caller.
-        std::thread::spawn(move || answer_from(&ns, IpAddr::V4(ip), port, protocol, timeout))
+        std::thread::spawn(move || answer_from(&ns, ip, port, protocol, timeout))
             .join()
             .map_err(|_| Error::Command {
                 what: "probing".into(),
@@ -407,6 +602,42 @@ impl Answer {
             _ => Answer::Refused,
         }
     }
+}
+
+impl PodNet {
+    /// The pod's address of `family`.
+    pub fn address(&self, family: IpFamily) -> Result<IpAddr, Error> {
+        match family {
+            IpFamily::V4 => Ok(IpAddr::V4(self.ip)),
+            IpFamily::V6 => self.ip6.map(IpAddr::V6).ok_or_else(|| Error::Command {
+                what: format!("probing {} over IPv6", self.key),
+                stderr: "the pod has no IPv6 address (not a dual-stack network)".into(),
+            }),
+        }
+    }
+}
+
+/// Pod `host`'s IPv6 address on node `node` of network `k` (host 0: the node's pod subnet).
+fn pod_ip6(k: u8, node: u8, host: u16) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfd00,
+        0x10,
+        100 + u16::from(k),
+        u16::from(node),
+        0,
+        0,
+        0,
+        host,
+    )
+}
+
+/// Turns duplicate address detection off in namespace `ns`, for links made afterwards and those
+/// there: test addresses are unique, and must work at once.
+fn no_dad(ns: &str) -> Result<(), Error> {
+    for scope in ["all", "default"] {
+        sysctl(Some(ns), &format!("net.ipv6.conf.{scope}.accept_dad"), "0")?;
+    }
+    Ok(())
 }
 
 /// Gives namespace `ns`'s `eth0` its address, brings it up, and adds `routes`
@@ -457,7 +688,8 @@ fn answer_from(
             Err(e) => Answer::of_error(&e),
         },
         Protocol::Udp => {
-            let sock = UdpSocket::bind("0.0.0.0:0").map_err(|source| Error::Io {
+            let any = if ip.is_ipv6() { "[::]:0" } else { "0.0.0.0:0" };
+            let sock = UdpSocket::bind(any).map_err(|source| Error::Io {
                 what: "udp probe socket".into(),
                 source,
             })?;
@@ -489,7 +721,14 @@ struct Server {
 }
 
 impl Server {
-    fn start(ns: &str, port: u16, protocol: Protocol) -> Result<Self, Error> {
+    /// With `dual_stack`, one socket on `::` serves both families (IPv4 clients arrive as
+    /// IPv4-mapped addresses).
+    fn start(ns: &str, port: u16, protocol: Protocol, dual_stack: bool) -> Result<Self, Error> {
+        let any: IpAddr = if dual_stack {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (ns, flag) = (ns.to_string(), stop.clone());
@@ -502,7 +741,7 @@ impl Server {
                 };
                 match protocol {
                     Protocol::Tcp => {
-                        let l = TcpListener::bind(("0.0.0.0", port)).map_err(io("listening on"))?;
+                        let l = TcpListener::bind((any, port)).map_err(io("listening on"))?;
                         l.set_nonblocking(true).map_err(io("configuring"))?;
                         Ok(Box::new(move || match l.accept() {
                             Ok((mut c, _)) => {
@@ -514,7 +753,7 @@ impl Server {
                         }))
                     }
                     Protocol::Udp => {
-                        let s = UdpSocket::bind(("0.0.0.0", port)).map_err(io("binding"))?;
+                        let s = UdpSocket::bind((any, port)).map_err(io("binding"))?;
                         s.set_read_timeout(Some(Duration::from_millis(50)))
                             .map_err(io("configuring"))?;
                         Ok(Box::new(move || {

@@ -5,14 +5,14 @@
 //! namespace and link it made.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use palisade_policy::Protocol;
 use palisade_policy::input::Inputs;
 use palisade_policy::reach::{self, Matrix, Probe, ProbePort};
+use palisade_policy::{IpFamily, Protocol};
 
 use crate::control_plane::TestNamespace;
 use crate::util::Process;
@@ -100,6 +100,8 @@ pub struct World<'a> {
     pub net: Network,
     pub pods: Vec<PodDef>,
     ips: BTreeMap<String, Ipv4Addr>,
+    /// Dual-stack worlds: the pods' IPv6 addresses.
+    ips6: BTreeMap<String, Ipv6Addr>,
     /// Per node: the CNI configuration directory its enforcer reads.
     pub cni_dirs: BTreeMap<String, PathBuf>,
     dir: PathBuf,
@@ -119,7 +121,37 @@ impl<'a> World<'a> {
         namespaces: &[(&str, &[(&str, &str)])],
         pods: &[PodDef],
     ) -> Result<Self, Error> {
-        let net = Network::create(nodes)?;
+        Self::create_with(
+            cp,
+            Network::create(nodes)?,
+            nodes,
+            cni_conflist,
+            namespaces,
+            pods,
+        )
+    }
+
+    /// [`World::create`] with dual-stack nodes and pods: every pod has an IPv4 and an IPv6
+    /// address (`status.podIPs`, IPv4 first).
+    pub fn create_dual_stack(
+        cp: &'a ControlPlane,
+        nodes: &[&str],
+        cni_conflist: &str,
+        namespaces: &[(&str, &[(&str, &str)])],
+        pods: &[PodDef],
+    ) -> Result<Self, Error> {
+        let net = Network::create_dual_stack(nodes)?;
+        Self::create_with(cp, net, nodes, cni_conflist, namespaces, pods)
+    }
+
+    fn create_with(
+        cp: &'a ControlPlane,
+        net: Network,
+        nodes: &[&str],
+        cni_conflist: &str,
+        namespaces: &[(&str, &[(&str, &str)])],
+        pods: &[PodDef],
+    ) -> Result<Self, Error> {
         let dir =
             std::env::temp_dir().join(format!("palisade-world-{}-{}", std::process::id(), net.id));
         let mut world = World {
@@ -127,6 +159,7 @@ impl<'a> World<'a> {
             net,
             pods: Vec::new(),
             ips: BTreeMap::new(),
+            ips6: BTreeMap::new(),
             cni_dirs: BTreeMap::new(),
             dir: dir.clone(),
             nodes: Vec::new(),
@@ -198,6 +231,7 @@ impl<'a> World<'a> {
             pod.ports.iter().map(|(_, p, proto)| (*p, *proto)).collect();
         self.net.serve(&pod.key(), &serve)?;
         self.cp.apply(&self.pod_yaml(&pod))?;
+        let ip6 = self.net.pod(&pod.key()).and_then(|p| p.ip6);
         self.cp.kubectl_ok(&[
             "patch",
             "pod",
@@ -208,10 +242,14 @@ impl<'a> World<'a> {
             "--type=merge",
             "-p",
             &format!(
-                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
+                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":{}}}}}"#,
+                pod_ips_json(ip, ip6)
             ),
         ])?;
         self.ips.insert(pod.key(), ip);
+        if let Some(ip6) = ip6 {
+            self.ips6.insert(pod.key(), ip6);
+        }
         self.pods.push(pod);
         Ok(ip)
     }
@@ -233,6 +271,7 @@ impl<'a> World<'a> {
         self.net.remove_pod(key);
         self.pods.retain(|p| p.key() != key);
         self.ips.remove(key);
+        self.ips6.remove(key);
         Ok(())
     }
 
@@ -259,6 +298,11 @@ impl<'a> World<'a> {
         self.ips.get(key).copied()
     }
 
+    /// A dual-stack pod's IPv6 address.
+    pub fn ip6(&self, key: &str) -> Option<Ipv6Addr> {
+        self.ips6.get(key).copied()
+    }
+
     /// The pods as manifests with their node and IP, for `palisade reach`.
     pub fn manifests(&self) -> String {
         let mut out = String::new();
@@ -269,7 +313,10 @@ impl<'a> World<'a> {
                 .copied()
                 .unwrap_or(Ipv4Addr::UNSPECIFIED);
             out.push_str(&self.pod_yaml(pod));
-            out.push_str(&format!("status: {{phase: Running, podIP: {ip}}}\n---\n"));
+            out.push_str(&format!(
+                "status: {{phase: Running, podIP: \"{ip}\", podIPs: {}}}\n---\n",
+                pod_ips_json(ip, self.ip6(&pod.key()))
+            ));
         }
         out
     }
@@ -287,14 +334,35 @@ impl<'a> World<'a> {
 
     /// What Palisade's semantics say for every cell, given `policies` (YAML).
     pub fn predict(&self, policies: &str, ports: &[(u16, Protocol)]) -> Result<Vec<Probe>, Error> {
-        predict(
+        self.predict_in(policies, ports, IpFamily::V4)
+    }
+
+    /// [`World::predict`] for the traffic of one IP family.
+    pub fn predict_in(
+        &self,
+        policies: &str,
+        ports: &[(u16, Protocol)],
+        family: IpFamily,
+    ) -> Result<Vec<Probe>, Error> {
+        predict_in(
             &[
                 ("namespaces.yaml", &self.namespace_manifests()?),
                 ("pods.yaml", &self.manifests()),
                 ("policies.yaml", policies),
             ],
             &self.cells(ports),
+            family,
         )
+    }
+
+    /// [`World::measure`] over one IP family.
+    pub fn measure_in(
+        &self,
+        ports: &[(u16, Protocol)],
+        timeout: Duration,
+        family: IpFamily,
+    ) -> Result<Vec<Probe>, Error> {
+        self.net.probe_all_in(&self.cells(ports), timeout, family)
     }
 
     /// Probes every cell for real.
@@ -387,9 +455,27 @@ pub fn cells(pods: &[PodDef], ports: &[(u16, Protocol)]) -> Vec<Cell> {
     cells
 }
 
+/// `podIPs` as JSON (also YAML): IPv4 first, then the IPv6 address if there is one.
+fn pod_ips_json(ip: Ipv4Addr, ip6: Option<Ipv6Addr>) -> String {
+    match ip6 {
+        Some(ip6) => format!(r#"[{{"ip":"{ip}"}},{{"ip":"{ip6}"}}]"#),
+        None => format!(r#"[{{"ip":"{ip}"}}]"#),
+    }
+}
+
 /// What `palisade reach` says for `cells`, given the cluster's objects as named YAML texts
 /// (namespaces, pods with their IPs, policies).
 pub fn predict(documents: &[(&str, &str)], cells: &[Cell]) -> Result<Vec<Probe>, Error> {
+    predict_in(documents, cells, IpFamily::V4)
+}
+
+/// [`predict`] for the traffic of one IP family: the cluster as that family sees it (each pod
+/// with its address of the family), as Palisade's enforcer compiles it.
+pub fn predict_in(
+    documents: &[(&str, &str)],
+    cells: &[Cell],
+    family: IpFamily,
+) -> Result<Vec<Probe>, Error> {
     let mut inputs = Inputs::default();
     for (name, text) in documents {
         inputs.add_text(name, text).map_err(|e| Error::Command {
@@ -397,7 +483,7 @@ pub fn predict(documents: &[(&str, &str)], cells: &[Cell]) -> Result<Vec<Probe>,
             stderr: format!("{e:?}"),
         })?;
     }
-    let cluster = inputs.cluster();
+    let cluster = inputs.cluster().in_family(family);
     let pods = reach::reachable_pods(&cluster);
     let mut ports: Vec<ProbePort> = Vec::new();
     for (_, _, port, protocol) in cells {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use palisade_e2e::util::{Process, http_get_at, sample};
 use palisade_e2e::world::{FLANNEL_CONFLIST, PodDef, World, differences};
 use palisade_e2e::{Answer, ControlPlane, chart};
+use palisade_policy::IpFamily;
 use palisade_policy::Protocol::{self, Tcp, Udp};
 
 /// Tests share the apiserver (Node and kube-system objects) and run one at a time.
@@ -109,11 +110,26 @@ fn setup() -> (std::sync::MutexGuard<'static, ()>, &'static ControlPlane) {
 /// Measures until the matrix equals the prediction (enforcers sync within a second or two),
 /// failing with the differing cells after `limit`.
 fn converges(world: &World, policies: &str, ports: &[(u16, Protocol)], limit: Duration) {
-    let predicted = world.predict(policies, ports).expect("prediction");
+    converges_in(world, policies, ports, limit, IpFamily::V4);
+}
+
+/// [`converges`] for the traffic of one IP family.
+fn converges_in(
+    world: &World,
+    policies: &str,
+    ports: &[(u16, Protocol)],
+    limit: Duration,
+    family: IpFamily,
+) {
+    let predicted = world
+        .predict_in(policies, ports, family)
+        .expect("prediction");
     assert!(!predicted.is_empty());
     let start = Instant::now();
     loop {
-        let measured = world.measure(ports, PROBE_TIMEOUT).expect("probes");
+        let measured = world
+            .measure_in(ports, PROBE_TIMEOUT, family)
+            .expect("probes");
         assert_eq!(measured.len(), predicted.len());
         let diff = differences(&measured, &predicted);
         if diff.is_empty() {
@@ -121,7 +137,7 @@ fn converges(world: &World, policies: &str, ports: &[(u16, Protocol)], limit: Du
         }
         assert!(
             start.elapsed() < limit,
-            "measured matrix differs from palisade's prediction:\n{}",
+            "measured {family} matrix differs from palisade's prediction:\n{}",
             diff.join("\n")
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -235,18 +251,7 @@ const XYZ_PORTS: [(u16, Protocol); 4] = [(80, Tcp), (81, Tcp), (80, Udp), (81, U
 /// The upstream NetworkPolicy e2e model: namespaces x, y, z with pods a, b, c, each serving
 /// 80 and 81 on TCP and UDP under the names serve-<port>-<protocol>, spread over two nodes.
 fn xyz_world(cp: &ControlPlane) -> World<'_> {
-    let mut pods = Vec::new();
-    let mut node = 0;
-    for ns in ["x", "y", "z"] {
-        for name in ["a", "b", "c"] {
-            node += 1;
-            pods.push(xyz_pod(
-                ns,
-                name,
-                if node % 2 == 1 { "node-1" } else { "node-2" },
-            ));
-        }
-    }
+    let pods = xyz_world_pods();
     World::create(
         cp,
         &["node-1", "node-2"],
@@ -259,6 +264,23 @@ fn xyz_world(cp: &ControlPlane) -> World<'_> {
         &pods,
     )
     .expect("the x/y/z world")
+}
+
+/// x/a, x/c, y/b, z/a, z/c on node-1; x/b, y/a, y/c, z/b on node-2.
+fn xyz_world_pods() -> Vec<PodDef> {
+    let mut pods = Vec::new();
+    let mut node = 0;
+    for ns in ["x", "y", "z"] {
+        for name in ["a", "b", "c"] {
+            node += 1;
+            pods.push(xyz_pod(
+                ns,
+                name,
+                if node % 2 == 1 { "node-1" } else { "node-2" },
+            ));
+        }
+    }
+    pods
 }
 
 fn xyz_pod(ns: &str, name: &str, node: &str) -> PodDef {
@@ -475,6 +497,119 @@ fn reject_refuses_denied_connections_where_drop_lets_them_time_out() {
     );
     let rules = node_exec(&world, 1, &["iptables-save", "-t", "filter"]);
     assert!(!rules.contains("REJECT"), "{rules}");
+}
+
+/// Dual-stack pods (an IPv4 and an IPv6 address each, as `status.podIPs` lists them) on two
+/// nodes: the enforcers program iptables and ip6tables, and the matrix of each family equals
+/// the prediction for it — pod and namespace selectors alike in both, an ipBlock only in its own
+/// family (z/a's IPv4 block admits nobody over IPv6; y/b's IPv6 block nobody over IPv4). The
+/// allowed IPv6 cells connect through isolated pods, so neighbour discovery was never cut. With
+/// deny action reject on node-1, a denied IPv6 connection there is refused (TCP reset, ICMPv6
+/// admin-prohibited); on node-2 it times out. The NodeEnforcement status says both families.
+#[test]
+fn dual_stack_pods_are_enforced_per_family_as_predicted() {
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let pods: Vec<PodDef> = xyz_world_pods();
+    let world = World::create_dual_stack(
+        cp,
+        &["node-1", "node-2"],
+        FLANNEL_CONFLIST,
+        &[
+            ("x", &[("ns", "x")]),
+            ("y", &[("ns", "y")]),
+            ("z", &[("ns", "z")]),
+        ],
+        &pods,
+    )
+    .expect("the dual-stack x/y/z world");
+    let _enforcers = [
+        Enforcer::start_with(&world, "node-1", &["--deny-action", "reject"]),
+        Enforcer::start(&world, "node-2"),
+    ];
+    let xa6 = world.ip6("x/a").expect("x/a has IPv6");
+    let seg = xa6.segments();
+    let pods6 = format!("{:x}:{:x}:{:x}::/48", seg[0], seg[1], seg[2]);
+    let policies = [
+        xyz_policies(&world),
+        policy(
+            "y",
+            "b-from-ipv6-block",
+            &format!(
+                "  podSelector: {{matchLabels: {{pod: b}}}}\n  ingress:\n  - from: [{{ipBlock: {{cidr: \"{pods6}\", except: [\"{xa6}/128\"]}}}}]"
+            ),
+        ),
+        policy(
+            "y",
+            "a-egress-to-ipv6-and-z",
+            &format!(
+                "  podSelector: {{matchLabels: {{pod: a}}}}\n  policyTypes: [Egress]\n  egress:\n  - to: [{{ipBlock: {{cidr: \"{pods6}\"}}}}]\n    ports: [{{protocol: TCP, port: 80}}]\n  - to: [{{namespaceSelector: {{matchLabels: {{ns: z}}}}}}]\n    ports: [{{protocol: UDP, port: 81}}]"
+            ),
+        ),
+    ]
+    .concat();
+    world.cp.apply(&policies).unwrap();
+    let limit = Duration::from_secs(20);
+    for family in IpFamily::ALL {
+        converges_in(&world, &policies, &XYZ_PORTS, limit, family);
+    }
+    // The two families differ where the ipBlocks are: the prediction is not one matrix twice.
+    let [v4, v6] = IpFamily::ALL.map(|f| world.predict_in(&policies, &XYZ_PORTS, f).unwrap());
+    assert!(
+        !differences(&v4, &v6).is_empty(),
+        "the IPv6 matrix should differ from the IPv4 one"
+    );
+
+    // Denied over IPv6: x/a (node-1, reject) refuses, x/b (node-2, drop) stays silent.
+    for (port, protocol) in XYZ_PORTS {
+        let answer = |to: &str| {
+            world
+                .net
+                .answer_in(
+                    "z/b",
+                    to,
+                    port,
+                    protocol,
+                    Duration::from_secs(2),
+                    IpFamily::V6,
+                )
+                .unwrap()
+        };
+        assert_eq!(answer("x/a"), Answer::Refused, "{port}/{protocol}");
+        assert_eq!(answer("x/b"), Answer::TimedOut, "{port}/{protocol}");
+    }
+    let rules = node_exec(&world, 0, &["ip6tables-save", "-t", "filter"]);
+    for expected in [
+        "-j REJECT --reject-with icmp6-adm-prohibited",
+        "-j REJECT --reject-with tcp-reset",
+        "-p ipv6-icmp -m icmp6 --icmpv6-type 135 -m comment --comment \"palisade: IPv6 neighbour discovery\" -j RETURN",
+        &format!("-d {xa6}/128"),
+    ] {
+        assert!(rules.contains(expected), "{expected} not in\n{rules}");
+    }
+    let sets = node_exec(&world, 0, &["ipset", "list", "-name"]);
+    assert!(sets.lines().any(|l| l == "PALISADE-LOCAL6"), "{sets}");
+    for node in ["node-1", "node-2"] {
+        let families = kubectl(
+            cp,
+            &[
+                "get",
+                "nodeenforcement",
+                node,
+                "-o",
+                "jsonpath={.status.families}",
+            ],
+        );
+        assert_eq!(families, r#"["IPv4","IPv6"]"#, "{node}");
+    }
+    for ns in ["x", "y", "z"] {
+        kubectl(cp, &["delete", "networkpolicies", "--all", "-n", ns]);
+    }
+    for family in IpFamily::ALL {
+        converges_in(&world, "", &XYZ_PORTS, limit, family);
+    }
 }
 
 fn node_exec(world: &World, node: usize, args: &[&str]) -> String {
