@@ -1,7 +1,7 @@
 //! A synthetic cluster of any size, the same for every benchmark (the reach matrix, the checks,
 //! the enforcer's compiler and its scale test), so their figures describe one workload.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
 use crate::{
@@ -33,6 +33,17 @@ fn http_port(n: usize, app: usize, ports: usize) -> u16 {
 /// [`cluster`] where the apps serve `http` on `ports` distinct port numbers (8080, 8081, ...)
 /// instead of all on 8080.
 pub fn cluster_with_ports(namespaces: usize, per_ns: usize, nodes: usize, ports: usize) -> Cluster {
+    build(namespaces, per_ns, nodes, ports, false)
+}
+
+/// [`cluster`], dual-stack: every pod also has the IPv6 address `fd00:10:244::<i>` (after its
+/// IPv4 one, as `status.podIPs` lists them), and the egress policy also allows `::/0` except
+/// `fd00::/8` on 443.
+pub fn dual_stack_cluster(namespaces: usize, per_ns: usize, nodes: usize) -> Cluster {
+    build(namespaces, per_ns, nodes, 1, true)
+}
+
+fn build(namespaces: usize, per_ns: usize, nodes: usize, ports: usize, dual: bool) -> Cluster {
     let mut nss = Vec::new();
     let mut pods = Vec::new();
     let mut policies = Vec::new();
@@ -54,6 +65,10 @@ pub fn cluster_with_ports(namespaces: usize, per_ns: usize, nodes: usize, ports:
                 ]),
                 ip,
             );
+            if dual {
+                let ip6 = Ipv6Addr::new(0xfd00, 0x10, 0x244, 0, 0, 0, (i >> 16) as u16, i as u16);
+                pod = pod.with_second_ip(IpAddr::V6(ip6));
+            }
             pod.node = Some(format!("n{}", i % nodes.max(1)));
             pod.ports.push(ContainerPort {
                 name: Some("http".into()),
@@ -110,37 +125,42 @@ pub fn cluster_with_ports(namespaces: usize, per_ns: usize, nodes: usize, ports:
             }]),
             None,
         ));
-        policies.push(base(
-            "egress",
-            Selector::everything(),
-            None,
-            Some(vec![
-                Rule {
-                    peers: vec![],
-                    ports: vec![PortMatch {
-                        protocol: Protocol::Udp,
-                        port: PortSpec::Range(53, 53),
-                    }],
-                },
-                Rule {
-                    peers: vec![Peer::Pods {
-                        namespaces: NamespaceScope::Matching(Selector::everything()),
-                        pods: Selector::everything(),
-                    }],
-                    ports: vec![PortMatch {
-                        protocol: Protocol::Tcp,
-                        port: PortSpec::Named("http".into()),
-                    }],
-                },
-                Rule {
-                    peers: vec![Peer::IpBlock(IpBlockPeer {
-                        cidr: "0.0.0.0/0".parse().expect("cidr"),
-                        except: vec!["10.0.0.0/8".parse().expect("cidr")],
-                    })],
-                    ports: vec![tcp(443)],
-                },
-            ]),
-        ));
+        let mut egress = vec![
+            Rule {
+                peers: vec![],
+                ports: vec![PortMatch {
+                    protocol: Protocol::Udp,
+                    port: PortSpec::Range(53, 53),
+                }],
+            },
+            Rule {
+                peers: vec![Peer::Pods {
+                    namespaces: NamespaceScope::Matching(Selector::everything()),
+                    pods: Selector::everything(),
+                }],
+                ports: vec![PortMatch {
+                    protocol: Protocol::Tcp,
+                    port: PortSpec::Named("http".into()),
+                }],
+            },
+            Rule {
+                peers: vec![Peer::IpBlock(IpBlockPeer {
+                    cidr: "0.0.0.0/0".parse().expect("cidr"),
+                    except: vec!["10.0.0.0/8".parse().expect("cidr")],
+                })],
+                ports: vec![tcp(443)],
+            },
+        ];
+        if dual {
+            egress.push(Rule {
+                peers: vec![Peer::IpBlock(IpBlockPeer {
+                    cidr: "::/0".parse().expect("cidr"),
+                    except: vec!["fd00::/8".parse().expect("cidr")],
+                })],
+                ports: vec![tcp(443)],
+            });
+        }
+        policies.push(base("egress", Selector::everything(), None, Some(egress)));
     }
     Cluster::new(nss, pods, vec![], policies)
 }
@@ -220,5 +240,26 @@ mod tests {
             read.namespaces().collect::<Vec<_>>(),
             built.namespaces().collect::<Vec<_>>()
         );
+    }
+
+    /// The dual-stack world is the IPv4 one with an IPv6 address per pod and an IPv6 egress
+    /// block: as IPv4 sees it, the pods are the same.
+    #[test]
+    fn the_dual_stack_world_adds_ipv6() {
+        let dual = dual_stack_cluster(3, 12, 2);
+        let v4 = cluster(3, 12, 2);
+        assert!(dual.pods().iter().all(|p| p.families().count() == 2));
+        assert_eq!(
+            dual.in_family(crate::IpFamily::V4).pods(),
+            v4.in_family(crate::IpFamily::V4).pods()
+        );
+        let egress = |c: &Cluster| {
+            c.policies()
+                .iter()
+                .find(|p| p.name == "egress")
+                .and_then(|p| p.egress.clone())
+                .map(|r| r.len())
+        };
+        assert_eq!((egress(&v4), egress(&dual)), (Some(3), Some(4)));
     }
 }
