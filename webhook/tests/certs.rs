@@ -327,5 +327,17 @@ fn the_certificate_and_its_ca_rotate_while_every_kubectl_apply_succeeds() {
         metrics.contains("palisade_webhook_serving_certificate_expiry_timestamp_seconds "),
         "{metrics}"
     );
+    // Neither replica was refused a watch or a write along the way (the chart's RBAC suffices).
+    for r in [&a, &b] {
+        let log = std::fs::read_to_string(&r.log).unwrap();
+        for trouble in [
+            "watching the certificate Secret",
+            "watching the ValidatingWebhookConfiguration",
+            "keeping the serving certificate",
+            "cannot provision",
+        ] {
+            assert!(!log.contains(trouble), "{trouble}:\n{}", r.log_tail());
+        }
+    }
     let _ = cp.kubectl(&["delete", "validatingwebhookconfiguration", CONFIG]);
 }
