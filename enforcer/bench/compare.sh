@@ -77,9 +77,8 @@ stop_impl() { # palisade|kube-router
     # them, then its ipsets (KUBE-SRC-*, KUBE-DST-*).
     ip netns exec "$NS1" iptables-save -t filter | grep -v -e KUBE-ROUTER -e KUBE-POD-FW- -e KUBE-NWPLCY- \
       | ip netns exec "$NS1" iptables-restore
-    { ip netns exec "$NS1" ipset list -n | grep -E '^(inet6:)?KUBE-' || true; } | while read -r set; do
-      ip netns exec "$NS1" ipset destroy "$set"
-    done
+    { ip netns exec "$NS1" ipset list -n | grep -E '^(inet6:)?KUBE-' || true; } | sed 's/^/destroy /' \
+      | ip netns exec "$NS1" ipset restore
   fi
   impl_pid=
 }
@@ -109,14 +108,14 @@ own_syncs() { # palisade|kube-router LOG
         sub(/s$/, "", v); print (m * 60 + v) * 1000 }'
   fi
 }
-# Waits (at most LIMIT s) until no sync has completed for QUIET seconds: the syncs that the
-# start's burst of events asked for are done.
+# Waits (at most LIMIT s) until a sync has completed and no other for QUIET seconds: the syncs
+# that the start's burst of events asked for are done.
 quiet() { # palisade|kube-router LOG QUIET
   local n last=-1 same=0 t
   for t in $(seq "$LIMIT"); do
     n=$(own_syncs "$1" "$2" | wc -l)
     if [ "$n" = "$last" ]; then same=$((same + 1)); else same=0 last=$n; fi
-    [ "$same" -ge "$3" ] && return 0
+    [ "$n" -gt 0 ] && [ "$same" -ge "$3" ] && return 0
     sleep 1
   done
 }
