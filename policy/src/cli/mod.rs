@@ -93,6 +93,28 @@ pub struct ReachArgs {
     /// nodes enforce it).
     #[arg(long)]
     pub explain: bool,
+    /// The matrix of one IP family's traffic: each pod by its address of that family (pods
+    /// without one left out), ipBlocks of the other family matching nothing. Default: each pod
+    /// by its `status.podIP`.
+    #[arg(long, value_enum)]
+    pub family: Option<FamilyArg>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FamilyArg {
+    #[value(name = "IPv4", alias = "ipv4")]
+    V4,
+    #[value(name = "IPv6", alias = "ipv6")]
+    V6,
+}
+
+impl FamilyArg {
+    pub fn family(self) -> crate::IpFamily {
+        match self {
+            FamilyArg::V4 => crate::IpFamily::V4,
+            FamilyArg::V6 => crate::IpFamily::V6,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -48,7 +48,10 @@ pub(super) fn run(
         )?;
         return Ok(EXIT_UNREADABLE);
     }
-    let cluster = inputs.cluster();
+    let mut cluster = inputs.cluster();
+    if let Some(family) = args.family {
+        cluster = cluster.in_family(family.family());
+    }
     run_on(&cluster, live, args, out, err)
 }
 
@@ -62,10 +65,17 @@ fn run_on(
 ) -> io::Result<i32> {
     let pods = reach::reachable_pods(cluster);
     if pods.is_empty() {
-        writeln!(
-            err,
-            "palisade: the inputs hold no Pod with status.podIP; nothing to probe"
-        )?;
+        match args.family {
+            Some(f) => writeln!(
+                err,
+                "palisade: the inputs hold no Pod with an {} address; nothing to probe",
+                f.family()
+            )?,
+            None => writeln!(
+                err,
+                "palisade: the inputs hold no Pod with status.podIP; nothing to probe"
+            )?,
+        }
         return Ok(EXIT_UNREADABLE);
     }
     let pick = |which: &Option<String>, flag: &str| -> Result<Vec<usize>, String> {
