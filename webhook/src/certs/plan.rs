@@ -8,8 +8,8 @@
 //!   configuration's `caBundle` are kept, so pods serving an older certificate keep verifying;
 //! - the signing CA has less than a third of its lifetime left: a new CA is ADDED to the bundle
 //!   and becomes the signer; the serving certificate stays as it is for now;
-//! - the serving certificate has less than a third of its lifetime left, names other than the
-//!   wanted ones, or another signer: a new one, once the signer has been in the bundle for
+//! - the serving certificate has less than a third of its lifetime left, lacks a wanted name,
+//!   or has another signer: a new one, once the signer has been in the bundle for
 //!   `grace` and the webhook configuration trusts it (at once when the old one is unusable);
 //! - CAs other than the signer leave the bundle once the serving certificate is the signer's
 //!   and `grace` has passed since both the last bundle change and the certificate's issue;
@@ -241,11 +241,19 @@ pub fn plan(state: &State, published: &[Cert], wanted: &Wanted, now: i64) -> Pla
             ),
             false,
         ),
-        Some(l) if l.sans != wanted_sans => (
+        // Only a missing name renews at once: replicas of two versions during a rolling update
+        // must not take turns renewing for their own lists (a name no longer wanted goes at
+        // the next renewal).
+        Some(l) if wanted_sans.iter().any(|n| !l.sans.contains(n)) => (
             format!(
-                "it names {} instead of {}",
+                "it names {} but not {}",
                 l.sans.join(","),
-                wanted_sans.join(",")
+                wanted_sans
+                    .iter()
+                    .filter(|n| !l.sans.contains(n))
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",")
             ),
             false,
         ),

@@ -210,7 +210,7 @@ fn a_name_change_renews_the_certificate_with_the_new_names() {
     w.dns.push("palisade.example.com".into());
     let (after, _, seen) = run(Some(stored), published, &w, t0 + 6, 1);
     assert!(
-        seen.changes[0].contains("instead of")
+        seen.changes[0].contains("but not palisade.example.com")
             && seen.changes[0].contains("new serving certificate"),
         "{:#?}",
         seen.changes
@@ -226,6 +226,12 @@ fn a_name_change_renews_the_certificate_with_the_new_names() {
         &ServerName::try_from("palisade.example.com").unwrap(),
         t0 + 7
     ));
+    // A replica still wanting the old names (a rolling update) accepts the new certificate
+    // instead of renewing it back.
+    w.dns.pop();
+    let state = plan::State::read(Some(&after));
+    let p = plan::plan(&state, &bundle_of(&after), &w, t0 + 8);
+    assert_eq!(p.new_leaf, None, "{p:?}");
 }
 
 #[test]
