@@ -947,3 +947,56 @@ fn rules_stay_through_restarts_and_go_when_helm_uninstall_deletes_the_daemonset_
     assert!(world.net.probe("y/b", "x/a", 80, Tcp).unwrap());
     chart::install_rbac(cp).unwrap(); // for the tests after this one
 }
+
+/// Both families' rulesets of a dual-stack node go into the kernel with real `ipset`,
+/// `iptables-restore` and `ip6tables-restore` of each backend, in a network namespace of this
+/// test's own (gone with its thread), and read back exactly as rendered: a second sync writes
+/// nothing; after a pod leaves, one sync writes and the next nothing again.
+#[test]
+fn dual_stack_rulesets_round_trip_through_the_kernel() {
+    use palisade_enforcer::CompileOptions;
+    use palisade_enforcer::apply::sync_families;
+    use palisade_enforcer::backend::Backend;
+    use palisade_enforcer::compile::compile_families;
+
+    let full = palisade_policy::synthetic::dual_stack_cluster(6, 10, 2);
+    let mut fewer = full.pods().to_vec();
+    fewer.retain(|p| p.key() != "ns-0/pod-0");
+    let fewer = palisade_policy::Cluster::new(
+        full.namespaces().cloned(),
+        fewer,
+        vec![],
+        full.policies().to_vec(),
+    );
+    let options = CompileOptions {
+        deny_action: palisade_enforcer::compile::DenyAction::Reject,
+        ..CompileOptions::default()
+    };
+    let rulesets =
+        |c: &palisade_policy::Cluster| compile_families(c, "n0", &options, &IpFamily::ALL);
+    let (before, after) = (rulesets(&full), rulesets(&fewer));
+    assert!(before[1].sets.values().any(|s| !s.entries.is_empty()));
+    for backend in [Backend::Nft, Backend::Legacy] {
+        let (before, after) = (before.clone(), after.clone());
+        std::thread::spawn(move || {
+            // SAFETY: moves only this thread (and the tools it starts) into a new network
+            // namespace.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            let sync = |r: &[palisade_enforcer::Ruleset]| {
+                sync_families(backend, r).unwrap_or_else(|e| panic!("{backend}: {e}"))
+            };
+            assert!(sync(&before).wrote());
+            assert!(
+                !sync(&before).wrote(),
+                "{backend}: the host reads back differently"
+            );
+            assert!(sync(&after).wrote());
+            assert!(
+                !sync(&after).wrote(),
+                "{backend}: the host reads back differently"
+            );
+        })
+        .join()
+        .expect("the kernel round trip");
+    }
+}
