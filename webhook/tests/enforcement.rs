@@ -96,14 +96,20 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
 
     // Palisade's enforcers report that they enforce, node-2's last an hour ago: it went silent,
     // so node-2 still counts as not enforced, and the refusal says why.
-    let report = |node: &str, last_sync: k8s_openapi::jiff::Timestamp| {
+    let report_families = |node: &str,
+                           last_sync: k8s_openapi::jiff::Timestamp,
+                           families: Option<&str>| {
         let ne = format!(
             "apiVersion: palisade.dev/v1alpha1\nkind: NodeEnforcement\nmetadata: {{name: {node}}}\nspec: {{node: {node}}}\n"
         );
         let o = cp.kubectl_stdin(&["apply", "-f", "-"], &ne).unwrap();
         assert!(o.status.success(), "{}", text(&o));
+        // No `families`: written by an enforcer from before dual-stack support, IPv4 only.
+        let families = families
+            .map(|f| format!(r#","families":{f}"#))
+            .unwrap_or_default();
         let status = format!(
-            r#"{{"status":{{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"{}"}}}}"#,
+            r#"{{"status":{{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"{}"{families}}}}}"#,
             last_sync.strftime("%Y-%m-%dT%H:%M:%SZ")
         );
         let o = cp
@@ -118,6 +124,9 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
             ])
             .unwrap();
         assert!(o.status.success(), "{}", text(&o));
+    };
+    let report = |node: &str, last_sync: k8s_openapi::jiff::Timestamp| {
+        report_families(node, last_sync, None)
     };
     let now = k8s_openapi::jiff::Timestamp::now;
     report("node-1", now());
@@ -161,6 +170,66 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "still refused with enforcers active: {}",
+            text(&o)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // A dual-stack pod on node-1, whose enforcer enforces IPv4 only (no working ip6tables, or
+    // an older enforcer that writes no families): its IPv6 traffic is not filtered, so node-1
+    // does not count as enforcing, and the refusal names the node, the family and the pod.
+    let pod6 = "apiVersion: v1\nkind: Pod\nmetadata: {name: web6, namespace: shop, labels: {app: web}}\nspec: {nodeName: node-1, containers: [{name: c, image: i}]}\n";
+    let o = cp.kubectl_stdin(&["apply", "-f", "-"], pod6).unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cp
+        .kubectl(&[
+            "patch",
+            "pod",
+            "web6",
+            "-n",
+            "shop",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running","podIP":"10.244.1.6","podIPs":[{"ip":"10.244.1.6"},{"ip":"fd00:10:244:1::6"}]}}"#,
+        ])
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    report_families("node-2", now(), Some(r#"["IPv4","IPv6"]"#));
+    let dual = policy.replace(
+        "{name: web, namespace: shop}",
+        "{name: web-3, namespace: shop}",
+    );
+    let start = Instant::now();
+    let out = loop {
+        let o = cp
+            .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &dual)
+            .unwrap();
+        let out = text(&o);
+        if !o.status.success() || start.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        out.contains("[enforcement] NetworkPolicy shop/web-3 would be enforced only in part: on 1 of 2 ready nodes pods have IPv6 addresses and the Palisade enforcer there does not enforce IPv6")
+            && out.contains("  node node-1: NOT enforced for IPv6: pods there have IPv6 addresses (shop/web6), and its Palisade enforcer enforces IPv4 only")
+            && !out.contains("node node-2"),
+        "{out}"
+    );
+    // node-1's enforcer enforces IPv6 too: admitted.
+    report_families("node-1", now(), Some(r#"["IPv4","IPv6"]"#));
+    let start = Instant::now();
+    loop {
+        let o = cp
+            .kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &dual)
+            .unwrap();
+        if o.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "still refused with both families enforced: {}",
             text(&o)
         );
         std::thread::sleep(Duration::from_millis(300));
