@@ -48,10 +48,11 @@
 //! differ from the IPv4 ones ([`set_name`]), since ipsets of both families share one namespace;
 //! chains are per family anyway and keep their names.
 //!
-//! IPv6 only: ICMPv6 neighbour discovery (types 133–137) is let through at the top of
-//! PALISADE-FORWARD and PALISADE-INPUT, before conntrack (to which these packets are INVALID):
-//! a pod answering the node's neighbour solicitation from its global address must never be cut,
-//! or the node loses its pods. Denied packets are refused with ICMPv6 admin-prohibited.
+//! IPv6 only: ICMPv6 neighbour discovery (types 133–137) is let through (RETURN) in
+//! PALISADE-FORWARD and PALISADE-INPUT right after the not-a-local-pod line, before conntrack
+//! (to which these packets are INVALID): a pod answering the node's neighbour solicitation from
+//! its global address must never be cut, or the node loses its pods. With deny action reject,
+//! denied packets other than TCP are refused with ICMPv6 admin-prohibited.
 //!
 //! At packet level a pod is its IP. Two consequences where the policy crate can tell more:
 //! hostNetwork pods on this node reach local pods through OUTPUT and are allowed like the node
