@@ -6,7 +6,7 @@
 
 BIN=$(e2e/tools/install.sh --print)
 # The release binaries: those the script just built, or PALISADE_BENCH_BIN's (a build to measure).
-RELEASE=${PALISADE_BENCH_BIN:-$PWD/target/release}
+RELEASE=${PALISADE_BENCH_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release}
 ENFORCER=$RELEASE/palisade-enforcer
 PALISADE=$RELEASE/palisade
 ADMIN_PORT=19102
