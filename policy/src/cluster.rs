@@ -119,11 +119,6 @@ impl Cluster {
             ..self.clone()
         }
     }
-
-    /// Whether any pod has an address of `family`.
-    pub fn has_family(&self, family: IpFamily) -> bool {
-        self.pods.iter().any(|p| p.ip_of(family).is_some())
-    }
     pub fn workloads(&self) -> &[Workload] {
         &self.workloads
     }
