@@ -327,6 +327,27 @@ fn the_certificate_and_its_ca_rotate_while_every_kubectl_apply_succeeds() {
         metrics.contains("palisade_webhook_serving_certificate_expiry_timestamp_seconds "),
         "{metrics}"
     );
+    // Each rotation is a Normal Event on the Secret, saying what changed and why.
+    let events = kubectl(
+        cp,
+        &[
+            "get",
+            "events",
+            "-n",
+            NAMESPACE,
+            "--field-selector",
+            &format!("reason=CertificateRotated,involvedObject.name={SECRET}"),
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    );
+    for said in [
+        "new signing CA",
+        "less than a third of its lifetime left",
+        "replaced by the signing CA",
+    ] {
+        assert!(events.contains(said), "no Event saying {said:?}: {events}");
+    }
     // Neither replica was refused a watch or a write along the way (the chart's RBAC suffices).
     for r in [&a, &b] {
         let log = std::fs::read_to_string(&r.log).unwrap();

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Api;
 use kube::api::PostParams;
+use kube::runtime::events::{EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -25,6 +26,8 @@ use crate::metrics::Metrics;
 
 /// When the Secret's bundle last changed (RFC 3339).
 pub const BUNDLE_CHANGED: &str = "palisade.dev/bundle-changed-at";
+/// The reason of the Normal Event on the Secret when a certificate or CA is replaced.
+pub const ROTATED: &str = "CertificateRotated";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
@@ -53,6 +56,7 @@ pub struct Keeper {
     served: Option<(Vec<u8>, Vec<u8>)>,
     waiting_said: Option<String>,
     missing_config_said: bool,
+    recorder: Recorder,
 }
 
 fn now() -> i64 {
@@ -180,6 +184,13 @@ impl Keeper {
             served: None,
             waiting_said: None,
             missing_config_said: false,
+            recorder: Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "palisade-webhook".into(),
+                    instance: std::env::var("POD_NAME").ok(),
+                },
+            ),
         })
     }
 
@@ -269,6 +280,28 @@ impl Keeper {
                 Ok(s) => {
                     for change in &outcome.changes {
                         tracing::info!(secret = %self.secret_name, "certificate: {change}");
+                    }
+                    if plan.new_ca.is_some() || plan.new_leaf.is_some() || !plan.drop.is_empty() {
+                        let reference = k8s_openapi::api::core::v1::ObjectReference {
+                            api_version: Some("v1".into()),
+                            kind: Some("Secret".into()),
+                            namespace: Some(self.namespace.clone()),
+                            name: Some(self.secret_name.clone()),
+                            uid: s.metadata.uid.clone(),
+                            // This version of the Secret: one Event per rotation, not a
+                            // series under the first one's note.
+                            resource_version: s.metadata.resource_version.clone(),
+                            ..Default::default()
+                        };
+                        palisade_policy::process::publish_event(
+                            &self.recorder,
+                            &reference,
+                            EventType::Normal,
+                            ROTATED,
+                            "Rotate",
+                            outcome.changes.join("; "),
+                        )
+                        .await;
                     }
                     self.secret = Some(s);
                 }
