@@ -9,6 +9,12 @@
 //! `kubernetes` Service leads there from every pod. A root-namespace chain drops whatever the
 //! nodes and pods send anywhere but to each other: no traffic leaves the machine.
 //!
+//! The nodes differ as users' nodes do (see [`flavour`]): node-1 is an older distribution's
+//! node, where `iptables` is iptables-legacy and kube-proxy runs in iptables mode; node-2 a
+//! current one, iptables-nft and kube-proxy in nftables mode (GA since Kubernetes 1.33). Each
+//! node's components (containerd and the CNI plugins it runs, kubelet, kube-proxy) find their
+//! `iptables` in a per-node directory first on their PATH.
+//!
 //! Everything a node runs lives in one cgroup tree (`/palisade-<k>-<node>` in every
 //! hierarchy): containerd, its shims, kubelet, kube-proxy and the containers. Stopping a node
 //! kills that tree and removes it; the kernel settings kubelet changes are restored.
@@ -74,6 +80,10 @@ pub fn missing() -> Vec<String> {
         ("runc", "runc"),
         ("nsenter", "util-linux"),
         ("unshare", "util-linux"),
+        // kube-proxy in nftables mode (node-2) runs `nft`.
+        ("nft", "nftables"),
+        ("xtables-legacy-multi", "iptables"),
+        ("xtables-nft-multi", "iptables"),
     ] {
         if which(program).is_none() {
             missing.push(format!("{program} (apt-get install {package})"));
@@ -139,6 +149,71 @@ pub fn images_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("images"))
 }
 
+/// Which iptables a node's `iptables`, `iptables-save`, `iptables-restore` (and the ip6tables
+/// ones) are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Iptables {
+    Legacy,
+    Nft,
+}
+
+impl Iptables {
+    /// As Palisade's NodeEnforcement status names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Iptables::Legacy => "legacy",
+            Iptables::Nft => "nft",
+        }
+    }
+
+    /// The `iptables-save` of this backend, e.g. `iptables-legacy-save`.
+    pub fn save(self) -> String {
+        format!("iptables-{}-save", self.as_str())
+    }
+
+    /// The multi-call binary behind every command of this backend.
+    fn multi(self) -> String {
+        format!("xtables-{}-multi", self.as_str())
+    }
+}
+
+/// kube-proxy's mode on a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Iptables,
+    Nftables,
+}
+
+impl ProxyMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProxyMode::Iptables => "iptables",
+            ProxyMode::Nftables => "nftables",
+        }
+    }
+}
+
+/// How node `index` (1-based) is set up: node-1 iptables-legacy with kube-proxy in iptables
+/// mode, node-2 iptables-nft with kube-proxy in nftables mode, further nodes iptables-nft with
+/// kube-proxy in iptables mode.
+pub fn flavour(index: u8) -> (Iptables, ProxyMode) {
+    match index {
+        1 => (Iptables::Legacy, ProxyMode::Iptables),
+        2 => (Iptables::Nft, ProxyMode::Nftables),
+        _ => (Iptables::Nft, ProxyMode::Iptables),
+    }
+}
+
+/// The commands a node's components find first on their PATH, all pointing at one backend.
+const IPTABLES_COMMANDS: [&str; 6] = [
+    "iptables",
+    "iptables-save",
+    "iptables-restore",
+    "ip6tables",
+    "ip6tables-save",
+    "ip6tables-restore",
+];
+
 /// One real node.
 pub struct RealNode {
     pub name: String,
@@ -148,6 +223,10 @@ pub struct RealNode {
     pub netns: String,
     /// The node's pod subnet.
     pub pod_cidr: String,
+    /// The iptables the node's components use.
+    pub iptables: Iptables,
+    /// kube-proxy's mode.
+    pub proxy_mode: ProxyMode,
     dir: PathBuf,
     cgroup: String,
     /// The process holding the node's mount namespace; everything else is entered through it.
@@ -163,9 +242,11 @@ impl RealNode {
         self.dir.join("run-containerd/containerd.sock")
     }
 
-    /// A command run inside the node's network and mount namespaces (e.g. `iptables-save`).
+    /// A command run inside the node's network and mount namespaces, with the node's PATH
+    /// (`iptables-save` is the node's backend's).
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("nsenter");
+        c.env("PATH", self.path());
         c.args([
             "-t",
             &self.holder_pid().to_string(),
@@ -175,6 +256,15 @@ impl RealNode {
             program,
         ]);
         c
+    }
+
+    /// The node's PATH: its own `iptables` commands first.
+    fn path(&self) -> std::ffi::OsString {
+        let host = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(self.dir.join("bin"))
+            .chain(std::env::split_paths(&host))
+            .chain(["/usr/sbin", "/sbin"].map(PathBuf::from));
+        std::env::join_paths(dirs).unwrap_or(host)
     }
 
     fn holder_pid(&self) -> u32 {
@@ -578,11 +668,26 @@ impl RealCluster {
         }
         let pod_cidr = format!("10.{}.{index}.0/24", 100 + k);
         let cgroup = format!("palisade-{k}-{}", n.name);
+        let (iptables, proxy_mode) = flavour(index);
+        let bin = dir.join("bin");
+        std::fs::create_dir_all(&bin).map_err(io("creating a node directory"))?;
+        let multi = which(&iptables.multi()).ok_or_else(|| Error::Command {
+            what: format!("{}: iptables for the node", n.name),
+            stderr: format!("{} not found (apt-get install iptables)", iptables.multi()),
+        })?;
+        for command in IPTABLES_COMMANDS {
+            let link = bin.join(command);
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&multi, &link)
+                .map_err(io(format!("linking {}", link.display())))?;
+        }
         let mut node = RealNode {
             name: n.name.clone(),
             address: n.address,
             netns: n.netns.name.clone(),
             pod_cidr: pod_cidr.clone(),
+            iptables,
+            proxy_mode,
             dir: dir.clone(),
             cgroup: cgroup.clone(),
             holder: None,
@@ -793,7 +898,7 @@ maxPods: 60
 kind: KubeProxyConfiguration
 clientConnection: {{kubeconfig: "{kubeconfig}"}}
 hostnameOverride: {name}
-mode: iptables
+mode: {mode}
 clusterCIDR: 10.{p}.0.0/16
 bindAddress: {address}
 metricsBindAddress: 127.0.0.1:10249
@@ -805,6 +910,7 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
 "#,
                 kubeconfig = proxy_kubeconfig.display(),
                 name = node.name,
+                mode = node.proxy_mode.as_str(),
                 p = 100 + k,
                 address = node.address,
             ),

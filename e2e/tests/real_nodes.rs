@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use palisade_e2e::real_nodes::{self, NODES, RealCluster};
+use palisade_e2e::real_nodes::{self, Iptables, NODES, ProxyMode, RealCluster, RealNode};
 use palisade_e2e::real_world::RealWorld;
 use palisade_e2e::util::text;
 use palisade_e2e::world::{TUTORIAL_NAMESPACES, TUTORIAL_PORTS, differences, tutorial_pods};
@@ -127,22 +127,37 @@ fn ready_pods(cp: &ControlPlane, component: &str) -> usize {
     .count()
 }
 
-/// Palisade's chains and ipsets on a node.
+/// What `program` prints on a node (its stdout, whether or not it succeeded).
+fn node_output(node: &RealNode, program: &str, args: &[&str]) -> String {
+    let out = node
+        .command(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} on {}: {e}", node.name));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Palisade's chains in `save` (e.g. `ip6tables-nft-save`) on a node.
+fn palisade_chains(node: &RealNode, save: &str) -> Vec<String> {
+    node_output(node, save, &[])
+        .lines()
+        .filter(|l| l.starts_with(":PAL"))
+        .map(|l| format!("{save}: {l}"))
+        .collect()
+}
+
+/// Palisade's chains (in either backend, either family) and ipsets on a node.
 fn palisade_rules(cluster: &RealCluster, node: &str) -> Vec<String> {
     let node = cluster.node(node).expect("node");
     let mut found = Vec::new();
-    let rules = node
-        .command("iptables-save")
-        .arg("-t")
-        .arg("filter")
-        .output()
-        .expect("iptables-save");
-    found.extend(
-        String::from_utf8_lossy(&rules.stdout)
-            .lines()
-            .filter(|l| l.starts_with(":PAL"))
-            .map(String::from),
-    );
+    for save in [
+        "iptables-legacy-save",
+        "iptables-nft-save",
+        "ip6tables-legacy-save",
+        "ip6tables-nft-save",
+    ] {
+        found.extend(palisade_chains(node, save));
+    }
     let sets = node
         .command("ipset")
         .args(["list", "-name"])
@@ -371,26 +386,57 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         assert_eq!(local, [format!("{ip}:9102")], "{node}: {listening}");
     }
 
-    // Each enforcer finds the bridge CNI, which enforces nothing, and enforces.
-    for node in NODES {
+    // Each enforcer finds the bridge CNI, which enforces nothing, and enforces, in the iptables
+    // backend the node's kube-proxy and kubelet use: legacy on node-1, nft on node-2.
+    for node in cluster.nodes() {
+        let want = format!("bridge false true {} drop", node.iptables.as_str());
         let status = eventually(Duration::from_secs(60), || {
             let s = kubectl(
                 cp,
                 &[
                     "get",
                     "nodeenforcement",
-                    node,
+                    &node.name,
                     "-o",
-                    "jsonpath={.status.cni} {.status.cniEnforces} {.status.enforcing}",
+                    "jsonpath={.status.cni} {.status.cniEnforces} {.status.enforcing} {.status.iptablesBackend} {.status.denyAction}|{.status.iptablesBackendSource}|{.status.families}",
                 ],
             );
-            if s == "bridge false true" {
-                Ok(s)
-            } else {
-                Err(s)
+            match s.split_once('|') {
+                Some((head, _)) if head == want => Ok(s),
+                _ => Err(s),
             }
         });
-        assert_eq!(status, "bridge false true");
+        eprintln!("{}: NodeEnforcement {status}", node.name);
+        let (_, rest) = status.split_once('|').unwrap_or_default();
+        assert!(rest.contains("IPv4"), "{}: {status}", node.name);
+        // Palisade's chains are where the node's own rules are, and nowhere else.
+        let (mine, other) = match node.iptables {
+            Iptables::Legacy => ("iptables-legacy-save", "iptables-nft-save"),
+            Iptables::Nft => ("iptables-nft-save", "iptables-legacy-save"),
+        };
+        let theirs = node_output(node, mine, &[]);
+        assert!(
+            theirs.contains(":KUBE-") && theirs.contains(":PALISADE-FORWARD"),
+            "{}: {mine}:\n{theirs}",
+            node.name
+        );
+        assert_eq!(
+            palisade_chains(node, other),
+            Vec::<String>::new(),
+            "{}",
+            node.name
+        );
+        // kube-proxy's Service rules: in legacy iptables on node-1, in its own nftables table
+        // on node-2.
+        if node.proxy_mode == ProxyMode::Nftables {
+            let table = node_output(node, "nft", &["list", "table", "ip", "kube-proxy"]);
+            assert!(table.contains("chain services"), "{}: {table}", node.name);
+            assert!(
+                !theirs.contains(":KUBE-SERVICES"),
+                "{}: {theirs}",
+                node.name
+            );
+        }
     }
 
     // The tutorial world as real pods on both nodes: open before any policy.
@@ -484,6 +530,8 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
             .find(|p| p.from == from && p.to == to && p.port == port);
         assert_eq!(cell.map(|p| p.allowed), Some(want), "{from} -> {to}:{port}");
     }
+
+    services_are_judged_by_pod_ip_after_dnat(cluster, &world, &measured);
 
     // helm upgrade with a changed value, then a rollout restart of the enforcers: probed all
     // along, no allowed flow is cut and no denied flow opens.
@@ -634,6 +682,142 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
             Err(ours.join(", "))
         }
     });
+}
+
+/// A Service's ClusterIP leads to the same verdict as the pod behind it: kube-proxy (legacy
+/// iptables on node-1, nftables on node-2) translates the address before Palisade's FORWARD
+/// rules judge the packet by pod IP. An allowed and a denied client on each node.
+fn services_are_judged_by_pod_ip_after_dnat(
+    cluster: &RealCluster,
+    world: &RealWorld,
+    measured: &[palisade_policy::reach::Probe],
+) {
+    let cp = &cluster.cp;
+    cp.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: database, namespace: production}\n\
+         spec: {selector: {app: database}, ports: [{port: 5432, protocol: TCP}]}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: production}\n\
+         spec: {selector: {app: api}, ports: [{port: 8080, protocol: TCP}]}\n",
+    )
+    .expect("Services");
+    let cluster_ip = |name: &str| {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "service",
+                name,
+                "-n",
+                "production",
+                "-o",
+                "jsonpath={.spec.clusterIP}",
+            ],
+        )
+    };
+    let (database, api) = (cluster_ip("database"), cluster_ip("api"));
+    let ips = world.ips().expect("pod IPs");
+    // Both kube-proxies have the Services (and their endpoints) before anything is probed, so
+    // a refused connection below is the policy's doing.
+    for node in cluster.nodes() {
+        eventually(Duration::from_secs(30), || {
+            let rules = match node.proxy_mode {
+                ProxyMode::Iptables => node_output(node, "iptables-save", &["-t", "nat"]),
+                ProxyMode::Nftables => {
+                    node_output(node, "nft", &["list", "table", "ip", "kube-proxy"])
+                }
+            };
+            // The DNAT to the pod behind each Service: `--to-destination IP:PORT` in
+            // iptables mode, `dnat to IP:PORT` in nftables mode.
+            let dnat = |pod: &str, port: u16| {
+                let target = format!("{}:{port}", ips[pod]);
+                rules
+                    .lines()
+                    .any(|l| l.to_lowercase().contains("dnat") && l.contains(&target))
+            };
+            if dnat("production/database", 5432) && dnat("production/backend", 8080) {
+                Ok(())
+            } else {
+                Err(format!("{}: {rules}", node.name))
+            }
+        });
+    }
+    let connects = |from: &str, ip: &str, port: u16| {
+        let (ns, pod) = from.split_once('/').expect("namespace/pod");
+        cp.kubectl(&[
+            "exec",
+            "-n",
+            ns,
+            pod,
+            "--",
+            "sh",
+            "-c",
+            &format!("nc -w 2 {ip} {port} </dev/null"),
+        ])
+        .expect("kubectl exec")
+        .status
+        .success()
+    };
+    for (from, service, ip, to, port, want) in [
+        (
+            "production/frontend",
+            "api",
+            &api,
+            "production/backend",
+            8080,
+            true,
+        ), // node-1
+        (
+            "production/frontend",
+            "database",
+            &database,
+            "production/database",
+            5432,
+            false,
+        ), // node-1
+        (
+            "production/backend",
+            "database",
+            &database,
+            "production/database",
+            5432,
+            true,
+        ), // node-2
+        (
+            "monitoring/prometheus",
+            "database",
+            &database,
+            "production/database",
+            5432,
+            false,
+        ), // node-2
+    ] {
+        // The pod-IP matrix said the same for the pod behind the Service.
+        let cell = measured
+            .iter()
+            .find(|p| p.from == from && p.to == to && p.port == port);
+        assert_eq!(
+            cell.map(|p| p.allowed),
+            Some(want),
+            "{from} -> {to}:{port} by pod IP"
+        );
+        if want {
+            eventually(Duration::from_secs(30), || {
+                connects(from, ip, port).then_some(()).ok_or(format!(
+                    "{from} cannot reach Service {service} at {ip}:{port} ({})",
+                    ips[to]
+                ))
+            });
+        } else {
+            for _ in 0..3 {
+                assert!(
+                    !connects(from, ip, port),
+                    "{from} reached Service {service} at {ip}:{port}, which leads to {to} ({}), although the policies deny it",
+                    ips[to]
+                );
+            }
+        }
+    }
+    let _ = cp.kubectl(&["delete", "service", "database", "api", "-n", "production"]);
 }
 
 /// The webhook's and the operator's /metrics, behind Palisade's own NetworkPolicies: a pod the

@@ -14,7 +14,8 @@ HELM_VERSION=v3.19.5
 DEBIAN_PACKAGES=(iptables ipset iproute2 conntrack iperf3 procps kmod openssl)
 # The real-node tier (containerd + runc + CNI nodes, the image built without Docker). Installed
 # when the mirror has them; without them only that tier is skipped, and it says which is missing.
-REAL_NODE_PACKAGES=(containerd runc containernetworking-plugins umoci skopeo mmdebstrap busybox-static gcc libc6-dev util-linux)
+# (nftables: the `nft` tool kube-proxy runs in nftables mode, on node-2.)
+REAL_NODE_PACKAGES=(containerd runc containernetworking-plugins umoci skopeo mmdebstrap busybox-static gcc libc6-dev util-linux nftables)
 
 CACHE=${PALISADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade}
 BIN=$CACHE/bin
