@@ -791,6 +791,10 @@ fn a_wrong_value_is_refused_naming_it() {
         ),
         (&["--set", "enforcer.affinity=x"], "/enforcer/affinity"),
         (
+            &["--set", "enforcer.iptablesBackend=iptables"],
+            "/enforcer/iptablesBackend",
+        ),
+        (
             &["--set", "fullnameOverride=My_Palisade"],
             "/fullnameOverride",
         ),
@@ -884,6 +888,15 @@ fn the_values_reach_the_rendered_objects() {
             .unwrap()
             .iter()
             .any(|a| a == "--admin-listen=$(HOST_IP):9102"),
+        "{}",
+        c["args"]
+    );
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--iptables-backend=auto"),
         "{}",
         c["args"]
     );
