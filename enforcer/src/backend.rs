@@ -401,23 +401,14 @@ pub fn choose(choice: BackendChoice, nft: &Probe, legacy: &Probe) -> Result<Dete
     }
 }
 
-/// Probes both backends (only the one asked for, with an override) and chooses.
+/// Probes both backends and chooses. With an override the other backend is probed too: it
+/// may hold Palisade's chains of an earlier run, which [`Adopted::leave`] then removes.
 pub fn detect(choice: BackendChoice) -> Result<Detection, NoBackend> {
-    let skipped = |backend| Probe {
-        backend,
-        v4: Err("not probed".into()),
-        v6: Err("not probed".into()),
-    };
-    let probe = |backend, wanted: bool| {
-        if wanted {
-            Probe::run(backend)
-        } else {
-            skipped(backend)
-        }
-    };
-    let nft = probe(Backend::Nft, choice != BackendChoice::Legacy);
-    let legacy = probe(Backend::Legacy, choice != BackendChoice::Nft);
-    choose(choice, &nft, &legacy)
+    choose(
+        choice,
+        &Probe::run(Backend::Nft),
+        &Probe::run(Backend::Legacy),
+    )
 }
 
 /// A detection taking the place of the previous one (none at start).

@@ -359,3 +359,38 @@ fn nothing_to_go_by_is_nft_and_a_later_move_leaves_nothing_behind() {
     // Nothing more to leave.
     assert!(!inside(&ns, || backend::leave(Backend::Nft)));
 }
+
+#[test]
+fn an_override_takes_the_rules_out_of_the_detected_backend() {
+    let ns = Netns::new("override");
+    ns.run(
+        &[Tables::new(Backend::Nft, Family::V4).restore(), "--noflush"],
+        KUBE_PROXY_RULES,
+    );
+    let detected = detect_and_sync(&ns);
+    assert_eq!(detected.backend, Backend::Nft, "{}", detected.reason);
+    // The operator sets enforcer.iptablesBackend=legacy; the enforcer restarts with it.
+    let forced = inside(&ns, || backend::detect(BackendChoice::Legacy)).expect("legacy works");
+    assert_eq!(
+        (forced.backend, forced.chosen),
+        (Backend::Legacy, Chosen::Override)
+    );
+    let adopted = backend::adopt(None, Ok(forced));
+    assert_eq!(adopted.leave, Some(Backend::Nft));
+    let rulesets = compile_families(
+        &cluster(false),
+        "n1",
+        &CompileOptions::default(),
+        &[palisade_policy::IpFamily::V4],
+    );
+    inside(&ns, move || {
+        apply::sync_families(Backend::Legacy, &rulesets).expect("sync");
+        assert!(backend::leave(Backend::Nft));
+    });
+    let nft = ns.run(&[Tables::new(Backend::Nft, Family::V4).save()], "");
+    assert!(
+        !nft.contains("PAL") && nft.contains("KUBE-FORWARD"),
+        "{nft}"
+    );
+    assert!(save(&ns, Tables::new(Backend::Legacy, Family::V4)).contains(":PALISADE-FORWARD"));
+}
