@@ -396,12 +396,12 @@ pub fn run(
     outcome.protected = protected;
 
     if let Some(interrupted) = keep {
-        let frontend = cluster
+        let (frontend, save) = cluster
             .node("node-1")
-            .map(|n| n.netns.clone())
+            .map(|n| (n.netns.clone(), n.iptables.save()))
             .unwrap_or_default();
         out.line(&format!(
-            "\nThe cluster stays up until you press Ctrl-C. To explore:\n  export KUBECONFIG={} PATH={}:$PATH\n  kubectl get networkbaselines,nodeenforcements\n  kubectl exec -n production frontend -- nc -w 1 {} 5432   # frontend -> database: blocked\n  kubectl get namespaces,pods,networkpolicies -A -o yaml > /tmp/cluster.yaml\n  {} reach -f /tmp/cluster.yaml --port 5432/TCP --explain\n  ip netns exec {frontend} iptables-save -t filter | grep PAL",
+            "\nThe cluster stays up until you press Ctrl-C. To explore:\n  export KUBECONFIG={} PATH={}:$PATH\n  kubectl get networkbaselines,nodeenforcements\n  kubectl exec -n production frontend -- nc -w 1 {} 5432   # frontend -> database: blocked\n  kubectl get namespaces,pods,networkpolicies -A -o yaml > /tmp/cluster.yaml\n  {} reach -f /tmp/cluster.yaml --port 5432/TCP --explain\n  ip netns exec {frontend} {save} -t filter | grep PAL",
             cp.kubeconfig.display(),
             crate::tools::bin_dir().display(),
             world.ips()?.get("production/database").cloned().unwrap_or_default(),
