@@ -36,7 +36,9 @@ if [ ! -x "$KUBE_ROUTER" ]; then
 fi
 [ -n "${PALISADE_BENCH_BIN:-}" ] || cargo build --release -q -p palisade-e2e -p palisade-enforcer -p palisade-policy
 . enforcer/bench/lib.sh
-echo "$(date -u +%FT%TZ) palisade $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- enforcer/src policy/src || echo ' (with local changes)'), kube-router $KUBE_ROUTER_VERSION; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "${PALISADE_BENCH_BIN:-}" ]; then build="the binaries in $PALISADE_BENCH_BIN"
+else build="$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' with local changes')"; fi
+echo "$(date -u +%FT%TZ) palisade: $build; kube-router $KUBE_ROUTER_VERSION; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 bench_up
 
 P=10.$((100 + NET))
