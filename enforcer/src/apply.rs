@@ -17,10 +17,10 @@ use std::process::{Command, Stdio};
 
 use palisade_policy::IpFamily;
 
-use crate::backend::{Backend, Family, Tables};
+use crate::backend::{Backend, Tables};
 use crate::render::{
-    ChainTexts, parse_ipset_names, parse_ipset_save, parse_iptables_save, render_ipset,
-    render_ipset_cleanup, render_iptables, render_sets, render_sets_cleanup,
+    ChainTexts, parse_ipset_names, parse_ipset_save, parse_iptables_save, render_iptables,
+    render_sets, render_sets_cleanup,
 };
 use crate::ruleset::{ENTRY_CHAINS, IpSet, Ruleset, is_palisade_name};
 
@@ -127,13 +127,6 @@ fn read_host_chains(tables: Tables) -> Result<HostState, ApplyError> {
     })
 }
 
-/// Reads Palisade's chains (from `tables`), sets and jumps from the host.
-pub fn read_host(tables: Tables) -> Result<HostState, ApplyError> {
-    let mut host = read_host_chains(tables)?;
-    host.sets = parse_ipset_save(&run("ipset", &["save"], None)?)?;
-    Ok(host)
-}
-
 fn jump_rule(builtin: &str, target: &str) -> String {
     format!("{builtin} -m comment --comment \"{JUMP_COMMENT}\" -j {target}")
 }
@@ -166,42 +159,6 @@ pub fn iptables_transaction(new: &Ruleset, host: &HostState) -> Option<String> {
     }
 }
 
-/// Makes the host's Palisade rules in `tables` equal to `new`. On error the previous chains stay
-/// in force.
-pub fn sync(tables: Tables, new: &Ruleset) -> Result<Applied, ApplyError> {
-    let host = read_host(tables)?;
-    let mut applied = Applied::default();
-    let sets = render_ipset(new, Some(&host.sets));
-    if !sets.is_empty() {
-        run("ipset", &["restore"], Some(&sets))?;
-        applied.sets_written = true;
-    }
-    if let Some(text) = iptables_transaction(new, &host) {
-        run(tables.restore(), &["--noflush", "--wait"], Some(&text))?;
-        applied.chains_written = true;
-    }
-    let cleanup = render_ipset_cleanup(new, host.sets.keys());
-    if !cleanup.is_empty() {
-        match run("ipset", &["restore"], Some(&cleanup)) {
-            Ok(_) => applied.sets_removed = true,
-            // Harmless: the next sync tries again.
-            Err(e) => tracing::warn!(error = %e, "cannot remove unused ipsets yet"),
-        }
-    }
-    Ok(applied)
-}
-
-/// The backend's tables of a ruleset's family.
-pub fn tables_of(backend: Backend, family: IpFamily) -> Tables {
-    Tables::new(
-        backend,
-        match family {
-            IpFamily::V4 => Family::V4,
-            IpFamily::V6 => Family::V6,
-        },
-    )
-}
-
 /// Makes the host's Palisade rules equal to `new`, one ruleset per IP family (as
 /// [`crate::compile::compile_families`] gives them), in `backend`: one `ipset restore` for the
 /// sets of every family (ipset is one tool for both, and their set names never clash), then one
@@ -212,7 +169,7 @@ pub fn tables_of(backend: Backend, family: IpFamily) -> Tables {
 pub fn sync_families(backend: Backend, new: &[Ruleset]) -> Result<Applied, ApplyError> {
     let mut hosts = Vec::with_capacity(new.len());
     for ruleset in new {
-        hosts.push(read_host_chains(tables_of(backend, ruleset.family))?);
+        hosts.push(read_host_chains(Tables::new(backend, ruleset.family))?);
     }
     let host_sets = parse_ipset_save(&run("ipset", &["save"], None)?)?;
     let mut sets = BTreeMap::new();
@@ -227,7 +184,7 @@ pub fn sync_families(backend: Backend, new: &[Ruleset]) -> Result<Applied, Apply
     }
     for (ruleset, host) in new.iter().zip(&hosts) {
         if let Some(text) = iptables_transaction(ruleset, host) {
-            let tables = tables_of(backend, ruleset.family);
+            let tables = Tables::new(backend, ruleset.family);
             run(tables.restore(), &["--noflush", "--wait"], Some(&text))?;
             applied.chains_written = true;
         }
@@ -244,12 +201,13 @@ pub fn sync_families(backend: Backend, new: &[Ruleset]) -> Result<Applied, Apply
     Ok(applied)
 }
 
-/// [`cleanup`] of every family in `families` of `backend`: their jumps and chains, then every
-/// Palisade set.
+/// Removes every trace of Palisade from the host: the jumps and chains of every family in
+/// `families` of `backend`, then every Palisade set. Traffic is then filtered by whatever else
+/// the node has, as before Palisade was installed.
 pub fn cleanup_families(backend: Backend, families: &[IpFamily]) -> Result<Applied, ApplyError> {
     let mut applied = Applied::default();
     for family in families {
-        applied.chains_written |= remove_chains(tables_of(backend, *family))?;
+        applied.chains_written |= remove_chains(Tables::new(backend, *family))?;
     }
     let names = parse_ipset_names(&run("ipset", &["list", "-name"], None)?);
     let destroy: String = names.iter().map(|n| format!("destroy {n}\n")).collect();
@@ -286,22 +244,6 @@ pub fn remove_chains(tables: Tables) -> Result<bool, ApplyError> {
         run(tables.restore(), &["--noflush", "--wait"], Some(&text))?;
     }
     Ok(wrote)
-}
-
-/// Removes every trace of Palisade from the host: the jumps, the chains, the sets. Traffic is
-/// then filtered by whatever else the node has, as before Palisade was installed.
-pub fn cleanup(tables: Tables) -> Result<Applied, ApplyError> {
-    let mut applied = Applied {
-        chains_written: remove_chains(tables)?,
-        ..Applied::default()
-    };
-    let names = parse_ipset_names(&run("ipset", &["list", "-name"], None)?);
-    let destroy: String = names.iter().map(|n| format!("destroy {n}\n")).collect();
-    if !destroy.is_empty() {
-        run("ipset", &["restore"], Some(&destroy))?;
-        applied.sets_removed = true;
-    }
-    Ok(applied)
 }
 
 /// The packet counters of the audit rules (`iptables-save -c` of `tables`), summed per comment:

@@ -13,8 +13,6 @@
 use std::fmt;
 use std::process::Command;
 
-use palisade_policy::IpFamily;
-
 use crate::ruleset::is_palisade_name;
 
 /// The iptables backend.
@@ -41,39 +39,9 @@ impl fmt::Display for Backend {
     }
 }
 
-/// An IP family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
-
-    /// As the NodeEnforcement status and Kubernetes' `ipFamilies` say it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::V4 => "IPv4",
-            Family::V6 => "IPv6",
-        }
-    }
-}
-
-impl From<Family> for IpFamily {
-    fn from(family: Family) -> Self {
-        match family {
-            Family::V4 => IpFamily::V4,
-            Family::V6 => IpFamily::V6,
-        }
-    }
-}
-
-impl fmt::Display for Family {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The IP family of a [`Tables`]: the policy crate's, so a pod's address family and the
+/// tables that filter it are one type.
+pub use palisade_policy::IpFamily as Family;
 
 /// One backend's tables of one family: which commands read and write them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -271,11 +239,6 @@ pub struct Detection {
 impl Detection {
     pub fn tables(&self) -> impl Iterator<Item = Tables> + '_ {
         self.families.iter().map(|f| Tables::new(self.backend, *f))
-    }
-
-    /// The families to enforce, as the compiler names them.
-    pub fn ip_families(&self) -> Vec<IpFamily> {
-        self.families.iter().map(|f| (*f).into()).collect()
     }
 
     /// The other backend.

@@ -73,7 +73,7 @@ impl OwnDaemonSet {
             Some(true) => {
                 tracing::info!(daemonset = %self.name, "the DaemonSet is gone: removing Palisade's rules from this node");
                 match tokio::task::spawn_blocking(move || {
-                    crate::apply::cleanup_families(detection.backend, &detection.ip_families())
+                    crate::apply::cleanup_families(detection.backend, &detection.families)
                 })
                 .await
                 {

@@ -117,7 +117,7 @@ fn cleanup(
     let detection = backend::detect(choice)?;
     let removed_other = detection.other_works && backend::leave(detection.other());
     let mut applied =
-        palisade_enforcer::apply::cleanup_families(detection.backend, &detection.ip_families())?;
+        palisade_enforcer::apply::cleanup_families(detection.backend, &detection.families)?;
     applied.chains_written |= removed_other;
     Ok(applied)
 }

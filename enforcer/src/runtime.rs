@@ -209,7 +209,7 @@ pub async fn run(
         }
         let families: Vec<IpFamily> = in_use
             .as_ref()
-            .map(Detection::ip_families)
+            .map(|d| d.families.clone())
             .unwrap_or_default();
         let (cluster, policy_errors) = snapshot(&w.pods, &w.namespaces, &w.policies);
         let rulesets = if enforcing {
