@@ -317,7 +317,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     // What the test pod printed (helm deletes it once it succeeded): the same check from an
     // enforcer pod (on the node's network: Palisade's own policies let the webhook and operator
     // pods reach only the apiserver and DNS), through the Service found by its environment,
-    // with the chart's CA on stdin.
+    // with the CAs of the webhook's own Secret (ca.crt) on stdin.
     let ca = kubectl(
         cp,
         &[
