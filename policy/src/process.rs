@@ -2,7 +2,7 @@
 //! shutdown signal, and the plain-HTTP admin port with `/healthz`, `/readyz` and `/metrics`.
 //! Behind the `process` feature so the CLI and the pure library stay free of a runtime.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -198,5 +198,66 @@ pub async fn publish_event(
     };
     if let Err(e) = recorder.publish(&ev, reference).await {
         tracing::warn!(error = %e, reason, "cannot publish an Event");
+    }
+}
+
+/// An address to listen on, `IP:PORT`: `10.0.0.5:9102`, `[fd00::5]:9102`, and also an IPv6
+/// address without brackets, `fd00::5:9102`, which is what a manifest's `$(HOST_IP):9102` gives
+/// on a node whose own address is IPv6: the port is what follows the last colon.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let bad = || {
+        format!(
+            "`{text}` is not an address to listen on: IP:PORT, e.g. 0.0.0.0:9102, [::]:9102, \
+             10.0.0.5:9102 or fd00::5:9102"
+        )
+    };
+    let (ip, port) = text.rsplit_once(':').ok_or_else(bad)?;
+    let ip: Ipv6Addr = ip.parse().map_err(|_| bad())?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    Ok(SocketAddr::new(IpAddr::V6(ip), port))
+}
+
+#[cfg(test)]
+mod listen_address_tests {
+    use super::parse_listen_address;
+
+    #[test]
+    fn every_spelling_of_an_address_and_port() {
+        for (text, want) in [
+            ("0.0.0.0:9102", "0.0.0.0:9102"),
+            ("10.0.0.5:9102", "10.0.0.5:9102"),
+            ("[::]:9102", "[::]:9102"),
+            ("[fd00::5]:9102", "[fd00::5]:9102"),
+            ("fd00::5:9102", "[fd00::5]:9102"),
+            ("2001:db8::1:8080", "[2001:db8::1]:8080"),
+        ] {
+            assert_eq!(
+                parse_listen_address(text).map(|a| a.to_string()),
+                Ok(want.to_string()),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_port_or_no_address_is_refused_with_examples() {
+        for text in [
+            "fd00::5",
+            "10.0.0.5",
+            "::9102",
+            "node:9102",
+            "10.0.0.5:99999",
+            "",
+        ] {
+            let err = parse_listen_address(text).expect_err(text);
+            assert!(
+                err.starts_with(&format!("`{text}` is not an address to listen on")),
+                "{err}"
+            );
+            assert!(err.contains("fd00::5:9102"), "{err}");
+        }
     }
 }

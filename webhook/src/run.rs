@@ -32,10 +32,10 @@ use kube::runtime::events::{EventType, Recorder, Reporter};
 )]
 pub struct Args {
     /// HTTPS address for AdmissionReviews.
-    #[arg(long, default_value = "0.0.0.0:8443")]
+    #[arg(long, value_parser = palisade_policy::process::parse_listen_address, default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
     /// Plain HTTP address for /healthz, /readyz and /metrics.
-    #[arg(long, default_value = "0.0.0.0:8080")]
+    #[arg(long, value_parser = palisade_policy::process::parse_listen_address, default_value = "0.0.0.0:8080")]
     pub admin_listen: SocketAddr,
     /// Serving certificate (PEM, e.g. cert-manager's); reloaded when it changes. Without it,
     /// --certificate-secret.
