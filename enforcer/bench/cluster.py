@@ -7,7 +7,10 @@ four policies per namespace (default deny both ways, app-to-app on the named por
 team=t0 namespaces' app-0 pods on 8080, DNS + in-cluster http + 0.0.0.0/0 except 10/8 on 443
 egress). Pod i of the cluster is on node i % 100; node 0 is NODE (the enforcer's), the others
 n1..n99. Pod IPs are 10.200.x.y, except the pods given as NS/NAME=NODE@IP overrides (the pods
-that have real network namespaces). Each pod's status.hostIP is its node's InternalIP (the Node
+that have real network namespaces). With PALISADE_BENCH_DUAL_STACK=1 the cluster is dual-stack as
+synthetic::dual_stack_cluster makes it: pod i also has the IPv6 address fd00:10:244::<i> (second in
+status.podIPs, after its IPv4 one; the overridden pods keep theirs, an address in the API only),
+and the egress policies also allow ::/0 except fd00::/8 on 443. Each pod's status.hostIP is its node's InternalIP (the Node
 objects written by `nodes`; 10.199.0.i for the synthetic node ni), as a kubelet reports it
 (kube-router finds the pods of its node that way; Palisade by spec.nodeName).
 
@@ -22,6 +25,7 @@ uses a pool of keep-alive HTTPS connections with the admin certificate of the ku
   cluster.py KUBECONFIG xyz-delete                        its pods and policies removed
 """
 import http.client
+import ipaddress
 import json
 import os
 import re
@@ -34,6 +38,12 @@ NAMESPACES, PER_NS, NODES, THREADS = 250, 40, 100, 8
 # A smaller cluster of the same shape: PALISADE_BENCH_NAMESPACES namespaces of 40 pods (and four
 # policies each), still spread over 100 nodes.
 NAMESPACES = int(os.environ.get("PALISADE_BENCH_NAMESPACES", NAMESPACES))
+DUAL_STACK = os.environ.get("PALISADE_BENCH_DUAL_STACK", "") == "1"
+
+
+def ipv6_of(i):
+    """Pod i's IPv6 address in the dual-stack cluster, as synthetic::dual_stack_cluster gives it."""
+    return str(ipaddress.IPv6Address((0xFD00_0010_0244 << 80) | i))
 
 
 def connect(kubeconfig):
@@ -100,21 +110,22 @@ def pods(request, node, overrides):
             where = node if i % NODES == 0 else f"n{i % NODES}"
             ip = f"10.200.{i >> 8}.{i & 255}"
             where, ip = overrides.get(f"ns-{n}/pod-{p}", (where, ip))
-            placed.append((f"ns-{n}", f"pod-{p}", where, ip, p))
+            placed.append((f"ns-{n}", f"pod-{p}", where, ip, p, i))
     run_all(request, [("POST", f"/api/v1/namespaces/{ns}/pods", {
         "metadata": {"name": name, "labels": {"app": f"app-{p % 10}", "tier": str(p % 3)}},
         "spec": {"nodeName": where, "containers": [
             {"name": "c", "image": "i", "ports": [{"name": "http", "containerPort": 8080}]}]},
-    }) for ns, name, where, ip, p in placed])
+    }) for ns, name, where, ip, p, i in placed])
     # The status is reset on create: the IPs go through the status subresource.
     hosts = node_ips(request)
     host = lambda where: hosts.get(where) or f"10.199.0.{int(where[1:]) if where[1:].isdigit() else 0}"
+    pod_ips = lambda ip, i: [{"ip": ip}] + ([{"ip": ipv6_of(i)}] if DUAL_STACK else [])
     run_all(request, [("PATCH", f"/api/v1/namespaces/{ns}/pods/{name}/status",
-                       {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                       {"status": {"phase": "Running", "podIP": ip, "podIPs": pod_ips(ip, i),
                                    "hostIP": host(where), "hostIPs": [{"ip": host(where)}]}},
                        "application/merge-patch+json")
-                      for ns, name, where, ip, p in placed])
-    print(f"{len(placed)} pods in {NAMESPACES} namespaces, "
+                      for ns, name, where, ip, p, i in placed])
+    print(f"{len(placed)} {'dual-stack ' if DUAL_STACK else ''}pods in {NAMESPACES} namespaces, "
           f"{sum(1 for x in placed if x[2] == node)} on {node}")
 
 
@@ -141,7 +152,9 @@ def policies(request):
                     {"to": [{"namespaceSelector": {}, "podSelector": {}}],
                      "ports": [{"protocol": "TCP", "port": "http"}]},
                     {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}],
-                     "ports": [{"protocol": "TCP", "port": 443}]}]}),
+                     "ports": [{"protocol": "TCP", "port": 443}]}]
+                + ([{"to": [{"ipBlock": {"cidr": "::/0", "except": ["fd00::/8"]}}],
+                     "ports": [{"protocol": "TCP", "port": 443}]}] if DUAL_STACK else [])}),
         ]
     run_all(request, calls)
     print(f"{len(calls)} NetworkPolicies")

@@ -11,6 +11,13 @@
 #     (a peer relabelled, a local pod relabelled, a policy's port edited, a policy added/deleted);
 #   - the enforcer's memory (VmHWM, VmRSS).
 #   enforcer/bench/scale.sh [CHANGES] [IPERF_SECONDS] [IPERF_RUNS]
+# PALISADE_BENCH_NAMESPACES=N: a smaller cluster of the same shape (N namespaces of 40 pods; at
+# least 16, the changes edit ns-15).
+# PALISADE_BENCH_DUAL_STACK=1: the dual-stack cluster of synthetic::dual_stack_cluster (every pod
+# also has an IPv6 address in status.podIPs, the egress policies also allow ::/0 except fd00::/8),
+# so the enforcer keeps both families' rulesets; the counts and the tools' timings below then
+# cover both families. The real pods' IPv6 addresses are in the API only: iperf3 and the closed
+# port probe stay on IPv4.
 # Needs root (network namespaces, iptables), the e2e tools (e2e/tools/install.sh) and iperf3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -29,7 +36,8 @@ SRV=palisade-$NET-pod-bench-srv CLI=palisade-$NET-pod-bench-cli
 ip netns exec "$SRV" iperf3 -s -p 8080 >/dev/null 2>&1 &
 bench_pids+=($!)
 
-echo "cluster up; writing 250 namespaces and 10,000 pods with their IPs..."
+DUAL=${PALISADE_BENCH_DUAL_STACK:-}
+echo "cluster up; writing the namespaces and pods with their IPs$([ "$DUAL" = 1 ] && echo " (dual-stack)")..."
 t0=$(date +%s.%N)
 python3 enforcer/bench/cluster.py "$KUBECONFIG" pods node-1 \
   "ns-0/pod-0=node-1@$SERVER_IP" "ns-7/pod-0=node-2@$CLIENT_IP"
@@ -67,10 +75,13 @@ echo "  local pods $(metric palisade_enforcer_local_pods), rules $(metric palisa
 echo "  enforcer: $(mem)"
 iperf none
 
-echo "creating the 1,000 NetworkPolicies..."
+echo "creating the NetworkPolicies..."
 python3 enforcer/bench/cluster.py "$KUBECONFIG" policies
 settle
 echo "  chains $(metric palisade_enforcer_chains), rules $(metric palisade_enforcer_rules), sets $(metric palisade_enforcer_sets), set entries $(metric palisade_enforcer_set_entries), local pods $(metric palisade_enforcer_local_pods); port 5201 of the server: $(port_closed_reply)"
+if [ "$DUAL" = 1 ]; then
+  echo "  of which IPv6: $(ip netns exec "$NS1" ip6tables-save -t filter | grep -c '^-A') ip6tables rules, $(ip netns exec "$NS1" ipset save | grep -c '^add [^ ]* [0-9a-f]*:') set entries"
+fi
 iperf policies
 awk 'NR == FNR { a[FNR] = $1; next } { b[FNR] = $1 } END { m = int((FNR + 1) / 2); printf "  throughput with 1,000 policies / none (medians): %.1f %%\n", 100 * b[m] / a[m] }' \
   "$work/iperf-none" "$work/iperf-policies"
@@ -131,6 +142,7 @@ stop_enforcer
 echo "the tools alone on the same ruleset (node-1, after a cleanup):"
 ip netns exec "$NS1" ipset save >"$work/ipset.save"
 ip netns exec "$NS1" iptables-save -t filter >"$work/iptables.save"
+if [ "$DUAL" = 1 ]; then ip netns exec "$NS1" ip6tables-save -t filter >"$work/ip6tables.save"; fi
 enforcer_cleanup
 t0=$(date +%s%N); ip netns exec "$NS1" ipset restore <"$work/ipset.save"
 t1=$(date +%s%N); ip netns exec "$NS1" iptables-restore --noflush --wait <"$work/iptables.save"
@@ -138,3 +150,9 @@ t2=$(date +%s%N); ip netns exec "$NS1" iptables-save -t filter >/dev/null
 t3=$(date +%s%N); ip netns exec "$NS1" ipset save >/dev/null
 t4=$(date +%s%N)
 echo "  ipset restore ($(grep -c '^add' "$work/ipset.save") entries): $(ms "$t0" "$t1"); iptables-restore --noflush ($(grep -c '^-A' "$work/iptables.save") rules): $(ms "$t1" "$t2"); iptables-save: $(ms "$t2" "$t3"); ipset save: $(ms "$t3" "$t4")"
+if [ "$DUAL" = 1 ]; then
+  t0=$(date +%s%N); ip netns exec "$NS1" ip6tables-restore --noflush --wait <"$work/ip6tables.save"
+  t1=$(date +%s%N); ip netns exec "$NS1" ip6tables-save -t filter >/dev/null
+  t2=$(date +%s%N)
+  echo "  ip6tables-restore --noflush ($(grep -c '^-A' "$work/ip6tables.save") rules): $(ms "$t0" "$t1"); ip6tables-save: $(ms "$t1" "$t2")"
+fi
