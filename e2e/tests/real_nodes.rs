@@ -93,6 +93,21 @@ fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
 }
 
+/// Waits until every enforcer pod of the current DaemonSet revision is Ready (at most 2 min).
+fn wait_for_enforcer_rollout(cp: &ControlPlane) {
+    kubectl(
+        cp,
+        &[
+            "rollout",
+            "status",
+            "daemonset/palisade-enforcer",
+            "-n",
+            NS,
+            "--timeout=120s",
+        ],
+    );
+}
+
 /// Polls `check` every 500 ms until it returns `Ok`; panics with the last `Err` after `limit`.
 fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
     let start = Instant::now();
@@ -303,17 +318,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     }
     // Helm's --wait counts a DaemonSet ready with `maxUnavailable` (1) of its pods not ready
     // yet: the enforcers are waited for as `kubectl rollout status` does.
-    kubectl(
-        cp,
-        &[
-            "rollout",
-            "status",
-            "daemonset/palisade-enforcer",
-            "-n",
-            NS,
-            "--timeout=2m",
-        ],
-    );
+    wait_for_enforcer_rollout(cp);
     // A measure for BENCHMARKS.md, not an assertion.
     eprintln!(
         "helm install --wait, then the enforcer rollout: every pod Ready after {:.1} s",
@@ -560,17 +565,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
             NS,
         ],
     );
-    kubectl(
-        cp,
-        &[
-            "rollout",
-            "status",
-            "daemonset/palisade-enforcer",
-            "-n",
-            NS,
-            "--timeout=120s",
-        ],
-    );
+    wait_for_enforcer_rollout(cp);
     let (allowed, cut, denied, opened) = probe_results(probes);
     assert!(
         allowed >= 10 && denied >= 10,
