@@ -13,7 +13,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use palisade_policy::watch::watch_with;
+use palisade_runtime::watch::watch_with;
 use tokio::sync::Notify;
 
 use crate::backend::Detection;

@@ -11,7 +11,7 @@ use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_enforcer::metrics::Metrics;
 use palisade_enforcer::runtime::{Mode, Settings, run};
-use palisade_policy::process;
+use palisade_runtime::process;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,7 +46,7 @@ struct RunArgs {
     #[arg(long, value_enum, default_value = "auto", global = true)]
     mode: Mode,
     /// Plain HTTP address for /healthz, /readyz and /metrics.
-    #[arg(long, value_parser = palisade_policy::process::parse_listen_address, default_value = "0.0.0.0:9102", global = true)]
+    #[arg(long, value_parser = palisade_runtime::process::parse_listen_address, default_value = "0.0.0.0:9102", global = true)]
     admin_listen: SocketAddr,
     /// Seconds between checks of the node's rules against the desired ones (repairs rules
     /// someone else changed).

@@ -13,9 +13,9 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use palisade_operator::crd::NodeEnforcementStatus;
-use palisade_policy::watch::{watch, watch_with};
+use palisade_api::NodeEnforcementStatus;
 use palisade_policy::{Cluster, IpFamily, Policy};
+use palisade_runtime::watch::{watch, watch_with};
 use tokio::sync::Notify;
 
 use crate::apply;

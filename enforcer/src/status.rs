@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
-use palisade_operator::crd::{NodeEnforcement, NodeEnforcementSpec, NodeEnforcementStatus};
+use palisade_api::{NodeEnforcement, NodeEnforcementSpec, NodeEnforcementStatus};
 pub use palisade_policy::node_enforcement::STATUS_REFRESH;
 
 pub const FIELD_MANAGER: &str = "palisade-enforcer";

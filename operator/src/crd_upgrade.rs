@@ -10,7 +10,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 
-use crate::crd::{VERSION_ANNOTATION, crds};
+use palisade_api::{VERSION_ANNOTATION, crds};
 
 const FIELD_MANAGER: &str = "palisade-operator";
 

@@ -1,9 +1,7 @@
 //! Palisade's operator: default-deny baselines in every namespace that opts in by label,
 //! configured by the cluster-scoped `NetworkBaseline` resource.
 
-pub mod crd;
 pub mod crd_upgrade;
-pub mod desired;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;

@@ -7,7 +7,7 @@ use clap::Parser;
 use palisade_operator::leader::{Elector, LeaseConfig};
 use palisade_operator::metrics::Metrics;
 use palisade_operator::reconcile::{Context, run};
-use palisade_policy::process;
+use palisade_runtime::process;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,7 +23,7 @@ struct Args {
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
     /// Plain HTTP address for /healthz, /readyz and /metrics.
-    #[arg(long, value_parser = palisade_policy::process::parse_listen_address, default_value = "0.0.0.0:8080")]
+    #[arg(long, value_parser = palisade_runtime::process::parse_listen_address, default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
     /// The Lease that elects the one replica that writes.
     #[arg(long, default_value = "palisade-operator")]

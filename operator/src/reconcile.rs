@@ -17,9 +17,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 
-use crate::crd::{BASELINE_LABEL, NetworkBaseline, NetworkBaselineStatus};
-use crate::desired::{DENY_POLICY, MANAGED_BY, MANAGED_BY_LABEL, desired_policies, exclusion};
 use crate::metrics::Metrics;
+use palisade_api::{BASELINE_LABEL, NetworkBaseline, NetworkBaselineStatus};
+use palisade_policy::desired::{
+    DENY_POLICY, MANAGED_BY, MANAGED_BY_LABEL, desired_policies, exclusion,
+};
 
 pub const FIELD_MANAGER: &str = "palisade-operator";
 /// The condition on every NetworkBaseline saying whether the webhook can be reached.
@@ -81,7 +83,7 @@ impl Context {
         reason: &str,
         note: String,
     ) {
-        palisade_policy::process::publish_event(
+        palisade_runtime::process::publish_event(
             &self.recorder,
             reference,
             type_,
@@ -115,7 +117,7 @@ fn up_to_date(existing: &NetworkPolicy, desired: &NetworkPolicy) -> bool {
             .flatten()
             .all(|(k, v)| have.as_ref().and_then(|h| h.get(k)) == Some(v))
     };
-    let audit_key = crate::desired::MODE_ANNOTATION;
+    let audit_key = palisade_policy::desired::MODE_ANNOTATION;
     let has_audit = |p: &NetworkPolicy| {
         p.metadata
             .annotations

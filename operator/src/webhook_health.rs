@@ -9,7 +9,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use kube::{Api, Client};
-use palisade_policy::watch::watch_with;
+use palisade_runtime::watch::watch_with;
 use tokio::sync::Notify;
 
 /// The webhook's Service, watched through its EndpointSlices.

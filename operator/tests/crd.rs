@@ -7,7 +7,7 @@ const CHART_CRD: &str = concat!(
 
 #[test]
 fn the_charts_crd_is_the_generated_one() {
-    let generated = palisade_operator::crd::crd_yaml().unwrap();
+    let generated = palisade_api::crd_yaml().unwrap();
     let shipped = std::fs::read_to_string(CHART_CRD).unwrap_or_default();
     assert!(
         generated == shipped,
@@ -18,10 +18,9 @@ fn the_charts_crd_is_the_generated_one() {
 
 #[test]
 fn the_crd_describes_the_documented_names() {
-    let crd: serde_json::Value = serde_json::to_value(
-        <palisade_operator::crd::NetworkBaseline as kube::CustomResourceExt>::crd(),
-    )
-    .unwrap();
+    let crd: serde_json::Value =
+        serde_json::to_value(<palisade_api::NetworkBaseline as kube::CustomResourceExt>::crd())
+            .unwrap();
     assert_eq!(crd["metadata"]["name"], "networkbaselines.palisade.dev");
     assert_eq!(crd["spec"]["scope"], "Cluster");
     assert_eq!(crd["spec"]["names"]["kind"], "NetworkBaseline");
@@ -126,7 +125,7 @@ fn a_newer_crd_is_refused_with_what_to_do() {
 
 #[test]
 fn the_crds_carry_their_version() {
-    for crd in palisade_operator::crd::crds() {
+    for crd in palisade_api::crds() {
         assert_eq!(
             crd.metadata.annotations.unwrap()["palisade.dev/version"],
             env!("CARGO_PKG_VERSION")

@@ -4,22 +4,19 @@
 pub mod checks;
 pub mod cli;
 pub mod cluster;
+pub mod desired;
 pub mod input;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod model;
 pub mod node_enforcement;
 pub mod policy;
-#[cfg(feature = "process")]
-pub mod process;
 pub mod reach;
 pub mod selector;
 #[cfg(feature = "strategies")]
 pub mod strategies;
 pub mod synthetic;
 pub mod verdict;
-#[cfg(feature = "process")]
-pub mod watch;
 
 pub use cluster::{Cluster, Endpoint};
 pub use model::{ContainerPort, IpFamily, Namespace, Phase, Pod, Protocol, Workload};

@@ -3,9 +3,9 @@
 //! nothing (namespaces that do not exist, DNS resolvers no pod matches) are warned about, since a
 //! default deny without working DNS breaks every lookup in the namespaces that opt in.
 
-use palisade_operator::crd::NetworkBaseline;
-use palisade_operator::desired::desired_policies;
+use palisade_api::NetworkBaseline;
 use palisade_policy::Cluster;
+use palisade_policy::desired::desired_policies;
 use serde_json::Value;
 
 /// The refusal (if any) and the warnings for one baseline object.

@@ -12,11 +12,11 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
-use palisade_operator::crd::NodeEnforcement as NodeEnforcementObject;
+use palisade_api::NodeEnforcement as NodeEnforcementObject;
 use palisade_policy::checks::Enforcement;
 use palisade_policy::node_enforcement::{self, Reported};
-use palisade_policy::watch::watch;
 use palisade_policy::{Cluster, Policy, Workload};
+use palisade_runtime::watch::watch;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 

@@ -18,7 +18,7 @@ async fn main() {
         return;
     }
     let args = Args::parse();
-    palisade_policy::process::init_logging(&args.log_format, "info,rustls=error");
+    palisade_runtime::process::init_logging(&args.log_format, "info,rustls=error");
     if let Err(e) = run(args).await {
         tracing::error!(error = %e, "palisade-webhook stopped");
         std::process::exit(1);

@@ -145,6 +145,6 @@ impl Metrics {
     /// The OpenMetrics text for `/metrics`.
     pub fn render(&self) -> String {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
-        palisade_policy::process::encode(&registry)
+        palisade_runtime::process::encode(&registry)
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use axum_server::tls_rustls::RustlsConfig;
 use clap::Parser;
 use palisade_policy::checks::{self, CheckConfig, CheckId, Mode};
-use palisade_policy::process;
+use palisade_runtime::process;
 use tokio::sync::Notify;
 
 use crate::caches::Caches;
@@ -32,10 +32,10 @@ use kube::runtime::events::{EventType, Recorder, Reporter};
 )]
 pub struct Args {
     /// HTTPS address for AdmissionReviews.
-    #[arg(long, value_parser = palisade_policy::process::parse_listen_address, default_value = "0.0.0.0:8443")]
+    #[arg(long, value_parser = palisade_runtime::process::parse_listen_address, default_value = "0.0.0.0:8443")]
     pub listen: SocketAddr,
     /// Plain HTTP address for /healthz, /readyz and /metrics.
-    #[arg(long, value_parser = palisade_policy::process::parse_listen_address, default_value = "0.0.0.0:8080")]
+    #[arg(long, value_parser = palisade_runtime::process::parse_listen_address, default_value = "0.0.0.0:8080")]
     pub admin_listen: SocketAddr,
     /// Serving certificate (PEM, e.g. cert-manager's); reloaded when it changes. Without it,
     /// --certificate-secret.

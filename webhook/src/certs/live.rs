@@ -293,7 +293,7 @@ impl Keeper {
                             resource_version: s.metadata.resource_version.clone(),
                             ..Default::default()
                         };
-                        palisade_policy::process::publish_event(
+                        palisade_runtime::process::publish_event(
                             &self.recorder,
                             &reference,
                             EventType::Normal,

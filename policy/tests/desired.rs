@@ -1,9 +1,9 @@
 //! (baseline, namespace) -> the exact NetworkPolicies, for each option; and what they mean,
 //! through the policy crate's semantics and checks.
 
-use palisade_operator::crd::{BaselineMode, NetworkBaselineSpec, PolicyType};
-use palisade_operator::desired::{BaselineError, desired_policies, exclusion};
+use palisade_api::{BaselineMode, NetworkBaselineSpec, PolicyType};
 use palisade_policy::checks::{self, CheckConfig, CheckId, Context};
+use palisade_policy::desired::{BaselineError, desired_policies, exclusion};
 use palisade_policy::{Cluster, Endpoint, Labels, Namespace, Pod, Policy, Protocol};
 use serde_json::json;
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::reach::ProbePort;
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
@@ -11,9 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use palisade_policy::reach::ProbePort;
 
-use crate::crd::{BaselineMode, NetworkBaselineSpec, PolicyType};
+use palisade_api::{BaselineMode, NetworkBaselineSpec, PolicyType};
 
 /// Labels every managed policy carries.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -21,7 +21,7 @@ pub const MANAGED_BY: &str = "palisade";
 /// The baseline a managed policy belongs to.
 pub const BASELINE_NAME_LABEL: &str = "palisade.dev/baseline";
 /// Set to `audit` on the policies of an Audit baseline; the enforcer logs instead of dropping.
-pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION};
+pub use crate::policy::{AUDIT_MODE, MODE_ANNOTATION};
 /// Names of managed policies start with this.
 pub const NAME_PREFIX: &str = "palisade-baseline-";
 /// The baseline's default-deny policy; its allows are the other managed policies.
@@ -225,7 +225,7 @@ pub fn desired_policies(
         for (index, a) in spec.allow.egress.iter().enumerate() {
             let mut to = Vec::new();
             if let Some(cidr) = &a.cidr {
-                let net = palisade_policy::policy::parse_cidr(cidr)
+                let net = crate::policy::parse_cidr(cidr)
                     .map_err(|message| BaselineError::Cidr { index, message })?;
                 to.push(NetworkPolicyPeer {
                     ip_block: Some(IPBlock {

@@ -1,6 +1,5 @@
 //! What every Palisade process shares (webhook, operator, enforcer): structured logs, the
 //! shutdown signal, and the plain-HTTP admin port with `/healthz`, `/readyz` and `/metrics`.
-//! Behind the `process` feature so the CLI and the pure library stay free of a runtime.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;

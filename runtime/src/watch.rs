@@ -109,3 +109,4 @@ where
     });
     reader
 }
+impl Slim for palisade_api::NodeEnforcement {}

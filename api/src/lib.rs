@@ -1,0 +1,11 @@
+//! The Kubernetes API types Palisade reads and writes: its own custom resources
+//! (`palisade.dev/v1alpha1`) and the upstream APIs it implements. Every component depends on
+//! this crate for them, never on another component.
+
+pub mod crds;
+pub mod network_baseline;
+pub mod node_enforcement;
+
+pub use crds::{VERSION_ANNOTATION, crd_yaml, crds};
+pub use network_baseline::*;
+pub use node_enforcement::*;

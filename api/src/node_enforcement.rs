@@ -1,0 +1,86 @@
+//! `NodeEnforcement` (palisade.dev/v1alpha1, cluster-scoped): what the enforcer of each node
+//! reports.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What Palisade's enforcer found and does on one node (cluster-scoped, named after the node),
+/// written by that node's enforcer and read by the webhook's `enforcement` check and by people:
+/// `kubectl get nodeenforcements`.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "palisade.dev",
+    version = "v1alpha1",
+    kind = "NodeEnforcement",
+    shortname = "ne",
+    status = "NodeEnforcementStatus",
+    printcolumn = r#"{"name":"CNI","type":"string","jsonPath":".status.cni"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".status.mode"}"#,
+    printcolumn = r#"{"name":"Enforcing","type":"boolean","jsonPath":".status.enforcing"}"#,
+    printcolumn = r#"{"name":"Backend","type":"string","jsonPath":".status.iptablesBackend"}"#,
+    printcolumn = r#"{"name":"Rules","type":"integer","jsonPath":".status.rules"}"#,
+    printcolumn = r#"{"name":"Last Sync","type":"date","jsonPath":".status.lastSync"}"#,
+    printcolumn = r#"{"name":"Error","type":"string","jsonPath":".status.lastError","priority":1}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEnforcementSpec {
+    /// The node this object describes (also its name).
+    pub node: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeEnforcementStatus {
+    /// The CNI identified from the node's CNI configuration, e.g. `flannel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni: Option<String>,
+    /// The active CNI configuration file and its plugin types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_config: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cni_plugins: Vec<String>,
+    /// Whether that CNI enforces NetworkPolicy itself (absent: unknown CNI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cni_enforces: Option<bool>,
+    /// The enforcer's mode: auto (enforce where the CNI does not), enforce, or off.
+    #[serde(default)]
+    pub mode: String,
+    /// Whether this node's enforcer programs rules.
+    #[serde(default)]
+    pub enforcing: bool,
+    /// Why it enforces or stands aside, in words.
+    #[serde(default)]
+    pub reason: String,
+    /// The iptables backend Palisade's rules are in: `nft` or `legacy` (absent: none works).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iptables_backend: Option<String>,
+    /// How that backend was chosen: `detected` (where the node's other rules are, or the only
+    /// one that works), `override` (enforcer.iptablesBackend), or `default` (nothing to go by:
+    /// nft).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iptables_backend_source: Option<String>,
+    /// What happens to a denied connection: `drop` or `reject`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deny_action: Option<String>,
+    /// The IP families this node enforces: `IPv4` when its iptables backend works, `IPv6` when
+    /// that backend's ip6tables works too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub families: Vec<String>,
+    /// The last time the rules were checked against the policies and found or made right.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    /// Pods on this node the rules protect.
+    #[serde(default)]
+    pub local_pods: u32,
+    /// Sizes of the installed ruleset.
+    #[serde(default)]
+    pub chains: u32,
+    #[serde(default)]
+    pub rules: u32,
+    #[serde(default)]
+    pub sets: u32,
+    /// The last sync's error, while it persists (the previous rules stay in force).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}

@@ -1,0 +1,5 @@
+//! What the Palisade processes (webhook, operator, enforcer) share: the admin port, logging,
+//! signals, the Kubernetes client, Events, and reflectors that keep only what Palisade reads.
+
+pub mod process;
+pub mod watch;
