@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use palisade_api::NodeEnforcementStatus;
 use palisade_policy::{Cluster, IpFamily, Policy};
-use palisade_runtime::watch::{watch, watch_with};
+use palisade_runtime::watch::{Compact, watch, watch_compact, watch_with};
 use tokio::sync::Notify;
 
 use crate::apply;
@@ -86,7 +86,7 @@ pub fn decide(mode: Mode, cni: &Result<CniInfo, CniError>) -> (bool, String) {
 
 /// The cluster as the stores have it, with the policies that cannot be understood named.
 pub fn snapshot(
-    pods: &Store<Pod>,
+    pods: &Compact<palisade_policy::Pod>,
     namespaces: &Store<Namespace>,
     policies: &Store<NetworkPolicy>,
 ) -> (Cluster, Vec<String>) {
@@ -111,10 +111,7 @@ pub fn snapshot(
             .state()
             .iter()
             .map(|n| palisade_policy::Namespace::from_k8s(n)),
-        pods.state()
-            .iter()
-            .map(|p| palisade_policy::Pod::from_k8s(p))
-            .collect(),
+        pods.state().iter().map(|p| p.as_ref().clone()).collect(),
         Vec::new(),
         compiled,
     );
@@ -122,7 +119,8 @@ pub fn snapshot(
 }
 
 struct Watches {
-    pods: Store<Pod>,
+    /// Only what the semantics read of each pod: 10,000 k8s Pods would be most of the memory.
+    pods: Compact<palisade_policy::Pod>,
     namespaces: Store<Namespace>,
     policies: Store<NetworkPolicy>,
     node: Store<Node>,
@@ -148,7 +146,7 @@ pub async fn run(
     tokio::pin!(shutdown);
     let changed = Arc::new(Notify::new());
     let w = Watches {
-        pods: watch(&client, &changed),
+        pods: watch_compact(&client, &changed, palisade_policy::Pod::from_k8s),
         namespaces: watch(&client, &changed),
         policies: watch(&client, &changed),
         node: watch_with(

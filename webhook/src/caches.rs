@@ -16,7 +16,7 @@ use palisade_api::NodeEnforcement as NodeEnforcementObject;
 use palisade_policy::checks::Enforcement;
 use palisade_policy::node_enforcement::{self, Reported};
 use palisade_policy::{Cluster, Policy, Workload};
-use palisade_runtime::watch::watch;
+use palisade_runtime::watch::{Compact, watch, watch_compact};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
@@ -52,7 +52,8 @@ fn merged<'a, K: ResourceExt>(
 
 pub struct Caches {
     client: Client,
-    pub pods: Store<Pod>,
+    /// Only what the checks read of each pod: 10,000 k8s Pods would be most of the memory.
+    pub pods: Compact<palisade_policy::Pod>,
     pub namespaces: Store<Namespace>,
     pub policies: Store<NetworkPolicy>,
     pub nodes: Store<Node>,
@@ -114,7 +115,7 @@ impl Caches {
         ));
         Self {
             client: client.clone(),
-            pods: watch(client, changed),
+            pods: watch_compact(client, changed, palisade_policy::Pod::from_k8s),
             namespaces: watch(client, changed),
             policies: watch(client, changed),
             nodes: watch(client, changed),
@@ -216,8 +217,19 @@ impl Caches {
             merged(&self.policies.state(), live.map(|l| &l.policies[..]), ns)
                 .filter_map(|np| Policy::compile(np).ok())
                 .collect();
-        let pods = merged(&self.pods.state(), live.map(|l| &l.pods[..]), ns)
-            .map(palisade_policy::Pod::from_k8s)
+        let replaced =
+            |p: &palisade_policy::Pod| live.is_some() && Some(p.namespace.as_str()) == ns;
+        let pods = self
+            .pods
+            .state()
+            .iter()
+            .filter(|p| !replaced(p))
+            .map(|p| p.as_ref().clone())
+            .chain(
+                live.into_iter()
+                    .flat_map(|l| &l.pods)
+                    .map(palisade_policy::Pod::from_k8s),
+            )
             .collect();
         let namespaces: Vec<palisade_policy::Namespace> = match live {
             Some(l) => l
