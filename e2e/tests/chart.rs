@@ -104,8 +104,9 @@ fn every_toggle_renders_objects_the_apiserver_accepts() {
     }
     chart::install_rbac(cp).unwrap(); // CRDs and the namespace, which a dry run needs
     third_party_crds(cp);
-    let toggles: [&[&str]; 11] = [
+    let toggles: [&[&str]; 12] = [
         &[],
+        &["--set", "clusterNetworkPolicy.installCRDs=true"],
         &["--set", "webhook.enabled=false"],
         &["--set", "operator.enabled=false"],
         &["--set", "enforcer.enabled=false"],
@@ -222,7 +223,7 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             "{.webhooks[*].name} {.webhooks[0].failurePolicy} {.webhooks[0].sideEffects} {.webhooks[0].namespaceSelector.matchExpressions[0].values}"
         ),
         format!(
-            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev Fail NoneOnDryRun ["kube-system","{ns}"]"#
+            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev clusternetworkpolicies.palisade.dev Fail NoneOnDryRun ["kube-system","{ns}"]"#
         )
     );
     let secrets = kubectl(cp, &["get", "secrets", "-n", ns, "-o", "name"]);
@@ -239,7 +240,7 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
     );
     assert_eq!(
         webhook_config("{.webhooks[*].failurePolicy}"),
-        "Ignore Ignore",
+        "Ignore Ignore Ignore",
         "the documented default"
     );
 
@@ -273,6 +274,153 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
         ],
     );
     assert_eq!(cluster_left.trim(), "", "left behind in the cluster");
+}
+
+const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
+const CNP_CRD_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../charts/palisade/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml"
+);
+
+/// `clusterNetworkPolicy.installCRDs`: off, no CRD; on, the upstream CRD unchanged, kept by
+/// `helm uninstall`; a CRD this release did not install (another implementation's, or a second
+/// release's) is never taken over: install fails and says why.
+#[test]
+fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_another() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::shared();
+    if !cp.is_local() {
+        return;
+    }
+    let is_cnp_crd = |o: &serde_json::Value| {
+        o["kind"] == "CustomResourceDefinition" && o["metadata"]["name"] == CNP_CRD
+    };
+    // Off by default: nothing of it renders.
+    let off = objects(cp, &render(cp, NAMESPACE, &[]));
+    assert!(!off.iter().any(is_cnp_crd), "a CRD rendered by default");
+    let on = objects(
+        cp,
+        &render(
+            cp,
+            NAMESPACE,
+            &["--set", "clusterNetworkPolicy.installCRDs=true"],
+        ),
+    );
+    let crd = on
+        .iter()
+        .find(|o| is_cnp_crd(o))
+        .expect("the CRD with installCRDs=true");
+    let upstream = objects(cp, &std::fs::read_to_string(CNP_CRD_FILE).unwrap());
+    assert_eq!(
+        crd["spec"], upstream[0]["spec"],
+        "the upstream CRD, unchanged"
+    );
+    let annotations = &crd["metadata"]["annotations"];
+    assert_eq!(annotations["helm.sh/resource-policy"], "keep");
+    assert_eq!(
+        annotations["policy.networking.k8s.io/bundle-version"],
+        "v0.2.0"
+    );
+    assert_eq!(annotations["policy.networking.k8s.io/channel"], "standard");
+
+    let _ = cp.kubectl(&["delete", "crd", CNP_CRD, "--ignore-not-found", "--wait"]);
+    let install = |release: &str, ns: &str, crds: bool| {
+        helm(
+            cp,
+            &[
+                "install",
+                release,
+                CHART_DIR,
+                "-n",
+                ns,
+                "--create-namespace",
+                "--set",
+                "webhook.enabled=false,operator.enabled=false,enforcer.enabled=false,baseline.create=false",
+                "--set",
+                &format!("clusterNetworkPolicy.installCRDs={crds}"),
+            ],
+        )
+    };
+    // Installed by a release: established, upgraded in place, and kept by the uninstall.
+    ok(
+        install("cnp", "palisade-cnp", true),
+        "helm install with installCRDs",
+    );
+    kubectl(
+        cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            &format!("crd/{CNP_CRD}"),
+        ],
+    );
+    ok(
+        helm(
+            cp,
+            &[
+                "upgrade",
+                "cnp",
+                CHART_DIR,
+                "-n",
+                "palisade-cnp",
+                "--reuse-values",
+            ],
+        ),
+        "helm upgrade with installCRDs",
+    );
+    // A second release asking for it too is refused: the CRD is the first one's.
+    let second = install("cnp2", "palisade-cnp2", true);
+    assert!(!second.status.success());
+    assert!(
+        text(&second).contains(&format!(
+            "clusterNetworkPolicy.installCRDs=true, but the CRD {CNP_CRD} already exists, installed by the Helm release cnp in namespace palisade-cnp (channel standard, bundle v0.2.0). Palisade never replaces another installation's CRD: set clusterNetworkPolicy.installCRDs=false"
+        )),
+        "{}",
+        text(&second)
+    );
+    ok(
+        helm(cp, &["uninstall", "cnp", "-n", "palisade-cnp", "--wait"]),
+        "helm uninstall",
+    );
+    let kept = kubectl(
+        cp,
+        &[
+            "get",
+            "crd",
+            CNP_CRD,
+            "-o",
+            "jsonpath={.metadata.annotations.helm\\.sh/resource-policy}",
+        ],
+    );
+    assert_eq!(kept, "keep", "the CRD outlives the release");
+
+    // Another implementation's CRD (applied without Helm): installCRDs=true fails and says
+    // why; installCRDs=false installs beside it.
+    kubectl(cp, &["delete", "crd", CNP_CRD, "--wait"]);
+    kubectl(cp, &["apply", "-f", CNP_CRD_FILE]);
+    let foreign = install("cnp", "palisade-cnp", true);
+    assert!(!foreign.status.success());
+    assert!(
+        text(&foreign).contains(&format!(
+            "the CRD {CNP_CRD} already exists, not installed by Helm (e.g. by the CNI or kubectl apply) (channel standard, bundle v0.2.0). Palisade never replaces another installation's CRD: set clusterNetworkPolicy.installCRDs=false; Palisade uses the CRD that is there."
+        )),
+        "{}",
+        text(&foreign)
+    );
+    ok(
+        install("cnp", "palisade-cnp", false),
+        "helm install beside it",
+    );
+    ok(
+        helm(cp, &["uninstall", "cnp", "-n", "palisade-cnp", "--wait"]),
+        "helm uninstall",
+    );
+    let _ = helm(cp, &["uninstall", "cnp2", "-n", "palisade-cnp2"]);
+    kubectl(cp, &["delete", "crd", CNP_CRD, "--wait"]);
+    for ns in ["palisade-cnp", "palisade-cnp2"] {
+        let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
 }
 
 /// GitOps: the chart renders the same bytes every time (Argo CD and Flux see no drift), and
@@ -355,6 +503,18 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
         return;
     }
     chart::install_rbac(cp).unwrap();
+    // kubectl names a resource by what discovery serves: the ClusterNetworkPolicy CRD must be
+    // there for `clusternetworkpolicies.policy.networking.k8s.io` to mean that kind.
+    kubectl(cp, &["apply", "-f", CNP_CRD_FILE]);
+    kubectl(
+        cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            &format!("crd/{CNP_CRD}"),
+        ],
+    );
     let can = |component: &str, verb: &str, resource: &str, namespace: &str| -> bool {
         let token = chart::token(cp, component).unwrap();
         let (resource, sub) = match resource.strip_suffix("/status") {
@@ -380,6 +540,20 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             true,
         ),
         ("webhook", "list", "nodeenforcements.palisade.dev", "", true),
+        (
+            "webhook",
+            "watch",
+            "clusternetworkpolicies.policy.networking.k8s.io",
+            "",
+            true,
+        ),
+        (
+            "webhook",
+            "create",
+            "clusternetworkpolicies.policy.networking.k8s.io",
+            "",
+            false,
+        ),
         (
             "webhook",
             "create",
@@ -524,6 +698,27 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             false,
         ),
         ("enforcer", "watch", "pods", "", true),
+        (
+            "enforcer",
+            "watch",
+            "clusternetworkpolicies.policy.networking.k8s.io",
+            "",
+            true,
+        ),
+        (
+            "enforcer",
+            "patch",
+            "clusternetworkpolicies.policy.networking.k8s.io",
+            "",
+            false,
+        ),
+        (
+            "operator",
+            "list",
+            "clusternetworkpolicies.policy.networking.k8s.io",
+            "",
+            false,
+        ),
         (
             "enforcer",
             "patch",
@@ -741,6 +936,10 @@ fn a_wrong_value_is_refused_naming_it() {
     let cp = ControlPlane::shared();
     let cases: &[(&[&str], &str)] = &[
         (&["--set", "webhook.port=0"], "/webhook/port"),
+        (
+            &["--set", "clusterNetworkPolicy.installCRDs=yes"],
+            "/clusterNetworkPolicy/installCRDs",
+        ),
         (&["--set", "webhook.adminPort=70000"], "/webhook/adminPort"),
         (
             &["--set", "webhook.hostNetwork=yes"],
