@@ -1,10 +1,11 @@
-//! The cluster state policies are judged against, and the one evaluation of NetworkPolicy
-//! semantics that every component uses.
+//! The cluster state policies are judged against, and the one evaluation of NetworkPolicy and
+//! ClusterNetworkPolicy semantics that every component uses.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
+use crate::cluster_policy::{Action, ClusterPeer, ClusterPolicy, ClusterRule, Subject, Tier};
 use crate::model::{IpFamily, Namespace, Pod, Protocol, Workload};
 use crate::policy::{Direction, NamespaceScope, Peer, Policy, PortMatch, PortSpec, Rule};
 use crate::selector::Labels;
@@ -41,6 +42,8 @@ pub struct Cluster {
     pods: Vec<Pod>,
     workloads: Vec<Workload>,
     policies: Vec<Policy>,
+    /// In Palisade's order: tier, priority, name.
+    cluster_policies: Vec<ClusterPolicy>,
     pods_by_ns: HashMap<String, Vec<usize>>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
     policies_by_ns: HashMap<String, Vec<usize>>,
@@ -103,6 +106,74 @@ impl Cluster {
                 .push(i);
         }
         c
+    }
+
+    /// The cluster with these ClusterNetworkPolicies, kept in Palisade's order: tier (Admin,
+    /// then Baseline), priority ascending, then name (upstream leaves the order of equal
+    /// priorities undefined). A policy given twice counts once, with its last definition.
+    pub fn with_cluster_policies(mut self, mut policies: Vec<ClusterPolicy>) -> Self {
+        policies.reverse();
+        policies.sort_by(|a, b| a.name.cmp(&b.name));
+        policies.dedup_by(|a, b| a.name == b.name);
+        policies.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        self.cluster_policies = policies;
+        self
+    }
+
+    /// The ClusterNetworkPolicies in the order they are evaluated.
+    pub fn cluster_policies(&self) -> &[ClusterPolicy] {
+        &self.cluster_policies
+    }
+
+    /// Whether `policy`'s subject names `pod` (never a host-network pod).
+    pub fn cluster_policy_selects(&self, policy: &ClusterPolicy, pod: &Pod) -> bool {
+        self.subject_selects(&policy.subject, pod)
+    }
+
+    pub fn subject_selects(&self, subject: &Subject, pod: &Pod) -> bool {
+        pod.is_target() && subject.matches(pod, &self.namespace_labels(&pod.namespace))
+    }
+
+    /// Whether a ClusterNetworkPolicy peer names the endpoint: pods that can be peers (never
+    /// host-network ones), or any address inside its networks (pods' included).
+    pub fn cluster_peer_matches(&self, peer: &ClusterPeer, endpoint: &Endpoint) -> bool {
+        match peer {
+            ClusterPeer::Namespaces(ns) => match endpoint {
+                Endpoint::Pod(pod) => {
+                    pod.is_peer() && ns.matches(&self.namespace_labels(&pod.namespace))
+                }
+                _ => false,
+            },
+            ClusterPeer::Pods { namespaces, pods } => match endpoint {
+                Endpoint::Pod(pod) => {
+                    pod.is_peer()
+                        && namespaces.matches(&self.namespace_labels(&pod.namespace))
+                        && pods.matches(&pod.labels)
+                }
+                _ => false,
+            },
+            ClusterPeer::Networks(nets) => endpoint
+                .ip()
+                .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+        }
+    }
+
+    /// The ClusterNetworkPolicies (indices into [`Cluster::cluster_policies`], in order) whose
+    /// subject names `pod` and that have rules for `direction`.
+    pub fn cluster_selecting<'a>(
+        &'a self,
+        pod: &'a Pod,
+        direction: Direction,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let labels = self.namespace_labels(&pod.namespace);
+        let labels = labels.into_owned();
+        self.cluster_policies
+            .iter()
+            .enumerate()
+            .filter(move |(_, p)| {
+                !p.rules(direction).is_empty() && pod.is_target() && p.subject.matches(pod, &labels)
+            })
+            .map(|(i, _)| i)
     }
 
     pub fn pods(&self) -> &[Pod] {
@@ -212,7 +283,9 @@ impl Cluster {
             .filter(move |(_, p)| p.isolates(direction) && Self::selects(p, pod))
     }
 
-    /// The verdict for a connection from `src` to `dst` on `port`/`protocol`.
+    /// The verdict for a connection from `src` to `dst` on `port`/`protocol`: per direction,
+    /// the Admin tier, then NetworkPolicy, then the Baseline tier (see
+    /// [`crate::cluster_policy`]).
     pub fn evaluate(
         &self,
         src: &Endpoint,
@@ -224,18 +297,34 @@ impl Cluster {
             Endpoint::Pod(p) => Some(*p),
             _ => None,
         };
+        let side = |pod: &Pod, direction: Direction, peer: &Endpoint| {
+            let selecting: Vec<usize> = self.cluster_selecting(pod, direction).collect();
+            let outcome = tiered(
+                &self.cluster_policies,
+                direction,
+                &selecting,
+                |_, _, rule| {
+                    rule.ports_match(port, protocol, dst_pod)
+                        && rule
+                            .peers
+                            .iter()
+                            .any(|p| self.cluster_peer_matches(p, peer))
+                },
+                || {
+                    decide(
+                        direction,
+                        self.isolating(pod, direction),
+                        |_, policy, rule| {
+                            rule_ports_match(rule, port, protocol, dst_pod)
+                                && self.rule_peers_match(&policy.namespace, rule, peer)
+                        },
+                    )
+                },
+            );
+            self.decision(outcome, pod, direction)
+        };
         let egress = match src {
-            Endpoint::Pod(pod) if pod.is_target() => {
-                let outcome = decide(
-                    Direction::Egress,
-                    self.isolating(pod, Direction::Egress),
-                    |_, policy, rule| {
-                        rule_ports_match(rule, port, protocol, dst_pod)
-                            && self.rule_peers_match(&policy.namespace, rule, dst)
-                    },
-                );
-                self.decision(outcome, pod, Direction::Egress)
-            }
+            Endpoint::Pod(pod) if pod.is_target() => side(pod, Direction::Egress, dst),
             _ => Decision::NotApplicable,
         };
         let ingress = match dst {
@@ -243,17 +332,7 @@ impl Cluster {
                 Endpoint::Node { name, .. } if pod.node.as_deref() == Some(*name) => {
                     Decision::FromOwnNode
                 }
-                _ => {
-                    let outcome = decide(
-                        Direction::Ingress,
-                        self.isolating(pod, Direction::Ingress),
-                        |_, policy, rule| {
-                            rule_ports_match(rule, port, protocol, dst_pod)
-                                && self.rule_peers_match(&policy.namespace, rule, src)
-                        },
-                    );
-                    self.decision(outcome, pod, Direction::Ingress)
-                }
+                _ => side(pod, Direction::Ingress, src),
             },
             _ => Decision::NotApplicable,
         };
@@ -274,6 +353,22 @@ impl Cluster {
                     .map(|(_, p)| p.id())
                     .collect(),
             },
+            Outcome::Cluster {
+                policy,
+                rule,
+                action,
+            } => {
+                let p = &self.cluster_policies[policy as usize];
+                let rule = rule as usize;
+                Decision::Cluster {
+                    tier: p.tier,
+                    policy: p.name.clone(),
+                    priority: p.priority,
+                    rule,
+                    rule_name: p.rules(direction).get(rule).and_then(|r| r.name.clone()),
+                    action,
+                }
+            }
         }
     }
 }
@@ -282,14 +377,97 @@ impl Cluster {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     NotIsolated,
-    Allowed { policy: usize, rule: usize },
+    Allowed {
+        policy: usize,
+        rule: usize,
+    },
     Denied,
+    /// Decided by rule `rule` (of the direction) of ClusterNetworkPolicy `policy` (an index into
+    /// [`Cluster::cluster_policies`]).
+    Cluster {
+        policy: u32,
+        rule: u32,
+        action: Action,
+    },
 }
 
 impl Outcome {
     pub(crate) fn allows(self) -> bool {
-        self != Outcome::Denied
+        !matches!(
+            self,
+            Outcome::Denied
+                | Outcome::Cluster {
+                    action: Action::Deny,
+                    ..
+                }
+        )
     }
+}
+
+/// The first rule of the `tier` policies among `selecting` (indices into `policies`, in order)
+/// that matches, as an outcome.
+fn first_match(
+    policies: &[ClusterPolicy],
+    direction: Direction,
+    tier: Tier,
+    selecting: &[usize],
+    rule_matches: &mut impl FnMut(usize, usize, &ClusterRule) -> bool,
+) -> Option<Outcome> {
+    for &k in selecting {
+        let policy = &policies[k];
+        if policy.tier != tier {
+            continue;
+        }
+        for (r, rule) in policy.rules(direction).iter().enumerate() {
+            if rule_matches(k, r, rule) {
+                return Some(Outcome::Cluster {
+                    policy: k as u32,
+                    rule: r as u32,
+                    action: rule.action,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// The one tiered decision of a direction: the Admin tier's first matching rule decides if it
+/// accepts or denies (a Pass skips the rest of the tier); then NetworkPolicy (`network_policy`),
+/// if it isolates the pod; then the Baseline tier's first matching rule; then the default. An
+/// Admin Pass that nothing after it decides stays the outcome (it allows), so explanations can
+/// name it.
+pub(crate) fn tiered(
+    policies: &[ClusterPolicy],
+    direction: Direction,
+    selecting: &[usize],
+    mut rule_matches: impl FnMut(usize, usize, &ClusterRule) -> bool,
+    network_policy: impl FnOnce() -> Outcome,
+) -> Outcome {
+    let admin = first_match(
+        policies,
+        direction,
+        Tier::Admin,
+        selecting,
+        &mut rule_matches,
+    );
+    if let Some(o @ Outcome::Cluster { action, .. }) = admin
+        && action != Action::Pass
+    {
+        return o;
+    }
+    let np = network_policy();
+    if np != Outcome::NotIsolated {
+        return np;
+    }
+    first_match(
+        policies,
+        direction,
+        Tier::Baseline,
+        selecting,
+        &mut rule_matches,
+    )
+    .or(admin)
+    .unwrap_or(Outcome::NotIsolated)
 }
 
 /// The one decision of a direction: not isolated when no policy isolates; otherwise allowed by

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod cli;
 pub mod cluster;
+pub mod cluster_policy;
 pub mod desired;
 pub mod input;
 #[cfg(feature = "live")]
@@ -19,6 +20,9 @@ pub mod synthetic;
 pub mod verdict;
 
 pub use cluster::{Cluster, Endpoint};
+pub use cluster_policy::{
+    Action, ClusterPeer, ClusterPolicy, ClusterPolicyError, ClusterPort, ClusterRule, Subject, Tier,
+};
 pub use model::{ContainerPort, IpFamily, Namespace, Phase, Pod, Protocol, Workload};
 pub use policy::{Direction, Peer, Policy, PolicyError, PolicyRef, Rule};
 pub use selector::{Labels, Selector};

@@ -9,7 +9,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::cluster::{Cluster, Endpoint, Outcome, decide, rule_ports_match};
+use crate::cluster::{Cluster, Endpoint, Outcome, decide, rule_ports_match, tiered};
+use crate::cluster_policy::ClusterPeer;
 use crate::model::{Phase, Pod, Protocol};
 use crate::policy::{Direction, IpBlockPeer, Peer};
 use crate::verdict::{Decision, Verdict};
@@ -209,7 +210,8 @@ impl<'c> Matrix<'c> {
 }
 
 /// A key that pods behaving alike under every policy share: namespace, labels, declared ports,
-/// whether they are targets and peers, and which ipBlocks of the policies hold their IP.
+/// whether they are targets and peers, and which ipBlocks and ClusterNetworkPolicy networks of
+/// the policies hold their IP.
 #[derive(PartialEq, Eq, Hash)]
 struct AlikeKey<'a> {
     namespace: &'a str,
@@ -237,6 +239,20 @@ pub fn group_alike(cluster: &Cluster, pods: &[usize], by_node: bool) -> Vec<Vec<
             }
         }
     }
+    let mut networks: Vec<&ipnet::IpNet> = Vec::new();
+    for policy in cluster.cluster_policies() {
+        for rule in policy.ingress.iter().chain(&policy.egress) {
+            for peer in &rule.peers {
+                if let ClusterPeer::Networks(nets) = peer {
+                    for n in nets {
+                        if !networks.contains(&n) {
+                            networks.push(n);
+                        }
+                    }
+                }
+            }
+        }
+    }
     let mut groups: Vec<Vec<usize>> = Vec::new();
     let mut at: std::collections::HashMap<AlikeKey, usize> = std::collections::HashMap::new();
     for &i in pods {
@@ -257,6 +273,11 @@ pub fn group_alike(cluster: &Cluster, pods: &[usize], by_node: bool) -> Vec<Vec<
             blocks: blocks
                 .iter()
                 .map(|b| pod.ip.is_some_and(|ip| b.contains(ip)))
+                .chain(
+                    networks
+                        .iter()
+                        .map(|n| pod.ip.is_some_and(|ip| n.contains(&ip))),
+                )
                 .collect(),
             node: if by_node { pod.node.as_deref() } else { None },
         };
@@ -345,27 +366,50 @@ impl<'c> Plan<'c> {
         let policies = self.cluster.policies();
         let src = &pods[self.sources[sg][0]];
         let port = self.ports[pi];
+        let cluster_policies = self.cluster.cluster_policies();
         for (dg, group) in self.destinations.iter().enumerate() {
             let dst = &pods[group[0]];
             let egress = src.is_target().then(|| {
-                decide(
+                tiered(
+                    cluster_policies,
                     Direction::Egress,
-                    self.egress_isolating[sg].iter().map(|&k| (k, &policies[k])),
-                    |(k, r), _, rule| {
-                        rule_ports_match(rule, port.port, port.protocol, Some(dst))
-                            && self.index.names(k, Direction::Egress, r, dg)
+                    &self.index.egress_cluster[sg],
+                    |k, r, rule| {
+                        rule.ports_match(port.port, port.protocol, Some(dst))
+                            && self.index.cluster_names(k, Direction::Egress, r, dg)
+                    },
+                    || {
+                        decide(
+                            Direction::Egress,
+                            self.egress_isolating[sg].iter().map(|&k| (k, &policies[k])),
+                            |(k, r), _, rule| {
+                                rule_ports_match(rule, port.port, port.protocol, Some(dst))
+                                    && self.index.names(k, Direction::Egress, r, dg)
+                            },
+                        )
                     },
                 )
             });
             let ingress = dst.is_target().then(|| {
-                decide(
+                tiered(
+                    cluster_policies,
                     Direction::Ingress,
-                    self.index.ingress_isolating[dg]
-                        .iter()
-                        .map(|&k| (k, &policies[k])),
-                    |(k, r), _, rule| {
-                        rule_ports_match(rule, port.port, port.protocol, Some(dst))
-                            && self.index.names(k, Direction::Ingress, r, sg)
+                    &self.index.ingress_cluster[dg],
+                    |k, r, rule| {
+                        rule.ports_match(port.port, port.protocol, Some(dst))
+                            && self.index.cluster_names(k, Direction::Ingress, r, sg)
+                    },
+                    || {
+                        decide(
+                            Direction::Ingress,
+                            self.index.ingress_isolating[dg]
+                                .iter()
+                                .map(|&k| (k, &policies[k])),
+                            |(k, r), _, rule| {
+                                rule_ports_match(rule, port.port, port.protocol, Some(dst))
+                                    && self.index.names(k, Direction::Ingress, r, sg)
+                            },
+                        )
                     },
                 )
             });
@@ -407,6 +451,13 @@ struct PeerIndex {
     /// Ingress rules name source groups; egress rules name destination groups.
     sets: Vec<BitSet>,
     ingress_isolating: Vec<Vec<usize>>,
+    /// Per destination group, the ClusterNetworkPolicies with ingress rules selecting it (in
+    /// order); per source group, those with egress rules.
+    ingress_cluster: Vec<Vec<usize>>,
+    egress_cluster: Vec<Vec<usize>>,
+    /// As `base`/`sets`, for ClusterNetworkPolicy rules.
+    cluster_base: Vec<[Option<usize>; 2]>,
+    cluster_sets: Vec<BitSet>,
 }
 
 impl PeerIndex {
@@ -460,11 +511,64 @@ impl PeerIndex {
                 }
             }
         }
+        let cluster_of = |groups: &[Vec<usize>], dir| -> Vec<Vec<usize>> {
+            groups
+                .iter()
+                .map(|g| cluster.cluster_selecting(&pods[g[0]], dir).collect())
+                .collect()
+        };
+        let ingress_cluster = cluster_of(destinations, Direction::Ingress);
+        let egress_cluster = cluster_of(sources, Direction::Egress);
+        let cnps = cluster.cluster_policies();
+        let mut wanted = vec![[false; 2]; cnps.len()];
+        for &k in ingress_cluster.iter().flatten() {
+            wanted[k][0] = true;
+        }
+        for &k in egress_cluster.iter().flatten() {
+            wanted[k][1] = true;
+        }
+        let mut cluster_base = vec![[None; 2]; cnps.len()];
+        let mut cluster_sets = Vec::new();
+        for (k, policy) in cnps.iter().enumerate() {
+            for (slot, dir, named) in [
+                (0, Direction::Ingress, sources),
+                (1, Direction::Egress, destinations),
+            ] {
+                if !wanted[k][slot] {
+                    continue;
+                }
+                cluster_base[k][slot] = Some(cluster_sets.len());
+                for rule in policy.rules(dir) {
+                    let mut set = BitSet::new(named.len());
+                    for (i, g) in named.iter().enumerate() {
+                        let endpoint = Endpoint::Pod(&pods[g[0]]);
+                        if rule
+                            .peers
+                            .iter()
+                            .any(|p| cluster.cluster_peer_matches(p, &endpoint))
+                        {
+                            set.insert(i);
+                        }
+                    }
+                    cluster_sets.push(set);
+                }
+            }
+        }
         Self {
             base,
             sets,
             ingress_isolating,
+            ingress_cluster,
+            egress_cluster,
+            cluster_base,
+            cluster_sets,
         }
+    }
+
+    /// Whether rule `rule` of ClusterNetworkPolicy `policy` in `dir` names group `group`.
+    fn cluster_names(&self, policy: usize, dir: Direction, rule: usize, group: usize) -> bool {
+        let slot = usize::from(dir == Direction::Egress);
+        self.cluster_base[policy][slot].is_some_and(|b| self.cluster_sets[b + rule].contains(group))
     }
 
     /// Whether rule `rule` of policy `policy` in `dir` names group `group` as its peer.

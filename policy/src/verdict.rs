@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::cluster_policy::{Action, Tier};
 use crate::model::Protocol;
 use crate::policy::{Direction, PolicyRef};
 
@@ -22,12 +23,47 @@ pub enum Decision {
     Denied {
         isolated_by: Vec<PolicyRef>,
     },
+    /// Decided by a ClusterNetworkPolicy rule: `rule` is its index in the direction's rules.
+    /// Accept and Deny decide; a Pass is the decision only when nothing after it decided (an
+    /// Admin Pass with no NetworkPolicy or Baseline rule deciding, or a Baseline Pass): allowed.
+    Cluster {
+        tier: Tier,
+        policy: String,
+        priority: u16,
+        rule: usize,
+        rule_name: Option<String>,
+        action: Action,
+    },
 }
 
 impl Decision {
     pub fn allows(&self) -> bool {
-        !matches!(self, Decision::Denied { .. })
+        !matches!(
+            self,
+            Decision::Denied { .. }
+                | Decision::Cluster {
+                    action: Action::Deny,
+                    ..
+                }
+        )
     }
+}
+
+/// `ClusterNetworkPolicy deny-external (Admin, priority 10) egress rule 2 "block-all"`.
+fn cluster_rule(
+    dir: Direction,
+    tier: Tier,
+    policy: &str,
+    priority: u16,
+    rule: usize,
+    rule_name: Option<&str>,
+) -> String {
+    let mut s =
+        format!("ClusterNetworkPolicy {policy} ({tier}, priority {priority}) {dir} rule {rule}");
+    if let Some(name) = rule_name {
+        s.push_str(&format!(" {name:?}"));
+    }
+    s
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +97,27 @@ impl Verdict {
                     "{dir} denied: {subject} is isolated by {} and no rule allows {peer} on {port}/{protocol}",
                     join_refs(isolated_by)
                 ),
+                Decision::Cluster {
+                    tier,
+                    policy,
+                    priority,
+                    rule,
+                    rule_name,
+                    action,
+                } => {
+                    let by =
+                        cluster_rule(dir, *tier, policy, *priority, *rule, rule_name.as_deref());
+                    match (action, tier) {
+                        (Action::Accept, _) => format!("{dir} allowed by {by}"),
+                        (Action::Deny, _) => format!("{dir} denied by {by}"),
+                        (Action::Pass, Tier::Admin) => format!(
+                            "{dir} allowed: passed by {by}, and no NetworkPolicy or Baseline rule decides"
+                        ),
+                        (Action::Pass, Tier::Baseline) => format!(
+                            "{dir} allowed: passed by {by} (after the Baseline tier, the default is allow)"
+                        ),
+                    }
+                }
             }
         };
         // The deciding side first: a denial is what the reader is looking for.
@@ -88,6 +145,28 @@ impl fmt::Display for Decision {
             Decision::Allowed { by, rule } => write!(f, "allowed by {by} rule {rule}"),
             Decision::Denied { isolated_by } => {
                 write!(f, "denied (isolated by {})", join_refs(isolated_by))
+            }
+            Decision::Cluster {
+                tier,
+                policy,
+                priority,
+                rule,
+                rule_name,
+                action,
+            } => {
+                let verb = match action {
+                    Action::Accept => "accepted",
+                    Action::Deny => "denied",
+                    Action::Pass => "passed",
+                };
+                write!(
+                    f,
+                    "{verb} by ClusterNetworkPolicy {policy} ({tier}, priority {priority}) rule {rule}"
+                )?;
+                match rule_name {
+                    Some(name) => write!(f, " {name:?}"),
+                    None => Ok(()),
+                }
             }
         }
     }
