@@ -7,12 +7,17 @@
 //! policies with pod and namespace selectors, ipBlocks of both families (nested excepts, /0,
 //! fully excepted), ports, ranges and named ports over TCP, UDP and SCTP; some marked audit.
 //! [`dual_stack_pods`]: the same pods, each IPv4-only, IPv6-only (in fd00::/48, mirroring the
-//! IPv4 addresses) or dual-stack.
+//! IPv4 addresses) or dual-stack. [`cluster_policies`]: up to three ClusterNetworkPolicies of
+//! both tiers, with equal priorities, every action, namespace/pod/network peers (pod addresses
+//! inside them, /0 of both families) and port numbers, ranges and named ports.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use proptest::prelude::*;
 
+use crate::cluster_policy::{
+    Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier,
+};
 use crate::policy::{
     AUDIT_MODE, IpBlockPeer, MODE_ANNOTATION, NamespaceScope, PortMatch, PortSpec,
 };
@@ -245,4 +250,92 @@ pub fn namespaces() -> impl Strategy<Value = Vec<Namespace>> {
 
 pub fn policies() -> impl Strategy<Value = Vec<Policy>> {
     (0usize..5).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>())
+}
+
+pub fn cluster_peer() -> impl Strategy<Value = ClusterPeer> {
+    prop_oneof![
+        selector().prop_map(ClusterPeer::Namespaces),
+        (selector(), selector())
+            .prop_map(|(namespaces, pods)| ClusterPeer::Pods { namespaces, pods }),
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "10.0.0.0/24",
+                "10.0.1.0/30",
+                "10.0.2.2/32",
+                "0.0.0.0/0",
+                "::/0",
+                "fd00:0:0:1::/64",
+            ]),
+            1..3,
+        )
+        .prop_map(|nets| ClusterPeer::Networks(nets.into_iter().map(net).collect())),
+    ]
+}
+
+pub fn cluster_port() -> impl Strategy<Value = ClusterPort> {
+    prop_oneof![
+        (protocol(), prop::sample::select(PORTS.to_vec())).prop_map(|(protocol, p)| {
+            ClusterPort::Ports {
+                protocol,
+                first: p,
+                last: p,
+            }
+        }),
+        protocol().prop_map(|protocol| ClusterPort::Ports {
+            protocol,
+            first: 80,
+            last: 81,
+        }),
+        protocol().prop_map(|protocol| ClusterPort::Ports {
+            protocol,
+            first: 1,
+            last: 65535,
+        }),
+        Just(ClusterPort::Named("web".into())),
+        Just(ClusterPort::Named("alt".into())),
+    ]
+}
+
+pub fn cluster_rule() -> impl Strategy<Value = ClusterRule> {
+    (
+        prop::sample::select(vec![Action::Accept, Action::Deny, Action::Pass]),
+        prop::collection::vec(cluster_peer(), 1..3),
+        prop::option::of(prop::collection::vec(cluster_port(), 1..3)),
+        any::<bool>(),
+    )
+        .prop_map(|(action, peers, ports, named)| ClusterRule {
+            name: named.then(|| format!("{}-rule", action.as_str().to_lowercase())),
+            action,
+            peers,
+            ports,
+        })
+}
+
+/// A ClusterNetworkPolicy named `cnp<name>`; priorities 0, 5 or 10, so equal priorities occur.
+pub fn cluster_policy(name: usize) -> impl Strategy<Value = ClusterPolicy> {
+    (
+        prop::sample::select(vec![Tier::Admin, Tier::Baseline]),
+        prop::sample::select(vec![0u16, 5, 10]),
+        prop_oneof![
+            selector().prop_map(Subject::Namespaces),
+            (selector(), selector())
+                .prop_map(|(namespaces, pods)| Subject::Pods { namespaces, pods }),
+        ],
+        prop::collection::vec(cluster_rule(), 0..3),
+        prop::collection::vec(cluster_rule(), 0..3),
+    )
+        .prop_map(
+            move |(tier, priority, subject, ingress, egress)| ClusterPolicy {
+                name: format!("cnp{name}"),
+                tier,
+                priority,
+                subject,
+                ingress,
+                egress,
+            },
+        )
+}
+
+pub fn cluster_policies() -> impl Strategy<Value = Vec<ClusterPolicy>> {
+    (0usize..4).prop_flat_map(|n| (0..n).map(cluster_policy).collect::<Vec<_>>())
 }
