@@ -10,7 +10,7 @@ use crate::selector::Labels;
 
 /// The address node-local-dns listens on by default.
 const NODE_LOCAL_DNS: IpAddr = IpAddr::V4(Ipv4Addr::new(169, 254, 20, 10));
-const DNS_NAMESPACE: &str = "kube-system";
+pub(super) const DNS_NAMESPACE: &str = "kube-system";
 
 pub(crate) const FIX: &str = "\
 Fix: allow DNS to the cluster resolver, in this policy or in one that selects the same pods:

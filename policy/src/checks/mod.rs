@@ -2,7 +2,9 @@
 //! known about enforcement). Each has a stable id, a default severity, and a message that says
 //! what is wrong, the evidence, and the fix.
 
+mod admin_shadow;
 mod and_or;
+mod cluster_review;
 mod dns;
 mod enforcement;
 mod implicit_ingress;
@@ -18,6 +20,7 @@ use std::str::FromStr;
 use crate::cluster::Cluster;
 use crate::policy::Policy;
 
+pub use cluster_review::run_cluster_policy;
 pub use enforcement::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
 pub use unmatched::distance;
 
@@ -36,10 +39,12 @@ pub enum CheckId {
     NamedPort,
     OneSided,
     ImplicitIngress,
+    AdminShadowed,
+    EqualPriority,
 }
 
 impl CheckId {
-    pub const ALL: [CheckId; 7] = [
+    pub const ALL: [CheckId; 9] = [
         CheckId::Enforcement,
         CheckId::UnmatchedSelector,
         CheckId::EgressDns,
@@ -47,6 +52,8 @@ impl CheckId {
         CheckId::NamedPort,
         CheckId::OneSided,
         CheckId::ImplicitIngress,
+        CheckId::AdminShadowed,
+        CheckId::EqualPriority,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,16 +65,22 @@ impl CheckId {
             CheckId::NamedPort => "named-port",
             CheckId::OneSided => "one-sided",
             CheckId::ImplicitIngress => "implicit-ingress",
+            CheckId::AdminShadowed => "admin-shadowed",
+            CheckId::EqualPriority => "equal-priority",
         }
     }
 
     pub fn default_mode(self) -> Mode {
         match self {
-            CheckId::Enforcement | CheckId::UnmatchedSelector | CheckId::EgressDns => Mode::Deny,
+            CheckId::Enforcement
+            | CheckId::UnmatchedSelector
+            | CheckId::EgressDns
+            | CheckId::AdminShadowed => Mode::Deny,
             CheckId::PeerAndOr
             | CheckId::NamedPort
             | CheckId::OneSided
-            | CheckId::ImplicitIngress => Mode::Warn,
+            | CheckId::ImplicitIngress
+            | CheckId::EqualPriority => Mode::Warn,
         }
     }
 }
@@ -293,9 +306,14 @@ pub struct Context<'a> {
 /// The checks named in a `palisade.dev/skip-checks` annotation. Unknown ids are returned apart
 /// so they can be reported rather than silently ignored.
 pub fn skip_list(policy: &Policy) -> (Vec<CheckId>, Vec<String>) {
+    skip_list_of(&policy.annotations)
+}
+
+/// [`skip_list`] of any object's annotations (a ClusterNetworkPolicy's too).
+pub fn skip_list_of(annotations: &BTreeMap<String, String>) -> (Vec<CheckId>, Vec<String>) {
     let mut known = Vec::new();
     let mut unknown = Vec::new();
-    if let Some(v) = policy.annotations.get(SKIP_ANNOTATION) {
+    if let Some(v) = annotations.get(SKIP_ANNOTATION) {
         for id in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             match id.parse() {
                 Ok(c) => known.push(c),
@@ -330,36 +348,44 @@ pub fn run(policy: &Policy, ctx: &Context, config: &CheckConfig) -> Report {
             CheckId::NamedPort => named_port::check(policy, ctx),
             CheckId::OneSided => one_sided::check(policy, ctx),
             CheckId::ImplicitIngress => implicit_ingress::check(policy, ctx),
+            CheckId::AdminShadowed => admin_shadow::check(policy, ctx),
+            // About ClusterNetworkPolicies only.
+            CheckId::EqualPriority => Ok(Vec::new()),
         };
-        match issues {
-            Ok(issues) => {
-                for (issue, sites) in group(issues) {
-                    let severity = match mode {
-                        Mode::Deny => issue.cap,
-                        _ => Severity::Warn,
-                    };
-                    let mut message = issue
-                        .detail
-                        .replace(AT, &sites_long(&sites))
-                        .trim_end()
-                        .to_string();
-                    if severity == Severity::Deny {
-                        message.push_str(&format!(
-                            "\nTo accept this policy anyway, annotate it {SKIP_ANNOTATION}: \"{check}\"."
-                        ));
-                    }
-                    report.findings.push(Finding {
-                        check,
-                        severity,
-                        summary: one_line(issue.summary.replace(AT, &sites_short(&sites))),
-                        message,
-                    });
-                }
-            }
-            Err(why) => report.not_evaluated.push((check, why)),
-        }
+        finish(&mut report, check, mode, issues);
     }
     report
+}
+
+/// Adds one check's issues to the report as findings, with the mode's severity.
+fn finish(report: &mut Report, check: CheckId, mode: Mode, issues: Result<Vec<Issue>, String>) {
+    match issues {
+        Ok(issues) => {
+            for (issue, sites) in group(issues) {
+                let severity = match mode {
+                    Mode::Deny => issue.cap,
+                    _ => Severity::Warn,
+                };
+                let mut message = issue
+                    .detail
+                    .replace(AT, &sites_long(&sites))
+                    .trim_end()
+                    .to_string();
+                if severity == Severity::Deny {
+                    message.push_str(&format!(
+                        "\nTo accept this policy anyway, annotate it {SKIP_ANNOTATION}: \"{check}\"."
+                    ));
+                }
+                report.findings.push(Finding {
+                    check,
+                    severity,
+                    summary: one_line(issue.summary.replace(AT, &sites_short(&sites))),
+                    message,
+                });
+            }
+        }
+        Err(why) => report.not_evaluated.push((check, why)),
+    }
 }
 
 /// `ns/name` of the policy, as messages name it.

@@ -330,7 +330,7 @@ fn any_pod_matches(ctx: &Context, namespaces: &[String], sel: &Selector) -> bool
     })
 }
 
-fn pod_labels<'a>(ctx: &Context<'a>, namespaces: &[String]) -> Vec<&'a Labels> {
+pub(super) fn pod_labels<'a>(ctx: &Context<'a>, namespaces: &[String]) -> Vec<&'a Labels> {
     let cluster = ctx.cluster;
     namespaces
         .iter()
@@ -345,15 +345,15 @@ fn pod_labels<'a>(ctx: &Context<'a>, namespaces: &[String]) -> Vec<&'a Labels> {
 }
 
 /// What a person needs to repair a selector that matches nothing.
-struct Hint {
+pub(super) struct Hint {
     /// The evidence sentence: what the candidates carry instead.
-    evidence: String,
+    pub(super) evidence: String,
     /// A few words for the one-line summary, e.g. `did you mean app=api?`.
-    short: Option<String>,
+    pub(super) short: Option<String>,
     /// A selector to paste, and the sentence that introduces it.
-    fixed: Option<(String, Selector)>,
+    pub(super) fixed: Option<(String, Selector)>,
     /// A fix in words, when there is nothing safe to paste.
-    fix: Option<String>,
+    pub(super) fix: Option<String>,
     /// Whether `fixed` is a close respelling (then it beats a near match in another namespace).
     close: bool,
     /// The whole story in a few words when only the key is wrong, e.g. `use
@@ -362,7 +362,7 @@ struct Hint {
 }
 
 impl Hint {
-    fn plain(evidence: String, short: Option<String>) -> Self {
+    pub(super) fn plain(evidence: String, short: Option<String>) -> Self {
         Self {
             evidence,
             short,
@@ -374,7 +374,7 @@ impl Hint {
     }
 
     /// The `Fix:` text; a selector to paste is shown under `prefix`, indented by `indent`.
-    fn fix_text(&self, prefix: &str, indent: usize) -> String {
+    pub(super) fn fix_text(&self, prefix: &str, indent: usize) -> String {
         match (&self.fixed, &self.fix) {
             (Some((lead, sel)), _) => {
                 let body = yaml::selector(sel, indent);
@@ -417,7 +417,7 @@ fn close(have: &str, wanted: &str) -> bool {
 /// Only a close respelling is offered to paste; otherwise the message says nothing close exists
 /// and lists what does (bounded), and which value the pods serving the policy's ports carry
 /// (`serving`), when that is one.
-fn suggest(
+pub(super) fn suggest(
     sel: &Selector,
     candidates: &[&Labels],
     serving: Option<&(String, Vec<&Labels>)>,
