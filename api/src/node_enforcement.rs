@@ -83,4 +83,45 @@ pub struct NodeEnforcementStatus {
     /// The last sync's error, while it persists (the previous rules stay in force).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Whether this node enforces ClusterNetworkPolicies, and those it cannot (absent: an
+    /// enforcer older than ClusterNetworkPolicy support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_network_policy: Option<ClusterNetworkPolicyEnforcement>,
+}
+
+/// How many ClusterNetworkPolicies are named in [`ClusterNetworkPolicyEnforcement::not_enforced`]
+/// at most (the count says how many there are).
+pub const MAX_NOT_ENFORCED: usize = 20;
+
+/// ClusterNetworkPolicy (policy.networking.k8s.io) on one node.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterNetworkPolicyEnforcement {
+    /// Whether this node's rules carry the Admin and Baseline tiers. False when the enforcer does
+    /// not enforce here, when the CNI enforces ClusterNetworkPolicy itself (Palisade stands
+    /// aside), or when the CNI enforces NetworkPolicy but not ClusterNetworkPolicy (Palisade
+    /// cannot put the Admin tier ahead of the CNI's NetworkPolicy rules).
+    #[serde(default)]
+    pub enforced: bool,
+    /// Why, in words.
+    #[serde(default)]
+    pub reason: String,
+    /// ClusterNetworkPolicies in the cluster (0 where the CRD is not installed).
+    #[serde(default)]
+    pub policies: u32,
+    /// How many of them Palisade does not enforce because it cannot (an experimental peer, a
+    /// value outside the API): never silently ignored.
+    #[serde(default)]
+    pub not_enforced_count: u32,
+    /// The first 20 of those by name, each with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_enforced: Vec<NotEnforcedPolicy>,
+}
+
+/// A ClusterNetworkPolicy Palisade does not enforce, and why.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotEnforcedPolicy {
+    pub name: String,
+    pub reason: String,
 }

@@ -73,6 +73,7 @@ use crate::ruleset::{
     REJECT_CHAIN, RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, hashed_name,
     local_set, set_name,
 };
+use crate::tiers::Tiers;
 
 pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION};
 /// NFLOG prefixes longer than this are cut by the kernel (64 bytes with the terminating NUL).
@@ -165,7 +166,7 @@ pub fn ipv4(pod: &Pod) -> Option<Ipv4Addr> {
     }
 }
 
-fn finished(pod: &Pod) -> bool {
+pub(crate) fn finished(pod: &Pod) -> bool {
     matches!(pod.phase, Phase::Succeeded | Phase::Failed)
 }
 
@@ -233,10 +234,14 @@ pub fn compile_family(
         for direction in [Direction::Egress, Direction::Ingress] {
             let isolating: Vec<&Policy> =
                 cluster.isolating(pod, direction).map(|(_, p)| p).collect();
-            if isolating.is_empty() {
+            let tiers = Tiers::of(cluster, pod, direction, !isolating.is_empty());
+            let chain = if !tiers.is_empty() {
+                b.tiered_chain(pod, direction, &tiers, &isolating)
+            } else if !isolating.is_empty() {
+                b.pod_chain(pod, direction, &isolating)
+            } else {
                 continue;
-            }
-            let chain = b.pod_chain(pod, direction, &isolating);
+            };
             let comment = format!("{} {direction}", pod.key());
             match direction {
                 Direction::Egress => egress_dispatch.push(RuleLine::new(
@@ -378,11 +383,11 @@ fn reject_chain(options: &CompileOptions, family: IpFamily) -> Vec<RuleLine> {
     ]
 }
 
-struct Builder<'a> {
-    cluster: &'a Cluster,
-    options: &'a CompileOptions,
-    family: IpFamily,
-    out: Ruleset,
+pub(crate) struct Builder<'a> {
+    pub(crate) cluster: &'a Cluster,
+    pub(crate) options: &'a CompileOptions,
+    pub(crate) family: IpFamily,
+    pub(crate) out: Ruleset,
 }
 
 fn dir_tag(direction: Direction) -> char {
@@ -395,11 +400,27 @@ fn dir_tag(direction: Direction) -> char {
 impl<'a> Builder<'a> {
     /// The chain that decides `direction` for `pod`, which `isolating` (not empty) isolate.
     fn pod_chain(&mut self, pod: &Pod, direction: Direction, isolating: &[&Policy]) -> String {
-        let name = hashed_name(
-            dir_tag(direction),
-            &[&pod.namespace, &pod.name, direction.as_str()],
-        );
+        let name = pod_chain_name(pod, direction);
         let subject = format!("{} {direction}", pod.key());
+        let mark = self.options.mark;
+        let mut lines = self.policy_lines(pod, direction, isolating);
+        if !lines.is_empty() {
+            // Egress and ingress of one packet are separate checks: start each unmarked.
+            lines.insert(0, start_unmarked(&subject, mark));
+        }
+        lines.extend(self.verdict_lines(&subject, isolating));
+        self.out.chains.insert(name.clone(), lines);
+        name
+    }
+
+    /// For every rule of every isolating policy: a jump to its rule chain and a RETURN if that
+    /// set the mark (the rule allows).
+    pub(crate) fn policy_lines(
+        &mut self,
+        pod: &Pod,
+        direction: Direction,
+        isolating: &[&Policy],
+    ) -> Vec<RuleLine> {
         let mark = self.options.mark;
         let mut lines = Vec::new();
         for policy in isolating {
@@ -424,20 +445,13 @@ impl<'a> Builder<'a> {
                 }
             }
         }
-        if !lines.is_empty() {
-            // Egress and ingress of one packet are separate checks: start each unmarked.
-            lines.insert(
-                0,
-                RuleLine::new(
-                    vec![],
-                    Target::SetMark {
-                        value: 0,
-                        mask: mark,
-                    },
-                    format!("{subject}: start unmarked"),
-                ),
-            );
-        }
+        lines
+    }
+
+    /// The end of a pod's NetworkPolicy part, reached when no rule allowed: the deny action, or
+    /// with only audit policies isolating, a count and a log line (no verdict).
+    pub(crate) fn verdict_lines(&self, subject: &str, isolating: &[&Policy]) -> Vec<RuleLine> {
+        let mut lines = Vec::new();
         if isolating.iter().any(|p| !is_audit(p)) {
             let deny = match self.options.deny_action {
                 DenyAction::Drop => Target::Drop,
@@ -469,8 +483,7 @@ impl<'a> Builder<'a> {
                 format!("{subject}: audit log"),
             ));
         }
-        self.out.chains.insert(name.clone(), lines);
-        name
+        lines
     }
 
     /// The chain of one rule as it applies to `pod` (ingress named ports resolve on it), or
@@ -600,7 +613,7 @@ impl<'a> Builder<'a> {
     }
 
     /// A `hash:ip` set of the pods a pod-selecting peer names.
-    fn pod_set(&mut self, name: &str, policy_ns: &str, peer: &Peer) {
+    pub(crate) fn pod_set(&mut self, name: &str, policy_ns: &str, peer: &Peer) {
         if self.out.sets.contains_key(name) {
             return;
         }
@@ -681,7 +694,7 @@ impl<'a> Builder<'a> {
 /// What a peer's set is named after: what it selects, not which policy it is in, so policies
 /// that name the same peers share one set (a namespaceSelector peer does not even depend on
 /// the policy's namespace). Never the members: a pod coming or going must not rename a set.
-fn peer_key(policy_ns: &str, peer: &Peer) -> Vec<String> {
+pub(crate) fn peer_key(policy_ns: &str, peer: &Peer) -> Vec<String> {
     match peer {
         Peer::Pods { namespaces, pods } => {
             let scope = match namespaces {
@@ -713,6 +726,27 @@ fn named_key(policy: &Policy, rule: &Rule, named: &[(Protocol, &str)]) -> Vec<St
         key.extend(peer_key(&policy.namespace, peer));
     }
     key
+}
+
+/// The chain that decides `direction` for `pod`: named after the pod and direction, so the
+/// same pod keeps its chain whatever its policies.
+pub(crate) fn pod_chain_name(pod: &Pod, direction: Direction) -> String {
+    hashed_name(
+        dir_tag(direction),
+        &[&pod.namespace, &pod.name, direction.as_str()],
+    )
+}
+
+/// Clears Palisade's mark bit: the first line of a chain whose rule chains set it.
+pub(crate) fn start_unmarked(subject: &str, mark: u32) -> RuleLine {
+    RuleLine::new(
+        vec![],
+        Target::SetMark {
+            value: 0,
+            mask: mark,
+        },
+        format!("{subject}: start unmarked"),
+    )
 }
 
 /// `ns/policy ingress[0]`: how rule lines name their rule.

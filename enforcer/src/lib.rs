@@ -11,6 +11,7 @@
 
 pub mod apply;
 pub mod backend;
+pub mod cluster_policies;
 pub mod cni;
 pub mod compile;
 pub mod interpret;
@@ -20,6 +21,7 @@ pub mod render;
 pub mod ruleset;
 pub mod runtime;
 pub mod status;
+pub mod tiers;
 
 pub use compile::{CompileOptions, compile};
 pub use ruleset::{IpSet, Match, RuleLine, Ruleset, SetEntry, SetKind, Summary, Target};

@@ -1,0 +1,264 @@
+//! ClusterNetworkPolicies (policy.networking.k8s.io/v1alpha2) as the enforcer sees them: a
+//! watch that stays quiet where the CRD is not installed, the policies it can enforce, those it
+//! cannot (named in the node's status and logged, never silently ignored), and whether this
+//! node enforces them at all.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use palisade_api::{
+    ClusterNetworkPolicy, ClusterNetworkPolicyEnforcement, MAX_NOT_ENFORCED, NotEnforcedPolicy,
+};
+use palisade_policy::cluster_policy::ClusterPolicy;
+use tokio::sync::Notify;
+
+use crate::cni::{CniError, CniInfo};
+use crate::runtime::Mode;
+
+/// The cluster's ClusterNetworkPolicies, kept by a reflector.
+#[derive(Clone)]
+pub struct ClusterPolicyWatch {
+    store: Store<ClusterNetworkPolicy>,
+    /// The last list or watch said the CRD is not installed (404).
+    missing: Arc<AtomicBool>,
+    /// A first list is complete.
+    listed: Arc<AtomicBool>,
+    /// Woken on every event, so [`ClusterPolicyWatch::wait_until_ready`] sees a 404.
+    answered: Arc<Notify>,
+}
+
+impl ClusterPolicyWatch {
+    /// Starts watching. Where the CRD is not installed, the watch retries with its backoff
+    /// (at most every 30 s) without a warning and without waking the sync loop, and the
+    /// cluster has no ClusterNetworkPolicies; once it is installed, they are read.
+    pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
+        let (store, writer) = reflector::store();
+        let watch = ClusterPolicyWatch {
+            store,
+            missing: Arc::new(AtomicBool::new(false)),
+            listed: Arc::new(AtomicBool::new(false)),
+            answered: Arc::new(Notify::new()),
+        };
+        let api: Api<ClusterNetworkPolicy> = Api::all(client.clone());
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default().any_semantic())
+                .default_backoff()
+                .modify(|o: &mut ClusterNetworkPolicy| {
+                    o.managed_fields_mut().clear();
+                }),
+        );
+        let changed = changed.clone();
+        let w = watch.clone();
+        tokio::spawn(async move {
+            stream
+                .for_each(|event| {
+                    match &event {
+                        Err(e) if not_installed(e) => {
+                            if !w.missing.swap(true, Ordering::SeqCst) {
+                                tracing::debug!(
+                                    "the ClusterNetworkPolicy CRD is not installed: no ClusterNetworkPolicies"
+                                );
+                                changed.notify_one();
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(kind = "ClusterNetworkPolicy", error = %e, "watch failed; retrying with backoff");
+                            changed.notify_one();
+                        }
+                        Ok(event) => {
+                            if matches!(event, watcher::Event::InitDone) {
+                                w.listed.store(true, Ordering::SeqCst);
+                            }
+                            if w.missing.swap(false, Ordering::SeqCst) {
+                                tracing::info!("the ClusterNetworkPolicy CRD is installed now");
+                            }
+                            changed.notify_one();
+                        }
+                    }
+                    w.answered.notify_waiters();
+                    futures::future::ready(())
+                })
+                .await;
+        });
+        watch
+    }
+
+    /// Resolves once the first list is complete or the CRD is known not to be installed, so
+    /// the first sync does not go without the Admin tier.
+    pub async fn wait_until_ready(&self) {
+        loop {
+            let answered = self.answered.notified();
+            if self.installed().is_some() {
+                return;
+            }
+            answered.await;
+        }
+    }
+
+    /// Whether the CRD is installed; `None` before the first answer.
+    pub fn installed(&self) -> Option<bool> {
+        if self.missing.load(Ordering::SeqCst) {
+            return Some(false);
+        }
+        self.listed.load(Ordering::SeqCst).then_some(true)
+    }
+
+    /// The policies as the store has them (none where the CRD is not installed).
+    pub fn state(&self) -> Vec<Arc<ClusterNetworkPolicy>> {
+        if self.missing.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        self.store.state()
+    }
+}
+
+/// A watch error that means the API does not exist: the CRD is not installed.
+fn not_installed(e: &watcher::Error) -> bool {
+    let api = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchError(s) => s,
+        _ => return false,
+    };
+    api.code == 404
+}
+
+/// The policies Palisade can enforce, in no particular order (the cluster sorts them), and
+/// those it cannot, by name, each with why.
+pub fn understand(
+    objects: &[Arc<ClusterNetworkPolicy>],
+) -> (Vec<ClusterPolicy>, Vec<NotEnforcedPolicy>) {
+    let mut policies = Vec::new();
+    let mut refused = Vec::new();
+    for object in objects {
+        match ClusterPolicy::from_api(object) {
+            Ok(p) => policies.push(p),
+            Err(errors) => refused.push(NotEnforcedPolicy {
+                name: object.name_any(),
+                reason: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+    refused.sort_by(|a, b| a.name.cmp(&b.name));
+    (policies, refused)
+}
+
+/// Which CNIs enforce ClusterNetworkPolicy themselves (by the names [`crate::cni`] gives them).
+pub fn cni_enforces_cluster_network_policy(cni: &str) -> bool {
+    matches!(cni, "calico" | "antrea")
+}
+
+/// Whether this node's rules carry the ClusterNetworkPolicy tiers, and why in words, given
+/// whether it enforces NetworkPolicy (`enforcing`, from [`crate::runtime::decide`]).
+///
+/// Where the CNI enforces NetworkPolicy itself, Palisade stands aside for NetworkPolicy; it
+/// cannot put an Admin tier ahead of the CNI's NetworkPolicy rules (a packet the CNI drops
+/// never reaches an Admin Accept, and the Baseline tier needs to know what the CNI's
+/// NetworkPolicies select), so there it enforces ClusterNetworkPolicy only if the CNI does
+/// (standing aside for it too) and otherwise reports them as not enforced.
+pub fn decide(mode: Mode, cni: &Result<CniInfo, CniError>, enforcing: bool) -> (bool, String) {
+    let cni_name = cni.as_ref().ok().map(|i| i.cni.as_str());
+    let cni_enforces_np = cni.as_ref().ok().and_then(|i| i.enforces) == Some(true);
+    match (mode, cni_name) {
+        (Mode::Off, _) => (false, "mode off: reporting only".into()),
+        (Mode::Auto, Some(name)) if cni_enforces_np => {
+            if cni_enforces_cluster_network_policy(name) {
+                (
+                    false,
+                    format!("{name} enforces ClusterNetworkPolicy itself; standing aside"),
+                )
+            } else {
+                (
+                    false,
+                    format!(
+                        "{name} enforces NetworkPolicy but not ClusterNetworkPolicy: Palisade cannot \
+                         put the Admin tier ahead of its NetworkPolicy rules, so ClusterNetworkPolicies \
+                         are not enforced on this node"
+                    ),
+                )
+            }
+        }
+        _ if !enforcing => (false, "the enforcer does not enforce on this node".into()),
+        _ => (true, "enforced with NetworkPolicy".into()),
+    }
+}
+
+/// The status of ClusterNetworkPolicy on this node.
+pub fn report(
+    enforced: bool,
+    reason: String,
+    installed: Option<bool>,
+    policies: usize,
+    refused: &[NotEnforcedPolicy],
+) -> ClusterNetworkPolicyEnforcement {
+    let reason = match installed {
+        Some(false) => format!("{reason}; the ClusterNetworkPolicy CRD is not installed"),
+        _ => reason,
+    };
+    ClusterNetworkPolicyEnforcement {
+        enforced,
+        reason,
+        policies: policies as u32,
+        not_enforced_count: refused.len() as u32,
+        not_enforced: refused.iter().take(MAX_NOT_ENFORCED).cloned().collect(),
+    }
+}
+
+/// Logs each policy Palisade cannot enforce once (again when the reason changes), and the
+/// node's ClusterNetworkPolicy decision when it changes with policies present.
+#[derive(Default)]
+pub struct Warnings {
+    refused: BTreeMap<String, String>,
+    decision: Option<(bool, String)>,
+}
+
+impl Warnings {
+    pub fn note(
+        &mut self,
+        enforced: bool,
+        reason: &str,
+        policies: usize,
+        refused: &[NotEnforcedPolicy],
+    ) {
+        let now: BTreeMap<String, String> = refused
+            .iter()
+            .map(|r| (r.name.clone(), r.reason.clone()))
+            .collect();
+        for (name, why) in &now {
+            if self.refused.get(name) != Some(why) {
+                tracing::warn!(
+                    policy = %name,
+                    reason = %why,
+                    "ClusterNetworkPolicy not enforced: Palisade cannot enforce it as written"
+                );
+            }
+        }
+        self.refused = now;
+        let decision = (enforced, reason.to_string());
+        if policies > 0 && self.decision.as_ref() != Some(&decision) {
+            if enforced {
+                tracing::info!(policies, "ClusterNetworkPolicies enforced");
+            } else {
+                tracing::warn!(
+                    policies,
+                    reason,
+                    "ClusterNetworkPolicies not enforced on this node"
+                );
+            }
+            self.decision = Some(decision);
+        } else if policies == 0 {
+            self.decision = None;
+        }
+    }
+}
