@@ -65,6 +65,8 @@ pub struct Caches {
     pub replicasets: Store<ReplicaSet>,
     pub jobs: Store<Job>,
     pub cronjobs: Store<CronJob>,
+    /// ClusterNetworkPolicies; not waited for (their CRD may not be installed).
+    pub cluster_policies: crate::cluster_policies::ClusterPolicyWatch,
 }
 
 /// Notifies `changed` when what the enforcers report changed in more than a `lastSync` that
@@ -126,6 +128,7 @@ impl Caches {
             replicasets: watch(client, changed),
             jobs: watch(client, changed),
             cronjobs: watch(client, changed),
+            cluster_policies: crate::cluster_policies::ClusterPolicyWatch::start(client, changed),
         }
     }
 
@@ -151,6 +154,7 @@ impl Caches {
             ("pods", self.pods.len()),
             ("namespaces", self.namespaces.len()),
             ("networkpolicies", self.policies.len()),
+            ("clusternetworkpolicies", self.cluster_policies.len()),
             ("nodes", self.nodes.len()),
             (
                 "workloads",
@@ -244,7 +248,8 @@ impl Caches {
                 .map(|n| palisade_policy::Namespace::from_k8s(n))
                 .collect(),
         };
-        let cluster = Cluster::new(namespaces, pods, workloads, policies);
+        let cluster = Cluster::new(namespaces, pods, workloads, policies)
+            .with_cluster_policies(self.cluster_policies.compiled());
         ClusterState {
             cluster,
             enforcement: Some(self.enforcement(declared_cni, Timestamp::now())),

@@ -4,6 +4,8 @@
 pub mod baseline;
 pub mod caches;
 pub mod certs;
+pub mod cluster_policies;
+pub mod cluster_review;
 pub mod config;
 pub mod messages;
 pub mod metrics;

@@ -117,8 +117,17 @@ fn did_you_mean(unknown: &str) -> Option<&'static str> {
 /// The refusal: the first [`FULL_DENIALS`] problems in full (what, evidence, fix), the next
 /// [`SHORT_DENIALS`] in one line each, and how many more there are.
 pub fn refusal<'a>(object: &str, denials: impl Iterator<Item = &'a Finding>) -> String {
+    refusal_of("NetworkPolicy", object, denials)
+}
+
+/// [`refusal`] of an object of another kind (a ClusterNetworkPolicy).
+pub fn refusal_of<'a>(
+    kind: &str,
+    object: &str,
+    denials: impl Iterator<Item = &'a Finding>,
+) -> String {
     let denials: Vec<&Finding> = denials.collect();
-    let mut m = format!("Palisade refuses NetworkPolicy {object}:\n\n");
+    let mut m = format!("Palisade refuses {kind} {object}:\n\n");
     let full: Vec<String> = denials
         .iter()
         .take(FULL_DENIALS)

@@ -43,8 +43,11 @@ pub struct Decision {
     /// The AdmissionReview to send back.
     pub review: Value,
     pub allowed: bool,
-    /// `namespace/name` of the object, when it was a NetworkPolicy that was judged.
+    /// `namespace/name` of the object (`name` of a cluster-scoped one), when it was judged.
     pub object: Option<String>,
+    /// The kind of the judged object (`NetworkPolicy`, `ClusterNetworkPolicy`,
+    /// `NetworkBaseline`); empty when nothing was judged.
+    pub kind: &'static str,
     pub findings: Vec<Finding>,
     pub skipped: Vec<CheckId>,
     pub dry_run: bool,
@@ -101,6 +104,11 @@ pub fn review(
     let plain = |object: Option<String>, message: Option<String>| Decision {
         review: response(uid, message.is_none(), message.clone(), Vec::new()),
         allowed: message.is_none(),
+        kind: if object.is_some() {
+            "NetworkPolicy"
+        } else {
+            ""
+        },
         object,
         findings: Vec::new(),
         skipped: Vec::new(),
@@ -125,8 +133,25 @@ pub fn review(
             review: response(uid, message.is_none(), message.clone(), warnings),
             allowed: message.is_none(),
             object,
+            kind: "NetworkBaseline",
             findings: Vec::new(),
             skipped: Vec::new(),
+            dry_run,
+            settle: None,
+        });
+    }
+    let is_cluster_policy = request["kind"]["group"] == "policy.networking.k8s.io"
+        && request["kind"]["kind"] == "ClusterNetworkPolicy";
+    if is_cluster_policy && judged {
+        let j = crate::cluster_review::judge(&request["object"], state, config);
+        let allowed = j.message.is_none();
+        return Ok(Decision {
+            review: response(uid, allowed, j.message, j.warnings),
+            allowed,
+            object: Some(j.name),
+            kind: "ClusterNetworkPolicy",
+            findings: j.report.findings,
+            skipped: j.report.skipped,
             dry_run,
             settle: None,
         });
@@ -207,6 +232,7 @@ pub fn review(
         review: response(uid, allowed, message, warnings),
         allowed,
         object: Some(object),
+        kind: "NetworkPolicy",
         findings: report.findings,
         skipped: report.skipped,
         dry_run,

@@ -89,9 +89,12 @@ async fn validate(State(state): State<AppState>, body: Body) -> Response {
             // A denial may rest on a cache that has not yet seen an object created an instant
             // ago (kubectl apply sends a file's objects one after another): decide again on
             // the apiserver's current view of the namespace. Denials are rare; allows never wait.
-            if let (false, Some(confirm), Some(object)) =
-                (decision.allowed, &state.confirm, decision.object.clone())
-            {
+            if let (false, Some(confirm), Some(object), "NetworkPolicy") = (
+                decision.allowed,
+                &state.confirm,
+                decision.object.clone(),
+                decision.kind,
+            ) {
                 let namespace = object.split('/').next().unwrap_or_default().to_string();
                 if let Some(fresh) = confirm.fresh(&namespace).await
                     && let Ok(again) = review(&bytes, &fresh, &state.config)
@@ -115,15 +118,16 @@ async fn validate(State(state): State<AppState>, body: Body) -> Response {
                 let skipped: Vec<&str> = decision.skipped.iter().map(|c| c.as_str()).collect();
                 // Denials, warnings and skips are worth a line; a clean allow is not at load.
                 if decision.findings.is_empty() && decision.skipped.is_empty() {
-                    tracing::debug!(policy = %object, allowed = true, dry_run = decision.dry_run, "reviewed NetworkPolicy");
+                    tracing::debug!(kind = decision.kind, policy = %object, allowed = true, dry_run = decision.dry_run, "reviewed");
                 } else {
                     tracing::info!(
+                        kind = decision.kind,
                         policy = %object,
                         allowed = decision.allowed,
                         dry_run = decision.dry_run,
                         findings = %checks.join(","),
                         skipped = %skipped.join(","),
-                        "reviewed NetworkPolicy"
+                        "reviewed"
                     );
                 }
             }

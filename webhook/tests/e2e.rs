@@ -406,7 +406,7 @@ fn one_sided_is_judged_once_the_apply_settles_and_skips_are_never_silent() {
         "{stderr}"
     );
     assert!(
-        stderr.contains("Warning: [skip-checks] ghost: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"),
+        stderr.contains("Warning: [skip-checks] ghost: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress, admin-shadowed, equal-priority"),
         "{stderr}"
     );
     assert!(

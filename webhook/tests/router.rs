@@ -191,7 +191,7 @@ async fn the_skip_annotation_is_honoured() {
         r["warnings"],
         json!([
             "[skip-checks] backend-ingress: unknown check \"unmatched-selectors\", ignored; did you mean unmatched-selector?",
-            "[skip-checks] backend-ingress: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress"
+            "[skip-checks] backend-ingress: check ids: enforcement, unmatched-selector, egress-dns, peer-and-or, named-port, one-sided, implicit-ingress, admin-shadowed, equal-priority"
         ])
     );
 }
