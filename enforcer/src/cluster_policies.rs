@@ -4,8 +4,8 @@
 //! node enforces them at all.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::StreamExt;
 use kube::runtime::reflector::{self, Store};
@@ -28,6 +28,8 @@ pub struct ClusterPolicyWatch {
     missing: Arc<AtomicBool>,
     /// A first list is complete.
     listed: Arc<AtomicBool>,
+    /// The last watch error other than a 404, until the next event that is not an error.
+    error: Arc<Mutex<Option<String>>>,
     /// Woken on every event, so [`ClusterPolicyWatch::wait_until_ready`] sees a 404.
     answered: Arc<Notify>,
 }
@@ -42,6 +44,7 @@ impl ClusterPolicyWatch {
             store,
             missing: Arc::new(AtomicBool::new(false)),
             listed: Arc::new(AtomicBool::new(false)),
+            error: Arc::new(Mutex::new(None)),
             answered: Arc::new(Notify::new()),
         };
         let api: Api<ClusterNetworkPolicy> = Api::all(client.clone());
@@ -69,9 +72,12 @@ impl ClusterPolicyWatch {
                         }
                         Err(e) => {
                             tracing::warn!(kind = "ClusterNetworkPolicy", error = %e, "watch failed; retrying with backoff");
+                            *w.error.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Some(e.to_string());
                             changed.notify_one();
                         }
                         Ok(event) => {
+                            w.error.lock().unwrap_or_else(PoisonError::into_inner).take();
                             if matches!(event, watcher::Event::InitDone) {
                                 w.listed.store(true, Ordering::SeqCst);
                             }
@@ -89,12 +95,14 @@ impl ClusterPolicyWatch {
         watch
     }
 
-    /// Resolves once the first list is complete or the CRD is known not to be installed, so
-    /// the first sync does not go without the Admin tier.
+    /// Resolves once the first list is complete, the CRD is known not to be installed, or the
+    /// watch failed (then the status says so), so the first sync does not go without the Admin
+    /// tier, and a watch that cannot work (e.g. no permission) does not keep the node from
+    /// enforcing NetworkPolicy.
     pub async fn wait_until_ready(&self) {
         loop {
             let answered = self.answered.notified();
-            if self.installed().is_some() {
+            if self.installed().is_some() || self.error().is_some() {
                 return;
             }
             answered.await;
@@ -107,6 +115,14 @@ impl ClusterPolicyWatch {
             return Some(false);
         }
         self.listed.load(Ordering::SeqCst).then_some(true)
+    }
+
+    /// Why the watch does not work, while it does not.
+    pub fn error(&self) -> Option<String> {
+        self.error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The policies as the store has them (none where the CRD is not installed).
@@ -194,17 +210,34 @@ pub fn decide(mode: Mode, cni: &Result<CniInfo, CniError>, enforcing: bool) -> (
     }
 }
 
-/// The status of ClusterNetworkPolicy on this node.
+/// The status of ClusterNetworkPolicy on this node, with what the watch says.
 pub fn report(
     enforced: bool,
     reason: String,
-    installed: Option<bool>,
+    watch: &ClusterPolicyWatch,
     policies: usize,
     refused: &[NotEnforcedPolicy],
 ) -> ClusterNetworkPolicyEnforcement {
-    let reason = match installed {
-        Some(false) => format!("{reason}; the ClusterNetworkPolicy CRD is not installed"),
-        _ => reason,
+    let problem = match (watch.installed(), watch.error()) {
+        (Some(false), _) => Some("the ClusterNetworkPolicy CRD is not installed".to_string()),
+        (_, Some(e)) => Some(format!("cannot read ClusterNetworkPolicies: {e}")),
+        _ => None,
+    };
+    summarize(enforced, reason, problem, policies, refused)
+}
+
+/// The status of ClusterNetworkPolicy on this node: `problem` (a missing CRD, a failing watch)
+/// is added to the reason; at most [`MAX_NOT_ENFORCED`] refused policies are named, all counted.
+pub fn summarize(
+    enforced: bool,
+    reason: String,
+    problem: Option<String>,
+    policies: usize,
+    refused: &[NotEnforcedPolicy],
+) -> ClusterNetworkPolicyEnforcement {
+    let reason = match problem {
+        Some(p) => format!("{reason}; {p}"),
+        None => reason,
     };
     ClusterNetworkPolicyEnforcement {
         enforced,

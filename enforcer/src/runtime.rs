@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 
 use crate::apply;
 use crate::backend::{self, Backend, BackendChoice, Chosen, Detection, NoBackend};
+use crate::cluster_policies::{self, ClusterPolicyWatch};
 use crate::cni::{self, CniError, CniInfo};
 use crate::compile::{CompileOptions, compile_families, local_pods, local_pods_of};
 use crate::metrics::Metrics;
@@ -124,6 +125,8 @@ struct Watches {
     namespaces: Store<Namespace>,
     policies: Store<NetworkPolicy>,
     node: Store<Node>,
+    /// ClusterNetworkPolicies; none where the CRD is not installed.
+    cluster_policies: ClusterPolicyWatch,
 }
 
 /// Why the loop woke up.
@@ -154,6 +157,7 @@ pub async fn run(
             watcher::Config::default().fields(&format!("metadata.name={}", settings.node)),
             &changed,
         ),
+        cluster_policies: ClusterPolicyWatch::start(&client, &changed),
     };
     tokio::select! {
         _ = async { futures::join!(
@@ -161,6 +165,7 @@ pub async fn run(
             w.namespaces.wait_until_ready(),
             w.policies.wait_until_ready(),
             w.node.wait_until_ready(),
+            w.cluster_policies.wait_until_ready(),
         ) } => {}
         _ = &mut shutdown => return None,
     }
@@ -175,6 +180,7 @@ pub async fn run(
     let mut detection: Option<Result<Detection, NoBackend>> = None;
     // Palisade's chains to remove from the backend not in use, after the next good sync.
     let mut leave: Option<Backend> = None;
+    let mut cnp_warnings = cluster_policies::Warnings::default();
     loop {
         let started = Instant::now();
         // Detected at start; again while a retry is due or while nothing showed which backend
@@ -210,6 +216,20 @@ pub async fn run(
             .map(|d| d.families.clone())
             .unwrap_or_default();
         let (cluster, policy_errors) = snapshot(&w.pods, &w.namespaces, &w.policies);
+        // ClusterNetworkPolicies: all of the tiers or none (never half of them).
+        let cnp_objects = w.cluster_policies.state();
+        let (cnps, cnp_refused) = cluster_policies::understand(&cnp_objects);
+        let (cnp_enforced, cnp_reason) = cluster_policies::decide(settings.mode, &cni, enforcing);
+        cnp_warnings.note(cnp_enforced, &cnp_reason, cnp_objects.len(), &cnp_refused);
+        let cnp_status = cluster_policies::report(
+            cnp_enforced,
+            cnp_reason,
+            &w.cluster_policies,
+            cnp_objects.len(),
+            &cnp_refused,
+        );
+        drop(cnp_objects);
+        let cluster = cluster.with_cluster_policies(if cnp_enforced { cnps } else { Vec::new() });
         let rulesets = if enforcing {
             compile_families(&cluster, &settings.node, &settings.options, &families)
         } else {
@@ -261,6 +281,7 @@ pub async fn run(
             reason,
             local_pods: local as u32,
             deny_action: Some(settings.options.deny_action.as_str().into()),
+            cluster_network_policy: Some(cnp_status),
             ..NodeEnforcementStatus::default()
         };
         if let Some(d) = &in_use {
