@@ -366,10 +366,7 @@ fn cni(name: &str, enforces: Option<bool>) -> Result<CniInfo, CniError> {
 #[test]
 fn the_enforcer_stands_aside_or_says_why_it_does_not_enforce() {
     // flannel: enforced along with NetworkPolicy.
-    assert_eq!(
-        decide(Mode::Auto, &cni("flannel", Some(false)), true).0,
-        true
-    );
+    assert!(decide(Mode::Auto, &cni("flannel", Some(false)), true).0);
     // Calico and Antrea enforce ClusterNetworkPolicy themselves: stand aside.
     for name in ["calico", "antrea"] {
         assert!(cni_enforces_cluster_network_policy(name));
