@@ -109,8 +109,10 @@ pub struct ClusterNetworkPolicyEnforcement {
     /// ClusterNetworkPolicies in the cluster (0 where the CRD is not installed).
     #[serde(default)]
     pub policies: u32,
-    /// How many of them Palisade does not enforce because it cannot (an experimental peer, a
-    /// value outside the API): never silently ignored.
+    /// How many of them Palisade does not enforce as written, never silently: refused whole (an
+    /// experimental peer, a value outside the API), or, for a peer of a kind Palisade does not
+    /// know, enforced with that rule failing closed as upstream asks (an Accept's unknown peers
+    /// match nothing, a Deny or Pass denies all traffic).
     #[serde(default)]
     pub not_enforced_count: u32,
     /// The first 20 of those by name, each with the reason.

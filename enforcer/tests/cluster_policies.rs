@@ -390,3 +390,49 @@ fn the_enforcer_stands_aside_or_says_why_it_does_not_enforce() {
     // No backend works: not enforced.
     assert!(!decide(Mode::Auto, &cni("flannel", Some(false)), false).0);
 }
+
+#[test]
+fn a_peer_of_an_unknown_kind_fails_closed_as_upstream_asks() {
+    // `services` stands for a peer kind of a newer CRD: no field Palisade knows.
+    let newer = cnp(serde_json::json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": "newer"},
+        "spec": {"tier": "Admin", "priority": 1, "subject": {"pods": {"podSelector": {"matchLabels": {"app": "a"}}}},
+                 "egress": [
+                     {"action": "Accept", "to": [{"services": {"name": "x"}}, {"pods": {"podSelector": {"matchLabels": {"app": "b"}}}}],
+                      "protocols": [{"tcp": {"destinationPort": {"number": 80}}}]},
+                     {"action": "Pass", "to": [{"services": {"name": "y"}}],
+                      "protocols": [{"udp": {"destinationPort": {"number": 53}}}]}
+                 ]}
+    }));
+    let (policies, refused) = understand(&[newer]);
+    assert_eq!(policies.len(), 1, "{refused:?}");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0].name, "newer");
+    assert!(
+        refused[0].reason.ends_with(
+            "enforced failing closed (egress rule 0: those peers match nothing, egress rule 1: it denies all traffic)"
+        ),
+        "{}",
+        refused[0].reason
+    );
+    let c = Cluster::new(
+        vec![Namespace::new("x", Labels::new())],
+        vec![pod("a", [10, 0, 0, 1], "n1"), pod("b", [10, 0, 0, 2], "n2")],
+        vec![],
+        vec![],
+    )
+    .with_cluster_policies(policies);
+    let r = compile(&c, "n1", &CompileOptions::default());
+    let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+    // The known peer of the Accept still accepts; everything else hits the Deny-all.
+    assert_eq!(
+        run(&r, packet(a, b, Protocol::Tcp, 80)),
+        Ok(Outcome::Accept)
+    );
+    assert_eq!(run(&r, packet(a, b, Protocol::Tcp, 81)), Ok(Outcome::Drop));
+    assert_eq!(
+        run(&r, packet(a, [1, 1, 1, 1], Protocol::Sctp, 9)),
+        Ok(Outcome::Drop)
+    );
+}
