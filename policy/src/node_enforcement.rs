@@ -8,7 +8,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::checks::{NodeEnforcement, cni_enforces_network_policy};
+use crate::checks::{ClusterPolicyEnforcement, NodeEnforcement, cni_enforces_network_policy};
 use crate::model::IpFamily;
 
 /// kube-system DaemonSets that give away the cluster's CNI, and its name.
@@ -53,6 +53,9 @@ pub struct Reported {
     /// The IP families it enforces (status `families`). An enforcer older than dual-stack
     /// support writes none and enforces IPv4 only.
     pub families: Vec<IpFamily>,
+    /// What it says of ClusterNetworkPolicy (status `clusterNetworkPolicy`); `None` from an
+    /// enforcer older than ClusterNetworkPolicy support.
+    pub cluster_policies: Option<ClusterPolicyEnforcement>,
 }
 
 /// The families a status's `families` names; IPv4 when it has none (older enforcers).
@@ -96,6 +99,9 @@ impl Reported {
                 .and_then(|t| t.parse::<Timestamp>().ok())
                 .and_then(|t| silent_for(t, now)),
             families: reported_families(status),
+            cluster_policies: status
+                .get("clusterNetworkPolicy")
+                .and_then(|c| serde_json::from_value(c.clone()).ok()),
         }
     }
 
@@ -167,6 +173,9 @@ pub fn node_enforcement(
             .filter(|r| r.active())
             .map(|r| r.families.iter().map(|f| f.as_str().to_string()).collect())
             .unwrap_or_default(),
+        cluster_policies: reported
+            .filter(|r| r.silent_for.is_none())
+            .and_then(|r| r.cluster_policies.clone()),
     }
 }
 
@@ -284,6 +293,7 @@ mod tests {
                 enforcer_active: true,
                 enforcer_silent_secs: None,
                 enforced_families: vec!["IPv4".into()],
+                cluster_policies: None,
             }
         );
         assert_eq!(

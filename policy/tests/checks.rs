@@ -65,6 +65,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 enforcer_active,
                 enforcer_silent_secs: None,
                 enforced_families: vec![],
+                cluster_policies: None,
             },
             NodeEnforcement {
                 node: "node-2".into(),
@@ -74,6 +75,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 enforcer_active: false,
                 enforcer_silent_secs: None,
                 enforced_families: vec![],
+                cluster_policies: None,
             },
             NodeEnforcement {
                 node: "node-3".into(),
@@ -83,6 +85,7 @@ fn enforcement_fires_when_a_ready_node_has_a_non_enforcing_cni_and_no_enforcer()
                 enforcer_active: false,
                 enforcer_silent_secs: None,
                 enforced_families: vec![],
+                cluster_policies: None,
             },
         ],
     };

@@ -52,6 +52,7 @@ pub fn run_cluster_policy(
         ..*ctx
     };
     for check in [
+        CheckId::Enforcement,
         CheckId::UnmatchedSelector,
         CheckId::EgressDns,
         CheckId::AdminShadowed,
@@ -67,6 +68,8 @@ pub fn run_cluster_policy(
         }
         let issues = if !ctx.knows_pods {
             Err("no Pods are known, so the policy's subject cannot be matched".to_string())
+        } else if check == CheckId::Enforcement {
+            enforcement(policy, &ctx)
         } else {
             Ok(match check {
                 CheckId::UnmatchedSelector => unmatched_subject(policy, &ctx),
@@ -79,6 +82,83 @@ pub fn run_cluster_policy(
         finish(&mut report, check, mode, issues);
     }
     report
+}
+
+/// `enforcement`: ready nodes where pods the policy selects run and nothing enforces
+/// ClusterNetworkPolicy: its Palisade enforcer reports it does not (and why), or none reports
+/// and the CNI is known not to. Nodes Palisade knows nothing certain about are left out.
+fn enforcement(policy: &ClusterPolicy, ctx: &Context) -> Result<Vec<Issue>, String> {
+    let Some(enf) = ctx.enforcement else {
+        return Err("nothing is known about the nodes' CNI".into());
+    };
+    let mut pods_on: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for pod in selected(ctx.cluster, &policy.subject) {
+        if let Some(node) = pod.node.as_deref() {
+            pods_on.entry(node).or_default().push(pod.key());
+        }
+    }
+    let ready: Vec<&super::NodeEnforcement> = enf
+        .nodes
+        .iter()
+        .filter(|n| n.ready && pods_on.contains_key(n.node.as_str()))
+        .collect();
+    let mut open: Vec<(&super::NodeEnforcement, String)> = Vec::new();
+    for n in &ready {
+        let cni = n.cni.as_deref();
+        let by_cni = cni.and_then(super::cni_enforces_cluster_network_policy);
+        let why = match (&n.cluster_policies, by_cni) {
+            (Some(c), _) if c.enforced => continue,
+            (_, Some(true)) => continue,
+            (Some(c), _) => format!("its Palisade enforcer: {}", c.reason),
+            (None, Some(false)) => format!(
+                "CNI {} does not enforce ClusterNetworkPolicy, and no Palisade enforcer there reports enforcing it",
+                cni.unwrap_or("unknown")
+            ),
+            (None, None) => continue,
+        };
+        open.push((n, why));
+    }
+    if open.is_empty() {
+        return Ok(Vec::new());
+    }
+    open.sort_by(|a, b| a.0.node.cmp(&b.0.node));
+    let summary = format!(
+        "not enforced on {} of {} ready nodes running its pods",
+        open.len(),
+        ready.len()
+    );
+    let mut detail = format!(
+        "{} would be stored but not enforced on {} of {} ready nodes where pods it selects run:          traffic of those pods passes as if the policy did not exist.
+Evidence:
+",
+        cnp(policy),
+        open.len(),
+        ready.len()
+    );
+    for (n, why) in open.iter().take(10) {
+        let pods = pods_on
+            .get(n.node.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        detail.push_str(&format!(
+            "  node {} ({}): {why}
+",
+            n.node,
+            list_some(pods, 3)
+        ));
+    }
+    if open.len() > 10 {
+        detail.push_str(&format!(
+            "  ... and {} more nodes
+",
+            open.len() - 10
+        ));
+    }
+    detail.push_str(
+        "Fix: let Palisade's enforcer enforce on these nodes (it does where the CNI does not          enforce NetworkPolicy: helm upgrade palisade charts/palisade -n palisade-system          --reuse-values --set enforcer.mode=auto), or use a CNI that enforces          ClusterNetworkPolicy (Calico, Antrea); each node's reason:
+  kubectl get nodeenforcement NODE -o yaml",
+    );
+    Ok(vec![Issue::new(summary, detail)])
 }
 
 /// `ClusterNetworkPolicy NAME`, as messages name it.
@@ -596,6 +676,88 @@ mod tests {
         let mut right = typo;
         right.subject = Subject::Namespaces(sel(&[("team", "shop")]));
         assert_eq!(review(&c, &right, CheckId::UnmatchedSelector), vec![]);
+    }
+
+    /// Nodes where pods of the subject run and ClusterNetworkPolicy is not enforced (their
+    /// enforcer says so, or the CNI is known not to and no enforcer says otherwise): refused,
+    /// naming each with its reason. Nodes that enforce it, or whose CNI does, are fine.
+    #[test]
+    fn nodes_that_do_not_enforce_cluster_network_policy_are_named() {
+        use crate::checks::admin_shadow::tests::{labels, pod};
+        use crate::checks::{ClusterPolicyEnforcement, Enforcement, NodeEnforcement};
+        let on = |mut p: Pod, node: &str| {
+            p.node = Some(node.into());
+            p
+        };
+        let c = Cluster::new(
+            [crate::Namespace::new("shop", labels(&[("team", "shop")]))],
+            vec![
+                on(pod("shop", "a", "api", "10.0.0.1"), "n1"),
+                on(pod("shop", "b", "api", "10.0.0.2"), "n2"),
+                on(pod("shop", "c", "api", "10.0.0.3"), "n3"),
+                on(pod("shop", "d", "api", "10.0.0.4"), "n4"),
+            ],
+            vec![],
+            vec![],
+        );
+        let node = |name: &str, cni: &str, reported: Option<(bool, &str)>| NodeEnforcement {
+            node: name.into(),
+            ready: true,
+            cni: Some(cni.into()),
+            cni_enforces: Some(cni != "flannel"),
+            cluster_policies: reported.map(|(enforced, reason)| ClusterPolicyEnforcement {
+                enforced,
+                reason: reason.into(),
+            }),
+            ..Default::default()
+        };
+        let enforcement = Enforcement {
+            nodes: vec![
+                node("n1", "flannel", Some((true, "enforced with NetworkPolicy"))),
+                node(
+                    "n2",
+                    "cilium",
+                    Some((
+                        false,
+                        "cilium enforces NetworkPolicy but not ClusterNetworkPolicy",
+                    )),
+                ),
+                node("n3", "calico", None),
+                node("n4", "flannel", None),
+            ],
+        };
+        let ctx = Context {
+            cluster: &c,
+            enforcement: Some(&enforcement),
+            knows_pods: true,
+            knows_namespaces: true,
+        };
+        let policy = cnp(
+            "guard",
+            10,
+            vec![rule(Action::Deny, from_ns("monitoring"), None)],
+            vec![],
+        );
+        let found: Vec<_> =
+            run_cluster_policy(&policy, &BTreeMap::new(), &ctx, &CheckConfig::default())
+                .findings
+                .into_iter()
+                .filter(|f| f.check == CheckId::Enforcement)
+                .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].severity, Severity::Deny);
+        assert_eq!(
+            found[0].summary,
+            "not enforced on 2 of 4 ready nodes running its pods"
+        );
+        assert!(
+            found[0].message.contains(
+                "  node n2 (shop/b): its Palisade enforcer: cilium enforces NetworkPolicy but not ClusterNetworkPolicy\n  \
+                 node n4 (shop/d): CNI flannel does not enforce ClusterNetworkPolicy, and no Palisade enforcer there reports enforcing it\n"
+            ),
+            "{}",
+            found[0].message
+        );
     }
 
     /// Two Admin policies with the same priority over the same pods: a warning that says

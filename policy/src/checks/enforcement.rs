@@ -19,6 +19,26 @@ pub fn cni_enforces_network_policy(cni: &str) -> Option<bool> {
     }
 }
 
+/// Whether a CNI plugin enforces ClusterNetworkPolicy (policy.networking.k8s.io) itself, by the
+/// names [`cni_enforces_network_policy`] knows; `None` for plugins Palisade does not know.
+pub fn cni_enforces_cluster_network_policy(cni: &str) -> Option<bool> {
+    match cni {
+        "calico" | "antrea" => Some(true),
+        "cilium" | "weave" | "weave-net" | "kube-router" => Some(false),
+        other => cni_enforces_network_policy(other).map(|_| false),
+    }
+}
+
+/// What a node's Palisade enforcer reports of ClusterNetworkPolicy (its status
+/// `clusterNetworkPolicy`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ClusterPolicyEnforcement {
+    /// Its rules carry the Admin and Baseline tiers.
+    pub enforced: bool,
+    /// Why, in the enforcer's words.
+    pub reason: String,
+}
+
 /// Per-node knowledge: the CNI found there, and whether a Palisade enforcer is active on it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct NodeEnforcement {
@@ -38,6 +58,10 @@ pub struct NodeEnforcement {
     /// active. Traffic of the other family passes the node unfiltered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub enforced_families: Vec<String>,
+    /// What the node's enforcer reports of ClusterNetworkPolicy; `None` when no enforcer that
+    /// still reports says (none runs there, or one older than ClusterNetworkPolicy support).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_policies: Option<ClusterPolicyEnforcement>,
 }
 
 impl NodeEnforcement {
@@ -260,6 +284,7 @@ mod tests {
             enforcer_active: true,
             enforcer_silent_secs: None,
             enforced_families: families.iter().map(|f| f.to_string()).collect(),
+            cluster_policies: None,
         }
     }
 

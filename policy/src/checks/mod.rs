@@ -21,7 +21,10 @@ use crate::cluster::Cluster;
 use crate::policy::Policy;
 
 pub use cluster_review::run_cluster_policy;
-pub use enforcement::{Enforcement, NodeEnforcement, cni_enforces_network_policy};
+pub use enforcement::{
+    ClusterPolicyEnforcement, Enforcement, NodeEnforcement, cni_enforces_cluster_network_policy,
+    cni_enforces_network_policy,
+};
 pub use unmatched::distance;
 
 /// The annotation that turns named checks off for one object.
