@@ -20,6 +20,7 @@ uses a pool of keep-alive HTTPS connections with the admin certificate of the ku
   cluster.py KUBECONFIG nodes NAME=IP ...                 Node objects with an InternalIP
   cluster.py KUBECONFIG pods NODE [NS/NAME=NODE@IP ...]   namespaces, pods, then their status
   cluster.py KUBECONFIG policies                          the 1,000 NetworkPolicies
+  cluster.py KUBECONFIG cluster-policies N                N ClusterNetworkPolicies (the CRD installed)
   cluster.py KUBECONFIG xyz NODE NS/NAME=IP ...           the upstream x/y/z model's pods and
                                                           policies (as in enforcer/tests/e2e.rs)
   cluster.py KUBECONFIG xyz-delete                        its pods and policies removed
@@ -163,6 +164,46 @@ def policies(request):
 XYZ = [(ns, name) for ns in "xyz" for name in "abc"]
 
 
+def cluster_policy(i):
+    """ClusterNetworkPolicy i of the synthetic set, the same object as cluster_policy(i) of
+    enforcer/benches/compile.rs: 7 in 10 Admin, repeating priorities, subjects by team or by team
+    and app; ingress Deny another team on one port, Pass an app; egress Accept an app's http named
+    port, Deny two networks (IPv4, IPv6), Accept a port range to 172.16.0.0/12."""
+    team = lambda k: {"matchLabels": {"team": f"t{k % 7}"}}
+    app = lambda k: {"matchLabels": {"app": f"app-{k % 10}"}}
+    subject = ({"namespaces": team(i)} if i % 2 == 0
+               else {"pods": {"namespaceSelector": team(i), "podSelector": app(i)}})
+    return {
+        "apiVersion": "policy.networking.k8s.io/v1alpha2", "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": f"cnp-{i:03}"},
+        "spec": {
+            "tier": "Admin" if i % 10 < 7 else "Baseline",
+            "priority": (i * 7) % 50,
+            "subject": subject,
+            "ingress": [
+                {"name": "deny-admin-port", "action": "Deny", "from": [{"namespaces": team(i + 1)}],
+                 "protocols": [{"tcp": {"destinationPort": {"number": 2000 + i}}}]},
+                {"action": "Pass",
+                 "from": [{"pods": {"namespaceSelector": {}, "podSelector": app(i + 3)}}]},
+            ],
+            "egress": [
+                {"action": "Accept",
+                 "to": [{"pods": {"namespaceSelector": team(i + 2), "podSelector": app(i)}}],
+                 "protocols": [{"destinationNamedPort": "http"}]},
+                {"action": "Deny",
+                 "to": [{"networks": [f"192.168.{i % 256}.0/24", f"fd00:{i:x}::/64"]}]},
+                {"action": "Accept", "to": [{"networks": ["172.16.0.0/12"]}],
+                 "protocols": [{"tcp": {"destinationPort": {"range": {"start": 8000, "end": 8999}}}}]},
+            ],
+        },
+    }
+
+
+def cluster_policies(request, n):
+    run_all(request, [("POST", "/apis/policy.networking.k8s.io/v1alpha2/clusternetworkpolicies",
+                       cluster_policy(i)) for i in range(n)])
+
+
 def xyz(request, node, ips):
     """The upstream NetworkPolicy e2e model, round one of enforcer/tests/e2e.rs: namespaces x, y,
     z (label ns) with pods a, b, c (label pod) serving 80 and 81 on TCP and UDP under the names
@@ -229,6 +270,8 @@ def main():
         pods(request, sys.argv[3], overrides)
     elif sys.argv[2] == "policies":
         policies(request)
+    elif sys.argv[2] == "cluster-policies":
+        cluster_policies(request, int(sys.argv[3]))
     elif sys.argv[2] == "xyz":
         xyz(request, sys.argv[3], dict(arg.split("=") for arg in sys.argv[4:]))
     elif sys.argv[2] == "xyz-delete":

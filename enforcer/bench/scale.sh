@@ -18,6 +18,9 @@
 # so the enforcer keeps both families' rulesets; the counts and the tools' timings below then
 # cover both families. The real pods' IPv6 addresses are in the API only: iperf3 and the closed
 # port probe stay on IPv4.
+# PALISADE_BENCH_CLUSTER_POLICIES=N: after the NetworkPolicies, the upstream ClusterNetworkPolicy
+# CRD and N ClusterNetworkPolicies (cluster.py cluster-policies; the shape of cluster_policy in
+# enforcer/benches/compile.rs), so every figure after that includes the tiers.
 # Needs root (network namespaces, iptables), the e2e tools (e2e/tools/install.sh) and iperf3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -78,6 +81,16 @@ iperf none
 echo "creating the NetworkPolicies..."
 python3 enforcer/bench/cluster.py "$KUBECONFIG" policies
 settle
+CNPS=${PALISADE_BENCH_CLUSTER_POLICIES:-0}
+if [ "$CNPS" -gt 0 ]; then
+  echo "creating the ClusterNetworkPolicy CRD and $CNPS ClusterNetworkPolicies..."
+  k apply -f charts/palisade/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml >/dev/null
+  k wait --for=condition=Established --timeout=30s crd/clusternetworkpolicies.policy.networking.k8s.io >/dev/null
+  python3 enforcer/bench/cluster.py "$KUBECONFIG" cluster-policies "$CNPS"
+  # The enforcer's watch finds the CRD on its next retry (at most 30 s).
+  until [ "$(k get nodeenforcement node-1 -o jsonpath='{.status.clusterNetworkPolicy.policies}')" = "$CNPS" ]; do sleep 1; done
+  settle
+fi
 echo "  chains $(metric palisade_enforcer_chains), rules $(metric palisade_enforcer_rules), sets $(metric palisade_enforcer_sets), set entries $(metric palisade_enforcer_set_entries), local pods $(metric palisade_enforcer_local_pods); port 5201 of the server: $(port_closed_reply)"
 if [ "$DUAL" = 1 ]; then
   echo "  of which IPv6: $(ip netns exec "$NS1" ip6tables-save -t filter | grep -c '^-A') ip6tables rules, $(ip netns exec "$NS1" ipset save | grep -c '^add [^ ]* [0-9a-f]*:') set entries"

@@ -4,6 +4,10 @@
 //! root with iptables-nft, ip6tables-nft and ipset installed, it also applies the dual-stack
 //! rulesets for real, in a network namespace of its own: a fresh node (every set and chain
 //! written) and an unchanged one (read back, nothing to write).
+//!
+//! With ClusterNetworkPolicies: the same cluster plus PALISADE_BENCH_CLUSTER_POLICIES (default
+//! 100) ClusterNetworkPolicies of the shape [`cluster_policy`] gives (the same objects
+//! `enforcer/bench/cluster.py cluster-policies` writes for the scale bench).
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -16,6 +20,58 @@ use palisade_enforcer::compile::{compile_families, compile_family};
 use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::{CompileOptions, compile};
 use palisade_policy::IpFamily;
+
+/// ClusterNetworkPolicy `i` of the synthetic set, as the API object: 7 in 10 in the Admin
+/// tier, priorities that repeat (then names order them), subjects by namespace (team) or by
+/// namespace and app; ingress: Deny another team's namespaces one port, Pass an app; egress:
+/// Accept an app's `http` named port, Deny two networks (IPv4 and IPv6), Accept a range to
+/// 172.16.0.0/12.
+pub fn cluster_policy(i: usize) -> serde_json::Value {
+    let team = |k: usize| serde_json::json!({"matchLabels": {"team": format!("t{}", k % 7)}});
+    let app = |k: usize| serde_json::json!({"matchLabels": {"app": format!("app-{}", k % 10)}});
+    let subject = if i.is_multiple_of(2) {
+        serde_json::json!({"namespaces": team(i)})
+    } else {
+        serde_json::json!({"pods": {"namespaceSelector": team(i), "podSelector": app(i)}})
+    };
+    serde_json::json!({
+        "apiVersion": "policy.networking.k8s.io/v1alpha2",
+        "kind": "ClusterNetworkPolicy",
+        "metadata": {"name": format!("cnp-{i:03}")},
+        "spec": {
+            "tier": if i % 10 < 7 { "Admin" } else { "Baseline" },
+            "priority": (i * 7) % 50,
+            "subject": subject,
+            "ingress": [
+                {"name": "deny-admin-port", "action": "Deny",
+                 "from": [{"namespaces": team(i + 1)}],
+                 "protocols": [{"tcp": {"destinationPort": {"number": 2000 + i}}}]},
+                {"action": "Pass",
+                 "from": [{"pods": {"namespaceSelector": {}, "podSelector": app(i + 3)}}]}
+            ],
+            "egress": [
+                {"action": "Accept",
+                 "to": [{"pods": {"namespaceSelector": team(i + 2), "podSelector": app(i)}}],
+                 "protocols": [{"destinationNamedPort": "http"}]},
+                {"action": "Deny",
+                 "to": [{"networks": [format!("192.168.{}.0/24", i % 256), format!("fd00:{i:x}::/64")]}]},
+                {"action": "Accept", "to": [{"networks": ["172.16.0.0/12"]}],
+                 "protocols": [{"tcp": {"destinationPort": {"range": {"start": 8000, "end": 8999}}}}]}
+            ]
+        }
+    })
+}
+
+fn cluster_policies(n: usize) -> Vec<palisade_policy::cluster_policy::ClusterPolicy> {
+    (0..n)
+        .map(|i| {
+            let object: palisade_api::ClusterNetworkPolicy =
+                serde_json::from_value(cluster_policy(i)).expect("a ClusterNetworkPolicy");
+            palisade_policy::cluster_policy::ClusterPolicy::from_api(&object)
+                .expect("a valid ClusterNetworkPolicy")
+        })
+        .collect()
+}
 
 fn bench(c: &mut Criterion) {
     // 100 nodes: 100 of the pods on n0.
@@ -49,6 +105,33 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+
+    let n: usize = std::env::var("PALISADE_BENCH_CLUSTER_POLICIES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let tiered = cluster.clone().with_cluster_policies(cluster_policies(n));
+    let tiered_rules = compile(&tiered, "n0", &options);
+    assert_eq!(tiered_rules.validate(), Ok(()));
+    eprintln!(
+        "ruleset of n0 with {n} ClusterNetworkPolicies: {:?}",
+        tiered_rules.summary()
+    );
+    let mut group = c.benchmark_group("enforcer with ClusterNetworkPolicies");
+    group.sample_size(10);
+    group.bench_function(
+        format!("compile 10000 pods x 1000 policies + {n} cluster policies, 100 local"),
+        |b| b.iter(|| compile(black_box(&tiered), "n0", &options)),
+    );
+    group.bench_function("render full (ipset + iptables), tiered", |b| {
+        b.iter(|| {
+            let sets = render_ipset(black_box(&tiered_rules), Some(&BTreeMap::new()));
+            let chains = render_iptables(black_box(&tiered_rules), &BTreeMap::new());
+            (sets, chains)
+        })
+    });
+    group.finish();
+    drop(tiered);
 
     let dual = palisade_policy::synthetic::dual_stack_cluster(250, 40, 100);
     let v6 = compile_family(&dual, "n0", &options, IpFamily::V6);
@@ -92,6 +175,18 @@ fn bench(c: &mut Criterion) {
             )
         },
     );
+    let tiered_v4 = [tiered_rules];
+    group.bench_function(
+        "apply fresh: IPv4 with the ClusterNetworkPolicies (ipset + iptables-restore)",
+        |b| {
+            b.iter_batched(
+                || cleanup_families(Backend::Nft, &IpFamily::ALL).expect("cleanup"),
+                |_| sync_families(Backend::Nft, black_box(&tiered_v4)).expect("sync"),
+                BatchSize::PerIteration,
+            )
+        },
+    );
+    cleanup_families(Backend::Nft, &IpFamily::ALL).expect("cleanup");
     sync_families(Backend::Nft, &both).expect("sync");
     group.bench_function(
         "apply unchanged: read both families back, write nothing",
