@@ -309,7 +309,7 @@ impl ClusterPolicy {
                 &format!("{at}.from"),
                 "peer",
                 &mut errors,
-                |p, at, e| ingress_peer(p, at, e),
+                ingress_peer,
             );
             if let Some(rule) = rule(
                 r.name.as_deref(),
@@ -330,7 +330,7 @@ impl ClusterPolicy {
                 &format!("{at}.to"),
                 "peer",
                 &mut errors,
-                |p, at, e| egress_peer(p, at, e),
+                egress_peer,
             );
             if let Some(rule) = rule(
                 r.name.as_deref(),

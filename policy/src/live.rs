@@ -1,6 +1,7 @@
 //! Reading a live cluster for the CLI, as kubectl finds it (`--kubeconfig`, `--context`,
 //! `KUBECONFIG`, `~/.kube/config`, in-cluster): its Namespaces, Pods, workloads and
-//! NetworkPolicies through the same reader as files, and who enforces policy on each node.
+//! NetworkPolicies and ClusterNetworkPolicies through the same reader as files, and who enforces
+//! policy on each node.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -126,6 +127,45 @@ where
     }
 }
 
+/// Every ClusterNetworkPolicy, 500 at a time, read as plain objects so one the types cannot
+/// hold is still reported by the reader; none on a cluster without the CRD.
+async fn cluster_network_policies(client: &Client) -> Result<Vec<DynamicObject>, LiveError> {
+    let resource = ApiResource {
+        group: palisade_api::CLUSTER_NETWORK_POLICY_GROUP.into(),
+        version: palisade_api::CLUSTER_NETWORK_POLICY_VERSION.into(),
+        api_version: palisade_api::CLUSTER_NETWORK_POLICY_API_VERSION.into(),
+        kind: "ClusterNetworkPolicy".into(),
+        plural: "clusternetworkpolicies".into(),
+    };
+    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    let mut out = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let list = match api.list(&params).await {
+            Ok(list) => list,
+            // The CRD is not installed: the cluster has no ClusterNetworkPolicy.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(LiveError::List {
+                    what: "clusternetworkpolicies",
+                    source,
+                });
+            }
+        };
+        out.extend(list.items.into_iter().map(|mut o| {
+            o.types = Some(kube::api::TypeMeta {
+                api_version: resource.api_version.clone(),
+                kind: resource.kind.clone(),
+            });
+            o
+        }));
+        match list.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(out),
+        }
+    }
+}
+
 async fn read_async(target: &Target, workloads: bool) -> Result<Live, LiveError> {
     let (client, source) = client(target).await?;
     let mut inputs = Inputs::default();
@@ -138,6 +178,7 @@ async fn read_async(target: &Target, workloads: bool) -> Result<Live, LiveError>
         &source,
         &list_all::<NetworkPolicy>(&client, "networkpolicies").await?,
     );
+    inputs.add_objects(&source, &cluster_network_policies(&client).await?);
     let daemonsets = list_all::<DaemonSet>(&client, "daemonsets").await?;
     if workloads {
         inputs.add_objects(
@@ -158,6 +199,9 @@ async fn read_async(target: &Target, workloads: bool) -> Result<Live, LiveError>
     }
     // The objects come from the apiserver, not from lines of a file.
     for p in &mut inputs.policies {
+        p.line = 0;
+    }
+    for p in &mut inputs.cluster_policies {
         p.line = 0;
     }
     for p in &mut inputs.problems {

@@ -57,16 +57,37 @@ pub(super) fn run(
         })
         .collect();
     let mut notes: Vec<String> = Vec::new();
+    let mut reports: Vec<(String, &str, usize, checks::Report, Vec<String>)> = Vec::new();
     for src in &inputs.policies {
         let report = checks::run(&src.policy, &ctx, &config);
-        let object = src.policy.id().to_string();
+        let (_, unknown) = checks::skip_list(&src.policy);
+        reports.push((
+            src.policy.id().to_string(),
+            &src.file,
+            src.line,
+            report,
+            unknown,
+        ));
+    }
+    for src in &inputs.cluster_policies {
+        let report = checks::run_cluster_policy(&src.policy, &src.annotations, &ctx, &config);
+        let unknown = report.unknown_skips.clone();
+        reports.push((
+            src.policy.name.clone(),
+            &src.file,
+            src.line,
+            report,
+            unknown,
+        ));
+    }
+    for (object, file, line, report, unknown) in reports {
         for f in &report.findings {
             rows.push(Row {
                 check: f.check.to_string(),
                 severity: f.severity.as_str(),
                 object: object.clone(),
-                file: src.file.clone(),
-                line: src.line,
+                file: file.to_string(),
+                line,
                 summary: f.summary.clone(),
                 message: f.message.clone(),
             });
@@ -79,7 +100,6 @@ pub(super) fn run(
                 ids.join(", ")
             ));
         }
-        let (_, unknown) = checks::skip_list(&src.policy);
         if !unknown.is_empty() {
             notes.push(format!(
                 "{object}: {} names unknown checks: {}",
@@ -119,7 +139,7 @@ pub(super) fn run(
             err,
             "palisade: nothing to check: the inputs hold no Kubernetes object"
         )?;
-    } else if inputs.policies.is_empty() {
+    } else if inputs.policies.is_empty() && inputs.cluster_policies.is_empty() {
         notes.push("the inputs hold no NetworkPolicy: nothing to check".into());
     }
 
@@ -153,7 +173,7 @@ pub(super) fn run(
             write!(
                 out,
                 "{} policies checked: {denied} denied, {warned} warnings",
-                inputs.policies.len()
+                inputs.policies.len() + inputs.cluster_policies.len()
             )?;
             if unreadable > 0 {
                 write!(

@@ -18,6 +18,7 @@ pub use node::{Node, Value, parse_documents};
 pub use read::{MAX_DEPTH, MAX_FILE_BYTES, STACK_BYTES};
 pub use schema::ShapeError;
 
+use crate::cluster_policy::ClusterPolicy;
 use crate::model::{Namespace, Pod, Workload};
 use crate::policy::Policy;
 
@@ -120,6 +121,16 @@ pub struct SourcePolicy {
     pub policy: Policy,
 }
 
+/// A ClusterNetworkPolicy read from a file, with where it was written and its annotations
+/// (`palisade.dev/skip-checks`).
+#[derive(Debug, Clone)]
+pub struct SourceClusterPolicy {
+    pub file: String,
+    pub line: usize,
+    pub policy: ClusterPolicy,
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
 /// Where an object was defined, and its index in its list.
 #[derive(Debug, Clone)]
 struct Origin {
@@ -133,6 +144,8 @@ struct Origin {
 #[derive(Debug, Default)]
 pub struct Inputs {
     pub policies: Vec<SourcePolicy>,
+    /// ClusterNetworkPolicies (`policy.networking.k8s.io/v1alpha2`).
+    pub cluster_policies: Vec<SourceClusterPolicy>,
     pub pods: Vec<Pod>,
     pub namespaces: Vec<Namespace>,
     pub workloads: Vec<Workload>,
@@ -150,6 +163,12 @@ impl Inputs {
             self.pods.clone(),
             self.workloads.clone(),
             self.policies.iter().map(|s| s.policy.clone()).collect(),
+        )
+        .with_cluster_policies(
+            self.cluster_policies
+                .iter()
+                .map(|s| s.policy.clone())
+                .collect(),
         )
     }
 
@@ -324,6 +343,7 @@ impl Inputs {
                     }
                 }
             }
+            "ClusterNetworkPolicy" => self.cluster_policy(doc, file, &object, &problem),
             "Pod" => {
                 if let Some(p) = typed::<K8sPod>(doc, &problem, &mut self.problems) {
                     let pod = Pod::from_k8s(&p);
@@ -351,6 +371,64 @@ impl Inputs {
             "Job" => self.workload::<Job>(doc, file, &problem, Workload::from_job),
             "CronJob" => self.workload::<CronJob>(doc, file, &problem, Workload::from_cron_job),
             _ => {} // other kinds play no part in NetworkPolicy
+        }
+    }
+
+    /// Reads a ClusterNetworkPolicy: its shape (unknown fields), then what Palisade makes of it
+    /// (tier, priority, actions, peers, ports), each mistake with its path and line.
+    fn cluster_policy(
+        &mut self,
+        doc: &Node,
+        file: &str,
+        object: &str,
+        problem: &dyn Fn(usize, String) -> Problem,
+    ) {
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Node::as_str)
+            .unwrap_or_default();
+        if api_version != palisade_api::CLUSTER_NETWORK_POLICY_API_VERSION {
+            self.problems.push(problem(
+                doc.line,
+                format!(
+                    "apiVersion {api_version:?}: Palisade reads ClusterNetworkPolicy of {} \
+                     (network-policy-api v0.2)",
+                    palisade_api::CLUSTER_NETWORK_POLICY_API_VERSION
+                ),
+            ));
+            return;
+        }
+        let mut shape = Vec::new();
+        schema::validate(doc, &schema::CLUSTER_NETWORK_POLICY, "", &mut shape);
+        for e in shape {
+            self.problems
+                .push(problem(e.line, format!("{}: {}", e.path, e.message)));
+        }
+        let Some(cnp) =
+            typed::<palisade_api::ClusterNetworkPolicy>(doc, problem, &mut self.problems)
+        else {
+            return;
+        };
+        match ClusterPolicy::from_api(&cnp) {
+            Ok(policy) => self.keep(
+                "ClusterNetworkPolicy",
+                object,
+                file,
+                doc.line,
+                Kept::ClusterPolicy(SourceClusterPolicy {
+                    file: file.into(),
+                    line: doc.line,
+                    policy,
+                    annotations: cnp.metadata.annotations.clone().unwrap_or_default(),
+                }),
+            ),
+            Err(errors) => {
+                for e in errors {
+                    let at = doc.locate(&e.path);
+                    self.problems
+                        .push(problem(at.line, format!("{}: {}", e.path, e.message)));
+                }
+            }
         }
     }
 
@@ -385,6 +463,7 @@ impl Inputs {
             let index = first.index;
             match value {
                 Kept::Policy(p) => self.policies[index] = p,
+                Kept::ClusterPolicy(p) => self.cluster_policies[index] = p,
                 Kept::Pod(p) => self.pods[index] = p,
                 Kept::Namespace(n) => self.namespaces[index] = n,
                 Kept::Workload(w) => self.workloads[index] = w,
@@ -400,12 +479,14 @@ impl Inputs {
         }
         let index = match &value {
             Kept::Policy(_) => self.policies.len(),
+            Kept::ClusterPolicy(_) => self.cluster_policies.len(),
             Kept::Pod(_) => self.pods.len(),
             Kept::Namespace(_) => self.namespaces.len(),
             Kept::Workload(_) => self.workloads.len(),
         };
         match value {
             Kept::Policy(p) => self.policies.push(p),
+            Kept::ClusterPolicy(p) => self.cluster_policies.push(p),
             Kept::Pod(p) => self.pods.push(p),
             Kept::Namespace(n) => self.namespaces.push(n),
             Kept::Workload(w) => self.workloads.push(w),
@@ -423,6 +504,7 @@ impl Inputs {
 
 enum Kept {
     Policy(SourcePolicy),
+    ClusterPolicy(SourceClusterPolicy),
     Pod(Pod),
     Namespace(Namespace),
     Workload(Workload),
@@ -458,7 +540,7 @@ fn object_name(doc: &Node) -> String {
         .and_then(Node::as_str)
         .unwrap_or("<unnamed>");
     let kind = doc.get("kind").and_then(Node::as_str).unwrap_or_default();
-    if kind == "Namespace" {
+    if kind == "Namespace" || kind == "ClusterNetworkPolicy" {
         return name.to_string();
     }
     let ns = meta

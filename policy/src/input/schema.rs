@@ -71,6 +71,82 @@ pub(crate) static NETWORK_POLICY: Schema = Schema::Object(&[
     ("status", &Schema::Any),
 ]);
 
+static CNP_NAMESPACED_POD: Schema = Schema::Object(&[
+    ("namespaceSelector", &LABEL_SELECTOR),
+    ("podSelector", &LABEL_SELECTOR),
+]);
+static CNP_PROTOCOL_PORT: Schema = Schema::Object(&[(
+    "destinationPort",
+    &Schema::Object(&[
+        ("number", &Schema::Int),
+        (
+            "range",
+            &Schema::Object(&[("start", &Schema::Int), ("end", &Schema::Int)]),
+        ),
+    ]),
+)]);
+static CNP_PROTOCOLS: Schema = Schema::Array(&Schema::Object(&[
+    ("tcp", &CNP_PROTOCOL_PORT),
+    ("udp", &CNP_PROTOCOL_PORT),
+    ("sctp", &CNP_PROTOCOL_PORT),
+    ("destinationNamedPort", &Schema::Str),
+]));
+/// The fields of `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy (v0.2.0), the
+/// experimental channel's egress peers included (they are refused by name, not as unknown).
+pub(crate) static CLUSTER_NETWORK_POLICY: Schema = Schema::Object(&[
+    ("apiVersion", &Schema::Str),
+    ("kind", &Schema::Str),
+    ("metadata", &Schema::Any),
+    (
+        "spec",
+        &Schema::Object(&[
+            ("tier", &Schema::Str),
+            ("priority", &Schema::Int),
+            (
+                "subject",
+                &Schema::Object(&[
+                    ("namespaces", &LABEL_SELECTOR),
+                    ("pods", &CNP_NAMESPACED_POD),
+                ]),
+            ),
+            (
+                "ingress",
+                &Schema::Array(&Schema::Object(&[
+                    ("name", &Schema::Str),
+                    ("action", &Schema::Str),
+                    (
+                        "from",
+                        &Schema::Array(&Schema::Object(&[
+                            ("namespaces", &LABEL_SELECTOR),
+                            ("pods", &CNP_NAMESPACED_POD),
+                        ])),
+                    ),
+                    ("protocols", &CNP_PROTOCOLS),
+                ])),
+            ),
+            (
+                "egress",
+                &Schema::Array(&Schema::Object(&[
+                    ("name", &Schema::Str),
+                    ("action", &Schema::Str),
+                    (
+                        "to",
+                        &Schema::Array(&Schema::Object(&[
+                            ("namespaces", &LABEL_SELECTOR),
+                            ("pods", &CNP_NAMESPACED_POD),
+                            ("networks", &Schema::Array(&Schema::Str)),
+                            ("nodes", &LABEL_SELECTOR),
+                            ("domainNames", &Schema::Array(&Schema::Str)),
+                        ])),
+                    ),
+                    ("protocols", &CNP_PROTOCOLS),
+                ])),
+            ),
+        ]),
+    ),
+    ("status", &Schema::Any),
+]);
+
 /// A mistake in the shape of a document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShapeError {
@@ -198,7 +274,8 @@ fn unknown_field(key: &str, fields: &[(&str, &Schema)], parent: &str) -> String 
         format!("`{parent}`")
     };
     if is_selector {
-        let everything = if parent.ends_with("namespaceSelector") {
+        let everything = if parent.ends_with("namespaceSelector") || parent.ends_with("namespaces")
+        {
             "every namespace"
         } else {
             "every pod"
