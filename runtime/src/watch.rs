@@ -8,7 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -16,40 +16,12 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-/// Drops what the checks never read, so 10,000 cached pods stay small.
+/// Drops what the checks never read from each cached object. Pods, the many, are not cached as
+/// k8s objects at all: see [`Compact`].
 pub trait Slim {
     fn slim(&mut self) {}
 }
 
-impl Slim for Pod {
-    fn slim(&mut self) {
-        self.metadata.annotations = None;
-        self.metadata.owner_references = None;
-        if let Some(spec) = self.spec.as_mut() {
-            for c in spec
-                .containers
-                .iter_mut()
-                .chain(spec.init_containers.iter_mut().flatten())
-            {
-                let ports = c.ports.take();
-                *c = k8s_openapi::api::core::v1::Container {
-                    name: std::mem::take(&mut c.name),
-                    ports,
-                    ..Default::default()
-                };
-            }
-            spec.volumes = None;
-            spec.ephemeral_containers = None;
-            spec.affinity = None;
-            spec.tolerations = None;
-        }
-        if let Some(status) = self.status.as_mut() {
-            status.container_statuses = None;
-            status.init_container_statuses = None;
-            status.conditions = None;
-        }
-    }
-}
 impl Slim for Namespace {}
 impl Slim for k8s_openapi::api::discovery::v1::EndpointSlice {}
 impl Slim for NetworkPolicy {}
@@ -301,6 +273,7 @@ where
 mod tests {
     use super::*;
     use futures::FutureExt;
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
     fn pod(namespace: &str, name: &str, app: &str, node: &str) -> Pod {
