@@ -32,7 +32,7 @@ use palisade_policy::cluster_policy::{
     Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Tier,
 };
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope};
-use palisade_policy::{Cluster, Direction, Endpoint, Peer, Pod, Policy, Protocol, Selector};
+use palisade_policy::{Cluster, Direction, Peer, Pod, Policy, Protocol, Selector};
 
 use crate::compile::{
     Builder, finished, ip_block_entries, is_audit, peer_key, pod_chain_name, start_unmarked,
@@ -407,30 +407,39 @@ impl Builder<'_> {
             return name;
         }
         let mut set = IpSet::new(SetKind::HashIpPort, self.family);
-        for pod in self.cluster.pods() {
-            let Some(ip) = pod.ip_of(self.family) else {
-                continue;
+        let family = self.family;
+        let cluster = self.cluster;
+        // The pods as this family's packets see them that a peer names ([`Cluster::
+        // cluster_peer_matches`]), narrowed by namespace first for pod peers (cheap): live, not
+        // on the host network (named ports never resolve there), with an address of the family.
+        let live =
+            move |pod: &&Pod| pod.ip_of(family).is_some() && !finished(pod) && !pod.host_network;
+        for peer in &rule.peers {
+            let pods: Box<dyn Iterator<Item = &Pod>> = match peer {
+                ClusterPeer::Namespaces(namespaces) | ClusterPeer::Pods { namespaces, .. } => {
+                    Box::new(
+                        cluster
+                            .namespaces()
+                            .filter(move |n| namespaces.matches(&n.labels))
+                            .flat_map(move |n| cluster.pods_in(&n.name))
+                            .filter(move |p| match peer {
+                                ClusterPeer::Pods { pods, .. } => pods.matches(&p.labels),
+                                _ => true,
+                            }),
+                    )
+                }
+                ClusterPeer::Networks(nets) => Box::new(cluster.pods().iter().filter(move |p| {
+                    p.ip_of(family)
+                        .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip)))
+                })),
             };
-            // Named ports never resolve on host-network pods (their address is the node's).
-            if finished(pod) || pod.host_network {
-                continue;
-            }
-            let ports: Vec<(Protocol, u16)> =
-                named.iter().filter_map(|n| resolve_named(pod, n)).collect();
-            if ports.is_empty() {
-                continue;
-            }
-            let seen = pod.in_family(self.family);
-            let endpoint = Endpoint::Pod(&seen);
-            if !rule
-                .peers
-                .iter()
-                .any(|p| self.cluster.cluster_peer_matches(p, &endpoint))
-            {
-                continue;
-            }
-            for (protocol, port) in ports {
-                set.entries.insert(SetEntry::IpPort(ip, protocol, port));
+            for pod in pods.filter(live) {
+                let Some(ip) = pod.ip_of(family) else {
+                    continue;
+                };
+                for (protocol, port) in named.iter().filter_map(|n| resolve_named(pod, n)) {
+                    set.entries.insert(SetEntry::IpPort(ip, protocol, port));
+                }
             }
         }
         self.out.sets.insert(name.clone(), set);
