@@ -1000,3 +1000,129 @@ fn dual_stack_rulesets_round_trip_through_the_kernel() {
         .expect("the kernel round trip");
     }
 }
+
+fn cluster_policy(name: &str, tier: &str, priority: u32, spec: &str) -> String {
+    format!(
+        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: \"{name}\"}}\nspec:\n  tier: {tier}\n  priority: {priority}\n{spec}\n---\n"
+    )
+}
+
+const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
+
+/// The tiers on the x/y/z model: an Admin policy on x's ingress (Accept y/a on 81/TCP, Deny z,
+/// Pass y), a NetworkPolicy in x (from y on 80/TCP), a Baseline policy on y (ingress: Deny z on
+/// UDP 80; egress: Accept x's `serve-81-udp`, Deny every IPv4 address on UDP 80-81), an Admin
+/// policy on z/c's egress (Pass everyone on 80/TCP: nothing after it, allowed; Deny y on
+/// 81/TCP). Measured with real TCP and UDP, cell by cell equal to `palisade reach` with the same
+/// objects; then the NetworkPolicy goes (the Pass reaches the default allow). Enforcers started
+/// before the CRD exists say so in their status, quietly, and pick the policies up once it does.
+#[test]
+fn cluster_network_policy_tiers_are_enforced_as_predicted() {
+    let (_serial, cp) = setup();
+    if !cp.is_local() {
+        return;
+    }
+    let _ = cp.kubectl(&["delete", "crd", CNP_CRD, "--ignore-not-found"]);
+    // Cluster-scoped: removed with their CRD also when the test fails.
+    struct Crd<'a>(&'a ControlPlane);
+    impl Drop for Crd<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .kubectl(&["delete", "crd", CNP_CRD, "--ignore-not-found"]);
+        }
+    }
+    let _crd = Crd(cp);
+    let world = xyz_world(cp);
+    let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| Enforcer::start(&world, n))
+        .collect();
+    let limit = Duration::from_secs(20);
+    converges(&world, "", &XYZ_PORTS, limit);
+    let cnp_status = |node: &str| {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "nodeenforcement",
+                node,
+                "-o",
+                "jsonpath={.status.clusterNetworkPolicy.enforced} {.status.clusterNetworkPolicy.policies} {.status.clusterNetworkPolicy.reason}",
+            ],
+        )
+    };
+    assert_eq!(
+        cnp_status("node-1"),
+        "true 0 enforced with NetworkPolicy; the ClusterNetworkPolicy CRD is not installed"
+    );
+
+    let crd = format!(
+        "{}/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml",
+        chart::CHART_DIR
+    );
+    kubectl(cp, &["apply", "-f", &crd]);
+    kubectl(
+        cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            &format!("crd/{CNP_CRD}"),
+        ],
+    );
+    let np = policy(
+        "x",
+        "from-y-80",
+        "  podSelector: {}\n  ingress:\n  - from: [{namespaceSelector: {matchLabels: {ns: \"y\"}}}]\n    ports: [{port: 80}]",
+    );
+    let cnps = [
+        cluster_policy(
+            "admin-guard-x",
+            "Admin",
+            10,
+            "  subject: {namespaces: {matchLabels: {ns: \"x\"}}}\n  ingress:\n  - action: Accept\n    from: [{pods: {namespaceSelector: {matchLabels: {ns: \"y\"}}, podSelector: {matchLabels: {pod: a}}}}]\n    protocols: [{tcp: {destinationPort: {number: 81}}}]\n  - name: no-z\n    action: Deny\n    from: [{namespaces: {matchLabels: {ns: \"z\"}}}]\n  - action: Pass\n    from: [{namespaces: {matchLabels: {ns: \"y\"}}}]",
+        ),
+        cluster_policy(
+            "admin-z-c-egress",
+            "Admin",
+            20,
+            "  subject: {pods: {namespaceSelector: {matchLabels: {ns: \"z\"}}, podSelector: {matchLabels: {pod: c}}}}\n  egress:\n  - action: Pass\n    to: [{namespaces: {}}]\n    protocols: [{tcp: {destinationPort: {number: 80}}}]\n  - action: Deny\n    to: [{namespaces: {matchLabels: {ns: \"y\"}}}]\n    protocols: [{tcp: {destinationPort: {range: {start: 81, end: 82}}}}]",
+        ),
+        cluster_policy(
+            "baseline-y",
+            "Baseline",
+            0,
+            "  subject: {namespaces: {matchLabels: {ns: \"y\"}}}\n  ingress:\n  - action: Deny\n    from: [{namespaces: {matchLabels: {ns: \"z\"}}}]\n    protocols: [{udp: {destinationPort: {number: 80}}}]\n  egress:\n  - action: Accept\n    to: [{namespaces: {matchLabels: {ns: \"x\"}}}]\n    protocols: [{destinationNamedPort: serve-81-udp}]\n  - action: Deny\n    to: [{networks: [\"0.0.0.0/0\"]}]\n    protocols: [{udp: {destinationPort: {range: {start: 80, end: 81}}}}]",
+        ),
+    ]
+    .concat();
+    let all = format!("{np}{cnps}");
+    world.cp.apply(&all).expect("the policies");
+    // The enforcers' watch looks for the CRD again within its backoff (at most 30 s).
+    converges(&world, &all, &XYZ_PORTS, Duration::from_secs(60));
+    for node in ["node-1", "node-2"] {
+        assert_eq!(cnp_status(node), "true 3 enforced with NetworkPolicy");
+    }
+    // The rules name the tier, the policy and the rule.
+    let rules = node_exec(&world, 0, &["iptables-save", "-t", "filter"]);
+    assert!(
+        rules.contains("admin cnp/admin-guard-x ingress[1] (no-z) denies"),
+        "{rules}"
+    );
+
+    // Without the NetworkPolicy, what x's Admin Pass lets through reaches the default allow.
+    kubectl(cp, &["delete", "networkpolicy", "from-y-80", "-n", "x"]);
+    converges(&world, &cnps, &XYZ_PORTS, limit);
+
+    for e in &enforcers {
+        let m = e.metrics();
+        assert_eq!(
+            sample(&m, r#"palisade_enforcer_syncs_total{result="error"}"#),
+            None,
+            "{m}"
+        );
+    }
+    kubectl(cp, &["delete", "clusternetworkpolicies", "--all"]);
+    converges(&world, "", &XYZ_PORTS, limit);
+}
