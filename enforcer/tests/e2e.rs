@@ -872,6 +872,43 @@ fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
     );
     let rules = node_exec(&world, 1, &["iptables-save", "-t", "filter"]);
     assert!(!rules.contains("PAL"), "{rules}");
+    // Calico enforces ClusterNetworkPolicy too: the enforcer stands aside for it as well.
+    let cnp_status = || {
+        kubectl(
+            cp,
+            &[
+                "get",
+                "nodeenforcement",
+                "node-2",
+                "-o",
+                "jsonpath={.status.clusterNetworkPolicy.enforced} {.status.clusterNetworkPolicy.reason}",
+            ],
+        )
+    };
+    let calico = cnp_status();
+    assert!(
+        calico.starts_with("false calico enforces ClusterNetworkPolicy itself; standing aside"),
+        "{calico}"
+    );
+    // Cilium enforces NetworkPolicy but not ClusterNetworkPolicy: not half-enforced, said so.
+    std::fs::write(
+        world.cni_dirs["node-2"].join("10-cni.conflist"),
+        r#"{"name": "cilium", "cniVersion": "0.3.1", "plugins": [{"type": "cilium-cni"}]}"#,
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let got = cnp_status();
+        if got.starts_with(
+            "false cilium enforces NetworkPolicy but not ClusterNetworkPolicy: Palisade cannot put the Admin tier ahead of its NetworkPolicy rules, so ClusterNetworkPolicies are not enforced on this node",
+        ) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "{got}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let rules = node_exec(&world, 1, &["iptables-save", "-t", "filter"]);
+    assert!(!rules.contains("PAL"), "{rules}");
 }
 
 #[test]
