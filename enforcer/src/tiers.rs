@@ -13,9 +13,9 @@
 //! PAL-T-…            the rest: clear the bit; if NetworkPolicies isolate the pod in this
 //!                    direction their rules and verdict, exactly as without tiers (the Baseline
 //!                    tier is never reached); otherwise the Baseline rules (Accept and Pass →
-//!                    RETURN, Deny → DROP); at the end set the bit (allowed)
+//!                    RETURN, Deny: its chain drops); at the end set the bit (allowed)
 //! PAL-C-…            per ClusterNetworkPolicy rule: one line per (peer, port) pair that sets the
-//!                    bit; peers are the same `hash:ip` sets NetworkPolicy peers use (a
+//!                    bit (DROP for a Deny rule); peers are the same `hash:ip` sets NetworkPolicy peers use (a
 //!                    `namespaces` peer is a namespaceSelector with every pod), networks a
 //!                    `hash:net` set that also holds pod addresses
 //! ```
@@ -171,13 +171,25 @@ impl Builder<'_> {
                     continue;
                 };
                 let what = label(r, direction);
+                // A Deny rule's chain drops by itself.
+                if r.rule.action == Action::Deny {
+                    rest.push(RuleLine::new(
+                        vec![],
+                        Target::Jump(chain),
+                        format!("{what} denies"),
+                    ));
+                    continue;
+                }
                 rest.push(RuleLine::new(vec![], Target::Jump(chain), what.clone()));
-                let (target, verb) = match r.rule.action {
-                    Action::Deny => (Target::Drop, "denies"),
-                    Action::Accept => (Target::Return, "accepts"),
-                    Action::Pass => (Target::Return, "passes: the default allow"),
+                let verb = match r.rule.action {
+                    Action::Pass => "passes: the default allow",
+                    _ => "accepts",
                 };
-                rest.push(RuleLine::new(marked(), target, format!("{what} {verb}")));
+                rest.push(RuleLine::new(
+                    marked(),
+                    Target::Return,
+                    format!("{what} {verb}"),
+                ));
             }
         }
 
@@ -188,6 +200,14 @@ impl Builder<'_> {
                 continue;
             };
             let what = label(r, direction);
+            if r.rule.action == Action::Deny {
+                lines.push(RuleLine::new(
+                    vec![],
+                    Target::Jump(chain),
+                    format!("{what} denies"),
+                ));
+                continue;
+            }
             lines.push(RuleLine::new(vec![], Target::Jump(chain), what.clone()));
             match r.rule.action {
                 Action::Accept => {
@@ -197,13 +217,7 @@ impl Builder<'_> {
                         format!("{what} accepts"),
                     ));
                 }
-                Action::Deny => {
-                    lines.push(RuleLine::new(
-                        marked(),
-                        Target::Drop,
-                        format!("{what} denies"),
-                    ));
-                }
+                Action::Deny => {}
                 Action::Pass if rest.is_empty() => lines.push(RuleLine::new(
                     marked(),
                     Target::Return,
@@ -323,9 +337,14 @@ impl Builder<'_> {
                 }
             }
         }
-        let allow = Target::SetMark {
-            value: self.options.mark,
-            mask: self.options.mark,
+        // A match: a Deny rule drops right here (one line less in every pod chain); the others
+        // set the mark for the pod chain to act on.
+        let allow = match r.rule.action {
+            Action::Deny => Target::Drop,
+            Action::Accept | Action::Pass => Target::SetMark {
+                value: self.options.mark,
+                mask: self.options.mark,
+            },
         };
         let mut lines = Vec::new();
         for set in &peer_sets {

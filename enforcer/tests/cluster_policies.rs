@@ -195,20 +195,18 @@ add PALISADE-LOCAL 10.0.0.1
 :PALISADE-INPUT - [0:0]
 :PALISADE-OUTPUT - [0:0]
 -A PAL-C-7B440837A2163562 -m set --match-set PAL-P-278351D9DD76F4DF dst,dst -m comment --comment "baseline cnp/default egress[0] named ports" -j MARK --set-xmark 0x10000/0x10000
--A PAL-C-7F2D3137A2F5140D -m set --match-set PAL-N-C5E08DEE81888FDB dst -m comment --comment "baseline cnp/default egress[1]" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-C-7F2D3137A2F5140D -m set --match-set PAL-N-C5E08DEE81888FDB dst -m comment --comment "baseline cnp/default egress[1]" -j DROP
 -A PAL-C-A5C620B76ED57C66 -p tcp -m set --match-set PAL-S-F6FC9E79756832B5 src -m tcp --dport 8080 -m comment --comment "admin cnp/guard ingress[0]" -j MARK --set-xmark 0x10000/0x10000
--A PAL-C-B07B49B7757AAD11 -p tcp -m set --match-set PAL-S-ED6F98781A0022C0 src -m tcp --dport 22 -m comment --comment "admin cnp/guard ingress[1] (no-ssh)" -j MARK --set-xmark 0x10000/0x10000
+-A PAL-C-B07B49B7757AAD11 -p tcp -m set --match-set PAL-S-ED6F98781A0022C0 src -m tcp --dport 22 -m comment --comment "admin cnp/guard ingress[1] (no-ssh)" -j DROP
 -A PAL-C-B46472B776598BBC -m set --match-set PAL-S-F6FC9E79756832B5 src -m comment --comment "admin cnp/guard ingress[2]" -j MARK --set-xmark 0x10000/0x10000
 -A PAL-E-0A74BD4AF1A08144 -m comment --comment "x/a egress: start unmarked" -j MARK --set-xmark 0x0/0x10000
 -A PAL-E-0A74BD4AF1A08144 -m comment --comment "baseline cnp/default egress[0]" -j PAL-C-7B440837A2163562
 -A PAL-E-0A74BD4AF1A08144 -m mark --mark 0x10000/0x10000 -m comment --comment "baseline cnp/default egress[0] accepts" -j RETURN
--A PAL-E-0A74BD4AF1A08144 -m comment --comment "baseline cnp/default egress[1]" -j PAL-C-7F2D3137A2F5140D
--A PAL-E-0A74BD4AF1A08144 -m mark --mark 0x10000/0x10000 -m comment --comment "baseline cnp/default egress[1] denies" -j DROP
+-A PAL-E-0A74BD4AF1A08144 -m comment --comment "baseline cnp/default egress[1] denies" -j PAL-C-7F2D3137A2F5140D
 -A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "x/a ingress: start unmarked" -j MARK --set-xmark 0x0/0x10000
 -A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "admin cnp/guard ingress[0]" -j PAL-C-A5C620B76ED57C66
 -A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "admin cnp/guard ingress[0] accepts" -j RETURN
--A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "admin cnp/guard ingress[1] (no-ssh)" -j PAL-C-B07B49B7757AAD11
--A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "admin cnp/guard ingress[1] (no-ssh) denies" -j DROP
+-A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "admin cnp/guard ingress[1] (no-ssh) denies" -j PAL-C-B07B49B7757AAD11
 -A PAL-I-5D91D0EE6D0E4B6C -m comment --comment "admin cnp/guard ingress[2]" -j PAL-C-B46472B776598BBC
 -A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "admin cnp/guard ingress[2] passes to the next tier" -j PAL-T-5D91D0EE6D0E4B6C
 -A PAL-I-5D91D0EE6D0E4B6C -m mark --mark 0x10000/0x10000 -m comment --comment "x/a ingress: allowed after admin cnp/guard ingress[2] passed" -j RETURN
