@@ -221,12 +221,16 @@ fn cluster_network_policies_are_reviewed_and_shadowed_network_policy_rules_refus
         .kubectl_stdin(&["apply", "-f", "-"], &metrics_policy("metrics"))
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let created = until(
-        cp,
-        &cnp("deny-monitoring", 10, DENY_MONITORING),
-        false,
-        |s| s.contains("created") || s.contains("configured"),
-    );
+    // (A dry run first, until the webhook's cache has the NetworkPolicy stored an instant ago.)
+    let deny_monitoring = cnp("deny-monitoring", 10, DENY_MONITORING);
+    until(cp, &deny_monitoring, true, |s| {
+        s.contains("[admin-shadowed]")
+    });
+    let o = cp
+        .kubectl_stdin(&["apply", "-f", "-"], &deny_monitoring)
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let created = text(&o);
     assert!(
         created.contains(
             "Warning: [admin-shadowed] deny-monitoring: shadows 1 NetworkPolicy rule: cnp-shop/metrics ingress[0]"

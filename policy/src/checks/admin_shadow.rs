@@ -9,11 +9,10 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::{AT, Context, Issue, list_some, name};
-use crate::cluster::{Cluster, Endpoint};
+use crate::cluster::{Cluster, Endpoint, Outcome, tiered};
 use crate::cluster_policy::{Action, ClusterPeer, ClusterPort, Tier};
 use crate::model::{Pod, Protocol};
 use crate::policy::{Direction, Peer, Policy, PortSpec, Rule};
-use crate::verdict::Decision;
 
 /// Distinct selected pods judged at most; beyond, the check says nothing (it must be certain).
 const MAX_SUBJECTS: usize = 64;
@@ -85,6 +84,10 @@ pub(crate) fn shadow(
     let mut deciders = BTreeSet::new();
     let mut connections = 0usize;
     for subject in &subjects {
+        let selecting: Vec<usize> = cluster.cluster_selecting(subject, direction).collect();
+        if selecting.is_empty() {
+            return None;
+        }
         for peer in &peers {
             let (src, dst) = match direction {
                 Direction::Ingress => (*peer, Endpoint::Pod(subject)),
@@ -105,28 +108,20 @@ pub(crate) fn shadow(
                 if connections > MAX_CONNECTIONS {
                     return None;
                 }
-                let verdict = cluster.evaluate(&src, &dst, port, protocol);
-                let decision = match direction {
-                    Direction::Ingress => verdict.ingress,
-                    Direction::Egress => verdict.egress,
+                let other = match direction {
+                    Direction::Ingress => &src,
+                    Direction::Egress => &dst,
                 };
-                let Decision::Cluster {
-                    tier: Tier::Admin,
-                    policy,
-                    priority,
-                    rule,
-                    rule_name,
-                    action: action @ (Action::Accept | Action::Deny),
-                } = decision
-                else {
-                    return None;
-                };
+                let (policy, rule, action) = admin_decides(
+                    cluster, &selecting, direction, other, dst_pod, port, protocol,
+                )?;
+                let p = &cluster.cluster_policies()[policy];
                 deciders.insert(Decider {
-                    policy,
-                    priority,
+                    policy: p.name.clone(),
+                    priority: p.priority,
                     direction,
                     rule,
-                    rule_name,
+                    rule_name: p.rules(direction).get(rule).and_then(|r| r.name.clone()),
                     action,
                 });
             }
@@ -150,6 +145,43 @@ pub(crate) fn shadow(
         }
     }
     Some(deciders)
+}
+
+/// The Admin tier's decision of one connection of a pod the `selecting` policies select, with
+/// `peer` at the other end: the policy (an index into [`Cluster::cluster_policies`]), the rule
+/// and the action, when an Admin rule Accepts or Denies it before NetworkPolicy is consulted.
+/// The one tiered evaluation, stopped before NetworkPolicy.
+fn admin_decides(
+    cluster: &Cluster,
+    selecting: &[usize],
+    direction: Direction,
+    peer: &Endpoint,
+    dst_pod: Option<&Pod>,
+    port: u16,
+    protocol: Protocol,
+) -> Option<(usize, usize, Action)> {
+    let outcome = tiered(
+        cluster.cluster_policies(),
+        direction,
+        selecting,
+        |_, _, rule| {
+            rule.ports_match(port, protocol, dst_pod)
+                && rule
+                    .peers
+                    .iter()
+                    .any(|p| cluster.cluster_peer_matches(p, peer))
+        },
+        // Stands for NetworkPolicy deciding: the Baseline tier is never asked.
+        || Outcome::Denied,
+    );
+    match outcome {
+        Outcome::Cluster {
+            policy,
+            rule,
+            action: action @ (Action::Accept | Action::Deny),
+        } => Some((policy as usize, rule as usize, action)),
+        _ => None,
+    }
 }
 
 /// The endpoints a rule's peers name: pods (one of each kind), and for address blocks one

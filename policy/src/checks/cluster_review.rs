@@ -18,7 +18,9 @@ use crate::verdict::Decision;
 /// NetworkPolicy rules named at most in a shadowing warning.
 const MAX_SHADOWED: usize = 5;
 /// NetworkPolicy rules examined at most when a ClusterNetworkPolicy is reviewed.
-const MAX_RULES_EXAMINED: usize = 2_000;
+const MAX_RULES_EXAMINED: usize = 500;
+/// Shadowed rules counted at most (the warning then says "at least").
+const MAX_SHADOWED_COUNTED: usize = 20;
 /// Distinct pods judged at most for DNS.
 const MAX_DNS_PODS: usize = 2_000;
 /// The address node-local-dns listens on by default.
@@ -397,7 +399,7 @@ fn shadowed(policy: &ClusterPolicy, ctx: &Context) -> Vec<Issue> {
     let mut found: Vec<(String, Vec<Decider>)> = Vec::new();
     let mut examined = 0usize;
     let mut complete = true;
-    for np in cluster.policies() {
+    'policies: for np in cluster.policies() {
         let touches = cluster
             .pods_in(&np.namespace)
             .any(|p| Cluster::selects(np, p) && cluster.cluster_policy_selects(policy, p));
@@ -409,9 +411,9 @@ fn shadowed(policy: &ClusterPolicy, ctx: &Context) -> Vec<Issue> {
                 continue;
             }
             examined += 1;
-            if examined > MAX_RULES_EXAMINED {
+            if examined > MAX_RULES_EXAMINED || found.len() >= MAX_SHADOWED_COUNTED {
                 complete = false;
-                break;
+                break 'policies;
             }
             if let Some(deciders) = shadow(cluster, np, direction, rule) {
                 let ours: Vec<Decider> = deciders
