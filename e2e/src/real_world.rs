@@ -128,11 +128,14 @@ impl<'a> RealWorld<'a> {
     }
 
     /// What `palisade reach` says for the cells, from the cluster's own objects (as a user
-    /// would dump them with kubectl).
+    /// would dump them with kubectl), ClusterNetworkPolicies included where their CRD is.
     pub fn predict(&self, ports: &[(u16, Protocol)]) -> Result<Vec<Probe>, Error> {
-        let dump =
-            self.cp
-                .kubectl_ok(&["get", "namespaces,pods,networkpolicies", "-A", "-o", "yaml"])?;
+        let get = |kinds: &str| self.cp.kubectl_ok(&["get", kinds, "-A", "-o", "yaml"]);
+        let dump = match get("namespaces,pods,networkpolicies,clusternetworkpolicies") {
+            Ok(dump) => dump,
+            // No ClusterNetworkPolicy CRD in the cluster.
+            Err(_) => get("namespaces,pods,networkpolicies")?,
+        };
         predict(&[("cluster.yaml", &dump)], &self.cells(ports))
     }
 

@@ -550,6 +550,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     }
 
     services_are_judged_by_pod_ip_after_dnat(cluster, &world, &measured);
+    cluster_network_policies_are_enforced_as_predicted(cp, &world);
 
     // helm upgrade with a changed value, then a rollout restart of the enforcers: probed all
     // along, no allowed flow is cut and no denied flow opens.
@@ -936,4 +937,141 @@ fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster
     );
     assert!(o.status.success(), "{}", text(&o));
     let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+}
+
+const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
+
+/// The upstream ClusterNetworkPolicy CRD (the chart's copy, applied with kubectl) and a few
+/// policies of both tiers on top of the three-tier NetworkPolicies: Admin Accepts let the
+/// frontend reach the database (which NetworkPolicy denies; the database side by its named port),
+/// an Admin Deny and a Pass on the ingress controller's namespace, a Baseline Deny for the
+/// monitoring namespace (no NetworkPolicy there). Admitted by the webhook, measured with real
+/// TCP, cell by cell equal to `palisade reach` over the cluster's objects; then removed.
+fn cluster_network_policies_are_enforced_as_predicted(cp: &ControlPlane, world: &RealWorld) {
+    let crd = format!(
+        "{}/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml",
+        chart::CHART_DIR
+    );
+    kubectl(cp, &["apply", "-f", &crd]);
+    kubectl(
+        cp,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=30s",
+            &format!("crd/{CNP_CRD}"),
+        ],
+    );
+    // The enforcers' watch finds the CRD within its backoff.
+    eventually(Duration::from_secs(60), || {
+        let reasons = kubectl(
+            cp,
+            &[
+                "get",
+                "nodeenforcements",
+                "-o",
+                "jsonpath={range .items[*]}{.status.clusterNetworkPolicy.enforced} {.status.clusterNetworkPolicy.reason}{\"\\n\"}{end}",
+            ],
+        );
+        if reasons.lines().count() == NODES.len()
+            && reasons
+                .lines()
+                .all(|l| l == "true enforced with NetworkPolicy")
+        {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    });
+    let policies = r#"apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: database-from-frontend}
+spec:
+  tier: Admin
+  priority: 10
+  subject:
+    pods:
+      namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: production}}
+      podSelector: {matchLabels: {app: database}}
+  ingress:
+  - action: Accept
+    from: [{pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: production}}, podSelector: {matchLabels: {app: frontend}}}}]
+    protocols: [{destinationNamedPort: postgres}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: frontend-to-database}
+spec:
+  tier: Admin
+  priority: 11
+  subject:
+    pods:
+      namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: production}}
+      podSelector: {matchLabels: {app: frontend}}
+  egress:
+  - action: Accept
+    to: [{pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: production}}, podSelector: {matchLabels: {app: database}}}}]
+    protocols: [{tcp: {destinationPort: {number: 5432}}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: ingress-controller-guard}
+spec:
+  tier: Admin
+  priority: 20
+  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}
+  ingress:
+  - name: not-from-monitoring
+    action: Deny
+    from: [{namespaces: {matchLabels: {purpose: monitoring}}}]
+  - action: Pass
+    from: [{namespaces: {}}]
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: monitoring-default}
+spec:
+  tier: Baseline
+  priority: 0
+  subject: {namespaces: {matchLabels: {purpose: monitoring}}}
+  ingress:
+  - action: Deny
+    from: [{namespaces: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}}]
+"#;
+    let applied = cp.apply(policies);
+    assert!(applied.is_ok(), "{applied:?}");
+    let measured = eventually(Duration::from_secs(30), || {
+        let predicted = world.predict(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
+        let measured = world.measure(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
+        let diff = differences(&measured, &predicted);
+        if diff.is_empty() && measured.len() == predicted.len() {
+            Ok(measured)
+        } else {
+            Err(diff.join("\n"))
+        }
+    });
+    for (from, to, port, want) in [
+        ("production/frontend", "production/database", 5432, true), // Admin Accept, both sides
+        (
+            "monitoring/prometheus",
+            "ingress-nginx/controller",
+            80,
+            false,
+        ), // Admin Deny
+        ("production/frontend", "ingress-nginx/controller", 80, false), // NetworkPolicy egress
+        (
+            "ingress-nginx/controller",
+            "monitoring/prometheus",
+            9090,
+            false,
+        ), // Baseline Deny
+        ("ingress-nginx/controller", "production/frontend", 80, true), // NetworkPolicy
+    ] {
+        let cell = measured
+            .iter()
+            .find(|p| p.from == from && p.to == to && p.port == port);
+        assert_eq!(cell.map(|p| p.allowed), Some(want), "{from} -> {to}:{port}");
+    }
+    kubectl(cp, &["delete", "clusternetworkpolicies", "--all"]);
+    kubectl(cp, &["delete", "crd", CNP_CRD]);
 }
