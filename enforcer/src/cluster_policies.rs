@@ -49,10 +49,20 @@ impl ClusterPolicyWatch {
             answered: Arc::new(Notify::new()),
         };
         let api: Api<ClusterNetworkPolicy> = Api::all(client.clone());
+        let seen = Arc::new(AtomicBool::new(false));
+        let backoff = CrdBackoff {
+            inner: watcher::DefaultBackoff::default(),
+            seen: seen.clone(),
+        };
         let stream = reflector::reflector(
             writer,
             watcher(api, watcher::Config::default().any_semantic())
-                .default_backoff()
+                .inspect(move |e| {
+                    if matches!(e, Ok(event) if !matches!(event, watcher::Event::Init)) {
+                        seen.store(true, Ordering::SeqCst);
+                    }
+                })
+                .backoff(backoff)
                 .modify(|o: &mut ClusterNetworkPolicy| {
                     o.managed_fields_mut().clear();
                 }),
@@ -77,6 +87,8 @@ impl ClusterPolicyWatch {
                                 Some(e.to_string());
                             changed.notify_one();
                         }
+                        // The start of a list, before the apiserver answered: says nothing.
+                        Ok(watcher::Event::Init) => {}
                         Ok(event) => {
                             w.error.lock().unwrap_or_else(PoisonError::into_inner).take();
                             if matches!(event, watcher::Event::InitDone) {
@@ -132,6 +144,29 @@ impl ClusterPolicyWatch {
             return Vec::new();
         }
         self.store.state()
+    }
+}
+
+/// The watch's default backoff (0.8 s doubling to 30 s), reset only by an event that shows the
+/// API answered: the watcher's `Init`, sent before every list attempt, would otherwise reset it
+/// each time, and a missing CRD would be listed about once a second forever.
+struct CrdBackoff {
+    inner: watcher::DefaultBackoff,
+    seen: Arc<AtomicBool>,
+}
+
+impl Iterator for CrdBackoff {
+    type Item = std::time::Duration;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next()
+    }
+}
+
+impl kube::runtime::utils::Backoff for CrdBackoff {
+    fn reset(&mut self) {
+        if self.seen.swap(false, Ordering::SeqCst) {
+            self.inner.reset();
+        }
     }
 }
 
