@@ -44,6 +44,9 @@ pub struct Cluster {
     policies: Vec<Policy>,
     /// In Palisade's order: tier, priority, name.
     cluster_policies: Vec<ClusterPolicy>,
+    /// Per namespace, the ClusterNetworkPolicies (indices, in order) whose subject's namespace
+    /// selector matches it: the only ones that can select its pods.
+    cluster_policies_by_ns: HashMap<String, Vec<usize>>,
     pods_by_ns: HashMap<String, Vec<usize>>,
     workloads_by_ns: HashMap<String, Vec<usize>>,
     policies_by_ns: HashMap<String, Vec<usize>>,
@@ -116,6 +119,24 @@ impl Cluster {
         policies.sort_by(|a, b| a.name.cmp(&b.name));
         policies.dedup_by(|a, b| a.name == b.name);
         policies.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        self.cluster_policies_by_ns = self
+            .namespaces
+            .values()
+            .map(|ns| {
+                let candidates = policies
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| match &p.subject {
+                        Subject::Namespaces(sel)
+                        | Subject::Pods {
+                            namespaces: sel, ..
+                        } => sel.matches(&ns.labels),
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+                (ns.name.clone(), candidates)
+            })
+            .collect();
         self.cluster_policies = policies;
         self
     }
@@ -137,25 +158,11 @@ impl Cluster {
     /// Whether a ClusterNetworkPolicy peer names the endpoint: pods that can be peers (never
     /// host-network ones), or any address inside its networks (pods' included).
     pub fn cluster_peer_matches(&self, peer: &ClusterPeer, endpoint: &Endpoint) -> bool {
-        match peer {
-            ClusterPeer::Namespaces(ns) => match endpoint {
-                Endpoint::Pod(pod) => {
-                    pod.is_peer() && ns.matches(&self.namespace_labels(&pod.namespace))
-                }
-                _ => false,
-            },
-            ClusterPeer::Pods { namespaces, pods } => match endpoint {
-                Endpoint::Pod(pod) => {
-                    pod.is_peer()
-                        && namespaces.matches(&self.namespace_labels(&pod.namespace))
-                        && pods.matches(&pod.labels)
-                }
-                _ => false,
-            },
-            ClusterPeer::Networks(nets) => endpoint
-                .ip()
-                .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
-        }
+        let labels = match endpoint {
+            Endpoint::Pod(pod) => Some(self.namespace_labels(&pod.namespace)),
+            _ => None,
+        };
+        cluster_peer_matches_in(peer, endpoint, labels.as_deref())
     }
 
     /// The ClusterNetworkPolicies (indices into [`Cluster::cluster_policies`], in order) whose
@@ -165,15 +172,31 @@ impl Cluster {
         pod: &'a Pod,
         direction: Direction,
     ) -> impl Iterator<Item = usize> + 'a {
-        let labels = self.namespace_labels(&pod.namespace);
-        let labels = labels.into_owned();
-        self.cluster_policies
-            .iter()
-            .enumerate()
-            .filter(move |(_, p)| {
-                !p.rules(direction).is_empty() && pod.is_target() && p.subject.matches(pod, &labels)
+        // A pod of a namespace the cluster does not know is matched against every policy;
+        // otherwise only the policies whose namespace selector matches its namespace are asked.
+        let known = self.cluster_policies_by_ns.get(&pod.namespace);
+        let unknown = known.is_none().then(|| {
+            (
+                0..self.cluster_policies.len(),
+                self.namespace_labels(&pod.namespace),
+            )
+        });
+        let labels = unknown.as_ref().map(|(_, l)| l.clone());
+        known
+            .into_iter()
+            .flatten()
+            .copied()
+            .chain(unknown.into_iter().flat_map(|(all, _)| all))
+            .filter(move |&i| {
+                let p = &self.cluster_policies[i];
+                !p.rules(direction).is_empty()
+                    && pod.is_target()
+                    && match (&p.subject, &labels) {
+                        (subject, Some(labels)) => subject.matches(pod, labels),
+                        (Subject::Namespaces(_), None) => true,
+                        (Subject::Pods { pods, .. }, None) => pods.matches(&pod.labels),
+                    }
             })
-            .map(|(i, _)| i)
     }
 
     pub fn pods(&self) -> &[Pod] {
@@ -299,6 +322,11 @@ impl Cluster {
         };
         let side = |pod: &Pod, direction: Direction, peer: &Endpoint| {
             let selecting: Vec<usize> = self.cluster_selecting(pod, direction).collect();
+            // The peer's namespace labels, looked up once for every rule.
+            let peer_labels = match (selecting.is_empty(), peer) {
+                (false, Endpoint::Pod(p)) => Some(self.namespace_labels(&p.namespace)),
+                _ => None,
+            };
             let outcome = tiered(
                 &self.cluster_policies,
                 direction,
@@ -308,7 +336,7 @@ impl Cluster {
                         && rule
                             .peers
                             .iter()
-                            .any(|p| self.cluster_peer_matches(p, peer))
+                            .any(|p| cluster_peer_matches_in(p, peer, peer_labels.as_deref()))
                 },
                 || {
                     decide(
@@ -370,6 +398,29 @@ impl Cluster {
                 }
             }
         }
+    }
+}
+
+/// Whether a ClusterNetworkPolicy peer names the endpoint, whose namespace (when it is a pod)
+/// has `labels`.
+fn cluster_peer_matches_in(
+    peer: &ClusterPeer,
+    endpoint: &Endpoint,
+    labels: Option<&Labels>,
+) -> bool {
+    match (peer, endpoint) {
+        (ClusterPeer::Namespaces(ns), Endpoint::Pod(pod)) => {
+            pod.is_peer() && labels.is_some_and(|l| ns.matches(l))
+        }
+        (ClusterPeer::Pods { namespaces, pods }, Endpoint::Pod(pod)) => {
+            pod.is_peer()
+                && labels.is_some_and(|l| namespaces.matches(l))
+                && pods.matches(&pod.labels)
+        }
+        (ClusterPeer::Namespaces(_) | ClusterPeer::Pods { .. }, _) => false,
+        (ClusterPeer::Networks(nets), _) => endpoint
+            .ip()
+            .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
     }
 }
 

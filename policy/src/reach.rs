@@ -375,8 +375,8 @@ impl<'c> Plan<'c> {
                     Direction::Egress,
                     &self.index.egress_cluster[sg],
                     |k, r, rule| {
-                        rule.ports_match(port.port, port.protocol, Some(dst))
-                            && self.index.cluster_names(k, Direction::Egress, r, dg)
+                        self.index.cluster_names(k, Direction::Egress, r, dg)
+                            && rule.ports_match(port.port, port.protocol, Some(dst))
                     },
                     || {
                         decide(
@@ -396,8 +396,8 @@ impl<'c> Plan<'c> {
                     Direction::Ingress,
                     &self.index.ingress_cluster[dg],
                     |k, r, rule| {
-                        rule.ports_match(port.port, port.protocol, Some(dst))
-                            && self.index.cluster_names(k, Direction::Ingress, r, sg)
+                        self.index.cluster_names(k, Direction::Ingress, r, sg)
+                            && rule.ports_match(port.port, port.protocol, Some(dst))
                     },
                     || {
                         decide(

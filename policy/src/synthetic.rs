@@ -221,9 +221,106 @@ pub fn manifests(namespaces: usize, per_ns: usize, nodes: usize, ports: usize) -
     out
 }
 
+/// `count` ClusterNetworkPolicies over the namespaces of [`cluster`] (their `team=t0`..`t6`
+/// labels and `app-N` pods), alternating Admin and Baseline, priorities in steps of 10 that
+/// repeat every ten policies (so equal priorities occur, ordered by name). Each has two ingress
+/// rules (Accept monitoring from `team=t0` `app-0` pods on TCP 9090; Pass from another team) and
+/// four egress rules (Accept DNS to kube-system on UDP 53; Deny the metadata address; Pass to its
+/// own team's pods on the named port `http`; Deny `10.<i>.0.0/16` on TCP 1-1024).
+pub fn cluster_policies(count: usize) -> Vec<crate::ClusterPolicy> {
+    let mut inputs = crate::input::Inputs::default();
+    // One definition of the world: the policies are what their manifests read as.
+    if inputs
+        .add_text("synthetic.yaml", &cluster_policy_manifests(count))
+        .is_err()
+        || !inputs.problems.is_empty()
+    {
+        return Vec::new();
+    }
+    inputs
+        .cluster_policies
+        .into_iter()
+        .map(|s| s.policy)
+        .collect()
+}
+
+/// The policies of [`cluster_policies`] as manifests, one document each.
+pub fn cluster_policy_manifests(count: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for i in 0..count {
+        let tier = if i % 2 == 0 { "Admin" } else { "Baseline" };
+        let subject = if i % 3 == 0 {
+            format!("{{namespaces: {{matchLabels: {{team: t{}}}}}}}", i % 7)
+        } else {
+            format!(
+                "{{pods: {{namespaceSelector: {{matchLabels: {{team: t{}}}}}, podSelector: {{matchLabels: {{app: app-{}}}}}}}}}",
+                i % 7,
+                i % 10
+            )
+        };
+        let _ = write!(
+            out,
+            "apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {{name: cnp-{i:03}}}
+spec:
+  tier: {tier}
+  priority: {priority}
+  subject: {subject}
+  ingress:
+  - name: monitoring
+    action: Accept
+    from: [{{pods: {{namespaceSelector: {{matchLabels: {{team: t0}}}}, podSelector: {{matchLabels: {{app: app-0}}}}}}}}]
+    protocols: [{{tcp: {{destinationPort: {{number: 9090}}}}}}]
+  - action: Pass
+    from: [{{namespaces: {{matchLabels: {{team: t{other}}}}}}}]
+  egress:
+  - name: dns
+    action: Accept
+    to: [{{pods: {{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: kube-system}}}}, podSelector: {{matchLabels: {{k8s-app: kube-dns}}}}}}}}]
+    protocols: [{{udp: {{destinationPort: {{number: 53}}}}}}]
+  - name: no-metadata
+    action: Deny
+    to: [{{networks: [169.254.169.254/32]}}]
+  - action: Pass
+    to: [{{namespaces: {{matchLabels: {{team: t{team}}}}}}}]
+    protocols: [{{destinationNamedPort: http}}]
+  - action: Deny
+    to: [{{networks: [10.{net}.0.0/16]}}]
+    protocols: [{{tcp: {{destinationPort: {{range: {{start: 1, end: 1024}}}}}}}}]
+---
+",
+            priority = (i % 10) * 10,
+            other = (i + 1) % 7,
+            team = i % 7,
+            net = i % 256,
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_policies_read_without_problems() {
+        let policies = cluster_policies(100);
+        assert_eq!(policies.len(), 100);
+        let c = cluster(10, 10, 1).with_cluster_policies(policies);
+        // Equal priorities are ordered by name, Admin first.
+        let first: Vec<&str> = c.cluster_policies()[..3]
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(first, ["cnp-000", "cnp-010", "cnp-020"]);
+        assert!(
+            c.pods()
+                .iter()
+                .any(|p| c.cluster_selecting(p, crate::Direction::Egress).count() > 0)
+        );
+    }
 
     #[test]
     fn the_manifests_are_the_same_world() {
