@@ -325,13 +325,7 @@ impl ClusterPolicy {
         let mut egress = Vec::new();
         for (i, r) in egress_api.iter().enumerate() {
             let at = format!("spec.egress[{i}]");
-            let peers = list(
-                &r.to,
-                &format!("{at}.to"),
-                "peer",
-                &mut errors,
-                egress_peer,
-            );
+            let peers = list(&r.to, &format!("{at}.to"), "peer", &mut errors, egress_peer);
             if let Some(rule) = rule(
                 r.name.as_deref(),
                 &r.action,
