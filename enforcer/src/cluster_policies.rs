@@ -304,9 +304,10 @@ fn fail_closed(object: &ClusterNetworkPolicy) -> Option<(ClusterPolicy, String)>
     Some((policy, said.join(", ")))
 }
 
-/// Which CNIs enforce ClusterNetworkPolicy themselves (by the names [`crate::cni`] gives them).
+/// Whether a CNI enforces ClusterNetworkPolicy itself (by the names [`crate::cni`] gives them),
+/// as the webhook's `enforcement` check judges it.
 pub fn cni_enforces_cluster_network_policy(cni: &str) -> bool {
-    matches!(cni, "calico" | "antrea")
+    palisade_policy::checks::cni_enforces_cluster_network_policy(cni) == Some(true)
 }
 
 /// Whether this node's rules carry the ClusterNetworkPolicy tiers, and why in words, given
