@@ -14,12 +14,9 @@ use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
 use palisade_enforcer::render::{render_chains, render_ipset, render_iptables};
 use palisade_enforcer::ruleset::{CtState, NEIGHBOUR_DISCOVERY};
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
-use palisade_policy::cluster_policy::{
-    Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier,
-};
-use palisade_policy::strategies::cluster_policies as shared_cluster_policies;
+use palisade_policy::cluster_policy::Action;
 use palisade_policy::strategies::{
-    PORTS, PROTOCOLS, dual_stack_pods, namespaces, policies, protocol, selector,
+    PORTS, PROTOCOLS, cluster_policies, dual_stack_pods, namespaces, policies,
 };
 use palisade_policy::{
     Cluster, Decision, Endpoint, IpFamily, Labels, Pod, Policy, Protocol, Selector,
@@ -55,102 +52,6 @@ fn external(family: IpFamily) -> Vec<IpAddr> {
         ],
     };
     texts.iter().map(|t| t.parse().expect("address")).collect()
-}
-
-fn net(s: &str) -> ipnet::IpNet {
-    s.parse().expect("test CIDR")
-}
-
-/// Networks peers: everything of a family (both halves of the rulesets' /0 handling), a pod
-/// network subnet of each family, an outside address, and mixes of both families.
-fn networks() -> impl Strategy<Value = Vec<ipnet::IpNet>> {
-    prop::sample::subsequence(
-        vec![
-            net("0.0.0.0/0"),
-            net("::/0"),
-            net("10.0.1.0/24"),
-            net("fd00:0:0:2::/64"),
-            net("8.8.8.8/32"),
-            net("10.0.0.0/8"),
-        ],
-        1..3,
-    )
-}
-
-fn cluster_peer(ingress: bool) -> impl Strategy<Value = ClusterPeer> {
-    let pods = prop_oneof![
-        selector().prop_map(ClusterPeer::Namespaces),
-        (selector(), selector())
-            .prop_map(|(namespaces, pods)| ClusterPeer::Pods { namespaces, pods }),
-    ];
-    if ingress {
-        pods.boxed()
-    } else {
-        prop_oneof![2 => pods, 1 => networks().prop_map(ClusterPeer::Networks)].boxed()
-    }
-}
-
-fn cluster_port() -> impl Strategy<Value = ClusterPort> {
-    prop_oneof![
-        (protocol(), prop::sample::select(PORTS.to_vec())).prop_map(|(protocol, p)| {
-            ClusterPort::Ports {
-                protocol,
-                first: p,
-                last: p,
-            }
-        }),
-        protocol().prop_map(|protocol| ClusterPort::Ports {
-            protocol,
-            first: 80,
-            last: 81,
-        }),
-        Just(ClusterPort::Named("web".into())),
-        Just(ClusterPort::Named("alt".into())),
-    ]
-}
-
-fn cluster_rule(ingress: bool) -> impl Strategy<Value = ClusterRule> {
-    (
-        prop::sample::select(vec![Action::Accept, Action::Deny, Action::Pass]),
-        prop::collection::vec(cluster_peer(ingress), 1..3),
-        prop::option::of(prop::collection::vec(cluster_port(), 1..3)),
-        any::<bool>(),
-    )
-        .prop_map(|(action, peers, ports, named)| ClusterRule {
-            name: named.then(|| "r".to_string()),
-            action,
-            peers,
-            ports,
-        })
-}
-
-fn cluster_policy(name: usize) -> impl Strategy<Value = ClusterPolicy> {
-    (
-        any::<bool>(),
-        0u16..3,
-        prop_oneof![
-            selector().prop_map(Subject::Namespaces),
-            (selector(), selector())
-                .prop_map(|(namespaces, pods)| Subject::Pods { namespaces, pods }),
-        ],
-        prop::collection::vec(cluster_rule(true), 0..3),
-        prop::collection::vec(cluster_rule(false), 0..3),
-    )
-        .prop_map(
-            move |(admin, priority, subject, ingress, egress)| ClusterPolicy {
-                name: format!("c{name}"),
-                tier: if admin { Tier::Admin } else { Tier::Baseline },
-                priority,
-                subject,
-                ingress,
-                egress,
-            },
-        )
-}
-
-/// Up to four ClusterNetworkPolicies, some with equal priorities (then the name orders them).
-fn cluster_policies() -> impl Strategy<Value = Vec<ClusterPolicy>> {
-    (0usize..5).prop_flat_map(|n| (0..n).map(cluster_policy).collect::<Vec<_>>())
 }
 
 /// What n1 must do with a connection: drop (reject, with that deny action) when a direction it
@@ -357,21 +258,6 @@ proptest! {
         set_names.sort();
         set_names.dedup();
         prop_assert_eq!(set_names.len(), count);
-    }
-
-    /// The same with the policy crate's own random ClusterNetworkPolicies.
-    #[test]
-    fn compiled_tiers_decide_as_the_policy_crate(
-        ns in namespaces(), pods in dual_stack_pods(), pols in policies(),
-        cnps in shared_cluster_policies()
-    ) {
-        let c = Cluster::new(ns, pods, vec![], pols).with_cluster_policies(cnps);
-        let options = CompileOptions::default();
-        for family in IpFamily::ALL {
-            let rules = compile_family(&c, NODE, &options, family);
-            prop_assert_eq!(rules.validate(), Ok(()));
-            check_family(&c, family, &rules, Outcome::Drop)?;
-        }
     }
 
     /// Same snapshot in another order, same ruleset and text; and a ruleset compared with itself

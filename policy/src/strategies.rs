@@ -252,24 +252,34 @@ pub fn policies() -> impl Strategy<Value = Vec<Policy>> {
     (0usize..5).prop_flat_map(|n| (0..n).map(policy).collect::<Vec<_>>())
 }
 
-pub fn cluster_peer() -> impl Strategy<Value = ClusterPeer> {
-    prop_oneof![
+/// A ClusterNetworkPolicy peer; `networks` only for egress, as the API allows. The networks:
+/// everything of a family, pod subnets and single pod addresses of each family, an outside
+/// address, and mixes of both families.
+pub fn cluster_peer(ingress: bool) -> impl Strategy<Value = ClusterPeer> {
+    let pods = prop_oneof![
         selector().prop_map(ClusterPeer::Namespaces),
         (selector(), selector())
             .prop_map(|(namespaces, pods)| ClusterPeer::Pods { namespaces, pods }),
-        prop::collection::vec(
-            prop::sample::select(vec![
-                "10.0.0.0/24",
-                "10.0.1.0/30",
-                "10.0.2.2/32",
-                "0.0.0.0/0",
-                "::/0",
-                "fd00:0:0:1::/64",
-            ]),
-            1..3,
-        )
-        .prop_map(|nets| ClusterPeer::Networks(nets.into_iter().map(net).collect())),
-    ]
+    ];
+    if ingress {
+        return pods.boxed();
+    }
+    let networks = prop::collection::vec(
+        prop::sample::select(vec![
+            "10.0.0.0/24",
+            "10.0.1.0/30",
+            "10.0.2.2/32",
+            "10.0.0.0/8",
+            "0.0.0.0/0",
+            "8.8.8.8/32",
+            "::/0",
+            "fd00:0:0:1::/64",
+            "fd00:0:0:2::/64",
+        ]),
+        1..3,
+    )
+    .prop_map(|nets| ClusterPeer::Networks(nets.into_iter().map(net).collect()));
+    prop_oneof![2 => pods, 1 => networks].boxed()
 }
 
 pub fn cluster_port() -> impl Strategy<Value = ClusterPort> {
@@ -296,10 +306,10 @@ pub fn cluster_port() -> impl Strategy<Value = ClusterPort> {
     ]
 }
 
-pub fn cluster_rule() -> impl Strategy<Value = ClusterRule> {
+pub fn cluster_rule(ingress: bool) -> impl Strategy<Value = ClusterRule> {
     (
         prop::sample::select(vec![Action::Accept, Action::Deny, Action::Pass]),
-        prop::collection::vec(cluster_peer(), 1..3),
+        prop::collection::vec(cluster_peer(ingress), 1..3),
         prop::option::of(prop::collection::vec(cluster_port(), 1..3)),
         any::<bool>(),
     )
@@ -321,8 +331,8 @@ pub fn cluster_policy(name: usize) -> impl Strategy<Value = ClusterPolicy> {
             (selector(), selector())
                 .prop_map(|(namespaces, pods)| Subject::Pods { namespaces, pods }),
         ],
-        prop::collection::vec(cluster_rule(), 0..3),
-        prop::collection::vec(cluster_rule(), 0..3),
+        prop::collection::vec(cluster_rule(true), 0..3),
+        prop::collection::vec(cluster_rule(false), 0..3),
     )
         .prop_map(
             move |(tier, priority, subject, ingress, egress)| ClusterPolicy {
@@ -337,5 +347,5 @@ pub fn cluster_policy(name: usize) -> impl Strategy<Value = ClusterPolicy> {
 }
 
 pub fn cluster_policies() -> impl Strategy<Value = Vec<ClusterPolicy>> {
-    (0usize..4).prop_flat_map(|n| (0..n).map(cluster_policy).collect::<Vec<_>>())
+    (0usize..5).prop_flat_map(|n| (0..n).map(cluster_policy).collect::<Vec<_>>())
 }
