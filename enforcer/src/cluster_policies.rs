@@ -4,183 +4,20 @@
 //! node enforces them at all.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use futures::StreamExt;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::ResourceExt;
 use palisade_api::{
     ClusterNetworkPolicy, ClusterNetworkPolicyEnforcement, MAX_NOT_ENFORCED, NotEnforcedPolicy,
 };
 use palisade_policy::cluster_policy::{Action, ClusterPeer, ClusterPolicy};
 use palisade_policy::{Direction, Selector};
-use tokio::sync::Notify;
 
 use crate::cni::{CniError, CniInfo};
 use crate::runtime::Mode;
 
-/// The cluster's ClusterNetworkPolicies, kept by a reflector.
-#[derive(Clone)]
-pub struct ClusterPolicyWatch {
-    store: Store<ClusterNetworkPolicy>,
-    /// The last list or watch said the CRD is not installed (404).
-    missing: Arc<AtomicBool>,
-    /// A first list is complete.
-    listed: Arc<AtomicBool>,
-    /// The last watch error other than a 404, until the next event that is not an error.
-    error: Arc<Mutex<Option<String>>>,
-    /// Woken on every event, so [`ClusterPolicyWatch::wait_until_ready`] sees a 404.
-    answered: Arc<Notify>,
-}
-
-impl ClusterPolicyWatch {
-    /// Starts watching. Where the CRD is not installed, the watch retries with its backoff
-    /// (at most every 30 s) without a warning and without waking the sync loop, and the
-    /// cluster has no ClusterNetworkPolicies; once it is installed, they are read.
-    pub fn start(client: &Client, changed: &Arc<Notify>) -> Self {
-        let (store, writer) = reflector::store();
-        let watch = ClusterPolicyWatch {
-            store,
-            missing: Arc::new(AtomicBool::new(false)),
-            listed: Arc::new(AtomicBool::new(false)),
-            error: Arc::new(Mutex::new(None)),
-            answered: Arc::new(Notify::new()),
-        };
-        let api: Api<ClusterNetworkPolicy> = Api::all(client.clone());
-        let seen = Arc::new(AtomicBool::new(false));
-        let backoff = CrdBackoff {
-            inner: watcher::DefaultBackoff::default(),
-            seen: seen.clone(),
-        };
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default().any_semantic())
-                .inspect(move |e| {
-                    if matches!(e, Ok(event) if !matches!(event, watcher::Event::Init)) {
-                        seen.store(true, Ordering::SeqCst);
-                    }
-                })
-                .backoff(backoff)
-                .modify(|o: &mut ClusterNetworkPolicy| {
-                    o.managed_fields_mut().clear();
-                }),
-        );
-        let changed = changed.clone();
-        let w = watch.clone();
-        tokio::spawn(async move {
-            stream
-                .for_each(|event| {
-                    match &event {
-                        Err(e) if not_installed(e) => {
-                            if !w.missing.swap(true, Ordering::SeqCst) {
-                                tracing::debug!(
-                                    "the ClusterNetworkPolicy CRD is not installed: no ClusterNetworkPolicies"
-                                );
-                                changed.notify_one();
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(kind = "ClusterNetworkPolicy", error = %e, "watch failed; retrying with backoff");
-                            *w.error.lock().unwrap_or_else(PoisonError::into_inner) =
-                                Some(e.to_string());
-                            changed.notify_one();
-                        }
-                        // The start of a list, before the apiserver answered: says nothing.
-                        Ok(watcher::Event::Init) => {}
-                        Ok(event) => {
-                            w.error.lock().unwrap_or_else(PoisonError::into_inner).take();
-                            if matches!(event, watcher::Event::InitDone) {
-                                w.listed.store(true, Ordering::SeqCst);
-                            }
-                            if w.missing.swap(false, Ordering::SeqCst) {
-                                tracing::info!("the ClusterNetworkPolicy CRD is installed now");
-                            }
-                            changed.notify_one();
-                        }
-                    }
-                    w.answered.notify_waiters();
-                    futures::future::ready(())
-                })
-                .await;
-        });
-        watch
-    }
-
-    /// Resolves once the first list is complete, the CRD is known not to be installed, or the
-    /// watch failed (then the status says so), so the first sync does not go without the Admin
-    /// tier, and a watch that cannot work (e.g. no permission) does not keep the node from
-    /// enforcing NetworkPolicy.
-    pub async fn wait_until_ready(&self) {
-        loop {
-            let answered = self.answered.notified();
-            if self.installed().is_some() || self.error().is_some() {
-                return;
-            }
-            answered.await;
-        }
-    }
-
-    /// Whether the CRD is installed; `None` before the first answer.
-    pub fn installed(&self) -> Option<bool> {
-        if self.missing.load(Ordering::SeqCst) {
-            return Some(false);
-        }
-        self.listed.load(Ordering::SeqCst).then_some(true)
-    }
-
-    /// Why the watch does not work, while it does not.
-    pub fn error(&self) -> Option<String> {
-        self.error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The policies as the store has them (none where the CRD is not installed).
-    pub fn state(&self) -> Vec<Arc<ClusterNetworkPolicy>> {
-        if self.missing.load(Ordering::SeqCst) {
-            return Vec::new();
-        }
-        self.store.state()
-    }
-}
-
-/// The watch's default backoff (0.8 s doubling to 30 s), reset only by an event that shows the
-/// API answered: the watcher's `Init`, sent before every list attempt, would otherwise reset it
-/// each time, and a missing CRD would be listed about once a second forever.
-struct CrdBackoff {
-    inner: watcher::DefaultBackoff,
-    seen: Arc<AtomicBool>,
-}
-
-impl Iterator for CrdBackoff {
-    type Item = std::time::Duration;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next()
-    }
-}
-
-impl kube::runtime::utils::Backoff for CrdBackoff {
-    fn reset(&mut self) {
-        if self.seen.swap(false, Ordering::SeqCst) {
-            self.inner.reset();
-        }
-    }
-}
-
-/// A watch error that means the API does not exist: the CRD is not installed.
-fn not_installed(e: &watcher::Error) -> bool {
-    let api = match e {
-        watcher::Error::InitialListFailed(kube::Error::Api(s))
-        | watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s,
-        watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
-        watcher::Error::WatchError(s) => s,
-        _ => return false,
-    };
-    api.code == 404
-}
+/// The cluster's ClusterNetworkPolicies, quiet where their CRD is not installed.
+pub type ClusterPolicyWatch = palisade_runtime::optional_watch::OptionalWatch<ClusterNetworkPolicy>;
 
 /// The policies Palisade can enforce, in no particular order (the cluster sorts them), and
 /// those it does not enforce as written, by name, each with why.
