@@ -14,6 +14,7 @@ pub mod node_enforcement;
 pub mod policy;
 pub mod reach;
 pub mod selector;
+pub mod status;
 #[cfg(feature = "strategies")]
 pub mod strategies;
 pub mod synthetic;

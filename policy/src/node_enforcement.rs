@@ -56,6 +56,10 @@ pub struct Reported {
     /// What it says of ClusterNetworkPolicy (status `clusterNetworkPolicy`); `None` from an
     /// enforcer older than ClusterNetworkPolicy support.
     pub cluster_policies: Option<ClusterPolicyEnforcement>,
+    /// Its mode (status `mode`: `auto`, `enforce` or `off`), when it says.
+    pub mode: Option<String>,
+    /// When it last synced (status `lastSync`), when that is a readable time.
+    pub last_sync: Option<Timestamp>,
 }
 
 /// The families a status's `families` names; IPv4 when it has none (older enforcers).
@@ -89,19 +93,22 @@ impl Reported {
     pub fn from_status_at(status: &serde_json::Value, now: Timestamp) -> Self {
         let text = |k: &str| status.get(k).and_then(|v| v.as_str()).map(String::from);
         let last_sync = text("lastSync");
+        let last_sync_at = last_sync
+            .as_deref()
+            .and_then(|t| t.parse::<Timestamp>().ok());
         Self {
             cni: text("cni"),
             enforcing: status.get("enforcing").and_then(|v| v.as_bool()) == Some(true),
             reason: text("reason").unwrap_or_default(),
             synced: last_sync.is_some(),
             last_error: text("lastError"),
-            silent_for: last_sync
-                .and_then(|t| t.parse::<Timestamp>().ok())
-                .and_then(|t| silent_for(t, now)),
+            silent_for: last_sync_at.and_then(|t| silent_for(t, now)),
             families: reported_families(status),
             cluster_policies: status
                 .get("clusterNetworkPolicy")
                 .and_then(|c| serde_json::from_value(c.clone()).ok()),
+            mode: text("mode").filter(|m| !m.is_empty()),
+            last_sync: last_sync_at,
         }
     }
 

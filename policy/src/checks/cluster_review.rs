@@ -106,19 +106,9 @@ fn enforcement(policy: &ClusterPolicy, ctx: &Context) -> Result<Vec<Issue>, Stri
         .collect();
     let mut open: Vec<(&super::NodeEnforcement, String)> = Vec::new();
     for n in &ready {
-        let cni = n.cni.as_deref();
-        let by_cni = cni.and_then(super::cni_enforces_cluster_network_policy);
-        let why = match (&n.cluster_policies, by_cni) {
-            (Some(c), _) if c.enforced => continue,
-            (_, Some(true)) => continue,
-            (Some(c), _) => format!("its Palisade enforcer: {}", c.reason),
-            (None, Some(false)) => format!(
-                "CNI {} does not enforce ClusterNetworkPolicy, and no Palisade enforcer there reports enforcing it",
-                cni.unwrap_or("unknown")
-            ),
-            (None, None) => continue,
-        };
-        open.push((n, why));
+        if let (super::Enforced::No, Some(why)) = n.cluster_policy() {
+            open.push((n, why));
+        }
     }
     if open.is_empty() {
         return Ok(Vec::new());
@@ -708,6 +698,8 @@ mod tests {
             cni: Some(cni.into()),
             cni_enforces: Some(cni != "flannel"),
             cluster_policies: reported.map(|(enforced, reason)| ClusterPolicyEnforcement {
+                not_enforced_count: 0,
+                not_enforced: Vec::new(),
                 enforced,
                 reason: reason.into(),
             }),

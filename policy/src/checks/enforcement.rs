@@ -37,6 +37,29 @@ pub struct ClusterPolicyEnforcement {
     pub enforced: bool,
     /// Why, in the enforcer's words.
     pub reason: String,
+    /// How many ClusterNetworkPolicies it does not enforce as written (status
+    /// `clusterNetworkPolicy.notEnforcedCount`).
+    #[serde(default, rename = "notEnforcedCount")]
+    pub not_enforced_count: u32,
+    /// The first of those by name, with the reason (status `clusterNetworkPolicy.notEnforced`).
+    #[serde(default, rename = "notEnforced", skip_serializing_if = "Vec::is_empty")]
+    pub not_enforced: Vec<NotEnforcedPolicy>,
+}
+
+/// A ClusterNetworkPolicy a node's enforcer does not enforce as written, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct NotEnforcedPolicy {
+    pub name: String,
+    pub reason: String,
+}
+
+/// Whether a node enforces a kind of policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Enforced {
+    Yes,
+    No,
+    /// Nothing certain is known: a CNI Palisade does not know, and no enforcer that reports.
+    Unknown,
 }
 
 /// Per-node knowledge: the CNI found there, and whether a Palisade enforcer is active on it.
@@ -65,6 +88,50 @@ pub struct NodeEnforcement {
 }
 
 impl NodeEnforcement {
+    /// Whether NetworkPolicy is enforced on this node for traffic of `families`: by its CNI, or
+    /// by an active Palisade enforcer of each of those families. The one decision the
+    /// `enforcement` check, `reach --explain` and `palisade status` share.
+    pub fn network_policy(&self, families: &[IpFamily]) -> Enforced {
+        if self.cni_enforces == Some(true) {
+            Enforced::Yes
+        } else if self.enforcer_active {
+            if self.missing_families(families).is_empty() {
+                Enforced::Yes
+            } else {
+                Enforced::No
+            }
+        } else if self.cni_enforces == Some(false) {
+            Enforced::No
+        } else {
+            Enforced::Unknown
+        }
+    }
+
+    /// Whether ClusterNetworkPolicy is enforced on this node, and why not when it is not: its
+    /// Palisade enforcer says it enforces the tiers, or its CNI enforces them itself; else its
+    /// enforcer's reason, or the CNI's known lack. The decision the `enforcement` check of a
+    /// ClusterNetworkPolicy and `palisade status` share.
+    pub fn cluster_policy(&self) -> (Enforced, Option<String>) {
+        let cni = self.cni.as_deref();
+        let by_cni = cni.and_then(cni_enforces_cluster_network_policy);
+        match (&self.cluster_policies, by_cni) {
+            (Some(c), _) if c.enforced => (Enforced::Yes, None),
+            (_, Some(true)) => (Enforced::Yes, None),
+            (Some(c), _) => (
+                Enforced::No,
+                Some(format!("its Palisade enforcer: {}", c.reason)),
+            ),
+            (None, Some(false)) => (
+                Enforced::No,
+                Some(format!(
+                    "CNI {} does not enforce ClusterNetworkPolicy, and no Palisade enforcer there reports enforcing it",
+                    cni.unwrap_or("unknown")
+                )),
+            ),
+            (None, None) => (Enforced::Unknown, None),
+        }
+    }
+
     /// Those of `families` the node's active enforcer does not enforce (as `IPv6`).
     pub fn missing_families(&self, families: &[IpFamily]) -> Vec<String> {
         families
@@ -89,7 +156,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     let mut open: Vec<&NodeEnforcement> = ready
         .iter()
         .copied()
-        .filter(|n| n.cni_enforces == Some(false) && !n.enforcer_active)
+        .filter(|n| n.network_policy(&[]) == Enforced::No)
         .collect();
     // Caches list nodes in no particular order; the message should not change between reviews.
     open.sort_by(|a, b| a.node.cmp(&b.node));
@@ -191,10 +258,10 @@ fn partly_enforced<'a>(ready: &[&'a NodeEnforcement], ctx: &Context) -> Vec<Part
                 pods.push((f, pod.key()));
             }
         }
-        let missing = n.missing_families(&families);
-        if missing.is_empty() {
+        if n.network_policy(&families) != Enforced::No {
             continue;
         }
+        let missing = n.missing_families(&families);
         let mut keys: Vec<String> = pods
             .into_iter()
             .filter(|(f, _)| missing.iter().any(|m| m == f.as_str()))

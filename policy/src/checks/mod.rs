@@ -22,8 +22,8 @@ use crate::policy::Policy;
 
 pub use cluster_review::run_cluster_policy;
 pub use enforcement::{
-    ClusterPolicyEnforcement, Enforcement, NodeEnforcement, cni_enforces_cluster_network_policy,
-    cni_enforces_network_policy,
+    ClusterPolicyEnforcement, Enforced, Enforcement, NodeEnforcement, NotEnforcedPolicy,
+    cni_enforces_cluster_network_policy, cni_enforces_network_policy,
 };
 pub use unmatched::distance;
 
@@ -397,7 +397,7 @@ fn name(policy: &Policy) -> String {
 }
 
 /// At most `n` items, then "and N more".
-fn list_some<T: fmt::Display>(items: &[T], n: usize) -> String {
+pub(crate) fn list_some<T: fmt::Display>(items: &[T], n: usize) -> String {
     let shown: Vec<String> = items.iter().take(n).map(ToString::to_string).collect();
     let mut s = shown.join(", ");
     if items.len() > n {

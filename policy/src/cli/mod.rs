@@ -2,6 +2,7 @@
 
 mod check;
 mod reach;
+mod status;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -29,6 +30,14 @@ pub enum Command {
     Check(CheckArgs),
     /// Print the connectivity matrix of the Pods in the inputs under their NetworkPolicies.
     Reach(ReachArgs),
+    /// Say, per policy of a live cluster, on which nodes the pods it selects run and whether each node enforces it.
+    ///
+    /// From each node's NodeEnforcement status (its Palisade enforcer's mode, IP families, last
+    /// sync and ClusterNetworkPolicy support), else its CNI, as the webhook's `enforcement` check
+    /// reads them. Exit code: 0 when every policy shown is enforced on every node where a pod it
+    /// selects runs (or selects no pod on a node); 1 when on some such node it is not enforced,
+    /// or not known to be; 2 when the cluster cannot be read or POLICY names no policy.
+    Status(status::StatusArgs),
 }
 
 /// Where the objects come from: files, or else a live cluster.
@@ -159,6 +168,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             Some(l) => reach::run(&l.inputs, Some(&l), args, out, err),
             None => Ok(EXIT_UNREADABLE),
         }),
+        Command::Status(args) => status::run(args, out, err),
     };
     let flushed = out.flush();
     match result.and_then(|code| flushed.map(|()| code)) {
