@@ -87,6 +87,38 @@ pub struct NodeEnforcementStatus {
     /// enforcer older than ClusterNetworkPolicy support).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_network_policy: Option<ClusterNetworkPolicyEnforcement>,
+    /// Whether new pods on this node are isolated from their first packet (the `palisade-cni`
+    /// plugin in the node's CNI configuration), and why not (absent: an enforcer older than
+    /// first-packet isolation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_packet: Option<FirstPacketStatus>,
+}
+
+/// First-packet isolation on one node: the chained CNI plugin `palisade-cni` makes a new pod
+/// wait for its rules before it gets its network.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FirstPacketStatus {
+    /// Whether the plugin is the last plugin of the node's active CNI configuration.
+    #[serde(default)]
+    pub installed: bool,
+    /// Why, or why not, in words.
+    #[serde(default)]
+    pub reason: String,
+    /// The CNI configuration file it is in (or was refused by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+
+impl FirstPacketStatus {
+    /// The enforcer runs without first-packet isolation.
+    pub fn disabled() -> Self {
+        Self {
+            installed: false,
+            reason: "disabled (enforcer.firstPacket.enabled: false)".into(),
+            config: None,
+        }
+    }
 }
 
 /// How many ClusterNetworkPolicies are named in [`ClusterNetworkPolicyEnforcement::not_enforced`]

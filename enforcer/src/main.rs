@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use palisade_enforcer::CompileOptions;
 use palisade_enforcer::backend::{self, BackendChoice};
 use palisade_enforcer::compile::DenyAction;
+use palisade_enforcer::first_packet::Options as FirstPacketOptions;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_enforcer::metrics::Metrics;
 use palisade_enforcer::runtime::{Mode, Settings, run};
@@ -42,6 +43,23 @@ struct RunArgs {
     /// Where the node's CNI configuration lives.
     #[arg(long, default_value = palisade_enforcer::cni::DEFAULT_DIR, global = true)]
     cni_dir: PathBuf,
+    /// First-packet isolation: install the `palisade-cni` plugin as the last plugin of the
+    /// node's CNI configuration, so a new pod gets its network only once its rules are in the
+    /// kernel (true or false; false removes a plugin installed before).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    first_packet: bool,
+    /// The socket the plugin asks the enforcer on (the same path on the node).
+    #[arg(long, default_value = palisade_cni::protocol::DEFAULT_SOCKET, global = true)]
+    first_packet_socket: PathBuf,
+    /// Seconds the plugin waits for the enforcer before it fails the pod's start (closed).
+    #[arg(long, default_value_t = palisade_cni::protocol::DEFAULT_TIMEOUT_SECONDS, global = true)]
+    first_packet_timeout_seconds: u64,
+    /// The node's CNI bin directory, where the plugin is installed.
+    #[arg(long, default_value = "/opt/cni/bin", global = true)]
+    cni_bin_dir: PathBuf,
+    /// The plugin binary to install (default: palisade-cni beside this binary).
+    #[arg(long, global = true)]
+    cni_plugin: Option<PathBuf>,
     /// auto: enforce only where the CNI does not; enforce: always; off: never (report only).
     #[arg(long, value_enum, default_value = "auto", global = true)]
     mode: Mode,
@@ -146,7 +164,27 @@ async fn run_main() {
         std::process::exit(2);
     };
     let client = process::client_or_exit().await;
+    let stop = process::Stop::on_signal();
+    let first_packet = FirstPacketOptions {
+        enabled: a.first_packet,
+        socket: a.first_packet_socket,
+        conf_dir: a.cni_dir.clone(),
+        bin_dir: a.cni_bin_dir,
+        plugin: a.cni_plugin.unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| {
+                    e.parent()
+                        .map(|d| d.join(palisade_cni::protocol::PLUGIN_TYPE))
+                })
+                .unwrap_or_else(|| PathBuf::from("/usr/local/bin/palisade-cni"))
+        }),
+        timeout: Duration::from_secs(a.first_packet_timeout_seconds.clamp(1, 300)),
+        node: node.clone(),
+        mode: a.mode,
+    };
     let settings = Settings {
+        first_packet: first_packet.start(stop.stopped()),
         node,
         cni_dir: a.cni_dir,
         mode: a.mode,
@@ -161,7 +199,6 @@ async fn run_main() {
     };
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let stop = process::Stop::on_signal();
     let admin = process::spawn_admin(
         a.admin_listen,
         ready.clone(),
@@ -184,6 +221,12 @@ async fn run_main() {
         .as_deref()
         .map(|name| OwnDaemonSet::watch(&client, &a.namespace, name));
     let detection = run(client.clone(), settings, metrics, ready, stop.stopped()).await;
+    // Uninstalled: new pods must not wait for an enforcer that is gone.
+    if let Some(own) = &own
+        && own.uninstalled().await == Some(true)
+    {
+        first_packet.uninstall().await;
+    }
     if let (Some(own), Some(detection)) = (own, detection) {
         own.clean_up_if_uninstalled(detection).await;
     }

@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
-use palisade_api::NodeEnforcementStatus;
+use palisade_api::{FirstPacketStatus, NodeEnforcementStatus};
 use palisade_policy::{Cluster, IpFamily, Policy};
 use palisade_runtime::watch::{Compact, watch, watch_compact, watch_with};
 use tokio::sync::Notify;
@@ -23,6 +23,7 @@ use crate::backend::{self, Backend, BackendChoice, Chosen, Detection, NoBackend}
 use crate::cluster_policies::{self, ClusterPolicyWatch};
 use crate::cni::{self, CniError, CniInfo};
 use crate::compile::{CompileOptions, compile_families, local_pods, local_pods_of};
+use crate::first_packet::{self, FirstPacket};
 use crate::metrics::Metrics;
 use crate::ruleset::{Ruleset, Summary};
 use crate::status::{STATUS_REFRESH, StatusWriter, now};
@@ -52,6 +53,8 @@ impl Mode {
 pub struct Settings {
     pub node: String,
     pub cni_dir: PathBuf,
+    /// First-packet isolation's shared state with the CNI plugin's server (`None`: disabled).
+    pub first_packet: Option<FirstPacket>,
     pub mode: Mode,
     /// Which iptables backend Palisade's rules go to: detected, or the one named.
     pub iptables_backend: BackendChoice,
@@ -90,7 +93,15 @@ pub fn snapshot(
     pods: &Compact<palisade_policy::Pod>,
     namespaces: &Store<Namespace>,
     policies: &Store<NetworkPolicy>,
+    first_packet: Option<&FirstPacket>,
 ) -> (Cluster, Vec<String>) {
+    // Taken before the pods are read: this snapshot's sync confirms the announcements before it.
+    let overlay = first_packet.map(FirstPacket::overlay);
+    let mut pod_list: Vec<palisade_policy::Pod> =
+        pods.state().iter().map(|p| p.as_ref().clone()).collect();
+    if let Some(overlay) = overlay {
+        overlay.apply(&mut pod_list);
+    }
     let mut errors = Vec::new();
     let compiled = policies
         .state()
@@ -112,7 +123,7 @@ pub fn snapshot(
             .state()
             .iter()
             .map(|n| palisade_policy::Namespace::from_k8s(n)),
-        pods.state().iter().map(|p| p.as_ref().clone()).collect(),
+        pod_list,
         Vec::new(),
         compiled,
     );
@@ -170,6 +181,14 @@ pub async fn run(
         _ = &mut shutdown => return None,
     }
     tracing::info!(node = %settings.node, "caches synced");
+    if let Some(fp) = &settings.first_packet {
+        fp.attach(first_packet::Caches {
+            pods: w.pods.clone(),
+            policies: w.policies.clone(),
+            cluster_policies: w.cluster_policies.clone(),
+            changed: changed.clone(),
+        });
+    }
 
     let mut status = StatusWriter::new(client, &settings.node);
     let mut installed: Option<Vec<Ruleset>> = None;
@@ -215,7 +234,12 @@ pub async fn run(
             .as_ref()
             .map(|d| d.families.clone())
             .unwrap_or_default();
-        let (cluster, policy_errors) = snapshot(&w.pods, &w.namespaces, &w.policies);
+        let (cluster, policy_errors) = snapshot(
+            &w.pods,
+            &w.namespaces,
+            &w.policies,
+            settings.first_packet.as_ref(),
+        );
         // ClusterNetworkPolicies: all of the tiers or none (never half of them).
         let cnp_objects = w.cluster_policies.state();
         let (cnps, cnp_refused) = cluster_policies::understand(&cnp_objects);
@@ -282,6 +306,12 @@ pub async fn run(
             local_pods: local as u32,
             deny_action: Some(settings.options.deny_action.as_str().into()),
             cluster_network_policy: Some(cnp_status),
+            first_packet: Some(
+                settings
+                    .first_packet
+                    .as_ref()
+                    .map_or_else(FirstPacketStatus::disabled, FirstPacket::status),
+            ),
             ..NodeEnforcementStatus::default()
         };
         if let Some(d) = &in_use {
@@ -306,6 +336,9 @@ pub async fn run(
         let retry = match result {
             Ok(applied) => {
                 leave = None;
+                if let Some(fp) = &settings.first_packet {
+                    fp.synced(None);
+                }
                 let summary = summary_of(&rulesets);
                 metrics.synced(
                     if applied.wrote() {
@@ -360,6 +393,9 @@ pub async fn run(
                 None
             }
             Err(NoBackendOrApply::NoBackend(e)) => {
+                if let Some(fp) = &settings.first_packet {
+                    fp.synced(Some(e.to_string()));
+                }
                 // Logged when detected; the status says it, and detection is tried again.
                 metrics.synced("error", started.elapsed());
                 metrics.installed(Default::default(), local, false);
@@ -370,6 +406,9 @@ pub async fn run(
                 Some(wait)
             }
             Err(NoBackendOrApply::Apply(e)) => {
+                if let Some(fp) = &settings.first_packet {
+                    fp.synced(Some(e.to_string()));
+                }
                 metrics.synced("error", started.elapsed());
                 healthy = false;
                 tracing::warn!(error = %e, retry_in = ?backoff, "sync failed; the previous rules stay in force");
