@@ -1,15 +1,16 @@
 # One image with every Palisade binary: palisade (CLI), palisade-webhook, palisade-operator,
-# palisade-enforcer. The chart runs each component from it. Without Docker, ./e2e/image.sh builds
+# palisade-enforcer, and palisade-cni (the CNI plugin the enforcer installs on its node). The chart runs each component from it. Without Docker, ./e2e/image.sh builds
 # the same contents (bookworm, iptables, ipset, ca-certificates, the stripped binaries, user 65532).
 #   docker build -t ghcr.io/palisade-dev/palisade:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked \
-      -p palisade-policy -p palisade-webhook -p palisade-operator -p palisade-enforcer \
+      -p palisade-policy -p palisade-webhook -p palisade-operator -p palisade-enforcer -p palisade-cni \
  && mkdir /out \
  && cp target/release/palisade target/release/palisade-webhook \
-       target/release/palisade-operator target/release/palisade-enforcer /out/ \
+       target/release/palisade-operator target/release/palisade-enforcer \
+       target/release/palisade-cni /out/ \
  && strip /out/*
 
 # The enforcer drives the node's iptables and ipset tools, so the runtime is a slim Debian with

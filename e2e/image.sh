@@ -16,7 +16,7 @@ SUITE=bookworm
 BASE_PACKAGES=iptables,ipset,ca-certificates
 # Apt's lists and caches, manuals, translations and docs have no use in the image (copyrights stay).
 BASE_TRIM='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/man/* "$1"/usr/share/info/* "$1"/usr/share/locale/*; find "$1"/usr/share/doc -type f ! -name copyright -delete'
-BINARIES=(palisade palisade-webhook palisade-operator palisade-enforcer)
+BINARIES=(palisade palisade-webhook palisade-operator palisade-enforcer palisade-cni)
 REPOSITORY=ghcr.io/palisade-dev/palisade
 VERSION=$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' charts/palisade/Chart.yaml)
 CACHE=${PALISADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade}
@@ -53,7 +53,7 @@ log "base $(du -h "$base" | cut -f1) ($base)"
 
 # ---- the binaries ------------------------------------------------------------------------------------
 log "cargo build --release (${BINARIES[*]}): minutes on 2 cores the first time, seconds when unchanged"
-cargo build --release --locked -p palisade-policy -p palisade-webhook -p palisade-operator -p palisade-enforcer --bins \
+cargo build --release --locked -p palisade-policy -p palisade-webhook -p palisade-operator -p palisade-enforcer -p palisade-cni --bins \
   || die "cargo build --release failed"
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 log "built"
