@@ -151,15 +151,17 @@ fn unmatched_pod_selector_lists_the_labels_that_exist() {
         "podSelector app=backend matches no pod; nothing close; app=api serves 8080/TCP"
     );
     // Nothing is spelled like app=backend: which pods serve the port the policy allows is
-    // evidence, not a label to paste.
+    // evidence, not a label to paste; the fix names them and leaves the choice to the user.
     assert_eq!(
         f[0].message,
         "NetworkPolicy production/backend-ingress selects no pod: its podSelector app=backend matches no pod and \
          no workload pod template in namespace production, so the policy protects nothing.\n\
          Evidence: no pod has app=backend, nor a value spelled like it; 1 pod has app=api, 1 pod has app=database, \
          1 pod has app=frontend. Of these, only app=api serves 8080/TCP, which this policy allows.\n\
-         Fix: nothing in scope is spelled like app=backend, so there is no label to suggest: select the labels \
-         the intended pods carry (kubectl get pods --show-labels), or create the workload first.\n\
+         Fix: select the labels of the pods this policy is for. The pods serving 8080/TCP, which this policy \
+         allows, carry app=api: if it is for them, select that label (not offered to paste: it is not spelled \
+         like app=backend, so it may name other pods than the ones meant). Otherwise see kubectl get pods \
+         --show-labels, or create the workload first.\n\
          To accept this policy anyway, annotate it palisade.dev/skip-checks: \"unmatched-selector\"."
     );
 }
@@ -448,8 +450,10 @@ fn a_far_value_gets_no_fix_to_paste_but_the_list_of_what_exists() {
          Evidence: no pod has app=invoicing-legacy, nor a value spelled like it; 1 pod has app=api, 1 pod has \
          app=cart, 1 pod has app=database, 1 pod has app=frontend. Of these, only app=cart serves 8443/TCP, which \
          this policy allows.\n\
-         Fix: nothing in scope is spelled like app=invoicing-legacy, so there is no label to suggest: select the \
-         labels the intended pods carry (kubectl get pods --show-labels), or create the workload first.\n\
+         Fix: select the labels of the pods this policy is for. The pods serving 8443/TCP, which this policy \
+         allows, carry app=cart: if it is for them, select that label (not offered to paste: it is not spelled \
+         like app=invoicing-legacy, so it may name other pods than the ones meant). Otherwise see kubectl get \
+         pods --show-labels, or create the workload first.\n\
          To accept this policy anyway, annotate it palisade.dev/skip-checks: \"unmatched-selector\"."
     );
     assert!(!f[0].message.contains("matchLabels"));

@@ -199,13 +199,13 @@ fn unmatched_subject(policy: &ClusterPolicy, ctx: &Context) -> Vec<Issue> {
     let (hint, what): (Hint, String) = if in_scope.is_empty() {
         let candidates: Vec<&crate::Labels> = cluster.namespaces().map(|n| &n.labels).collect();
         (
-            suggest(namespaces, &candidates, None, "namespace"),
+            suggest(namespaces, &candidates, &[], None, "namespace"),
             format!("no namespace matches {namespaces}"),
         )
     } else {
         match pods {
             Some(pods) => (
-                suggest(pods, &pod_labels(ctx, &in_scope), None, "pod"),
+                suggest(pods, &pod_labels(ctx, &in_scope), &in_scope, None, "pod"),
                 format!(
                     "no pod with {pods} runs in {} (namespaces matching {namespaces})",
                     list_some(&in_scope, 5)

@@ -8,6 +8,7 @@ mod cluster_review;
 mod dns;
 mod enforcement;
 mod implicit_ingress;
+mod likeness;
 mod named_port;
 mod one_sided;
 mod unmatched;
@@ -25,7 +26,7 @@ pub use enforcement::{
     ClusterPolicyEnforcement, Enforced, Enforcement, NodeEnforcement, NotEnforcedPolicy,
     cni_enforces_cluster_network_policy, cni_enforces_network_policy,
 };
-pub use unmatched::distance;
+pub use likeness::distance;
 
 /// The annotation that turns named checks off for one object.
 pub const SKIP_ANNOTATION: &str = "palisade.dev/skip-checks";

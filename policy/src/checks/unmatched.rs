@@ -1,8 +1,10 @@
 //! `unmatched-selector`: a selector of the policy names no pod (or namespace), so the policy, or
 //! one of its peers, does nothing.
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
 
+use super::likeness::{Likeness, RELEASE_LABELS, close, distance, likeness};
 use super::{AT, Context, Issue, list_some, name, yaml};
 use crate::policy::{Direction, NamespaceScope, Peer, Policy, PortMatch, PortSpec};
 use crate::selector::{Labels, Requirement, Selector};
@@ -17,8 +19,8 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
     if !policy.pod_selector.is_everything() && !any_pod_matches(ctx, own, &policy.pod_selector) {
         let sel = &policy.pod_selector;
         let candidates = pod_labels(ctx, own);
-        let serving = serving(ctx, policy);
-        let mut hint = suggest(sel, &candidates, serving.as_ref(), "pod");
+        let serving = policy_serving(ctx, policy);
+        let mut hint = suggest(sel, &candidates, own, serving.as_ref(), "pod");
         if let Some(found) = elsewhere(ctx, &policy.namespace, sel)
             && (found.exact || !hint.close)
         {
@@ -27,6 +29,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 short: Some(format!("{fixed} runs in namespace {ns}")),
                 evidence: format!("{} Pods with {fixed} run in namespace {ns}.", hint.evidence),
                 fixed: None,
+                note: None,
                 close: false,
                 swap: None,
                 fix: Some(format!(
@@ -84,7 +87,12 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                 continue;
             }
             let candidates = pod_labels(ctx, &scope);
-            let hint = suggest(pods, &candidates, None, "pod");
+            // An egress rule's ports are the peer's: the pods meant serve them.
+            let serving = match direction {
+                Direction::Egress => serving(ctx, &scope, &rule.ports.iter().collect::<Vec<_>>()),
+                Direction::Ingress => None,
+            };
+            let hint = suggest(pods, &candidates, &scope, serving.as_ref(), "pod");
             if matches!(namespaces, NamespaceScope::Own)
                 && let Some(found) = elsewhere(ctx, &policy.namespace, pods)
                 && (found.exact || !hint.close)
@@ -122,7 +130,7 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
 
 fn namespace_issue(policy: &Policy, ctx: &Context, sel: &Selector) -> Issue {
     let candidates: Vec<&Labels> = ctx.cluster.namespaces().map(|n| &n.labels).collect();
-    let hint = suggest(sel, &candidates, None, "namespace");
+    let hint = suggest(sel, &candidates, &[], None, "namespace");
     let summary = match &hint.swap {
         Some(swap) => format!("{AT}: {swap}"),
         None => format!(
@@ -145,11 +153,27 @@ fn namespace_issue(policy: &Policy, ctx: &Context, sel: &Selector) -> Issue {
     Issue::new(summary, detail)
 }
 
-/// The ports the policy's ingress rules name, and the labels of the pods (and workload
-/// templates) of its namespace that declare one of them: the likeliest pods it was meant for.
-fn serving<'a>(ctx: &Context<'a>, policy: &Policy) -> Option<(String, Vec<&'a Labels>)> {
+/// The ports a selector's pods are meant to serve, and the labels of the pods (and workload
+/// templates) in scope that declare one of them: the likeliest pods the selector was meant for.
+pub(super) struct Serving<'a> {
+    /// The ports, as messages show them (`8080/TCP`).
+    ports: String,
+    labels: Vec<&'a Labels>,
+}
+
+/// What the ports of the policy's ingress rules say about the pods its podSelector was meant for.
+fn policy_serving<'a>(ctx: &Context<'a>, policy: &Policy) -> Option<Serving<'a>> {
     let rules = policy.ingress.as_deref().unwrap_or_default();
     let ports: Vec<&PortMatch> = rules.iter().flat_map(|r| r.ports.iter()).collect();
+    serving(ctx, std::slice::from_ref(&policy.namespace), &ports)
+}
+
+/// The pods of `namespaces` declaring one of `ports`; `None` without ports (every port).
+fn serving<'a>(
+    ctx: &Context<'a>,
+    namespaces: &[String],
+    ports: &[&PortMatch],
+) -> Option<Serving<'a>> {
     if ports.is_empty() {
         return None;
     }
@@ -166,20 +190,27 @@ fn serving<'a>(ctx: &Context<'a>, policy: &Policy) -> Option<(String, Vec<&'a La
         })
     };
     let cluster = ctx.cluster;
-    let labels = cluster
-        .pods_in(&policy.namespace)
-        .filter(|p| p.is_target() && declares(&p.ports))
-        .map(|p| &p.labels)
-        .chain(
+    let labels = namespaces
+        .iter()
+        .flat_map(|ns| {
             cluster
-                .workloads_in(&policy.namespace)
-                .filter(|w| declares(&w.ports))
-                .map(|w| &w.template_labels),
-        )
+                .pods_in(ns)
+                .filter(|p| p.is_target() && declares(&p.ports))
+                .map(|p| &p.labels)
+                .chain(
+                    cluster
+                        .workloads_in(ns)
+                        .filter(|w| declares(&w.ports))
+                        .map(|w| &w.template_labels),
+                )
+        })
         .collect();
     let mut text: Vec<String> = ports.iter().map(ToString::to_string).collect();
     text.dedup();
-    Some((list_some(&text, 3), labels))
+    Some(Serving {
+        ports: list_some(&text, 3),
+        labels,
+    })
 }
 
 /// Where pods a selector of the policy's namespace was probably meant for live instead: the
@@ -352,9 +383,12 @@ pub(super) struct Hint {
     pub(super) short: Option<String>,
     /// A selector to paste, and the sentence that introduces it.
     pub(super) fixed: Option<(String, Selector)>,
+    /// A sentence after the selector to paste: what to check before pasting it.
+    note: Option<String>,
     /// A fix in words, when there is nothing safe to paste.
     pub(super) fix: Option<String>,
-    /// Whether `fixed` is a close respelling (then it beats a near match in another namespace).
+    /// Whether the values in scope explain the mistake (a respelling or decoration offered, or
+    /// several equally likely): then they beat a near match in another namespace.
     close: bool,
     /// The whole story in a few words when only the key is wrong, e.g. `use
     /// kubernetes.io/metadata.name, not name` (label keys are long; a summary is short).
@@ -367,6 +401,7 @@ impl Hint {
             evidence,
             short,
             fixed: None,
+            note: None,
             fix: None,
             close: false,
             swap: None,
@@ -382,7 +417,12 @@ impl Hint {
                     .lines()
                     .map(|l| format!("  {l}\n"))
                     .collect();
-                format!("Fix: {lead}\n{block}")
+                let note = self
+                    .note
+                    .as_deref()
+                    .map(|n| format!("{n}\n"))
+                    .unwrap_or_default();
+                format!("Fix: {lead}\n{block}{note}")
             }
             (None, Some(fix)) => fix.clone(),
             (None, None) => "Fix: change the selector to labels that the intended pods carry \
@@ -400,27 +440,16 @@ fn plural(n: usize, noun: &str) -> String {
     }
 }
 
-/// Whether `have` is spelled close enough to `wanted` to be offered as what was meant: the same
-/// but for case, one edit (3 characters or more), or two edits in a long value.
-fn close(have: &str, wanted: &str) -> bool {
-    let (a, b) = (have.to_lowercase(), wanted.to_lowercase());
-    let longest = a.chars().count().max(b.chars().count());
-    match distance(&a, &b) {
-        0 => true,
-        1 => longest >= 3,
-        2 => longest >= 8,
-        _ => false,
-    }
-}
-
 /// Finds the first requirement no candidate satisfies and what the candidates carry instead.
-/// Only a close respelling is offered to paste; otherwise the message says nothing close exists
-/// and lists what does (bounded), and which value the pods serving the policy's ports carry
-/// (`serving`), when that is one.
+/// A value is offered to paste only when it is likely what was meant (a close respelling, or the
+/// wanted value without a decoration: see `likeness`) and no other value is as likely;
+/// `namespaces` are the namespaces in scope, whose names may prefix a value. Which values the
+/// pods serving the policy's ports (`serving`) carry is evidence, for or against.
 pub(super) fn suggest(
     sel: &Selector,
     candidates: &[&Labels],
-    serving: Option<&(String, Vec<&Labels>)>,
+    namespaces: &[String],
+    serving: Option<&Serving>,
     noun: &str,
 ) -> Hint {
     if candidates.is_empty() {
@@ -440,89 +469,359 @@ pub(super) fn suggest(
             None,
         );
     };
-    let wanted = values.first().map(String::as_str).unwrap_or_default();
+    let wanted = Wanted {
+        sel,
+        key,
+        value: values.first().map(String::as_str).unwrap_or_default(),
+        noun,
+    };
+    let seen = seen(key, candidates, serving);
+    if seen.is_empty() {
+        return suggest_key(&wanted, candidates);
+    }
+    suggest_value(&wanted, &seen, namespaces, serving)
+}
 
-    let mut by_value: BTreeMap<&str, usize> = BTreeMap::new();
+/// The failing requirement `key: value` of `sel`, and what it was meant to select (`pod`,
+/// `namespace`).
+struct Wanted<'s> {
+    sel: &'s Selector,
+    key: &'s str,
+    value: &'s str,
+    noun: &'s str,
+}
+
+impl Wanted<'_> {
+    fn label(&self) -> String {
+        format!("{}={}", self.key, self.value)
+    }
+}
+
+/// One value of the failing key in scope: how many candidates carry it, how many of those serve
+/// the policy's ports, and the Helm releases they belong to (a release name may prefix a value).
+struct Seen<'a> {
+    value: &'a str,
+    count: usize,
+    serving: usize,
+    releases: BTreeSet<&'a str>,
+}
+
+/// The values of `key` in scope, the most common first.
+fn seen<'a>(key: &str, candidates: &[&'a Labels], serving: Option<&Serving<'a>>) -> Vec<Seen<'a>> {
+    let mut by_value: BTreeMap<&str, Seen> = BTreeMap::new();
     for l in candidates {
-        if let Some(v) = l.get(key) {
-            *by_value.entry(v).or_default() += 1;
-        }
-    }
-    if !by_value.is_empty() {
-        let mut ranked: Vec<(&str, usize)> = by_value.into_iter().collect();
-        ranked.sort_by_key(|(v, n)| (std::cmp::Reverse(*n), *v));
-        let shown: Vec<String> = ranked
-            .iter()
-            .map(|(v, n)| format!("{} {key}={v}", plural(*n, noun)))
-            .collect();
-        let shown = list_some(&shown, 5);
-        let mut near: Vec<(usize, &str)> = ranked
-            .iter()
-            .filter(|(v, _)| close(v, wanted))
-            .map(|(v, _)| (distance(&v.to_lowercase(), &wanted.to_lowercase()), *v))
-            .collect();
-        near.sort();
-        if let Some((_, best)) = near.first() {
-            return Hint {
-                evidence: format!("no {noun} has {key}={wanted}; {shown}."),
-                short: Some(format!("did you mean {key}={best}?")),
-                fixed: replace(sel, key, key, best)
-                    .map(|s| (format!("did you mean {key}={best}? Select it:"), s)),
-                fix: None,
-                close: true,
-                swap: None,
-            };
-        }
-        // Who serves the ports the policy allows is evidence, not a correction: a far value
-        // pasted in would select other pods than the ones meant.
-        let serves = serving.and_then(|(ports, serving)| {
-            let mut values: Vec<&str> = serving
-                .iter()
-                .filter_map(|l| l.get(key).map(String::as_str))
-                .collect();
-            values.sort();
-            values.dedup();
-            match values[..] {
-                [v] => Some(format!("{key}={v} serves {ports}")),
-                _ => None,
-            }
-        });
-        let values: Vec<String> = ranked.iter().map(|(v, _)| format!("{key}={v}")).collect();
-        return Hint {
-            evidence: format!(
-                "no {noun} has {key}={wanted}, nor a value spelled like it; {shown}.{}",
-                serves
-                    .as_deref()
-                    .map(|s| format!(" Of these, only {s}, which this policy allows."))
-                    .unwrap_or_default()
-            ),
-            short: Some(format!(
-                "nothing close; {}",
-                serves.clone().unwrap_or_else(|| match &values[..] {
-                    [first, rest @ ..] if !rest.is_empty() => {
-                        format!("{noun}s: {first} +{}", rest.len())
-                    }
-                    _ => format!("{noun}s: {}", values.join(", ")),
-                })
-            )),
-            fixed: None,
-            fix: Some(format!(
-                "Fix: nothing in scope is spelled like {key}={wanted}, so there is no label to \
-                 suggest: select the labels the intended {noun}s carry (kubectl get {noun}s \
-                 --show-labels), or create the workload first."
-            )),
-            close: false,
-            swap: None,
+        let Some(v) = l.get(key) else {
+            continue;
         };
+        let s = by_value.entry(v).or_insert_with(|| Seen {
+            value: v,
+            count: 0,
+            serving: 0,
+            releases: BTreeSet::new(),
+        });
+        s.count += 1;
+        s.releases.extend(
+            RELEASE_LABELS
+                .iter()
+                .filter_map(|r| l.get(*r).map(String::as_str)),
+        );
     }
-    // The key itself is missing: look for the wanted value under another key (a `name: x`
-    // namespace label where the apiserver sets kubernetes.io/metadata.name=x), then for a
-    // similarly spelled key.
+    for l in serving.map(|s| s.labels.as_slice()).unwrap_or_default() {
+        if let Some(s) = l.get(key).and_then(|v| by_value.get_mut(v.as_str())) {
+            s.serving = (s.serving + 1).min(s.count);
+        }
+    }
+    let mut ranked: Vec<Seen> = by_value.into_values().collect();
+    ranked.sort_by_key(|s| (Reverse(s.count), s.value));
+    ranked
+}
+
+/// The values likeliest meant (equally likely, so one of them is an answer only when alone), and
+/// those as well spelled whose pods do not serve the policy's ports when these do.
+struct Likely<'s, 'a> {
+    best: Vec<(Likeness, &'s Seen<'a>)>,
+    unserving: Vec<&'s Seen<'a>>,
+}
+
+fn likely<'s, 'a>(
+    wanted: &Wanted,
+    seen: &'s [Seen<'a>],
+    namespaces: &[String],
+    ports_known: bool,
+) -> Likely<'s, 'a> {
+    let mut found: Vec<(Likeness, &Seen)> = seen
+        .iter()
+        .filter_map(|s| {
+            let prefixes: Vec<&str> = namespaces
+                .iter()
+                .map(String::as_str)
+                .chain(s.releases.iter().copied())
+                .collect();
+            likeness(wanted.value, s.value, &prefixes).map(|l| (l, s))
+        })
+        .collect();
+    let rank = |(l, s): &(Likeness, &Seen)| (l.score(), ports_known && s.serving == 0);
+    found.sort_by_key(|f| (rank(f), f.1.value));
+    let Some(top) = found.first().map(rank) else {
+        return Likely {
+            best: Vec::new(),
+            unserving: Vec::new(),
+        };
+    };
+    let unserving = found
+        .iter()
+        .filter(|f| f.0.score() == top.0 && rank(f) != top)
+        .map(|f| f.1)
+        .collect();
+    Likely {
+        best: found.into_iter().filter(|f| rank(f) == top).collect(),
+        unserving,
+    }
+}
+
+/// The key exists in scope: offer the one likely value, name several equally likely ones, or
+/// say what exists and which values the pods serving the policy's ports carry.
+fn suggest_value(
+    wanted: &Wanted,
+    seen: &[Seen],
+    namespaces: &[String],
+    serving: Option<&Serving>,
+) -> Hint {
+    let (key, noun) = (wanted.key, wanted.noun);
+    let shown: Vec<String> = seen
+        .iter()
+        .map(|s| format!("{} {key}={}", plural(s.count, noun), s.value))
+        .collect();
+    let shown = list_some(&shown, 5);
+    let serving_values: Vec<String> = seen
+        .iter()
+        .filter(|s| s.serving > 0)
+        .map(|s| format!("{key}={}", s.value))
+        .collect();
+    let ports = serving.map(|s| s.ports.as_str());
+    let serve_sentence = match (ports, &serving_values[..]) {
+        (Some(ports), [one]) => {
+            format!(" Of these, only {one} serves {ports}, which this policy allows.")
+        }
+        (Some(ports), [_, _, ..]) => format!(
+            " Of these, {} serve {ports}, which this policy allows.",
+            list_some(&serving_values, 3)
+        ),
+        _ => String::new(),
+    };
+    let likely = likely(wanted, seen, namespaces, ports.is_some());
+    match &likely.best[..] {
+        [] => nothing_close(
+            wanted,
+            seen,
+            &shown,
+            &serving_values,
+            ports,
+            &serve_sentence,
+        ),
+        [(l, s)] => {
+            let evidence = format!("no {noun} has {}; {shown}.{serve_sentence}", wanted.label());
+            offer(wanted, l, s, &likely.unserving, ports, evidence)
+        }
+        several => {
+            let evidence = format!("no {noun} has {}; {shown}.{serve_sentence}", wanted.label());
+            ambiguous(wanted, several, ports, evidence)
+        }
+    }
+}
+
+/// One value is likeliest: offered to paste, with what the port evidence says of it.
+fn offer(
+    wanted: &Wanted,
+    likeness: &Likeness,
+    best: &Seen,
+    unserving: &[&Seen],
+    ports: Option<&str>,
+    evidence: String,
+) -> Hint {
+    let key = wanted.key;
+    let label = format!("{key}={}", best.value);
+    let why = match likeness {
+        Likeness::Respelt(_) => String::new(),
+        Likeness::Decorated(_) => format!(" ({} {})", wanted.label(), likeness.describe()),
+    };
+    let question = format!("did you mean {label}{why}?");
+    let (agrees, note) = match ports {
+        Some(ports) if best.serving > 0 => (
+            format!(
+                " {} {ports}, which this policy allows{}.",
+                pods_serving(best, wanted.noun),
+                as_close_unserving(key, unserving)
+            ),
+            None,
+        ),
+        Some(ports) => (
+            String::new(),
+            Some(format!(
+                "But no {} with {label} serves {ports}, which this policy allows: check the \
+                 policy's ports, or select the {}s it is for.",
+                wanted.noun, wanted.noun
+            )),
+        ),
+        None => (String::new(), None),
+    };
+    Hint {
+        evidence,
+        short: Some(format!("did you mean {}?", brief(key, best.value))),
+        fixed: replace(wanted.sel, key, key, best.value)
+            .map(|s| (format!("{question}{agrees} Select it:"), s)),
+        note,
+        fix: None,
+        close: true,
+        swap: None,
+    }
+}
+
+/// `key=value` for a summary, or the value alone under a long prefixed key such as
+/// `kubernetes.io/metadata.name` (the summary names the key already, and must stay short).
+fn brief(key: &str, value: &str) -> String {
+    if key.contains('/') {
+        value.to_string()
+    } else {
+        format!("{key}={value}")
+    }
+}
+
+/// `Its 2 pods serve`, `1 of its 3 pods serves`.
+fn pods_serving(s: &Seen, noun: &str) -> String {
+    match (s.serving, s.count) {
+        (1, 1) => format!("Its {noun} serves"),
+        (n, m) if n == m => format!("Its {m} {noun}s serve"),
+        (1, m) => format!("1 of its {m} {noun}s serves"),
+        (n, m) => format!("{n} of its {m} {noun}s serve"),
+    }
+}
+
+/// `; those with app=api-v2, as close, do not`: why an equally spelled value was not chosen.
+fn as_close_unserving(key: &str, unserving: &[&Seen]) -> String {
+    if unserving.is_empty() {
+        return String::new();
+    }
+    let labels: Vec<String> = unserving
+        .iter()
+        .map(|s| format!("{key}={}", s.value))
+        .collect();
+    format!("; those with {}, as close, do not", list_some(&labels, 3))
+}
+
+/// Several values are equally likely: all are named, none is offered.
+fn ambiguous(
+    wanted: &Wanted,
+    several: &[(Likeness, &Seen)],
+    ports: Option<&str>,
+    evidence: String,
+) -> Hint {
+    let (key, noun) = (wanted.key, wanted.noun);
+    let labels: Vec<String> = several.iter().map(|(_, s)| brief(key, s.value)).collect();
+    let named: Vec<String> = several
+        .iter()
+        .map(|(l, s)| format!("{key}={} ({})", s.value, l.describe()))
+        .collect();
+    let named = match &named[..] {
+        [a, b] => format!("{a} and {b}"),
+        _ => list_some(&named, 4),
+    };
+    let values: Vec<&str> = several.iter().map(|(_, s)| s.value).take(5).collect();
+    let served = match ports {
+        Some(ports) if several.iter().all(|(_, s)| s.serving > 0) => {
+            format!("; each has {noun}s serving {ports}, which this policy allows")
+        }
+        Some(ports) => format!("; none of their {noun}s serves {ports}, which this policy allows"),
+        None => String::new(),
+    };
+    Hint {
+        evidence,
+        short: Some(format!("equally close: {}", list_some(&labels, 3))),
+        fixed: None,
+        note: None,
+        fix: Some(format!(
+            "Fix: {} is equally close to {named}{served}, so none is offered to paste: select the \
+             labels of the {noun}s this policy is for (kubectl get {noun}s -l '{key} in ({})' \
+             --show-labels).",
+            wanted.label(),
+            values.join(", ")
+        )),
+        close: true,
+        swap: None,
+    }
+}
+
+/// No value is likely meant. Which values the pods serving the policy's ports carry is said, and
+/// left to the user to choose: a far value pasted in would select other pods than the ones meant.
+fn nothing_close(
+    wanted: &Wanted,
+    seen: &[Seen],
+    shown: &str,
+    serving_values: &[String],
+    ports: Option<&str>,
+    serve_sentence: &str,
+) -> Hint {
+    let (key, noun, label) = (wanted.key, wanted.noun, wanted.label());
+    let serves = match (ports, serving_values) {
+        (Some(ports), [one]) => Some(format!("{one} serves {ports}")),
+        _ => None,
+    };
+    let values: Vec<String> = seen.iter().map(|s| format!("{key}={}", s.value)).collect();
+    let fix = match (ports, serving_values) {
+        (Some(ports), [_, ..]) => {
+            let (carry, pick, not) = match serving_values {
+                [one] => (one.clone(), "select that label", "it is not"),
+                _ => (
+                    serving_values.join(" or "),
+                    "select one of those",
+                    "none is",
+                ),
+            };
+            format!(
+                "Fix: select the labels of the {noun}s this policy is for. The {noun}s serving \
+                 {ports}, which this policy allows, carry {carry}: if it is for them, {pick} \
+                 (not offered to paste: {not} spelled like {label}, so it may name other {noun}s \
+                 than the ones meant). Otherwise see kubectl get {noun}s --show-labels, or create \
+                 the workload first."
+            )
+        }
+        _ => format!(
+            "Fix: nothing in scope is spelled like {label}, so there is no label to suggest: \
+             select the labels the intended {noun}s carry (kubectl get {noun}s --show-labels), \
+             or create the workload first."
+        ),
+    };
+    Hint {
+        evidence: format!(
+            "no {noun} has {label}, nor a value spelled like it; {shown}.{serve_sentence}"
+        ),
+        short: Some(format!(
+            "nothing close; {}",
+            serves.unwrap_or_else(|| match &values[..] {
+                [first, rest @ ..] if !rest.is_empty() => {
+                    format!("{noun}s: {first} +{}", rest.len())
+                }
+                _ => format!("{noun}s: {}", values.join(", ")),
+            })
+        )),
+        fixed: None,
+        note: None,
+        fix: Some(fix),
+        close: false,
+        swap: None,
+    }
+}
+
+/// The key itself is missing: look for the wanted value under another key (a `name: x`
+/// namespace label where the apiserver sets kubernetes.io/metadata.name=x), then for a
+/// similarly spelled key.
+fn suggest_key(wanted: &Wanted, candidates: &[&Labels]) -> Hint {
+    let (key, noun, value) = (wanted.key, wanted.noun, wanted.value);
     let mut same_value: BTreeMap<&str, usize> = BTreeMap::new();
     let mut similar_keys: BTreeMap<&str, usize> = BTreeMap::new();
     for l in candidates {
         for (k, v) in l.iter() {
-            if v == wanted {
+            if v == value {
                 *same_value.entry(k).or_default() += 1;
             } else if distance(k, key) <= 3 || k.ends_with(&format!("/{key}")) {
                 *similar_keys.entry(k).or_default() += 1;
@@ -531,16 +830,17 @@ pub(super) fn suggest(
     }
     if let Some((k, n)) = same_value
         .iter()
-        .max_by_key(|(k, n)| (**n, std::cmp::Reverse(distance(k, key))))
+        .max_by_key(|(k, n)| (**n, Reverse(distance(k, key))))
     {
         return Hint {
             evidence: format!(
-                "no {noun} has the label key {key}; {} {k}={wanted}.",
+                "no {noun} has the label key {key}; {} {k}={value}.",
                 plural(*n, noun)
             ),
             short: Some(format!("did you mean {k}?")),
-            fixed: replace(sel, key, k, wanted)
-                .map(|s| (format!("select the label that exists, {k}={wanted}:"), s)),
+            fixed: replace(wanted.sel, key, k, value)
+                .map(|s| (format!("select the label that exists, {k}={value}:"), s)),
+            note: None,
             fix: None,
             close: true,
             swap: Some(format!("use {k}, not {key}")),
@@ -577,20 +877,4 @@ fn replace(sel: &Selector, key: &str, new_key: &str, new_value: &str) -> Option<
         }
     }
     Some(Selector::from_labels(&labels))
-}
-
-/// Levenshtein distance, for "did you mean".
-pub fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
