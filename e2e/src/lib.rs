@@ -7,6 +7,7 @@ pub mod control_plane;
 pub mod demo;
 pub mod netns;
 pub mod network;
+pub mod objects;
 pub mod real_nodes;
 pub mod real_world;
 pub mod tools;

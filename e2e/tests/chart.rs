@@ -67,6 +67,12 @@ fn third_party_crds(cp: &ControlPlane) {
         crd("cert-manager.io", "Certificate", "certificates", "v1"),
         crd("cert-manager.io", "Issuer", "issuers", "v1"),
         crd("monitoring.coreos.com", "PodMonitor", "podmonitors", "v1"),
+        crd(
+            "monitoring.coreos.com",
+            "PrometheusRule",
+            "prometheusrules",
+            "v1",
+        ),
     ]
     .concat();
     ok(
@@ -82,6 +88,7 @@ fn third_party_crds(cp: &ControlPlane) {
             "crd/certificates.cert-manager.io",
             "crd/issuers.cert-manager.io",
             "crd/podmonitors.monitoring.coreos.com",
+            "crd/prometheusrules.monitoring.coreos.com",
         ],
     );
 }
@@ -104,7 +111,7 @@ fn every_toggle_renders_objects_the_apiserver_accepts() {
     }
     chart::install_rbac(cp).unwrap(); // CRDs and the namespace, which a dry run needs
     third_party_crds(cp);
-    let toggles: [&[&str]; 12] = [
+    let toggles: [&[&str]; 13] = [
         &[],
         &["--set", "clusterNetworkPolicy.installCRDs=true"],
         &["--set", "webhook.enabled=false"],
@@ -125,6 +132,10 @@ fn every_toggle_renders_objects_the_apiserver_accepts() {
         &[
             "--set",
             "metrics.serviceMonitor.enabled=true,metrics.podAnnotations=false",
+        ],
+        &[
+            "--set",
+            "metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true",
         ],
         &[
             "--set",
