@@ -610,6 +610,7 @@ fn suggest_value(
         _ => String::new(),
     };
     let likely = likely(wanted, seen, namespaces, ports.is_some());
+    let evidence = format!("no {noun} has {}; {shown}.{serve_sentence}", wanted.label());
     match &likely.best[..] {
         [] => nothing_close(
             wanted,
@@ -619,14 +620,8 @@ fn suggest_value(
             ports,
             &serve_sentence,
         ),
-        [(l, s)] => {
-            let evidence = format!("no {noun} has {}; {shown}.{serve_sentence}", wanted.label());
-            offer(wanted, l, s, &likely.unserving, ports, evidence)
-        }
-        several => {
-            let evidence = format!("no {noun} has {}; {shown}.{serve_sentence}", wanted.label());
-            ambiguous(wanted, several, ports, evidence)
-        }
+        [(l, s)] => offer(wanted, l, s, &likely.unserving, ports, evidence),
+        several => ambiguous(wanted, several, ports, evidence),
     }
 }
 
