@@ -1,5 +1,6 @@
 # One image with every Palisade binary: palisade (CLI), palisade-webhook, palisade-operator,
-# palisade-enforcer, and palisade-cni (the CNI plugin the enforcer installs on its node). The chart runs each component from it. Without Docker, ./e2e/image.sh builds
+# palisade-enforcer, and palisade-cni (the CNI plugin the enforcer installs on its node). The
+# chart runs each component from it. Without Docker, ./e2e/image.sh builds
 # the same contents (bookworm, iptables, ipset, ca-certificates, the stripped binaries, user 65532).
 #   docker build -t ghcr.io/palisade-dev/palisade:0.1.0 .
 FROM rust:1.95-bookworm AS build
