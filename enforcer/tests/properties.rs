@@ -1,8 +1,10 @@
 //! The compiled rulesets decide packets exactly as the policy crate does: random small
 //! dual-stack clusters (IPv4-only, IPv6-only and dual-stack pods; ipBlocks of both families) are
 //! compiled for node n1, once per IP family; packets of that family are run through its rules by
-//! the interpreter, and the outcome is compared with `Cluster::evaluate` of the cluster as that
-//! family sees it, for the directions n1 enforces. The clusters carry ClusterNetworkPolicies of
+//! the interpreter, and the outcome is compared with `Cluster::evaluate_forwarded` (what a node
+//! forwards: `evaluate`, with a pod's packet to itself judged as a Service hairpin, since one
+//! that never leaves the pod reaches no rule) of the cluster as that family sees it, for the
+//! directions n1 enforces. The clusters carry ClusterNetworkPolicies of
 //! both tiers too (Accept, Deny and Pass; namespaces, pods and networks peers of both families;
 //! port ranges, named ports, no ports at all), so the tiers around NetworkPolicy are proven the
 //! same way.
@@ -66,7 +68,10 @@ fn expected(
     port: u16,
     proto: Protocol,
 ) -> Outcome {
-    let v = c.evaluate(src, dst, port, proto);
+    // What a node forwards: a pod's packets to its own IP never leave the pod (evaluate allows
+    // them and no rule sees them), so the only such packet a node judges is one hairpinned
+    // through a Service IP, which the rules judge as any connection from the pod to the pod.
+    let v = c.evaluate_forwarded(src, dst, port, proto);
     let mut audit = false;
     for (decision, enforced) in [(&v.egress, enforce_egress), (&v.ingress, enforce_ingress)] {
         if !enforced {

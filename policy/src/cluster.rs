@@ -308,8 +308,30 @@ impl Cluster {
 
     /// The verdict for a connection from `src` to `dst` on `port`/`protocol`: per direction,
     /// the Admin tier, then NetworkPolicy, then the Baseline tier (see
-    /// [`crate::cluster_policy`]).
+    /// [`crate::cluster_policy`]). A pod's connection to its own IP never leaves the pod and is
+    /// allowed ([`Decision::ToItself`]).
     pub fn evaluate(
+        &self,
+        src: &Endpoint,
+        dst: &Endpoint,
+        port: u16,
+        protocol: Protocol,
+    ) -> Verdict {
+        if let (Endpoint::Pod(s), Endpoint::Pod(d)) = (src, dst)
+            && s.is_target()
+            && same_pod(s, d)
+        {
+            return Verdict::to_itself();
+        }
+        self.evaluate_forwarded(src, dst, port, protocol)
+    }
+
+    /// The verdict for a packet from `src` to `dst` that a node forwards, as the node's rules
+    /// judge it: as [`Cluster::evaluate`], except that a pod reaching itself through the node
+    /// (a Service IP that DNATs back to the pod: the packet leaves the pod, hairpins through the
+    /// node and is judged there) is judged as a connection from the pod to the pod, by both
+    /// tiers.
+    pub fn evaluate_forwarded(
         &self,
         src: &Endpoint,
         dst: &Endpoint,
@@ -370,6 +392,7 @@ impl Cluster {
     /// Turns a compact outcome for `pod` into a decision that names policies.
     pub(crate) fn decision(&self, outcome: Outcome, pod: &Pod, direction: Direction) -> Decision {
         match outcome {
+            Outcome::ToItself => Decision::ToItself,
             Outcome::NotIsolated => Decision::NotIsolated,
             Outcome::Allowed { policy, rule } => Decision::Allowed {
                 by: self.policies[policy].id(),
@@ -399,6 +422,11 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Whether `a` and `b` are the same pod (namespace and name).
+pub fn same_pod(a: &Pod, b: &Pod) -> bool {
+    a.namespace == b.namespace && a.name == b.name
 }
 
 /// Whether a ClusterNetworkPolicy peer names the endpoint, whose namespace (when it is a pod)
@@ -440,6 +468,8 @@ pub(crate) enum Outcome {
         rule: u32,
         action: Action,
     },
+    /// A pod to its own IP: never leaves the pod, always allowed (see [`Decision::ToItself`]).
+    ToItself,
 }
 
 impl Outcome {

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::cluster::{Cluster, Endpoint, Outcome, decide, rule_ports_match, tiered};
+use crate::cluster::{Cluster, Endpoint, Outcome, decide, rule_ports_match, same_pod, tiered};
 use crate::cluster_policy::ClusterPeer;
 use crate::model::{Phase, Pod, Protocol};
 use crate::policy::{Direction, IpBlockPeer, Peer};
@@ -67,6 +67,17 @@ pub struct Cell {
 }
 
 impl Cell {
+    /// A pod to its own IP: always allowed, it never leaves the pod.
+    pub const TO_ITSELF: Cell = Cell {
+        egress: Some(Outcome::ToItself),
+        ingress: Some(Outcome::ToItself),
+    };
+
+    /// Whether this is a pod reaching its own IP.
+    pub fn to_itself(self) -> bool {
+        self == Self::TO_ITSELF
+    }
+
     pub fn allowed(self) -> bool {
         self.egress.is_none_or(Outcome::allows) && self.ingress.is_none_or(Outcome::allows)
     }
@@ -75,7 +86,7 @@ impl Cell {
     /// it allows.
     pub fn sides(self) -> [Option<bool>; 2] {
         [self.egress, self.ingress].map(|o| match o {
-            None | Some(Outcome::NotIsolated) => None,
+            None | Some(Outcome::NotIsolated | Outcome::ToItself) => None,
             Some(o) => Some(o.allows()),
         })
     }
@@ -177,6 +188,11 @@ impl<'c> Matrix<'c> {
     }
 
     fn cell(&self, si: usize, di: usize, pi: usize) -> Cell {
+        let pods = self.plan.cluster.pods();
+        let (src, dst) = (&pods[self.sources[si]], &pods[self.destinations[di]]);
+        if src.is_target() && same_pod(src, dst) {
+            return Cell::TO_ITSELF;
+        }
         let (sg, dg) = (self.source_group[si], self.destination_group[di]);
         self.cells[(sg * self.plan.ports.len() + pi) * self.plan.destinations.len() + dg]
     }
@@ -364,11 +380,15 @@ impl<'c> Plan<'c> {
         out.clear();
         let pods = self.cluster.pods();
         let policies = self.cluster.policies();
-        let src = &pods[self.sources[sg][0]];
         let port = self.ports[pi];
         let cluster_policies = self.cluster.cluster_policies();
-        for (dg, group) in self.destinations.iter().enumerate() {
-            let dst = &pods[group[0]];
+        for dg in 0..self.destinations.len() {
+            let (s, d) = self.pair(sg, dg);
+            let (src, dst) = (&pods[s], &pods[d]);
+            if src.is_target() && same_pod(src, dst) {
+                out.push(Cell::TO_ITSELF);
+                continue;
+            }
             let egress = src.is_target().then(|| {
                 tiered(
                     cluster_policies,
@@ -415,6 +435,34 @@ impl<'c> Plan<'c> {
             });
             out.push(Cell { egress, ingress });
         }
+    }
+
+    /// The pods (indices into [`Cluster::pods`]) whose connection the cell of source group `sg`
+    /// and destination group `dg` decides: the groups' first pods, unless that is one pod
+    /// reaching itself while a group has other pods; then another pod of the group, so the cell
+    /// says what alike pods get reaching each other (a pod reaching itself is always allowed).
+    pub fn pair(&self, sg: usize, dg: usize) -> (usize, usize) {
+        let (sources, destinations) = (&self.sources[sg], &self.destinations[dg]);
+        let pods = self.cluster.pods();
+        let (s, d) = (sources[0], destinations[0]);
+        if !same_pod(&pods[s], &pods[d]) {
+            return (s, d);
+        }
+        match (sources.get(1), destinations.get(1)) {
+            (_, Some(&other)) => (s, other),
+            (Some(&other), None) => (other, d),
+            (None, None) => (s, d),
+        }
+    }
+
+    /// Whether the cell of `sg` and `dg` stands, besides pods reaching other pods, for a pod
+    /// of the groups reaching itself (the groups' first pod is the same pod and a group has
+    /// others): that connection is always allowed whatever the cell says.
+    pub fn hides_itself(&self, sg: usize, dg: usize) -> bool {
+        let pods = self.cluster.pods();
+        let (s, d) = self.pair(sg, dg);
+        !same_pod(&pods[s], &pods[d])
+            && same_pod(&pods[self.sources[sg][0]], &pods[self.destinations[dg][0]])
     }
 
     /// A cell as a probe between two pods of its groups, with its reason when `explain` is set.

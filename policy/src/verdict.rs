@@ -16,6 +16,10 @@ pub enum Decision {
     NotApplicable,
     /// Traffic from the destination pod's own node (kubelet probes) is always allowed.
     FromOwnNode,
+    /// A pod's traffic to its own IP: it never leaves the pod's network namespace (the kernel
+    /// routes it over `lo`), so no policy applies to it (upstream: kubernetes/kubernetes#95879,
+    /// network-policy-api#390) and it is always allowed.
+    ToItself,
     Allowed {
         by: PolicyRef,
         rule: usize,
@@ -72,7 +76,18 @@ pub struct Verdict {
     pub ingress: Decision,
 }
 
+/// Why a pod reaching its own IP is allowed, as `reach --explain` says it.
+pub const TO_ITSELF: &str = "allowed: a pod's traffic to its own IP never leaves the pod, so no NetworkPolicy or ClusterNetworkPolicy applies to it";
+
 impl Verdict {
+    /// A pod's connection to its own IP (see [`Decision::ToItself`]).
+    pub fn to_itself() -> Self {
+        Self {
+            egress: Decision::ToItself,
+            ingress: Decision::ToItself,
+        }
+    }
+
     /// A connection needs the source's egress and the destination's ingress to allow it.
     pub fn allowed(&self) -> bool {
         self.egress.allows() && self.ingress.allows()
@@ -81,6 +96,9 @@ impl Verdict {
     /// One line a person reads, e.g. `ingress denied: y/b is isolated by y/deny-all and no
     /// rule allows x/a on 80/TCP; egress not isolated`.
     pub fn reason(&self, from: &str, to: &str, port: u16, protocol: Protocol) -> String {
+        if self.egress == Decision::ToItself && self.ingress == Decision::ToItself {
+            return TO_ITSELF.to_string();
+        }
         let side = |dir: Direction, d: &Decision| -> String {
             let (subject, peer) = match dir {
                 Direction::Egress => (from, to),
@@ -90,6 +108,7 @@ impl Verdict {
                 Decision::NotIsolated => format!("{dir} not isolated"),
                 Decision::NotApplicable => format!("{dir} not subject to policy"),
                 Decision::FromOwnNode => format!("{dir} allowed: traffic from the pod's own node"),
+                Decision::ToItself => format!("{dir} allowed: traffic to the pod's own IP"),
                 Decision::Allowed { by, rule } => {
                     format!("{dir} allowed by {by} {dir} rule {rule}")
                 }
@@ -142,6 +161,7 @@ impl fmt::Display for Decision {
             Decision::NotIsolated => f.write_str("not isolated"),
             Decision::NotApplicable => f.write_str("not subject to policy"),
             Decision::FromOwnNode => f.write_str("from own node"),
+            Decision::ToItself => f.write_str("to itself"),
             Decision::Allowed { by, rule } => write!(f, "allowed by {by} rule {rule}"),
             Decision::Denied { isolated_by } => {
                 write!(f, "denied (isolated by {})", join_refs(isolated_by))

@@ -395,12 +395,16 @@ fn reach_prints_the_matrix_the_policies_give() {
             )
         })
         .collect();
+    // Besides frontend -> backend, each pod to itself: that never leaves the pod.
     assert_eq!(
         allowed,
-        vec![(
-            "production/frontend".to_string(),
-            "production/backend".to_string()
-        )]
+        [
+            ("production/backend", "production/backend"),
+            ("production/database", "production/database"),
+            ("production/frontend", "production/backend"),
+            ("production/frontend", "production/frontend"),
+        ]
+        .map(|(f, t)| (f.to_string(), t.to_string()))
     );
     let fe_be = probes
         .iter()
@@ -663,12 +667,12 @@ fn reach_groups_alike_pods_and_gives_the_legend_once() {
 80/TCP
                      1  2
 shop/a-1 (+2 alike)  ✓  ✗
-shop/b-1             ✓  ✗
+shop/b-1             ✓  ✓
 
 81/TCP
                      1  2
 shop/a-1 (+2 alike)  ✓  ✗
-shop/b-1             ✓  ✗
+shop/b-1             ✓  ✓
 
 columns:
    1  shop/a-1 (+2 alike)
@@ -689,7 +693,8 @@ columns:
         v["alike"],
         serde_json::json!({"shop/a-1": ["shop/a-2", "shop/a-3"]})
     );
-    assert_eq!(v["probes"].as_array().unwrap().len(), 4);
+    // 2 x 2 groups, and shop/a-1 to itself, which its group's cell with itself does not decide.
+    assert_eq!(v["probes"].as_array().unwrap().len(), 5);
 }
 
 #[test]

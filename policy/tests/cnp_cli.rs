@@ -63,8 +63,8 @@ why:
 ✗ shop/web -> kube-system/coredns 5432/TCP: egress denied by ClusterNetworkPolicy deny-external (Admin, priority 10) egress rule 2 \"block-all\"; ingress not isolated
 ✗ shop/web -> shop/db 53/UDP: ingress denied by ClusterNetworkPolicy protect-db (Baseline, priority 5) ingress rule 1 \"nobody-else\"; egress allowed by ClusterNetworkPolicy deny-external (Admin, priority 10) egress rule 1
 ✓ shop/web -> shop/db 5432/TCP: egress allowed by ClusterNetworkPolicy deny-external (Admin, priority 10) egress rule 1; ingress allowed by ClusterNetworkPolicy protect-db (Baseline, priority 5) ingress rule 0 \"from-web\"
-✓ shop/web -> shop/web 53/UDP: egress allowed by ClusterNetworkPolicy deny-external (Admin, priority 10) egress rule 1; ingress not isolated
-✓ shop/web -> shop/web 5432/TCP: egress allowed by ClusterNetworkPolicy deny-external (Admin, priority 10) egress rule 1; ingress not isolated
+✓ shop/web -> shop/web 53/UDP: allowed: a pod's traffic to its own IP never leaves the pod, so no NetworkPolicy or ClusterNetworkPolicy applies to it
+✓ shop/web -> shop/web 5432/TCP: allowed: a pod's traffic to its own IP never leaves the pod, so no NetworkPolicy or ClusterNetworkPolicy applies to it
 "
     );
 }

@@ -150,6 +150,7 @@ fn side(d: &Decision) -> String {
         Decision::NotIsolated => "-".into(),
         Decision::NotApplicable => "n/a".into(),
         Decision::FromOwnNode => "own node".into(),
+        Decision::ToItself => "itself".into(),
         Decision::Allowed { by, rule } => format!("NP {}#{rule} Allow", by.name),
         Decision::Denied { .. } => "NP Deny".into(),
         Decision::Cluster {

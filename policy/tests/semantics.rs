@@ -153,7 +153,11 @@ fn verdicts_name_the_deciding_policy_and_rule() {
         ok.reason("app/web", "app/db", 5432, Protocol::Tcp),
         "egress not isolated; ingress allowed by app/db-from-web ingress rule 0"
     );
-    let no = c.evaluate(&Endpoint::Pod(db), &Endpoint::Pod(db), 5432, Protocol::Tcp);
+    // db to its own IP never leaves the pod; through a Service IP it hairpins through the node,
+    // which judges it as any connection from db to db.
+    let own = c.evaluate(&Endpoint::Pod(db), &Endpoint::Pod(db), 5432, Protocol::Tcp);
+    assert!(own.allowed());
+    let no = c.evaluate_forwarded(&Endpoint::Pod(db), &Endpoint::Pod(db), 5432, Protocol::Tcp);
     assert_eq!(
         no.reason("app/db", "app/db", 5432, Protocol::Tcp),
         "ingress denied: app/db is isolated by app/db-from-web and no rule allows app/db on 5432/TCP; egress not isolated"

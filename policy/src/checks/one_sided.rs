@@ -2,7 +2,7 @@
 //! pods whose ingress does not let it in, or ingress from pods whose egress does not let it out).
 
 use super::{AT, Context, Issue, deciding, distinct_pods, name};
-use crate::cluster::{Cluster, Endpoint, decide, rule_ports_match};
+use crate::cluster::{Cluster, Endpoint, decide, rule_ports_match, same_pod};
 use crate::model::{Pod, Protocol};
 use crate::policy::{Direction, Peer, Policy, PortSpec, Rule};
 
@@ -43,6 +43,9 @@ pub(crate) fn check(policy: &Policy, ctx: &Context) -> Result<Vec<Issue>, String
                     Direction::Egress => (*own, *peer),
                     Direction::Ingress => (*peer, *own),
                 };
+                if same_pod(src, dst) {
+                    continue; // a pod's traffic to its own IP never leaves it: always allowed
+                }
                 for (port, protocol) in probe_ports(rule, dst) {
                     // The other side: the destination's ingress, or the source's egress.
                     let (other, other_dir) = match direction {

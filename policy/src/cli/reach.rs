@@ -274,7 +274,8 @@ fn why(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()> 
         for (dg, dgroup) in plan.destinations.iter().enumerate() {
             for (pi, port) in plan.ports.iter().enumerate() {
                 let cell = per_port[pi][dg];
-                let (src, dst) = (plan_pod(plan, sgroup[0]), plan_pod(plan, dgroup[0]));
+                let (s, d) = plan.pair(sg, dg);
+                let (src, dst) = (plan_pod(plan, s), plan_pod(plan, d));
                 let p = plan.probe(src, dst, *port, cell, true);
                 let mark = if p.allowed { "✓" } else { "✗" };
                 writeln!(
@@ -285,6 +286,14 @@ fn why(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()> 
                     p.reason,
                     enforced(live, src, dst, cell)
                 )?;
+                if plan.hides_itself(sg, dg) {
+                    let own = plan_pod(plan, sgroup[0]).key();
+                    writeln!(
+                        out,
+                        "✓ {own} -> {own} {port} (and each alike pod to itself): {}",
+                        crate::verdict::TO_ITSELF
+                    )?;
+                }
             }
         }
     }
@@ -343,9 +352,10 @@ fn json(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()>
     let mut first = true;
     for (sg, sgroup) in plan.sources.iter().enumerate() {
         let per_port = rows_of(plan, sg, &mut cells);
-        for (dg, dgroup) in plan.destinations.iter().enumerate() {
+        for dg in 0..plan.destinations.len() {
             for (pi, port) in plan.ports.iter().enumerate() {
-                let (src, dst) = (plan_pod(plan, sgroup[0]), plan_pod(plan, dgroup[0]));
+                let (s, d) = plan.pair(sg, dg);
+                let (src, dst) = (plan_pod(plan, s), plan_pod(plan, d));
                 let cell = per_port[pi][dg];
                 let mut p = plan.probe(src, dst, *port, cell, true);
                 p.reason.push_str(&enforced(live, src, dst, cell));
@@ -354,6 +364,13 @@ fn json(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()>
                 }
                 first = false;
                 serde_json::to_writer(&mut *out, &p).map_err(io::Error::other)?;
+                if plan.hides_itself(sg, dg) {
+                    // The pod reaching itself, which the cell of its group does not decide.
+                    let own = plan_pod(plan, sgroup[0]);
+                    let itself = plan.probe(own, own, *port, Cell::TO_ITSELF, true);
+                    writeln!(out, ",")?;
+                    serde_json::to_writer(&mut *out, &itself).map_err(io::Error::other)?;
+                }
             }
         }
     }
