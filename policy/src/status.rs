@@ -4,7 +4,7 @@
 //! ([`NodeEnforcement::network_policy`], [`NodeEnforcement::cluster_policy`]), said in the words
 //! of `reach --explain` ([`describe_for`]). Pure: the CLI reads the cluster.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
@@ -27,9 +27,27 @@ const NODES: &str = "\u{0}";
 
 /// What is known about the nodes, and the time to measure ages with.
 pub struct Nodes<'a> {
-    pub enforcement: &'a Enforcement,
-    pub reported: &'a BTreeMap<String, Reported>,
-    pub now: Timestamp,
+    by_name: HashMap<&'a str, &'a NodeEnforcement>,
+    reported: &'a BTreeMap<String, Reported>,
+    now: Timestamp,
+}
+
+impl<'a> Nodes<'a> {
+    pub fn new(
+        enforcement: &'a Enforcement,
+        reported: &'a BTreeMap<String, Reported>,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            by_name: enforcement
+                .nodes
+                .iter()
+                .map(|n| (n.node.as_str(), n))
+                .collect(),
+            reported,
+            now,
+        }
+    }
 }
 
 /// A policy's answer, worst first: the CLI's exit code follows the worst of its policies.
@@ -172,8 +190,8 @@ fn runs(pod: &Pod) -> bool {
     !matches!(pod.phase, Phase::Succeeded | Phase::Failed)
 }
 
-fn find<'a>(nodes: &'a Nodes, node: &str) -> Option<&'a NodeEnforcement> {
-    nodes.enforcement.nodes.iter().find(|n| n.node == node)
+fn find<'a>(nodes: &Nodes<'a>, node: &str) -> Option<&'a NodeEnforcement> {
+    nodes.by_name.get(node).copied()
 }
 
 /// The node with its name left out, to be said of every node alike.

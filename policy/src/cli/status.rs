@@ -110,11 +110,11 @@ fn show(
     let scope = Scope::of(args);
     let qualified = args.policy.as_deref().is_some_and(|p| p.contains('/'));
     let cluster = live.inputs.cluster();
-    let nodes = Nodes {
-        enforcement: &live.enforcement,
-        reported: &live.reported,
-        now: k8s_openapi::jiff::Timestamp::now(),
-    };
+    let nodes = Nodes::new(
+        &live.enforcement,
+        &live.reported,
+        k8s_openapi::jiff::Timestamp::now(),
+    );
     let mut outcomes: Vec<Outcome> = Vec::new();
     for p in &live.inputs.problems {
         if p.check == InputCheck::Schema && scope.object(&p.object, qualified) {

@@ -64,11 +64,7 @@ fn status_of(
     specs: &[(&str, Option<serde_json::Value>)],
 ) -> PolicyStatus {
     let (enforcement, reported) = nodes(specs);
-    let nodes = Nodes {
-        enforcement: &enforcement,
-        reported: &reported,
-        now: at(NOW),
-    };
+    let nodes = Nodes::new(&enforcement, &reported, at(NOW));
     let cluster = inputs.cluster();
     if let Some(p) = cluster.policies().iter().find(|p| p.name == name) {
         return network_policy(&cluster, p, &nodes);
