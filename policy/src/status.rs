@@ -178,7 +178,7 @@ fn cluster_policy_on(ne: &NodeEnforcement, name: &str) -> (Enforced, String) {
             Enforced::Unknown,
             format!(
                 "unknown whether anything enforces ClusterNetworkPolicy on {NODES}: {}, and no \
-                 Palisade enforcer reports from it",
+                 Palisade enforcer there reports on ClusterNetworkPolicy",
                 cni.unwrap_or("an unknown CNI")
             ),
         ),

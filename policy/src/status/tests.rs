@@ -316,3 +316,23 @@ fn cluster_network_policies_by_the_enforcers_word() {
         ]
     );
 }
+
+/// An enforcer names at most 20 of the ClusterNetworkPolicies it does not enforce as written:
+/// a policy not among those named, where there are more, is not said to be enforced.
+#[test]
+fn a_cluster_network_policy_beyond_the_named_ones_is_not_known() {
+    let mut many = enforcing("2026-01-01T00:09:58Z");
+    many["clusterNetworkPolicy"]["notEnforcedCount"] = 25.into();
+    let s = status_of(
+        &world(),
+        "web-admin",
+        &[("node-1", Some(many.clone())), ("node-2", Some(many))],
+    );
+    assert_eq!(s.outcome, Outcome::Unknown);
+    assert_eq!(
+        s.lines,
+        [
+            "ClusterNetworkPolicy web-admin (Admin, priority 10)  selects 3 pods on node-1, node-2  unknown whether it is enforced as written on node-1 (prod/web-1), node-2 (prod/web-2, prod/web-3): its Palisade enforcer does not enforce 25 ClusterNetworkPolicies as written and names only 1; enforcer mode auto, last sync 2s ago"
+        ]
+    );
+}
