@@ -1,7 +1,8 @@
 # One image with every Palisade binary: palisade (CLI), palisade-webhook, palisade-operator,
 # palisade-enforcer, and palisade-cni (the CNI plugin the enforcer installs on its node). The
 # chart runs each component from it. Without Docker, ./e2e/image.sh builds
-# the same contents (bookworm, iptables, ipset, ca-certificates, the stripped binaries, user 65532).
+# the same contents (bookworm, iptables, ipset, conntrack, ca-certificates, the stripped binaries,
+# user 65532).
 #   docker build -t ghcr.io/palisade-dev/palisade:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -14,12 +15,13 @@ RUN cargo build --release --locked \
        target/release/palisade-cni /out/ \
  && strip /out/*
 
-# The enforcer drives the node's iptables and ipset tools, so the runtime is a slim Debian with
-# those two packages rather than a scratch image. Pick the iptables backend the node's
+# The enforcer drives the node's iptables, ipset and conntrack tools (conntrack cuts the live
+# connections a tightened policy denies), so the runtime is a slim Debian with those packages
+# rather than a scratch image. Pick the iptables backend the node's
 # kube-proxy uses (nft by default on current distributions; update-alternatives otherwise).
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables ipset ca-certificates \
+ && apt-get install -y --no-install-recommends iptables ipset conntrack ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ /usr/local/bin/
 # Non-root by default; the enforcer's DaemonSet runs it as root with NET_ADMIN and NET_RAW only.

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the release image without Docker or a registry: a Debian bookworm base (iptables, ipset,
-# ca-certificates; cached, keyed by its package list) and the stripped release binaries, as two
+# conntrack, ca-certificates; cached, keyed by its package list) and the stripped release binaries, as two
 # layers, non-root, with the Dockerfile's entrypoint. Writes a docker-archive tar tagged
 # ghcr.io/palisade-dev/palisade:<appVersion> (the chart's default image) and prints its path.
 #
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUITE=bookworm
-BASE_PACKAGES=iptables,ipset,ca-certificates
+BASE_PACKAGES=iptables,ipset,conntrack,ca-certificates
 # Apt's lists and caches, manuals, translations and docs have no use in the image (copyrights stay).
 BASE_TRIM='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/usr/share/man/* "$1"/usr/share/info/* "$1"/usr/share/locale/*; find "$1"/usr/share/doc -type f ! -name copyright -delete'
 BINARIES=(palisade palisade-webhook palisade-operator palisade-enforcer palisade-cni)

@@ -14,6 +14,7 @@ pub mod backend;
 pub mod cluster_policies;
 pub mod cni;
 pub mod compile;
+pub mod conntrack;
 pub mod first_packet;
 pub mod interpret;
 pub mod lifecycle;

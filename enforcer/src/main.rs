@@ -97,6 +97,10 @@ struct RunArgs {
         global = true
     )]
     namespace: String,
+    /// After rules change, delete the conntrack entries of the connections policy now denies,
+    /// so a tightened policy cuts live connections too (true or false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    cut_denied_connections: bool,
     /// Log format: text or json.
     #[arg(long, default_value = "json", global = true)]
     log_format: String,
@@ -196,6 +200,7 @@ async fn run_main() {
             deny_action: a.deny_action,
             ..CompileOptions::default()
         },
+        cut_denied_connections: a.cut_denied_connections,
     };
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));

@@ -19,6 +19,11 @@ struct SyncLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuditLabels {
     rule: String,
 }
@@ -35,6 +40,7 @@ pub struct Metrics {
     local_pods: Gauge,
     enforcing: Gauge,
     audit: Family<AuditLabels, Gauge>,
+    connections_cut: Family<ProtocolLabels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -58,6 +64,7 @@ impl Default for Metrics {
             local_pods: Gauge::default(),
             enforcing: Gauge::default(),
             audit: Family::default(),
+            connections_cut: Family::default(),
         };
         registry.register(
             "syncs",
@@ -97,6 +104,11 @@ impl Default for Metrics {
             "Packets audit policies would have dropped, by audit rule (pod and policies), since the rule was installed",
             m.audit.clone(),
         );
+        registry.register(
+            "connections_cut",
+            "Connections whose conntrack entries were deleted because a change made policy deny them, by protocol (TCP, UDP, SCTP)",
+            m.connections_cut.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         m
     }
@@ -128,6 +140,18 @@ impl Metrics {
                 .get_or_create(&AuditLabels { rule: rule.clone() })
                 .set(*packets as i64);
         }
+    }
+
+    /// Counts connections cut because policy denies them now ([`crate::conntrack`]).
+    pub fn connections_cut(&self, protocol: palisade_policy::Protocol, n: u64) {
+        let protocol = match protocol {
+            palisade_policy::Protocol::Tcp => "TCP",
+            palisade_policy::Protocol::Udp => "UDP",
+            palisade_policy::Protocol::Sctp => "SCTP",
+        };
+        self.connections_cut
+            .get_or_create(&ProtocolLabels { protocol })
+            .inc_by(n);
     }
 
     pub fn render(&self) -> String {

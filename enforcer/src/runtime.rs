@@ -63,6 +63,8 @@ pub struct Settings {
     /// How long to wait after a change for more, so a burst becomes one sync.
     pub debounce: Duration,
     pub options: CompileOptions,
+    /// After rules change, delete the conntrack entries of connections policy now denies.
+    pub cut_denied_connections: bool,
 }
 
 /// Whether to enforce given the mode and what the CNI configuration says, and why in words.
@@ -266,7 +268,8 @@ pub async fn run(
         } else {
             local_pods_of(&cluster, &settings.node, IpFamily::V6).count()
         };
-        drop(cluster);
+        // Kept only to judge the node's connections after rules that changed are in.
+        let cut_with = (enforcing && settings.cut_denied_connections).then_some(cluster);
 
         // A change that compiles to the rules in place needs no look at the host.
         let result = if let Some(Err(e)) = &detection {
@@ -352,6 +355,10 @@ pub async fn run(
                     metrics.event_to_rule(since.elapsed());
                 }
                 metrics.installed(summary, local, enforcing);
+                if let (true, Some(cluster)) = (applied.wrote(), cut_with) {
+                    let node = settings.node.clone();
+                    crate::conntrack::after_sync(cluster, node, families.clone(), &metrics).await;
+                }
                 if applied.wrote() {
                     tracing::info!(
                         chains = summary.chains,

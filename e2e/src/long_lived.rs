@@ -1,0 +1,198 @@
+//! Long-lived TCP connections between network namespaces the tests made: an echo server in one
+//! pod, clients in others that keep one connection open and tell whether it still carries data.
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::{Error, netns};
+
+/// An echo server in a namespace: every connection gets back what it sends, until the server
+/// is dropped.
+pub struct EchoServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EchoServer {
+    /// Listens on `port` of every address of namespace `ns` (IPv4).
+    pub fn start(ns: &str, port: u16) -> Result<Self, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ns, flag) = (ns.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let listener = netns::enter(&ns).and_then(|()| {
+                let l = TcpListener::bind(("0.0.0.0", port)).map_err(|source| Error::Io {
+                    what: format!("echo server on {port} in {ns}"),
+                    source,
+                })?;
+                l.set_nonblocking(true).map_err(|source| Error::Io {
+                    what: "configuring the echo server".into(),
+                    source,
+                })?;
+                Ok(l)
+            });
+            let listener = match listener {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut served = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let flag = flag.clone();
+                        served.push(std::thread::spawn(move || echo(conn, &flag)));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            for t in served {
+                let _ = t.join();
+            }
+        });
+        ready_rx.recv().map_err(|_| Error::Command {
+            what: "starting the echo server".into(),
+            stderr: "its thread died".into(),
+        })??;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn echo(mut conn: TcpStream, stop: &AtomicBool) {
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(100)));
+    let mut buf = [0u8; 256];
+    while !stop.load(Ordering::Relaxed) {
+        match conn.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                if conn.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One TCP connection opened from inside a namespace, kept open; the socket stays in the
+/// namespace it was made in, whichever thread uses it.
+pub struct Connection {
+    stream: TcpStream,
+    sent: u64,
+    /// What came back and was not yet matched to a message.
+    pending: Vec<u8>,
+}
+
+impl Connection {
+    /// Connects from namespace `ns` to `ip`:`port` (bounded by 2 s).
+    pub fn open(ns: &str, ip: IpAddr, port: u16) -> Result<Self, Error> {
+        let ns = ns.to_string();
+        let stream = std::thread::spawn(move || -> Result<TcpStream, Error> {
+            netns::enter(&ns)?;
+            TcpStream::connect_timeout(&SocketAddr::new(ip, port), Duration::from_secs(2)).map_err(
+                |source| Error::Io {
+                    what: format!("connecting from {ns} to {ip}:{port}"),
+                    source,
+                },
+            )
+        })
+        .join()
+        .map_err(|_| Error::Command {
+            what: "connecting".into(),
+            stderr: "the connecting thread panicked".into(),
+        })??;
+        Ok(Self {
+            stream,
+            sent: 0,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Sends a numbered message and waits up to `timeout` for it to come back: whether the
+    /// connection still carries data both ways. Late answers to earlier messages are skipped.
+    pub fn echoes(&mut self, timeout: Duration) -> bool {
+        self.sent += 1;
+        let message = format!("palisade-{}\n", self.sent);
+        if self.stream.write_all(message.as_bytes()).is_err() {
+            return false;
+        }
+        let start = Instant::now();
+        let mut buf = [0u8; 256];
+        while start.elapsed() < timeout {
+            if let Some(at) = find(&self.pending, message.as_bytes()) {
+                self.pending.drain(..at + message.len());
+                return true;
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero()
+                || self
+                    .stream
+                    .set_read_timeout(Some(left.min(Duration::from_millis(50))))
+                    .is_err()
+            {
+                break;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Exchanges messages every `every` until one does not come back within `timeout`, for at
+    /// most `limit`: when the connection stopped carrying data (the time the last message was
+    /// sent), or `None` when it carried data all along.
+    pub fn stops_within(
+        &mut self,
+        every: Duration,
+        timeout: Duration,
+        limit: Duration,
+    ) -> Option<Instant> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let sent = Instant::now();
+            if !self.echoes(timeout) {
+                return Some(sent);
+            }
+            std::thread::sleep(every);
+        }
+        None
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
