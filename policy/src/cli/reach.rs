@@ -352,7 +352,7 @@ fn json(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()>
     let mut first = true;
     for (sg, sgroup) in plan.sources.iter().enumerate() {
         let per_port = rows_of(plan, sg, &mut cells);
-        for dg in 0..plan.destinations.len() {
+        for (dg, _) in plan.destinations.iter().enumerate() {
             for (pi, port) in plan.ports.iter().enumerate() {
                 let (s, d) = plan.pair(sg, dg);
                 let (src, dst) = (plan_pod(plan, s), plan_pod(plan, d));
