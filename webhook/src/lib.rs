@@ -1,11 +1,9 @@
 //! Palisade's validating admission webhook: refuses NetworkPolicies that would silently do
 //! nothing, with the reason and the fix, and warns where a rule is only suspicious.
 
-pub mod baseline;
 pub mod caches;
 pub mod certs;
 pub mod cluster_policies;
-pub mod cluster_review;
 pub mod config;
 pub mod messages;
 pub mod metrics;

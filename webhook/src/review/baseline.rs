@@ -3,22 +3,39 @@
 //! nothing (namespaces that do not exist, DNS resolvers no pod matches) are warned about, since a
 //! default deny without working DNS breaks every lookup in the namespaces that opt in.
 
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
 use palisade_api::NetworkBaseline;
 use palisade_policy::Cluster;
 use palisade_policy::desired::desired_policies;
-use serde_json::Value;
+
+use super::{Verdict, object_as};
+use crate::messages;
+
+/// The verdict on one baseline: its refusal, if any, and its warnings, each naming it.
+pub(super) fn judge(request: &AdmissionRequest<DynamicObject>, cluster: &Cluster) -> Verdict {
+    let (refusal, warnings) = match object_as(request) {
+        Ok(baseline) => judge_baseline(&baseline, cluster),
+        Err(e) => (
+            Some(format!("Palisade cannot read this NetworkBaseline: {e}")),
+            Vec::new(),
+        ),
+    };
+    let warnings = warnings
+        .iter()
+        .map(|w| messages::warning_line("NetworkBaseline", &request.name, w))
+        .collect();
+    Verdict {
+        kind: "NetworkBaseline",
+        object: Some(request.name.clone()),
+        refusal,
+        warnings,
+        ..Verdict::default()
+    }
+}
 
 /// The refusal (if any) and the warnings for one baseline object.
-pub fn judge(object: &Value, cluster: &Cluster) -> (Option<String>, Vec<String>) {
-    let baseline: NetworkBaseline = match serde_json::from_value(object.clone()) {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                Some(format!("Palisade cannot read this NetworkBaseline: {e}")),
-                Vec::new(),
-            );
-        }
-    };
+fn judge_baseline(baseline: &NetworkBaseline, cluster: &Cluster) -> (Option<String>, Vec<String>) {
     let name = baseline.metadata.name.clone().unwrap_or_default();
     let spec = &baseline.spec;
     if let Err(e) = desired_policies(&name, spec, "validation") {

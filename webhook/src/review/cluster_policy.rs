@@ -5,37 +5,33 @@
 
 use std::collections::BTreeMap;
 
+use kube::core::DynamicObject;
+use kube::core::admission::AdmissionRequest;
 use palisade_api::ClusterNetworkPolicy;
-use palisade_policy::checks::{self, Context, Report};
+use palisade_policy::checks::{self, Context};
 use palisade_policy::cluster_policy::ClusterPolicy;
-use serde_json::Value;
 
+use super::{ClusterState, Verdict, object_as};
 use crate::config::WebhookConfig;
 use crate::messages;
-use crate::review::ClusterState;
 
-/// What the webhook answers about one ClusterNetworkPolicy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Judgement {
-    pub name: String,
-    /// The refusal, when refused.
-    pub message: Option<String>,
-    pub warnings: Vec<String>,
-    pub report: Report,
-}
-
-pub fn judge(object: &Value, state: &ClusterState, config: &WebhookConfig) -> Judgement {
-    let name = object["metadata"]["name"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let refused = |message: String| Judgement {
-        name: name.clone(),
-        message: Some(message),
-        warnings: Vec::new(),
-        report: Report::default(),
+pub(super) fn judge(
+    request: &AdmissionRequest<DynamicObject>,
+    state: &ClusterState,
+    config: &WebhookConfig,
+) -> Verdict {
+    let name = request
+        .object
+        .as_ref()
+        .and_then(|o| o.metadata.name.clone())
+        .unwrap_or_default();
+    let refused = |message: String| Verdict {
+        kind: "ClusterNetworkPolicy",
+        object: Some(name.clone()),
+        refusal: Some(message),
+        ..Verdict::default()
     };
-    let cnp: ClusterNetworkPolicy = match serde_json::from_value(object.clone()) {
+    let cnp: ClusterNetworkPolicy = match object_as(request) {
         Ok(c) => c,
         Err(e) => {
             return refused(format!(
@@ -79,10 +75,12 @@ pub fn judge(object: &Value, state: &ClusterState, config: &WebhookConfig) -> Ju
     let message = report
         .denied()
         .then(|| messages::refusal_of("ClusterNetworkPolicy", &name, report.denials()));
-    Judgement {
-        name,
-        message,
+    Verdict {
+        kind: "ClusterNetworkPolicy",
+        object: Some(name),
+        refusal: message,
         warnings,
         report,
+        settle: None,
     }
 }

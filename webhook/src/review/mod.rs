@@ -1,14 +1,24 @@
 //! One admission review, decided as a pure function of the request body, the cluster state and
 //! the configuration. The apiserver always gets a well-formed AdmissionReview back with its uid;
 //! only a body that is not an AdmissionReview at all gets an HTTP error with the reason.
+//!
+//! The body is read into kube's typed `AdmissionReview` (`request.rs`), and each kind Palisade
+//! judges has its module: `network_policy.rs`, `baseline.rs` (NetworkBaseline) and
+//! `cluster_policy.rs` (ClusterNetworkPolicy). Every other kind and operation is allowed as is.
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use palisade_policy::checks::{self, CheckConfig, CheckId, Context, Enforcement, Finding, Mode};
-use palisade_policy::{Cluster, Policy};
-use serde_json::{Value, json};
+mod baseline;
+mod cluster_policy;
+mod network_policy;
+mod request;
 
-use crate::config::{WebhookConfig, managed_by_gitops};
-use crate::messages;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, Operation};
+use palisade_policy::Cluster;
+use palisade_policy::checks::{CheckId, Enforcement, Finding, Report};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::config::WebhookConfig;
 
 /// What the webhook judges against.
 #[derive(Debug, Default, Clone)]
@@ -35,6 +45,10 @@ pub enum BadReview {
     NoRequest,
     #[error("the AdmissionReview request has no uid")]
     NoUid,
+    /// A request without a field admission.k8s.io/v1 requires (kind, resource, operation,
+    /// userInfo), or with one of the wrong type.
+    #[error("the AdmissionReview request is not one of admission.k8s.io/v1: {0}")]
+    Request(String),
 }
 
 /// The verdict, for the response, logs and metrics.
@@ -63,201 +77,74 @@ pub struct Pending {
     pub uid: Option<String>,
 }
 
-fn response(uid: &Value, allowed: bool, message: Option<String>, warnings: Vec<String>) -> Value {
-    let mut r = json!({ "uid": uid, "allowed": allowed });
-    if let Some(m) = message {
-        r["status"] = json!({ "code": 403, "reason": "Forbidden", "message": m });
-    }
-    if !warnings.is_empty() {
-        r["warnings"] = json!(warnings);
-    }
-    json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": r })
-}
-
 pub fn review(
     body: &[u8],
     state: &ClusterState,
     config: &WebhookConfig,
 ) -> Result<Decision, BadReview> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(BadReview::Empty);
-    }
-    let v: Value = serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
-    let api_version = v["apiVersion"].as_str().unwrap_or_default();
-    if api_version != "admission.k8s.io/v1" {
-        return Err(BadReview::ApiVersion(api_version.to_string()));
-    }
-    let kind = v["kind"].as_str().unwrap_or_default();
-    if kind != "AdmissionReview" {
-        return Err(BadReview::Kind(kind.to_string()));
-    }
-    let request = v
-        .get("request")
-        .filter(|r| r.is_object())
-        .ok_or(BadReview::NoRequest)?;
-    let uid = request
-        .get("uid")
-        .filter(|u| u.as_str().is_some_and(|s| !s.is_empty()))
-        .ok_or(BadReview::NoUid)?;
-    let dry_run = request["dryRun"].as_bool().unwrap_or(false);
-    // A verdict without check findings: allowed when there is no message.
-    let plain = |object: Option<String>, message: Option<String>| Decision {
-        review: response(uid, message.is_none(), message.clone(), Vec::new()),
-        allowed: message.is_none(),
-        kind: if object.is_some() {
-            "NetworkPolicy"
-        } else {
-            ""
-        },
-        object,
-        findings: Vec::new(),
-        skipped: Vec::new(),
-        dry_run,
-        settle: None,
-    };
-
-    let is_policy = request["kind"]["group"] == "networking.k8s.io"
-        && request["kind"]["kind"] == "NetworkPolicy";
-    let is_baseline =
-        request["kind"]["group"] == "palisade.dev" && request["kind"]["kind"] == "NetworkBaseline";
-    let judged = matches!(request["operation"].as_str(), Some("CREATE" | "UPDATE"));
-    if is_baseline && judged {
-        let (message, warnings) = crate::baseline::judge(&request["object"], &state.cluster);
-        let object = request["name"].as_str().map(String::from);
-        let name = object.clone().unwrap_or_default();
-        let warnings: Vec<String> = warnings
-            .iter()
-            .map(|w| messages::warning_line("NetworkBaseline", &name, w))
-            .collect();
-        return Ok(Decision {
-            review: response(uid, message.is_none(), message.clone(), warnings),
-            allowed: message.is_none(),
-            object,
-            kind: "NetworkBaseline",
-            findings: Vec::new(),
-            skipped: Vec::new(),
-            dry_run,
-            settle: None,
-        });
-    }
-    let is_cluster_policy = request["kind"]["group"] == "policy.networking.k8s.io"
-        && request["kind"]["kind"] == "ClusterNetworkPolicy";
-    if is_cluster_policy && judged {
-        let j = crate::cluster_review::judge(&request["object"], state, config);
-        let allowed = j.message.is_none();
-        return Ok(Decision {
-            review: response(uid, allowed, j.message, j.warnings),
-            allowed,
-            object: Some(j.name),
-            kind: "ClusterNetworkPolicy",
-            findings: j.report.findings,
-            skipped: j.report.skipped,
-            dry_run,
-            settle: None,
-        });
-    }
-    if !is_policy || !judged {
-        return Ok(plain(None, None));
-    }
-    let mut np: NetworkPolicy = match serde_json::from_value(request["object"].clone()) {
-        Ok(np) => np,
-        Err(e) => {
-            return Ok(plain(
-                None,
-                Some(format!("Palisade cannot read this NetworkPolicy: {e}")),
-            ));
+    let request = request::read(body)?;
+    let judged = matches!(request.operation, Operation::Create | Operation::Update);
+    let verdict = match (request.kind.group.as_str(), request.kind.kind.as_str()) {
+        _ if !judged => Verdict::untouched(),
+        ("networking.k8s.io", "NetworkPolicy") => network_policy::judge(&request, state, config),
+        ("palisade.dev", "NetworkBaseline") => baseline::judge(&request, &state.cluster),
+        ("policy.networking.k8s.io", "ClusterNetworkPolicy") => {
+            cluster_policy::judge(&request, state, config)
         }
+        _ => Verdict::untouched(),
     };
-    if np.metadata.namespace.is_none() {
-        np.metadata.namespace = request["namespace"].as_str().map(String::from);
-    }
-    let object = format!(
-        "{}/{}",
-        np.metadata.namespace.as_deref().unwrap_or("default"),
-        np.metadata
-            .name
-            .as_deref()
-            .or(request["name"].as_str())
-            .unwrap_or_default()
-    );
-    let policy = match Policy::compile(&np) {
-        Ok(mut p) => {
-            // The apiserver has filled in policyTypes by now; what the user wrote says whether
-            // they were chosen.
-            if let Some(written) = policy_types_written(&request["object"]) {
-                p.implicit_types = !written;
-            }
-            p
-        }
-        Err(e) => {
-            let message = format!("NetworkPolicy {object}: {e}");
-            return Ok(plain(Some(object), Some(message)));
-        }
-    };
-
-    let mut checks_config: CheckConfig = config.checks.clone();
-    let gitops = managed_by_gitops(&policy.labels, &policy.annotations);
-    if gitops.is_some() && checks_config.mode(CheckId::UnmatchedSelector) == Mode::Deny {
-        checks_config
-            .modes
-            .insert(CheckId::UnmatchedSelector, config.gitops_unmatched_selector);
-    }
-    let ctx = Context {
-        cluster: &state.cluster,
-        enforcement: state.enforcement.as_ref(),
-        knows_pods: true,
-        knows_namespaces: true,
-    };
-    // `one-sided` depends on other policies, which may come later in the same `kubectl apply`:
-    // it is not decided now, but once the apply has settled (see `settle`).
-    let one_sided = checks_config.mode(CheckId::OneSided);
-    checks_config.modes.insert(CheckId::OneSided, Mode::Off);
-    let report = checks::run(&policy, &ctx, &checks_config);
-
-    // kubectl prints each warning just before the object's own `.../NAME created` line.
-    let warnings = messages::warnings(&policy.name, &report, gitops);
-    let allowed = !report.denied();
-    let message = (!allowed).then(|| messages::refusal(&object, report.denials()));
-    let settle = (allowed
-        && !dry_run
-        && one_sided != Mode::Off
-        && !checks::skip_list(&policy).0.contains(&CheckId::OneSided)
-        && policy.all_rules().any(|(_, _, r)| !r.peers.is_empty()))
-    .then(|| Pending {
-        namespace: policy.namespace.clone(),
-        name: policy.name.clone(),
-        uid: np.metadata.uid.clone(),
-    });
-    Ok(Decision {
-        review: response(uid, allowed, message, warnings),
-        allowed,
-        object: Some(object),
-        kind: "NetworkPolicy",
-        findings: report.findings,
-        skipped: report.skipped,
-        dry_run,
-        settle,
-    })
+    Ok(verdict.decision(&request))
 }
 
-/// Whether the user wrote `spec.policyTypes`, from what kubectl recorded of the applied object:
-/// the last-applied-configuration annotation (client-side apply), or the managed fields of a
-/// server-side apply. `None`: cannot tell (e.g. `kubectl create`).
-fn policy_types_written(object: &Value) -> Option<bool> {
-    let meta = &object["metadata"];
-    if let Some(applied) = meta["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
-        .as_str()
-        .and_then(|a| serde_json::from_str::<Value>(a).ok())
-    {
-        return Some(!applied["spec"]["policyTypes"].is_null());
-    }
-    let managed = meta["managedFields"].as_array()?;
-    if managed.is_empty() || managed.iter().any(|m| m["operation"] != "Apply") {
-        return None;
-    }
-    Some(
-        managed
-            .iter()
-            .any(|m| !m["fieldsV1"]["f:spec"]["f:policyTypes"].is_null()),
-    )
+/// What one kind's module decides about one request.
+#[derive(Debug, Default)]
+struct Verdict {
+    /// The kind judged; empty when nothing was.
+    kind: &'static str,
+    /// `namespace/name` (or `name`) of the judged object.
+    object: Option<String>,
+    /// The refusal, when refused.
+    refusal: Option<String>,
+    warnings: Vec<String>,
+    report: Report,
+    settle: Option<Pending>,
 }
+
+impl Verdict {
+    /// Allowed without a look: another kind, or an operation Palisade does not judge.
+    fn untouched() -> Self {
+        Self::default()
+    }
+
+    /// Refused because the object is not of the kind the request says it is.
+    fn unreadable(refusal: String) -> Self {
+        Self {
+            refusal: Some(refusal),
+            ..Self::default()
+        }
+    }
+
+    fn decision(self, request: &AdmissionRequest<DynamicObject>) -> Decision {
+        Decision {
+            review: request::answer(request, self.refusal.clone(), self.warnings),
+            allowed: self.refusal.is_none(),
+            object: self.object,
+            kind: self.kind,
+            findings: self.report.findings,
+            skipped: self.report.skipped,
+            dry_run: request.dry_run,
+            settle: self.settle,
+        }
+    }
+}
+
+/// The request's object as the kind it claims to be, or serde's reason why it is not one (a
+/// missing object reads as `null`, so its reason is serde's too).
+fn object_as<K: DeserializeOwned>(
+    request: &AdmissionRequest<DynamicObject>,
+) -> Result<K, serde_json::Error> {
+    serde_json::to_value(&request.object).and_then(serde_json::from_value)
+}
+
+#[cfg(test)]
+mod tests;
