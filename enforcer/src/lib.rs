@@ -23,7 +23,6 @@ pub mod render;
 pub mod ruleset;
 pub mod runtime;
 pub mod status;
-pub mod tiers;
 
 pub use compile::{CompileOptions, compile};
 pub use ruleset::{IpSet, Match, RuleLine, Ruleset, SetEntry, SetKind, Summary, Target};

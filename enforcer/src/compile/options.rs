@@ -1,0 +1,91 @@
+//! What the compiler is asked for: the mark bit it borrows, the audit log rate, and what
+//! happens to a denied packet.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Netlink group audit logs go to (read them with ulogd, or `tcpdump -i nflog:<group>`).
+    pub nflog_group: u16,
+    /// The single mark bit Palisade borrows while a packet is in its chains.
+    pub mark: u32,
+    /// Audit log rate per pod and direction.
+    pub audit_logs_per_minute: u32,
+    pub audit_log_burst: u32,
+    /// What happens to a packet no rule allows.
+    pub deny_action: DenyAction,
+    /// With [`DenyAction::Reject`]: answers a minute, node-wide, for TCP and for the rest each.
+    pub rejects_per_minute: u32,
+    pub reject_burst: u32,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        Self {
+            nflog_group: 100,
+            mark: 0x10000,
+            audit_logs_per_minute: 10,
+            audit_log_burst: 20,
+            deny_action: DenyAction::Drop,
+            rejects_per_minute: 6000,
+            reject_burst: 100,
+        }
+    }
+}
+
+/// What happens to a packet that policies deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DenyAction {
+    /// Drop silently: the client waits for its timeout (a scanner learns nothing).
+    #[default]
+    Drop,
+    /// Refuse: a TCP reset, or ICMP admin-prohibited for other protocols, rate-limited (beyond
+    /// the rate, drop): the client fails at once.
+    Reject,
+}
+
+impl DenyAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyAction::Drop => "drop",
+            DenyAction::Reject => "reject",
+        }
+    }
+}
+
+/// kube-proxy's masquerade (0x4000) and drop (0x8000) bits.
+pub const KUBE_PROXY_MARKS: u32 = 0xc000;
+
+impl CompileOptions {
+    /// Refuses a mark that is not one bit or that kube-proxy uses.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.mark.count_ones() != 1 || self.mark & KUBE_PROXY_MARKS != 0 {
+            return Err(format!(
+                "mark {:#x} must be a single bit other than kube-proxy's 0x4000 and 0x8000",
+                self.mark
+            ));
+        }
+        if self.audit_logs_per_minute == 0 {
+            return Err("audit log rate must be at least 1 a minute".into());
+        }
+        if self.rejects_per_minute == 0 {
+            return Err("reject rate must be at least 1 a minute".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_refuse_kube_proxy_marks() {
+        assert_eq!(CompileOptions::default().validate(), Ok(()));
+        for mark in [0x4000, 0x8000, 0x30000, 0] {
+            let options = CompileOptions {
+                mark,
+                ..Default::default()
+            };
+            assert!(options.validate().is_err(), "{mark:#x}");
+        }
+    }
+}
