@@ -73,3 +73,20 @@ pub fn token_kubeconfig(
     let token = token(cp, component)?;
     cp.kubeconfig_at(address, Some(&token))
 }
+
+/// `helm ARGS` against the control plane, its output whatever happened.
+pub fn helm(cp: &ControlPlane, args: &[&str]) -> Result<std::process::Output, Error> {
+    Command::new(crate::tools::tool("helm")?)
+        .args(args)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .output()
+        .map_err(|source| Error::Io {
+            what: "running helm".into(),
+            source,
+        })
+}
+
+/// `helm ARGS` that must succeed; its output.
+pub fn helm_ok(cp: &ControlPlane, args: &[&str]) -> Result<String, Error> {
+    succeeded(format!("helm {}", args.join(" ")), helm(cp, args)?)
+}

@@ -5,6 +5,7 @@ pub mod admission_stub;
 pub mod chart;
 pub mod control_plane;
 pub mod demo;
+pub mod handshakes;
 pub mod long_lived;
 pub mod netns;
 pub mod network;

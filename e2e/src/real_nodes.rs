@@ -32,8 +32,11 @@ use crate::{ControlPlane, Error};
 /// The test workload images `e2e/tools/install.sh` builds (docker-archive tars).
 pub const PAUSE_IMAGE: &str = "palisade.test/pause:1";
 pub const BUSYBOX_IMAGE: &str = "palisade.test/busybox:1";
-/// Where the node components find the plugins of Debian's containernetworking-plugins.
+/// Where Debian's containernetworking-plugins installs the CNI plugins.
 const CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// Where each node's containerd finds its CNI plugins: a per-node directory bound there, with
+/// links to Debian's plugins, into which the enforcer installs `palisade-cni` as on real nodes.
+const NODE_CNI_BIN_DIR: &str = "/opt/cni/bin";
 /// Global kernel settings kubelet writes even from inside a network namespace.
 const KUBELET_SYSCTLS: [&str; 6] = [
     "vm.overcommit_memory",
@@ -46,7 +49,7 @@ const KUBELET_SYSCTLS: [&str; 6] = [
 /// Directories each node has its own copy of, bind-mounted in its mount namespace.
 /// (`/run/netns` too: containerd names each pod's network namespace there, and those must not
 /// show up, or be left, on the host.)
-const NODE_MOUNTS: [(&str, &str); 7] = [
+const NODE_MOUNTS: [(&str, &str); 9] = [
     ("kubelet", "/var/lib/kubelet"),
     ("log-pods", "/var/log/pods"),
     ("log-containers", "/var/log/containers"),
@@ -54,6 +57,9 @@ const NODE_MOUNTS: [(&str, &str); 7] = [
     ("cni-state", "/var/lib/cni"),
     ("cni-conf", "/etc/cni/net.d"),
     ("netns", "/run/netns"),
+    ("cni-bin", NODE_CNI_BIN_DIR),
+    // The enforcer's socket for the CNI plugin (the chart's enforcer.firstPacket.socketDir).
+    ("run-palisade", "/run/palisade"),
 ];
 
 /// What this machine lacks for real nodes, one item per missing piece; empty when nothing is.
@@ -269,6 +275,29 @@ impl RealNode {
 
     fn holder_pid(&self) -> u32 {
         self.holder.as_ref().map_or(0, Child::id)
+    }
+
+    /// The host PID of a running container of the node (`containerID` of a pod's status, with
+    /// or without its `containerd://`), from containerd's task list.
+    pub fn task_pid(&self, container_id: &str) -> Result<u32, Error> {
+        let id = container_id.trim_start_matches("containerd://");
+        let listed = run(
+            &format!("listing the containers of {}", self.name),
+            Command::new("ctr")
+                .arg("--address")
+                .arg(self.containerd_socket())
+                .args(["-n", "k8s.io", "tasks", "ls"]),
+        )?;
+        listed
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(id)).then(|| f.next()?.parse().ok())?
+            })
+            .ok_or_else(|| Error::Command {
+                what: format!("the process of container {id} on {}", self.name),
+                stderr: listed.clone(),
+            })
     }
 
     /// The last `lines` lines of one of the node's logs (kubelet, containerd, kube-proxy).
@@ -525,6 +554,41 @@ pub fn abandon_all() {
 /// Node names of the cluster `palisade-e2e up --real-nodes` and the tests start.
 pub const NODES: [&str; 2] = ["node-1", "node-2"];
 
+/// For a test: the real nodes [`NODES`] with the release image (`PALISADE_IMAGE`, or where
+/// `e2e/image.sh` writes it) imported; `None`, after one line saying what is missing, where this
+/// machine cannot run them. Panics when they fail to start.
+pub fn cluster_for_tests() -> Option<RealCluster> {
+    let mut lacks = missing();
+    let image = default_image_archive();
+    if !image.is_file() {
+        lacks.push(format!(
+            "the release image {} (./e2e/image.sh)",
+            image.display()
+        ));
+    }
+    if !lacks.is_empty() {
+        eprintln!(
+            "real-node tier skipped: this machine lacks {}",
+            lacks.join(", ")
+        );
+        return None;
+    }
+    let start = Instant::now();
+    let cluster = RealCluster::start(&NODES, &mut |step| {
+        eprintln!("[real nodes {:>3}s] {step}", start.elapsed().as_secs())
+    })
+    .unwrap_or_else(|e| panic!("starting real nodes: {e}"));
+    cluster
+        .import_image(&image)
+        .unwrap_or_else(|e| panic!("importing the release image: {e}"));
+    eprintln!(
+        "[real nodes {:>3}s] up, {} imported",
+        start.elapsed().as_secs(),
+        image.display()
+    );
+    Some(cluster)
+}
+
 impl RealCluster {
     /// Starts the control plane and real nodes named `nodes`, imports the test images into
     /// every node, and waits until each node is Ready. `progress` hears each step.
@@ -536,10 +600,16 @@ impl RealCluster {
                 stderr: format!("this machine lacks: {}", missing.join(", ")),
             });
         }
+        // Mount points (and their parents, e.g. /opt/cni) this run creates, deepest first.
         let created: Vec<PathBuf> = NODE_MOUNTS
             .iter()
-            .map(|(_, target)| PathBuf::from(target))
-            .filter(|t| !t.exists())
+            .flat_map(|(_, target)| {
+                Path::new(target)
+                    .ancestors()
+                    .take_while(|a| !a.exists())
+                    .map(Path::to_path_buf)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let net = Network::create(nodes)?;
         let k = net.id;
@@ -666,6 +736,7 @@ impl RealCluster {
         for sub in ["containerd", "pki", "volume-plugins", "opt"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(io("creating a node directory"))?;
         }
+        link_cni_plugins(&dir.join("cni-bin"))?;
         let pod_cidr = format!("10.{}.{index}.0/24", 100 + k);
         let cgroup = format!("palisade-{k}-{}", n.name);
         let (iptables, proxy_mode) = flavour(index);
@@ -838,7 +909,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{CNI_BIN_DIR}"
+    bin_dir = "{NODE_CNI_BIN_DIR}"
     conf_dir = "/etc/cni/net.d"
 "#,
                 root = d("containerd"),
@@ -917,6 +988,18 @@ conntrack: {{maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeo
         )?;
         Ok(())
     }
+}
+
+/// Links to each of Debian's CNI plugins in `dir` (the node's CNI bin directory).
+fn link_cni_plugins(dir: &Path) -> Result<(), Error> {
+    let plugins = std::fs::read_dir(CNI_BIN_DIR).map_err(io(format!("reading {CNI_BIN_DIR}")))?;
+    for plugin in plugins.filter_map(Result::ok) {
+        let link = dir.join(plugin.file_name());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(plugin.path(), &link)
+            .map_err(io(format!("linking {}", link.display())))?;
+    }
+    Ok(())
 }
 
 fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, Error> {

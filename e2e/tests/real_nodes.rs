@@ -20,46 +20,12 @@ const FIXTURES: &str = concat!(
     "/../policy/tests/fixtures/tutorial"
 );
 
-/// A real cluster with the release image imported; `None` (after one line saying why) where
-/// this machine cannot run real nodes.
 fn real_cluster() -> Option<RealCluster> {
-    let mut missing = real_nodes::missing();
-    let image = real_nodes::default_image_archive();
-    if !image.is_file() {
-        missing.push(format!(
-            "the release image {} (./e2e/image.sh)",
-            image.display()
-        ));
-    }
-    if !missing.is_empty() {
-        eprintln!(
-            "real-node tier skipped: this machine lacks {}",
-            missing.join(", ")
-        );
-        return None;
-    }
-    let start = Instant::now();
-    let cluster = RealCluster::start(&NODES, &mut |step| {
-        eprintln!("[real nodes {:>3}s] {step}", start.elapsed().as_secs())
-    })
-    .unwrap_or_else(|e| panic!("starting real nodes: {e}"));
-    cluster
-        .import_image(&image)
-        .unwrap_or_else(|e| panic!("importing the release image: {e}"));
-    eprintln!(
-        "[real nodes {:>3}s] up, {} imported",
-        start.elapsed().as_secs(),
-        image.display()
-    );
-    Some(cluster)
+    real_nodes::cluster_for_tests()
 }
 
 fn helm(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
-    Command::new(palisade_e2e::tools::tool("helm").expect("helm"))
-        .args(args)
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .output()
-        .expect("running helm")
+    chart::helm(cp, args).expect("running helm")
 }
 
 fn helm_ok(cp: &ControlPlane, args: &[&str]) -> String {
