@@ -14,11 +14,11 @@
 //! changed. Connections still allowed are not touched; audit-mode policies cut nothing (they
 //! deny nothing).
 //!
-//! [`parse`] and [`to_cut`] are pure; [`cut`] runs `conntrack` (conntrack-tools) in the node's
-//! network namespace: one `conntrack -L` per IP family, one `conntrack -R` with the deletions.
+//! [`parse`] and [`to_cut`] are pure; [`cut`] works in the node's network namespace: one
+//! `conntrack -L` (conntrack-tools) per IP family, then each deletion by its exact tuple over
+//! ctnetlink ([`crate::ctnetlink`]).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
@@ -49,22 +49,6 @@ impl Entry {
             IpAddr::V4(_) => IpFamily::V4,
             IpAddr::V6(_) => IpFamily::V6,
         }
-    }
-
-    /// The line of `conntrack -R` input that deletes exactly this entry.
-    pub fn delete_command(&self) -> String {
-        let family = match self.family() {
-            IpFamily::V4 => "ipv4",
-            IpFamily::V6 => "ipv6",
-        };
-        format!(
-            "-D -f {family} -p {} --orig-src {} --orig-dst {} --sport {} --dport {}",
-            self.protocol.to_string().to_ascii_lowercase(),
-            self.src,
-            self.dst,
-            self.sport,
-            self.dport
-        )
     }
 }
 
@@ -189,6 +173,8 @@ pub enum ConntrackError {
     Spawn(#[source] std::io::Error),
     #[error("conntrack {what} failed: {stderr}")]
     Failed { what: String, stderr: String },
+    #[error("deleting conntrack entries over ctnetlink: {0}")]
+    Delete(#[source] std::io::Error),
 }
 
 /// What one pass did.
@@ -209,18 +195,14 @@ pub fn cut(cluster: &Cluster, node: &str, families: &[IpFamily]) -> Result<Cut, 
             IpFamily::V4 => "ipv4",
             IpFamily::V6 => "ipv6",
         };
-        entries.extend(parse(&run(&["-L", "-f", f], None)?));
+        entries.extend(parse(&run(&["-L", "-f", f])?));
     }
     let addresses = node_addresses();
     let cut = to_cut(&entries, cluster, node, &addresses);
     if !cut.is_empty() {
-        let mut input = String::new();
-        for e in &cut {
-            input.push_str(&e.delete_command());
-            input.push('\n');
-        }
-        // An entry that ended meanwhile is not an error: conntrack -R goes on with the next.
-        run(&["-R", "/dev/stdin"], Some(&input))?;
+        // By exact tuple over ctnetlink: `conntrack -D` would dump the whole table per entry.
+        // An entry that ended meanwhile is not an error.
+        crate::ctnetlink::delete(&cut).map_err(ConntrackError::Delete)?;
     }
     Ok(Cut {
         entries: entries.len(),
@@ -278,24 +260,12 @@ pub async fn after_sync(
     }
 }
 
-fn run(args: &[&str], input: Option<&str>) -> Result<String, ConntrackError> {
-    let mut child = Command::new("conntrack")
+fn run(args: &[&str]) -> Result<String, ConntrackError> {
+    let out = Command::new("conntrack")
         .args(args)
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stdin(Stdio::null())
+        .output()
         .map_err(ConntrackError::Spawn)?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(ConntrackError::Spawn)?;
-    }
-    let out = child.wait_with_output().map_err(ConntrackError::Spawn)?;
     if !out.status.success() {
         return Err(ConntrackError::Failed {
             what: args.join(" "),
@@ -357,14 +327,9 @@ conntrack v1.4.7 (conntrack-tools): 3 flow entries have been shown.
         assert_eq!(entries[0].reply_src, "10.0.1.5".parse::<IpAddr>().unwrap());
         assert_eq!(entries[0].reply_sport, 8080);
         assert_eq!(entries[0].dport, 80);
-        assert_eq!(
-            entries[0].delete_command(),
-            "-D -f ipv4 -p tcp --orig-src 10.0.0.1 --orig-dst 10.96.0.10 --sport 40000 --dport 80"
-        );
+        assert_eq!(entries[0].sport, 40000);
         assert_eq!(entries[1].protocol, Protocol::Udp);
-        assert_eq!(
-            entries[1].delete_command(),
-            "-D -f ipv6 -p udp --orig-src fd00::1 --orig-dst fd00::2 --sport 5000 --dport 53"
-        );
+        assert_eq!(entries[1].src, "fd00::1".parse::<IpAddr>().unwrap());
+        assert_eq!(entries[1].dport, 53);
     }
 }

@@ -15,6 +15,7 @@ pub mod cluster_policies;
 pub mod cni;
 pub mod compile;
 pub mod conntrack;
+pub mod ctnetlink;
 pub mod first_packet;
 pub mod interpret;
 pub mod lifecycle;

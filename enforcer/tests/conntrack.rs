@@ -239,3 +239,122 @@ spec:
     assert_eq!(on("n2", remote_no_egress), 3);
     assert_eq!(on("n2", WEB_FROM_REMOTE), 0);
 }
+
+/// The cost of judging a large table (a figure for BENCHMARKS.md, not an assertion): 20,000
+/// entries of 110 local pods among 2,000, every local pod isolated by a policy.
+#[test]
+#[ignore = "a measure: cargo test -p palisade-enforcer --test conntrack -- --ignored --nocapture"]
+fn judging_twenty_thousand_entries() {
+    let mut yaml = String::new();
+    for i in 0..2000u32 {
+        let node = if i < 110 { "n1" } else { "n2" };
+        yaml.push_str(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}, namespace: ns{}, labels: {{app: a{}}}}}\nspec: {{nodeName: {node}, containers: [{{name: c, image: c}}]}}\nstatus: {{phase: Running, podIP: 10.{}.{}.{}}}\n---\n",
+            i % 20,
+            i % 7,
+            1 + i / 60000,
+            (i / 250) % 250,
+            1 + i % 250
+        ));
+    }
+    for n in 0..20 {
+        yaml.push_str(&format!(
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: only-a1, namespace: ns{n}}}\nspec:\n  podSelector: {{}}\n  ingress: [{{from: [{{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a1}}}}}}]}}]\n---\n"
+        ));
+    }
+    let mut inputs = Inputs::default();
+    inputs.add_text("big.yaml", &yaml).expect("readable");
+    let cluster = inputs.cluster();
+    let ip = |i: u32| format!("10.{}.{}.{}", 1 + i / 60000, (i / 250) % 250, 1 + i % 250);
+    let text: Vec<String> = (0..20_000u32)
+        .map(|k| {
+            let (src, dst) = (110 + k % 1890, k % 110);
+            line(
+                "tcp",
+                &ip(src),
+                &ip(dst),
+                (10_000 + k % 50_000) as u16,
+                8080,
+            )
+        })
+        .collect();
+    let text = text.join("\n");
+    let start = std::time::Instant::now();
+    let entries = parse(&text);
+    let parsed = start.elapsed();
+    let cut = to_cut(&entries, &cluster, NODE, &node_addresses());
+    eprintln!(
+        "{} entries: parsed in {:?}, judged in {:?}, {} to cut",
+        entries.len(),
+        parsed,
+        start.elapsed() - parsed,
+        cut.len()
+    );
+    assert_eq!(entries.len(), 20_000);
+}
+
+/// Deleting by exact tuple over ctnetlink, in a network namespace the test makes: 1,000 of
+/// 20,000 entries go, the others stay (and the time it takes, for BENCHMARKS.md).
+#[test]
+#[ignore = "needs root and conntrack-tools: cargo test -p palisade-enforcer --test conntrack -- --ignored --nocapture"]
+fn ctnetlink_deletes_exactly_the_entries_named() {
+    use palisade_e2e::netns::{self, Netns};
+    let ns = Netns::add(&format!("pal-ct-{}", std::process::id())).expect("netns");
+    let entry = |i: u32| {
+        let (a, b) = (1 + i / 200, 1 + i % 200);
+        format!(
+            "tcp 6 300 ESTABLISHED src=10.1.{a}.{b} dst=10.2.{b}.{a} sport={} dport=8080 src=10.2.{b}.{a} dst=10.1.{a}.{b} sport=8080 dport={} [ASSURED] mark=0 use=1",
+            10_000 + i,
+            10_000 + i
+        )
+    };
+    let inserts: String = (0..20_000u32)
+        .map(|i| {
+            let (a, b) = (1 + i / 200, 1 + i % 200);
+            format!(
+                "-I -p tcp -s 10.1.{a}.{b} -d 10.2.{b}.{a} --sport {} --dport 8080 --state ESTABLISHED -t 600 -u ASSURED\n",
+                10_000 + i
+            )
+        })
+        .collect();
+    let mut load = ns
+        .command("conntrack")
+        .args(["-R", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("conntrack");
+    std::io::Write::write_all(&mut load.stdin.take().expect("stdin"), inserts.as_bytes())
+        .expect("write");
+    assert!(load.wait().expect("conntrack").success());
+    let count = || {
+        let o = ns
+            .command("conntrack")
+            .arg("-C")
+            .output()
+            .expect("conntrack -C");
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(count(), "20000");
+    let doomed = parse(
+        &(0..20_000u32)
+            .step_by(20)
+            .map(entry)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    assert_eq!(doomed.len(), 1000);
+    let name = ns.name.clone();
+    let (deleted, took) = std::thread::spawn(move || {
+        netns::enter(&name).expect("enter");
+        let start = std::time::Instant::now();
+        let n = palisade_enforcer::ctnetlink::delete(&doomed).expect("delete");
+        (n, start.elapsed())
+    })
+    .join()
+    .expect("thread");
+    eprintln!("ctnetlink: deleted {deleted} of 20,000 entries in {took:?}");
+    assert_eq!(deleted, 1000);
+    assert_eq!(count(), "19000");
+}
