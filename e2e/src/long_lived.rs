@@ -196,3 +196,94 @@ impl Connection {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// A long-lived TCP connection from inside a real pod (`kubectl exec` of busybox `nc`): it
+/// sends a numbered line every 100 ms to an echo server, and the time each line came back is
+/// recorded. Dropping it ends the exec.
+pub struct PodConnection {
+    child: std::process::Child,
+    echoes: Arc<std::sync::Mutex<Vec<std::time::SystemTime>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl PodConnection {
+    /// From pod `from` (`namespace/name`) to `ip`:`port`, sending `lines` lines at most.
+    pub fn open(
+        cp: &crate::ControlPlane,
+        from: &str,
+        ip: &str,
+        port: u16,
+        lines: u32,
+    ) -> Result<Self, Error> {
+        use std::io::BufRead;
+        let (ns, pod) = from.split_once('/').unwrap_or(("default", from));
+        let script = format!(
+            "i=0; while [ $i -lt {lines} ]; do i=$((i+1)); echo $i; sleep 0.1; done | nc {ip} {port}"
+        );
+        let mut child = std::process::Command::new(cp.kubectl_path())
+            .args(["exec", "-n", ns, pod, "--", "sh", "-c", &script])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|source| Error::Io {
+                what: format!("kubectl exec into {from}"),
+                source,
+            })?;
+        let stdout = child.stdout.take().ok_or_else(|| Error::Command {
+            what: format!("kubectl exec into {from}"),
+            stderr: "no stdout".into(),
+        })?;
+        let echoes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reader = {
+            let echoes = echoes.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    if line.is_err() {
+                        return;
+                    }
+                    echoes
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(std::time::SystemTime::now());
+                }
+            })
+        };
+        Ok(Self {
+            child,
+            echoes,
+            reader: Some(reader),
+        })
+    }
+
+    /// When each echo came back, in order.
+    pub fn echoes(&self) -> Vec<std::time::SystemTime> {
+        self.echoes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits (at most `limit`) until `n` echoes came back.
+    pub fn wait_for(&self, n: usize, limit: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.echoes().len() >= n {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        false
+    }
+}
+
+impl Drop for PodConnection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}

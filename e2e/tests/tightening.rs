@@ -1,0 +1,379 @@
+//! Real nodes, the chart with its defaults: a policy that tightens cuts the live connections it
+//! denies within a second of its rules being in the kernel, and leaves another connection
+//! alone; a pod reaching its own IP is what `palisade reach` says (allowed, whatever the
+//! policies), and reaching itself through its Service is what the node's rules judge.
+//!
+//! Skipped, with one line naming what is missing, where this machine cannot run real nodes.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use palisade_e2e::ControlPlane;
+use palisade_e2e::chart::{self, NAMESPACE};
+use palisade_e2e::long_lived::PodConnection;
+use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE};
+use palisade_e2e::world::predict;
+use palisade_policy::input::Inputs;
+use palisade_policy::{Endpoint, Protocol};
+
+/// A busybox pod on `node` serving `servers` (`port program`: `nc -ll -p PORT -e PROGRAM`).
+fn pod(ns: &str, name: &str, node: &str, labels: &str, servers: &[(u16, &str)]) -> String {
+    let run: Vec<String> = servers
+        .iter()
+        .map(|(port, program)| format!("nc -ll -p {port} -e {program} &"))
+        .collect();
+    let ports: Vec<String> = servers
+        .iter()
+        .map(|(port, _)| format!("{{containerPort: {port}}}"))
+        .collect();
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {labels}}}\n\
+         spec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    imagePullPolicy: Never\n    command: [sh, -c, \"{} sleep 3600 & wait\"]\n    ports: [{}]\n---\n",
+        run.join(" "),
+        ports.join(", ")
+    )
+}
+
+fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
+    cp.kubectl_ok(args)
+        .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
+}
+
+fn pod_ip(cp: &ControlPlane, key: &str) -> String {
+    let (ns, name) = key.split_once('/').expect("namespace/name");
+    kubectl(
+        cp,
+        &[
+            "get",
+            "pod",
+            name,
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.status.podIP}",
+        ],
+    )
+}
+
+/// Whether a TCP handshake from pod `from` to `ip`:`port` succeeds (busybox `nc -w 2`).
+fn connects(cp: &ControlPlane, from: &str, ip: &str, port: u16) -> bool {
+    let (ns, name) = from.split_once('/').expect("namespace/name");
+    cp.kubectl(&[
+        "exec",
+        "-n",
+        ns,
+        name,
+        "--",
+        "sh",
+        "-c",
+        &format!("nc -w 2 {ip} {port} </dev/null"),
+    ])
+    .is_ok_and(|o| o.status.success())
+}
+
+/// The cluster's objects as a user dumps them, for the policy crate.
+fn dump(cp: &ControlPlane) -> String {
+    kubectl(
+        cp,
+        &["get", "namespaces,pods,networkpolicies", "-A", "-o", "yaml"],
+    )
+}
+
+/// `2026-12-07T03:20:23.287392Z` (RFC 3339, UTC) as a time.
+fn rfc3339(text: &str) -> Option<SystemTime> {
+    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|p| p.parse::<i64>());
+    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
+    let mut t = time.split(':');
+    let (h, min) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let secs: f64 = t.next()?.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let whole = days * 86_400 + h * 3600 + min * 60;
+    Some(UNIX_EPOCH + Duration::from_secs(whole as u64) + Duration::from_secs_f64(secs))
+}
+
+/// When node `node`'s enforcer had the rules in the kernel for the sync that cut connections,
+/// and how many it cut: its log line `connections that policy now denies cut` (JSON) says when
+/// the cut ended and how long it took.
+fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
+    let pod = kubectl(
+        cp,
+        &[
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            "app.kubernetes.io/component=enforcer",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ],
+    );
+    let log = kubectl(cp, &["logs", "-n", NAMESPACE, &pod]);
+    log.lines()
+        .filter(|l| l.contains("connections that policy now denies cut"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            let at = rfc3339(v["timestamp"].as_str()?)?;
+            let took = v["fields"]["took_ms"].as_u64()?;
+            let cut = v["fields"]["cut"].as_u64()?;
+            Some((at - Duration::from_millis(took), took, cut))
+        })
+        .last()
+}
+
+#[test]
+fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
+    let Some(cluster) = real_nodes::cluster_for_tests() else {
+        return;
+    };
+    let cp = &cluster.cp;
+    chart::helm_ok(
+        cp,
+        &[
+            "install",
+            "palisade",
+            chart::CHART_DIR,
+            "-n",
+            NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("helm install: {e}"));
+    kubectl(
+        cp,
+        &[
+            "rollout",
+            "status",
+            "daemonset/palisade-enforcer",
+            "-n",
+            NAMESPACE,
+            "--timeout=120s",
+        ],
+    );
+
+    // tight/echo (node-1) echoes on 7000 and answers on 8080; tight/client (node-1) and
+    // open/client (node-2) connect to it; open/talker (node-1) to open/echo (node-2).
+    for ns in ["tight", "open"] {
+        kubectl(cp, &["create", "namespace", ns]);
+    }
+    for ns in ["tight", "open"] {
+        let start = std::time::Instant::now();
+        while cp
+            .kubectl_ok(&["get", "serviceaccount", "default", "-n", ns])
+            .is_err()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no ServiceAccount in {ns}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    let pods = [
+        pod(
+            "tight",
+            "echo",
+            "node-1",
+            "{app: echo}",
+            &[(7000, "/bin/cat"), (8080, "/bin/true")],
+        ),
+        pod("tight", "client", "node-1", "{app: client}", &[]),
+        pod("open", "client", "node-2", "{app: client}", &[]),
+        pod("open", "talker", "node-1", "{app: talker}", &[]),
+        pod(
+            "open",
+            "echo",
+            "node-2",
+            "{app: echo}",
+            &[(7000, "/bin/cat")],
+        ),
+    ]
+    .concat();
+    cp.apply(&pods).expect("pods");
+    for key in [
+        "tight/echo",
+        "tight/client",
+        "open/client",
+        "open/talker",
+        "open/echo",
+    ] {
+        let (ns, name) = key.split_once('/').expect("key");
+        kubectl(
+            cp,
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "--timeout=90s",
+                "pod",
+                name,
+                "-n",
+                ns,
+            ],
+        );
+    }
+    cp.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: tight}\n\
+         spec: {selector: {app: echo}, ports: [{port: 8080, protocol: TCP}]}\n",
+    )
+    .expect("Service");
+    let echo_ip = pod_ip(cp, "tight/echo");
+    let service_ip = kubectl(
+        cp,
+        &[
+            "get",
+            "service",
+            "echo",
+            "-n",
+            "tight",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+    );
+
+    // A pod reaching itself, before and after a deny-all: by its own IP as `reach` says, through
+    // its Service as the node judges it (the hairpinned packet goes through FORWARD).
+    let reach_itself = |when: &str| {
+        let documents = dump(cp);
+        let predicted = predict(
+            &[("cluster.yaml", &documents)],
+            &[(
+                "tight/echo".into(),
+                "tight/echo".into(),
+                8080,
+                Protocol::Tcp,
+            )],
+        )
+        .expect("prediction");
+        assert_eq!(predicted.len(), 1, "{when}");
+        let own = connects(cp, "tight/echo", &echo_ip, 8080);
+        eprintln!(
+            "{when}: tight/echo to its own IP: measured {}, reach says {}",
+            if own { "open" } else { "blocked" },
+            if predicted[0].allowed {
+                "open"
+            } else {
+                "blocked"
+            }
+        );
+        assert_eq!(own, predicted[0].allowed, "{when}: a pod to its own IP");
+        let mut inputs = Inputs::default();
+        inputs
+            .add_text("cluster.yaml", &documents)
+            .expect("readable");
+        let c = inputs.cluster();
+        let echo = c
+            .pods()
+            .iter()
+            .find(|p| p.key() == "tight/echo")
+            .expect("tight/echo");
+        let judged = c
+            .evaluate_forwarded(
+                &Endpoint::Pod(echo),
+                &Endpoint::Pod(echo),
+                8080,
+                Protocol::Tcp,
+            )
+            .allowed();
+        // kube-proxy may need a moment for the Service; an open answer is retried briefly.
+        let mut through_service = connects(cp, "tight/echo", &service_ip, 8080);
+        for _ in 0..10 {
+            if through_service == judged {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            through_service = connects(cp, "tight/echo", &service_ip, 8080);
+        }
+        eprintln!(
+            "{when}: tight/echo through its Service {service_ip}: measured {}, the node's rules say {}",
+            if through_service { "open" } else { "blocked" },
+            if judged { "open" } else { "blocked" }
+        );
+        assert_eq!(
+            through_service, judged,
+            "{when}: a pod to itself through its Service"
+        );
+    };
+    reach_itself("no policy");
+
+    // Long-lived connections, each passing a line every 100 ms.
+    let open_echo_ip = pod_ip(cp, "open/echo");
+    let same_node = PodConnection::open(cp, "tight/client", &echo_ip, 7000, 1200).expect("exec");
+    let cross_node = PodConnection::open(cp, "open/client", &echo_ip, 7000, 1200).expect("exec");
+    let other = PodConnection::open(cp, "open/talker", &open_echo_ip, 7000, 1200).expect("exec");
+    for (what, c) in [
+        ("tight/client -> tight/echo", &same_node),
+        ("open/client -> tight/echo", &cross_node),
+        ("open/talker -> open/echo", &other),
+    ] {
+        assert!(
+            c.wait_for(5, Duration::from_secs(30)),
+            "{what} passed no data"
+        );
+    }
+
+    // tight denies all ingress.
+    cp.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: tight}\n\
+         spec: {podSelector: {}, policyTypes: [Ingress]}\n",
+    )
+    .expect("deny-all");
+    let applied = SystemTime::now();
+    std::thread::sleep(Duration::from_secs(5));
+    let (rules_in, took_ms, cut) = cut_on(cp, "node-1")
+        .unwrap_or_else(|| panic!("node-1's enforcer logged no cut connections"));
+    eprintln!(
+        "node-1 had the rules in {} ms after kubectl apply returned; the cut took {took_ms} ms and cut {cut} connections",
+        rules_in
+            .duration_since(applied)
+            .unwrap_or_default()
+            .as_millis()
+    );
+    for (what, c) in [
+        ("tight/client -> tight/echo (same node)", &same_node),
+        ("open/client -> tight/echo (cross node)", &cross_node),
+    ] {
+        let echoes = c.echoes();
+        let last = *echoes.last().expect("echoes");
+        let after: Vec<_> = echoes.iter().filter(|t| **t > rules_in).collect();
+        let stopped = last
+            .duration_since(rules_in)
+            .map_or(0, |d| d.as_millis() as i64);
+        eprintln!(
+            "{what}: {} echoes in all, {} after the rules were in, the last {stopped} ms after them",
+            echoes.len(),
+            after.len()
+        );
+        assert!(
+            last <= rules_in + Duration::from_secs(1),
+            "{what} passed data {stopped} ms after the rules were in"
+        );
+    }
+    // The other connection went on all along.
+    let echoes = other.echoes();
+    let since = SystemTime::now() - Duration::from_secs(2);
+    assert!(
+        echoes.iter().filter(|t| **t > since).count() >= 5,
+        "open/talker -> open/echo stopped passing data"
+    );
+    // New connections to tight/echo are denied too; tight/echo reaches itself.
+    assert!(!connects(cp, "open/client", &echo_ip, 7000));
+    reach_itself("deny-all ingress in tight");
+    drop((same_node, cross_node, other));
+    for ns in ["tight", "open"] {
+        let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    }
+}
