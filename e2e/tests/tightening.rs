@@ -5,7 +5,7 @@
 //!
 //! Skipped, with one line naming what is missing, where this machine cannot run real nodes.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use palisade_e2e::ControlPlane;
 use palisade_e2e::chart::{self, NAMESPACE};
@@ -78,26 +78,11 @@ fn dump(cp: &ControlPlane) -> String {
     )
 }
 
-/// `2026-12-07T03:20:23.287392Z` (RFC 3339, UTC) as a time.
+/// An RFC 3339 time (the enforcer's JSON log) as a system time.
 fn rfc3339(text: &str) -> Option<SystemTime> {
-    let (date, time) = text.trim_end_matches('Z').split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time.split(':');
-    let (h, min) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let secs: f64 = t.next()?.parse().ok()?;
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let whole = days * 86_400 + h * 3600 + min * 60;
-    Some(UNIX_EPOCH + Duration::from_secs(whole as u64) + Duration::from_secs_f64(secs))
+    text.parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(SystemTime::from)
 }
 
 /// When node `node`'s enforcer had the rules in the kernel for the sync that cut connections,
@@ -121,6 +106,7 @@ fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
     );
     let log = kubectl(cp, &["logs", "-n", NAMESPACE, &pod]);
     log.lines()
+        .rev()
         .filter(|l| l.contains("connections that policy now denies cut"))
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| {
@@ -129,7 +115,7 @@ fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
             let cut = v["fields"]["cut"].as_u64()?;
             Some((at - Duration::from_millis(took), took, cut))
         })
-        .last()
+        .next()
 }
 
 #[test]
