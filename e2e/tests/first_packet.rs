@@ -291,10 +291,6 @@ fn install(cp: &ControlPlane) {
             "-n",
             NS,
             "--create-namespace",
-            // The prober leaves thousands of conntrack entries; cutting denied connections
-            // reads them all after each sync that changes rules, which is not what is measured.
-            "--set",
-            "enforcer.cutDeniedConnections=false",
             "--wait",
             "--timeout",
             "3m",
