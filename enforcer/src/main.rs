@@ -186,6 +186,7 @@ async fn run_main() {
         timeout: Duration::from_secs(a.first_packet_timeout_seconds.clamp(1, 300)),
         node: node.clone(),
         mode: a.mode,
+        gate: Default::default(),
     };
     let settings = Settings {
         first_packet: first_packet.start(stop.stopped()),

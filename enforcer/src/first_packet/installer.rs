@@ -18,6 +18,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_api::FirstPacketStatus;
@@ -242,12 +243,35 @@ fn write_atomically(target: &Path, bytes: &[u8], mode: u32) -> Result<(), Instal
     })
 }
 
+/// Shared by [`keep_installed`] and the removal when the enforcer stops: once retired, no
+/// check installs anything again. Without it a check running after the removal (the process
+/// lives on for its rules' cleanup) put the plugin back, and with the enforcer gone every new
+/// pod of the node failed closed.
+#[derive(Debug, Clone, Default)]
+pub struct Gate(Arc<tokio::sync::Mutex<bool>>);
+
+impl Gate {
+    /// Runs `remove` once no check is in progress, and retires the installer for good.
+    pub async fn retire<T: Send + 'static>(
+        &self,
+        remove: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let mut retired = self.0.lock().await;
+        *retired = true;
+        tokio::task::spawn_blocking(remove).await
+    }
+}
+
 /// Checks the installation every [`RECHECK`], publishing its state in `first_packet` and
-/// logging when it changes. Runs until the process ends.
-pub async fn keep_installed(installer: Installer, first_packet: FirstPacket) {
+/// logging when it changes. Runs until the process ends or `gate` is retired.
+pub async fn keep_installed(installer: Installer, first_packet: FirstPacket, gate: Gate) {
     let mut last: Option<FirstPacketStatus> = None;
     loop {
         let i = installer.clone();
+        let retired = gate.0.lock().await;
+        if *retired {
+            return;
+        }
         let status = tokio::task::spawn_blocking(move || i.ensure())
             .await
             .unwrap_or_else(|e| FirstPacketStatus {
@@ -255,6 +279,7 @@ pub async fn keep_installed(installer: Installer, first_packet: FirstPacket) {
                 reason: format!("the installer task: {e}"),
                 config: None,
             });
+        drop(retired);
         if last.as_ref() != Some(&status) {
             if status.installed {
                 tracing::info!(reason = %status.reason, "first-packet isolation installed");
@@ -311,6 +336,32 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// The enforcer stopping on uninstall: the installer loop, running all along, never puts
+    /// the plugin back once the removal has run.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nothing_is_installed_after_the_removal() {
+        let (i, _dirs) = installer("retired", Mode::Auto);
+        let conf = i.conf_dir.join("10-bridge.conflist");
+        fs::write(&conf, BRIDGE).unwrap();
+        let gate = Gate::default();
+        let first_packet = FirstPacket::new("node-1", Duration::from_secs(1));
+        let running = tokio::spawn(keep_installed(i.clone(), first_packet, gate.clone()));
+        let start = std::time::Instant::now();
+        while !fs::read_to_string(&conf).unwrap().contains(PLUGIN_TYPE) {
+            assert!(start.elapsed() < Duration::from_secs(10), "never installed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let remover = i.clone();
+        gate.retire(move || remover.remove()).await.unwrap().unwrap();
+        // Past more than one recheck: the loop has ended and the CNI's text is as it was.
+        tokio::time::timeout(RECHECK * 2, running)
+            .await
+            .expect("the installer loop ends once retired")
+            .unwrap();
+        assert_eq!(fs::read_to_string(&conf).unwrap(), BRIDGE);
+        assert!(!i.bin_dir.join(PLUGIN_TYPE).exists());
     }
 
     #[test]

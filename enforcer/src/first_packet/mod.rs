@@ -296,6 +296,8 @@ pub struct Options {
     pub timeout: Duration,
     pub node: String,
     pub mode: crate::runtime::Mode,
+    /// Keeps the installer from putting the plugin back after [`Options::uninstall`].
+    pub gate: installer::Gate,
 }
 
 impl Options {
@@ -349,6 +351,7 @@ impl Options {
                 tokio::spawn(installer::keep_installed(
                     self.installer(),
                     first_packet.clone(),
+                    self.gate.clone(),
                 ));
             }
             Err(e) => {
@@ -367,7 +370,7 @@ impl Options {
     /// Removes the plugin from the node (Palisade is being uninstalled).
     pub async fn uninstall(&self) {
         let installer = self.installer();
-        match tokio::task::spawn_blocking(move || installer.remove()).await {
+        match self.gate.retire(move || installer.remove()).await {
             Ok(Ok(n)) => {
                 tracing::info!(
                     files = n,
