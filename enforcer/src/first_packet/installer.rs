@@ -354,7 +354,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let remover = i.clone();
-        gate.retire(move || remover.remove()).await.unwrap().unwrap();
+        gate.retire(move || remover.remove())
+            .await
+            .unwrap()
+            .unwrap();
         // Past more than one recheck: the loop has ended and the CNI's text is as it was.
         tokio::time::timeout(RECHECK * 2, running)
             .await
