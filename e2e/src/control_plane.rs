@@ -646,6 +646,12 @@ impl ControlPlane {
         crate::util::succeeded(format!("kubectl {}", args.join(" ")), self.kubectl(args)?)
     }
 
+    /// [`Self::kubectl_ok`] for tests: a failure panics with the command and kubectl's output.
+    pub fn kubectl_must(&self, args: &[&str]) -> String {
+        self.kubectl_ok(args)
+            .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
+    }
+
     /// `kubectl apply -f -` of `yaml`; a refusal is an error carrying kubectl's output.
     pub fn apply(&self, yaml: &str) -> Result<String, Error> {
         crate::util::succeeded(

@@ -30,11 +30,6 @@ const PER_WAVE: usize = 25;
 const CONFLIST: &str = "/etc/cni/net.d/10-bridge.conflist";
 const PLUGIN: &str = "/opt/cni/bin/palisade-cni";
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    cp.kubectl_ok(args)
-        .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
-}
-
 /// Polls `check` every 300 ms until it returns `Some`; panics naming `what` after `limit`.
 fn wait_until<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -126,17 +121,14 @@ struct Wave {
 
 /// Running pods of `namespace` and their addresses, once all `expected` run.
 fn running(cp: &ControlPlane, namespace: &str, expected: usize) -> Option<Vec<(String, Ipv4Addr)>> {
-    let listed = kubectl(
-        cp,
-        &[
-            "get",
-            "pods",
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}",
-        ],
-    );
+    let listed = cp.kubectl_must(&[
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.name} {.status.phase} {.status.podIP}{\"\\n\"}{end}",
+    ]);
     let pods: Vec<(String, Ipv4Addr)> = listed
         .lines()
         .filter_map(|l| {
@@ -172,19 +164,16 @@ fn churn(cp: &ControlPlane, namespace: &str, since: Instant) -> Vec<Wave> {
             || diagnose(cp, namespace),
         );
         std::thread::sleep(Duration::from_secs(1));
-        kubectl(
-            cp,
-            &[
-                "delete",
-                "pods",
-                "-n",
-                namespace,
-                "-l",
-                "app=churn",
-                "--wait=true",
-                "--timeout=120s",
-            ],
-        );
+        cp.kubectl_must(&[
+            "delete",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            "app=churn",
+            "--wait=true",
+            "--timeout=120s",
+        ]);
         waves.push(Wave {
             begin,
             end: since.elapsed(),
@@ -298,17 +287,14 @@ fn install(cp: &ControlPlane) {
     )
     .expect("helm");
     assert!(install.status.success(), "helm install: {}", text(&install));
-    kubectl(
-        cp,
-        &[
-            "rollout",
-            "status",
-            "daemonset/palisade-enforcer",
-            "-n",
-            NS,
-            "--timeout=120s",
-        ],
-    );
+    cp.kubectl_must(&[
+        "rollout",
+        "status",
+        "daemonset/palisade-enforcer",
+        "-n",
+        NS,
+        "--timeout=120s",
+    ]);
 }
 
 /// Each node's NodeEnforcement says first-packet isolation is installed, and the plugin is the
@@ -322,16 +308,13 @@ fn wait_installed(cluster: &RealCluster) {
                 node.name
             ),
             || {
-                let installed = kubectl(
-                    &cluster.cp,
-                    &[
-                        "get",
-                        "nodeenforcement",
-                        &node.name,
-                        "-o",
-                        "jsonpath={.status.firstPacket.installed}",
-                    ],
-                );
+                let installed = cluster.cp.kubectl_must(&[
+                    "get",
+                    "nodeenforcement",
+                    &node.name,
+                    "-o",
+                    "jsonpath={.status.firstPacket.installed}",
+                ]);
                 (installed == "true").then_some(())
             },
         );
@@ -372,7 +355,7 @@ fn new_pods_are_isolated_from_their_first_packet() {
     );
 
     for ns in ["prober", "guarded", "open"] {
-        kubectl(cp, &["create", "namespace", ns]);
+        cp.kubectl_must(&["create", "namespace", ns]);
     }
     for ns in ["prober", "guarded", "open"] {
         wait_until(
@@ -392,18 +375,15 @@ fn new_pods_are_isolated_from_their_first_packet() {
     cp.apply(&pod_yaml("prober", "prober", NODES[0], "exec sleep 3600"))
         .expect("the prober pod");
     let container = wait_until(Duration::from_secs(120), "the prober running", || {
-        let id = kubectl(
-            cp,
-            &[
-                "get",
-                "pod",
-                "prober",
-                "-n",
-                "prober",
-                "-o",
-                "jsonpath={.status.containerStatuses[0].containerID}",
-            ],
-        );
+        let id = cp.kubectl_must(&[
+            "get",
+            "pod",
+            "prober",
+            "-n",
+            "prober",
+            "-o",
+            "jsonpath={.status.containerStatuses[0].containerID}",
+        ]);
         (!id.is_empty() && running(cp, "prober", 1).is_some()).then_some(id)
     });
     let node1 = cluster.node(NODES[0]).expect("node-1");
@@ -518,25 +498,20 @@ fn new_pods_are_isolated_from_their_first_packet() {
 fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
     let cp = &cluster.cp;
     let enforcer_on = |node: &str| {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "pods",
-                "-n",
-                NS,
-                "-l",
-                "app.kubernetes.io/component=enforcer",
-                "--field-selector",
-                &format!("spec.nodeName={node}"),
-                "-o",
-                "name",
-            ],
-        )
+        cp.kubectl_must(&[
+            "get",
+            "pods",
+            "-n",
+            NS,
+            "-l",
+            "app.kubernetes.io/component=enforcer",
+            "--field-selector",
+            &format!("spec.nodeName={node}"),
+            "-o",
+            "name",
+        ])
     };
-    kubectl(
-        cp,
-        &[
+    cp.kubectl_must(&[
             "patch",
             "daemonset",
             "palisade-enforcer",
@@ -558,19 +533,16 @@ fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
         Duration::from_secs(90),
         "the pod's FailedCreatePodSandBox event naming the enforcer",
         || {
-            let events = kubectl(
-                cp,
-                &[
-                    "get",
-                    "events",
-                    "-n",
-                    "guarded",
-                    "--field-selector",
-                    "involvedObject.name=late,reason=FailedCreatePodSandBox",
-                    "-o",
-                    "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
-                ],
-            );
+            let events = cp.kubectl_must(&[
+                "get",
+                "events",
+                "-n",
+                "guarded",
+                "--field-selector",
+                "involvedObject.name=late,reason=FailedCreatePodSandBox",
+                "-o",
+                "jsonpath={range .items[*]}{.message}{\"\\n\"}{end}",
+            ]);
             events
                 .lines()
                 .find(|m| m.contains("palisade: the enforcer on node node-1"))
@@ -579,65 +551,53 @@ fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
     );
     eprintln!("the pod's event while node-1's enforcer is down: {message}");
     assert!(message.contains("fail closed"), "{message}");
-    let phase = kubectl(
-        cp,
-        &[
-            "get",
-            "pod",
-            "late",
-            "-n",
-            "guarded",
-            "-o",
-            "jsonpath={.status.phase}",
-        ],
-    );
+    let phase = cp.kubectl_must(&[
+        "get",
+        "pod",
+        "late",
+        "-n",
+        "guarded",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
     assert_eq!(phase, "Pending");
-    let ip = kubectl(
-        cp,
-        &[
-            "get",
-            "pod",
-            "late",
-            "-n",
-            "guarded",
-            "-o",
-            "jsonpath={.status.podIP}",
-        ],
-    );
+    let ip = cp.kubectl_must(&[
+        "get",
+        "pod",
+        "late",
+        "-n",
+        "guarded",
+        "-o",
+        "jsonpath={.status.podIP}",
+    ]);
     assert_eq!(ip, "", "a pod without confirmed rules got an address");
 
     // Back: the pod starts.
-    kubectl(
-        cp,
-        &[
-            "patch",
-            "daemonset",
-            "palisade-enforcer",
-            "-n",
-            NS,
-            "--type",
-            "json",
-            "-p",
-            "[{\"op\":\"remove\",\"path\":\"/spec/template/spec/nodeSelector\"}]",
-        ],
-    );
+    cp.kubectl_must(&[
+        "patch",
+        "daemonset",
+        "palisade-enforcer",
+        "-n",
+        NS,
+        "--type",
+        "json",
+        "-p",
+        "[{\"op\":\"remove\",\"path\":\"/spec/template/spec/nodeSelector\"}]",
+    ]);
     let back = Instant::now();
     wait_until(
         Duration::from_secs(180),
         "the pod running once the enforcer is back",
         || {
-            let phase = kubectl(
-                cp,
-                &[
-                    "get",
-                    "pod",
-                    "late",
-                    "-n",
-                    "guarded",
-                    "-o",
-                    "jsonpath={.status.phase}",
-                ],
-            );
+            let phase = cp.kubectl_must(&[
+                "get",
+                "pod",
+                "late",
+                "-n",
+                "guarded",
+                "-o",
+                "jsonpath={.status.phase}",
+            ]);
             (phase == "Running").then_some(())
         },
     );
@@ -645,8 +605,5 @@ fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
         "the pod ran {:.1} s after node-1's enforcer was let back",
         back.elapsed().as_secs_f64()
     );
-    kubectl(
-        cp,
-        &["delete", "pod", "late", "-n", "guarded", "--wait=true"],
-    );
+    cp.kubectl_must(&["delete", "pod", "late", "-n", "guarded", "--wait=true"]);
 }

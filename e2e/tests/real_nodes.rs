@@ -54,24 +54,16 @@ fn helm_upgrade(cp: &ControlPlane, setting: &str) {
     );
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    cp.kubectl_ok(args)
-        .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
-}
-
 /// Waits until every enforcer pod of the current DaemonSet revision is Ready (at most 2 min).
 fn wait_for_enforcer_rollout(cp: &ControlPlane) {
-    kubectl(
-        cp,
-        &[
-            "rollout",
-            "status",
-            "daemonset/palisade-enforcer",
-            "-n",
-            NS,
-            "--timeout=120s",
-        ],
-    );
+    cp.kubectl_must(&[
+        "rollout",
+        "status",
+        "daemonset/palisade-enforcer",
+        "-n",
+        NS,
+        "--timeout=120s",
+    ]);
 }
 
 /// Polls `check` every 500 ms until it returns `Ok`; panics with the last `Err` after `limit`.
@@ -90,19 +82,16 @@ const NS: &str = chart::NAMESPACE;
 
 /// Ready pods of a component of the release.
 fn ready_pods(cp: &ControlPlane, component: &str) -> usize {
-    kubectl(
-        cp,
-        &[
-            "get",
-            "pods",
-            "-n",
-            NS,
-            "-l",
-            &format!("app.kubernetes.io/component={component}"),
-            "-o",
-            "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "pods",
+        "-n",
+        NS,
+        "-l",
+        &format!("app.kubernetes.io/component={component}"),
+        "-o",
+        "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+    ])
     .lines()
     .filter(|l| l.trim() == "True")
     .count()
@@ -222,18 +211,15 @@ fn the_chart_on_real_nodes() {
 /// the Node.
 fn a_deleted_node_takes_its_nodeenforcement_along(cluster: &RealCluster) {
     let cp = &cluster.cp;
-    let owner = kubectl(
-        cp,
-        &[
-            "get",
-            "nodeenforcement",
-            "node-2",
-            "-o",
-            "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
-        ],
-    );
+    let owner = cp.kubectl_must(&[
+        "get",
+        "nodeenforcement",
+        "node-2",
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}",
+    ]);
     assert_eq!(owner, "Node/node-2");
-    kubectl(cp, &["delete", "node", "node-2", "--wait=true"]);
+    cp.kubectl_must(&["delete", "node", "node-2", "--wait=true"]);
     eventually(Duration::from_secs(60), || {
         let left = cp
             .kubectl(&["get", "nodeenforcement", "node-2", "-o", "name"])
@@ -302,18 +288,15 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     // enforcer pod (on the node's network: Palisade's own policies let the webhook and operator
     // pods reach only the apiserver and DNS), through the Service found by its environment,
     // with the CAs of the webhook's own Secret (ca.crt) on stdin.
-    let ca = kubectl(
-        cp,
-        &[
-            "get",
-            "secret",
-            "palisade-webhook-tls",
-            "-n",
-            NS,
-            "-o",
-            "go-template={{index .data \"ca.crt\" | base64decode}}",
-        ],
-    );
+    let ca = cp.kubectl_must(&[
+        "get",
+        "secret",
+        "palisade-webhook-tls",
+        "-n",
+        NS,
+        "-o",
+        "go-template={{index .data \"ca.crt\" | base64decode}}",
+    ]);
     let verdict = cp
         .kubectl_stdin(
             &[
@@ -334,7 +317,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     // Palisade's own pods are behind its NetworkPolicies (on by default; enforced here by its
     // own enforcer, the bridge CNI enforces nothing): the apiserver reached the webhook through
     // them above, and reaches it below when policies are applied.
-    let own = kubectl(cp, &["get", "networkpolicies", "-n", NS, "-o", "name"]);
+    let own = cp.kubectl_must(&["get", "networkpolicies", "-n", NS, "-o", "name"]);
     assert_eq!(
         own.lines().collect::<Vec<_>>(),
         [
@@ -345,16 +328,13 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     );
     // The enforcer's admin port is bound to the node's own address, not to all of the node's.
     for node in NODES {
-        let ip = kubectl(
-            cp,
-            &[
-                "get",
-                "node",
-                node,
-                "-o",
-                "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
-            ],
-        );
+        let ip = cp.kubectl_must(&[
+            "get",
+            "node",
+            node,
+            "-o",
+            "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}",
+        ]);
         let listening = cluster
             .node(node)
             .expect("node")
@@ -375,9 +355,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     for node in cluster.nodes() {
         let want = format!("bridge false true {} drop", node.iptables.as_str());
         let status = eventually(Duration::from_secs(60), || {
-            let s = kubectl(
-                cp,
-                &[
+            let s = cp.kubectl_must(&[
                     "get",
                     "nodeenforcement",
                     &node.name,
@@ -454,29 +432,23 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
 
     // A labelled namespace gets its baseline; the correct policies are admitted; the measured
     // matrix (same-node and cross-node pairs) equals palisade reach.
-    kubectl(
-        cp,
-        &[
-            "label",
-            "namespace",
-            "production",
-            "palisade.dev/baseline=default",
-        ],
-    );
+    cp.kubectl_must(&[
+        "label",
+        "namespace",
+        "production",
+        "palisade.dev/baseline=default",
+    ]);
     eventually(Duration::from_secs(30), || {
-        let got = kubectl(
-            cp,
-            &[
-                "get",
-                "networkpolicies",
-                "-n",
-                "production",
-                "-l",
-                "app.kubernetes.io/managed-by=palisade",
-                "-o",
-                "name",
-            ],
-        );
+        let got = cp.kubectl_must(&[
+            "get",
+            "networkpolicies",
+            "-n",
+            "production",
+            "-l",
+            "app.kubernetes.io/managed-by=palisade",
+            "-o",
+            "name",
+        ]);
         if got.contains("palisade-baseline-deny") && got.contains("palisade-baseline-dns") {
             Ok(())
         } else {
@@ -522,16 +494,13 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     // along, no allowed flow is cut and no denied flow opens.
     let probes = start_probe_loop(cp, &world, 30);
     helm_upgrade(cp, "logLevel=debug");
-    kubectl(
-        cp,
-        &[
-            "rollout",
-            "restart",
-            "daemonset/palisade-enforcer",
-            "-n",
-            NS,
-        ],
-    );
+    cp.kubectl_must(&[
+        "rollout",
+        "restart",
+        "daemonset/palisade-enforcer",
+        "-n",
+        NS,
+    ]);
     wait_for_enforcer_rollout(cp);
     let (allowed, cut, denied, opened) = probe_results(probes);
     assert!(
@@ -546,29 +515,23 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
 
     // failurePolicy=Fail and no webhook: NetworkPolicy writes are refused, naming Palisade.
     helm_upgrade(cp, "webhook.failurePolicy=Fail");
-    kubectl(
-        cp,
-        &[
-            "scale",
-            "deployment/palisade-webhook",
-            "-n",
-            NS,
-            "--replicas=0",
-        ],
-    );
-    kubectl(
-        cp,
-        &[
-            "wait",
-            "--for=delete",
-            "pod",
-            "-n",
-            NS,
-            "-l",
-            "app.kubernetes.io/component=webhook",
-            "--timeout=60s",
-        ],
-    );
+    cp.kubectl_must(&[
+        "scale",
+        "deployment/palisade-webhook",
+        "-n",
+        NS,
+        "--replicas=0",
+    ]);
+    cp.kubectl_must(&[
+        "wait",
+        "--for=delete",
+        "pod",
+        "-n",
+        NS,
+        "-l",
+        "app.kubernetes.io/component=webhook",
+        "--timeout=60s",
+    ]);
     let policy = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web-from-anywhere, namespace: production}\nspec:\n  podSelector: {matchLabels: {app: frontend}}\n  ingress: [{}]\n";
     let refused = cp
         .kubectl_stdin(&["apply", "-f", "-"], policy)
@@ -579,27 +542,21 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         shown.contains("networkpolicies.palisade.dev") && shown.contains("palisade-webhook"),
         "{shown}"
     );
-    kubectl(
-        cp,
-        &[
-            "scale",
-            "deployment/palisade-webhook",
-            "-n",
-            NS,
-            "--replicas=2",
-        ],
-    );
-    kubectl(
-        cp,
-        &[
-            "rollout",
-            "status",
-            "deployment/palisade-webhook",
-            "-n",
-            NS,
-            "--timeout=120s",
-        ],
-    );
+    cp.kubectl_must(&[
+        "scale",
+        "deployment/palisade-webhook",
+        "-n",
+        NS,
+        "--replicas=2",
+    ]);
+    cp.kubectl_must(&[
+        "rollout",
+        "status",
+        "deployment/palisade-webhook",
+        "-n",
+        NS,
+        "--timeout=120s",
+    ]);
     eventually(Duration::from_secs(30), || {
         cp.apply(policy).map_err(|e| e.to_string())
     });
@@ -628,28 +585,22 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
             }
         });
     }
-    let left = kubectl(
-        cp,
-        &[
-            "get",
-            "validatingwebhookconfigurations,clusterroles,clusterrolebindings",
-            "-o",
-            "name",
-        ],
-    );
+    let left = cp.kubectl_must(&[
+        "get",
+        "validatingwebhookconfigurations,clusterroles,clusterrolebindings",
+        "-o",
+        "name",
+    ]);
     assert!(!left.contains("palisade"), "{left}");
     eventually(Duration::from_secs(60), || {
-        let pods = kubectl(
-            cp,
-            &[
-                "get",
-                "pods,daemonsets,deployments,services,secrets,serviceaccounts",
-                "-n",
-                NS,
-                "-o",
-                "name",
-            ],
-        );
+        let pods = cp.kubectl_must(&[
+            "get",
+            "pods,daemonsets,deployments,services,secrets,serviceaccounts",
+            "-n",
+            NS,
+            "-o",
+            "name",
+        ]);
         let ours: Vec<&str> = pods.lines().filter(|l| l.contains("palisade")).collect();
         if ours.is_empty() {
             Ok(())
@@ -676,18 +627,15 @@ fn services_are_judged_by_pod_ip_after_dnat(
     )
     .expect("Services");
     let cluster_ip = |name: &str| {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "service",
-                name,
-                "-n",
-                "production",
-                "-o",
-                "jsonpath={.spec.clusterIP}",
-            ],
-        )
+        cp.kubectl_must(&[
+            "get",
+            "service",
+            name,
+            "-n",
+            "production",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
     };
     let (database, api) = (cluster_ip("database"), cluster_ip("api"));
     let ips = world.ips().expect("pod IPs");
@@ -799,9 +747,7 @@ fn services_are_judged_by_pod_ip_after_dnat(
 /// default `networkPolicy.metricsFrom` allows (labelled `app.kubernetes.io/name: prometheus`,
 /// in any namespace) scrapes them; another pod does not get through.
 fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
-    let ips = kubectl(
-        cp,
-        &[
+    let ips = cp.kubectl_must(&[
             "get",
             "pods",
             "-n",
@@ -830,10 +776,7 @@ fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
         .expect("kubectl exec")
     };
     let label_prometheus = |label: &str| {
-        kubectl(
-            cp,
-            &["label", "pod", "-n", "monitoring", "prometheus", label],
-        );
+        cp.kubectl_must(&["label", "pod", "-n", "monitoring", "prometheus", label]);
     };
     label_prometheus("app.kubernetes.io/name=prometheus");
     for (component, ip) in &targets {
@@ -883,7 +826,7 @@ fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster
             && shown.contains("INSTALLATION FAILED: context deadline exceeded"),
         "{shown}"
     );
-    let why = kubectl(cp, &["get", "pods", "-n", ns]);
+    let why = cp.kubectl_must(&["get", "pods", "-n", ns]);
     assert!(
         why.contains("ErrImage") || why.contains("ImagePullBackOff"),
         "{why}"
@@ -918,21 +861,16 @@ fn cluster_network_policies_are_enforced_as_predicted(cp: &ControlPlane, world: 
         "{}/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml",
         chart::CHART_DIR
     );
-    kubectl(cp, &["apply", "-f", &crd]);
-    kubectl(
-        cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{CNP_CRD}"),
-        ],
-    );
+    cp.kubectl_must(&["apply", "-f", &crd]);
+    cp.kubectl_must(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        &format!("crd/{CNP_CRD}"),
+    ]);
     // The enforcers' watch finds the CRD within its backoff.
     eventually(Duration::from_secs(60), || {
-        let reasons = kubectl(
-            cp,
-            &[
+        let reasons = cp.kubectl_must(&[
                 "get",
                 "nodeenforcements",
                 "-o",
@@ -1038,6 +976,6 @@ spec:
             .find(|p| p.from == from && p.to == to && p.port == port);
         assert_eq!(cell.map(|p| p.allowed), Some(want), "{from} -> {to}:{port}");
     }
-    kubectl(cp, &["delete", "clusternetworkpolicies", "--all"]);
-    kubectl(cp, &["delete", "crd", CNP_CRD]);
+    cp.kubectl_must(&["delete", "clusternetworkpolicies", "--all"]);
+    cp.kubectl_must(&["delete", "crd", CNP_CRD]);
 }

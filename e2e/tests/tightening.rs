@@ -33,25 +33,17 @@ fn pod(ns: &str, name: &str, node: &str, labels: &str, servers: &[(u16, &str)]) 
     )
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    cp.kubectl_ok(args)
-        .unwrap_or_else(|e| panic!("kubectl {}: {e}", args.join(" ")))
-}
-
 fn pod_ip(cp: &ControlPlane, key: &str) -> String {
     let (ns, name) = key.split_once('/').expect("namespace/name");
-    kubectl(
-        cp,
-        &[
-            "get",
-            "pod",
-            name,
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={.status.podIP}",
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "pod",
+        name,
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.status.podIP}",
+    ])
 }
 
 /// Whether a TCP handshake from pod `from` to `ip`:`port` succeeds (busybox `nc -w 2`).
@@ -72,10 +64,7 @@ fn connects(cp: &ControlPlane, from: &str, ip: &str, port: u16) -> bool {
 
 /// The cluster's objects as a user dumps them, for the policy crate.
 fn dump(cp: &ControlPlane) -> String {
-    kubectl(
-        cp,
-        &["get", "namespaces,pods,networkpolicies", "-A", "-o", "yaml"],
-    )
+    cp.kubectl_must(&["get", "namespaces,pods,networkpolicies", "-A", "-o", "yaml"])
 }
 
 /// An RFC 3339 time (the enforcer's JSON log) as a system time.
@@ -89,22 +78,19 @@ fn rfc3339(text: &str) -> Option<SystemTime> {
 /// and how many it cut: its log line `connections that policy now denies cut` (JSON) says when
 /// the cut ended and how long it took.
 fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
-    let pod = kubectl(
-        cp,
-        &[
-            "get",
-            "pods",
-            "-n",
-            NAMESPACE,
-            "-l",
-            "app.kubernetes.io/component=enforcer",
-            "--field-selector",
-            &format!("spec.nodeName={node}"),
-            "-o",
-            "jsonpath={.items[0].metadata.name}",
-        ],
-    );
-    let log = kubectl(cp, &["logs", "-n", NAMESPACE, &pod]);
+    let pod = cp.kubectl_must(&[
+        "get",
+        "pods",
+        "-n",
+        NAMESPACE,
+        "-l",
+        "app.kubernetes.io/component=enforcer",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let log = cp.kubectl_must(&["logs", "-n", NAMESPACE, &pod]);
     log.lines()
         .rev()
         .filter(|l| l.contains("connections that policy now denies cut"))
@@ -139,22 +125,19 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
         ],
     )
     .unwrap_or_else(|e| panic!("helm install: {e}"));
-    kubectl(
-        cp,
-        &[
-            "rollout",
-            "status",
-            "daemonset/palisade-enforcer",
-            "-n",
-            NAMESPACE,
-            "--timeout=120s",
-        ],
-    );
+    cp.kubectl_must(&[
+        "rollout",
+        "status",
+        "daemonset/palisade-enforcer",
+        "-n",
+        NAMESPACE,
+        "--timeout=120s",
+    ]);
 
     // tight/echo (node-1) echoes on 7000 and answers on 8080; tight/client (node-1) and
     // open/client (node-2) connect to it; open/talker (node-1) to open/echo (node-2).
     for ns in ["tight", "open"] {
-        kubectl(cp, &["create", "namespace", ns]);
+        cp.kubectl_must(&["create", "namespace", ns]);
     }
     for ns in ["tight", "open"] {
         let start = std::time::Instant::now();
@@ -198,18 +181,15 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
         "open/echo",
     ] {
         let (ns, name) = key.split_once('/').expect("key");
-        kubectl(
-            cp,
-            &[
-                "wait",
-                "--for=condition=Ready",
-                "--timeout=90s",
-                "pod",
-                name,
-                "-n",
-                ns,
-            ],
-        );
+        cp.kubectl_must(&[
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=90s",
+            "pod",
+            name,
+            "-n",
+            ns,
+        ]);
     }
     cp.apply(
         "apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: tight}\n\
@@ -217,18 +197,15 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     )
     .expect("Service");
     let echo_ip = pod_ip(cp, "tight/echo");
-    let service_ip = kubectl(
-        cp,
-        &[
-            "get",
-            "service",
-            "echo",
-            "-n",
-            "tight",
-            "-o",
-            "jsonpath={.spec.clusterIP}",
-        ],
-    );
+    let service_ip = cp.kubectl_must(&[
+        "get",
+        "service",
+        "echo",
+        "-n",
+        "tight",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
 
     // A pod reaching itself, before and after a deny-all: by its own IP as `reach` says, through
     // its Service as the node judges it (the hairpinned packet goes through FORWARD).
