@@ -90,3 +90,16 @@ pub fn helm(cp: &ControlPlane, args: &[&str]) -> Result<std::process::Output, Er
 pub fn helm_ok(cp: &ControlPlane, args: &[&str]) -> Result<String, Error> {
     succeeded(format!("helm {}", args.join(" ")), helm(cp, args)?)
 }
+
+/// Waits until every enforcer pod of the release's current DaemonSet revision is Ready (at most
+/// 2 min); panics naming kubectl's output otherwise.
+pub fn wait_for_enforcer_rollout(cp: &ControlPlane) {
+    cp.kubectl_must(&[
+        "rollout",
+        "status",
+        "daemonset/palisade-enforcer",
+        "-n",
+        NAMESPACE,
+        "--timeout=120s",
+    ]);
+}

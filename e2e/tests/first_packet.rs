@@ -287,14 +287,7 @@ fn install(cp: &ControlPlane) {
     )
     .expect("helm");
     assert!(install.status.success(), "helm install: {}", text(&install));
-    cp.kubectl_must(&[
-        "rollout",
-        "status",
-        "daemonset/palisade-enforcer",
-        "-n",
-        NS,
-        "--timeout=120s",
-    ]);
+    chart::wait_for_enforcer_rollout(cp);
 }
 
 /// Each node's NodeEnforcement says first-packet isolation is installed, and the plugin is the

@@ -54,18 +54,6 @@ fn helm_upgrade(cp: &ControlPlane, setting: &str) {
     );
 }
 
-/// Waits until every enforcer pod of the current DaemonSet revision is Ready (at most 2 min).
-fn wait_for_enforcer_rollout(cp: &ControlPlane) {
-    cp.kubectl_must(&[
-        "rollout",
-        "status",
-        "daemonset/palisade-enforcer",
-        "-n",
-        NS,
-        "--timeout=120s",
-    ]);
-}
-
 /// Polls `check` every 500 ms until it returns `Ok`; panics with the last `Err` after `limit`.
 fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
     let start = Instant::now();
@@ -270,7 +258,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     }
     // Helm's --wait counts a DaemonSet ready with `maxUnavailable` (1) of its pods not ready
     // yet: the enforcers are waited for as `kubectl rollout status` does.
-    wait_for_enforcer_rollout(cp);
+    chart::wait_for_enforcer_rollout(cp);
     // A measure for BENCHMARKS.md, not an assertion.
     eprintln!(
         "helm install --wait, then the enforcer rollout: every pod Ready after {:.1} s",
@@ -501,7 +489,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         "-n",
         NS,
     ]);
-    wait_for_enforcer_rollout(cp);
+    chart::wait_for_enforcer_rollout(cp);
     let (allowed, cut, denied, opened) = probe_results(probes);
     assert!(
         allowed >= 10 && denied >= 10,
