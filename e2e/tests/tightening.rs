@@ -125,14 +125,7 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
         ],
     )
     .unwrap_or_else(|e| panic!("helm install: {e}"));
-    cp.kubectl_must(&[
-        "rollout",
-        "status",
-        "daemonset/palisade-enforcer",
-        "-n",
-        NAMESPACE,
-        "--timeout=120s",
-    ]);
+    chart::wait_for_enforcer_rollout(cp);
 
     // tight/echo (node-1) echoes on 7000 and answers on 8080; tight/client (node-1) and
     // open/client (node-2) connect to it; open/talker (node-1) to open/echo (node-2).
