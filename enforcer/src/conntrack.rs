@@ -277,7 +277,7 @@ fn run(args: &[&str]) -> Result<String, ConntrackError> {
 
 /// The addresses of this network namespace's interfaces (the node's own, when the enforcer
 /// runs with the host's network).
-fn node_addresses() -> Vec<IpAddr> {
+pub fn node_addresses() -> Vec<IpAddr> {
     let mut out = Vec::new();
     #[cfg(target_os = "linux")]
     // SAFETY: getifaddrs fills a list we only read and then free with freeifaddrs; each

@@ -16,6 +16,7 @@ pub mod cni;
 pub mod compile;
 pub mod conntrack;
 pub mod ctnetlink;
+pub mod denials;
 pub mod first_packet;
 pub mod interpret;
 pub mod lifecycle;

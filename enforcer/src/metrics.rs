@@ -24,6 +24,18 @@ struct ProtocolLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DenialLabels {
+    namespace: String,
+    policy: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LostLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuditLabels {
     rule: String,
 }
@@ -41,6 +53,11 @@ pub struct Metrics {
     enforcing: Gauge,
     audit: Family<AuditLabels, Gauge>,
     connections_cut: Family<ProtocolLabels, Counter>,
+    denied: Family<DenialLabels, Counter>,
+    audit_would_deny: Family<DenialLabels, Counter>,
+    denials_lost: Family<LostLabels, Counter>,
+    /// The latest snapshot, for the denial reader ([`crate::denials`]).
+    pub latest: crate::denials::Latest,
 }
 
 fn latency_buckets() -> Histogram {
@@ -65,6 +82,10 @@ impl Default for Metrics {
             enforcing: Gauge::default(),
             audit: Family::default(),
             connections_cut: Family::default(),
+            denied: Family::default(),
+            audit_would_deny: Family::default(),
+            denials_lost: Family::default(),
+            latest: Default::default(),
         };
         registry.register(
             "syncs",
@@ -109,6 +130,21 @@ impl Default for Metrics {
             "Connections whose conntrack entries were deleted because a change made policy deny them, by protocol (TCP, UDP, SCTP)",
             m.connections_cut.clone(),
         );
+        registry.register(
+            "denied",
+            "Denied connection attempts the kernel logged (first packets, within the denial log rate), by the denied pod's namespace, the policy that denied and direction",
+            m.denied.clone(),
+        );
+        registry.register(
+            "audit_would_deny",
+            "Connection attempts audit policies would deny that the kernel logged (first packets, within the audit log rate), by namespace, policy and direction",
+            m.audit_would_deny.clone(),
+        );
+        registry.register(
+            "denials_lost",
+            "Logged denials not reported: socket-overrun (the kernel dropped messages), queue-full, sampled (over the records-per-second rate), no-snapshot, events-over-budget (counted and logged, but no Event)",
+            m.denials_lost.clone(),
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         m
     }
@@ -151,6 +187,34 @@ impl Metrics {
         };
         self.connections_cut
             .get_or_create(&ProtocolLabels { protocol })
+            .inc_by(n);
+    }
+
+    /// Counts one denial record for `policy` (empty when none denies any more).
+    pub fn denied(
+        &self,
+        kind: crate::denials::record::Kind,
+        namespace: &str,
+        policy: &str,
+        direction: &'static str,
+    ) {
+        let labels = DenialLabels {
+            namespace: namespace.to_string(),
+            policy: policy.to_string(),
+            direction,
+        };
+        match kind {
+            crate::denials::record::Kind::Denied => self.denied.get_or_create(&labels).inc(),
+            crate::denials::record::Kind::AuditWouldDeny => {
+                self.audit_would_deny.get_or_create(&labels).inc()
+            }
+        };
+    }
+
+    /// Counts denials that were logged but not reported, and why.
+    pub fn denials_lost(&self, reason: &'static str, n: u64) {
+        self.denials_lost
+            .get_or_create(&LostLabels { reason })
             .inc_by(n);
     }
 

@@ -40,7 +40,7 @@ use palisade_policy::{Cluster, Direction, Peer, Pod, Policy, Selector};
 use super::chains::{Ports, RuleChain, pod_chain_name, start_unmarked};
 use super::sets::{NamedPort, NamedPorts, PeerSet};
 use super::{Builder, finished, is_audit};
-use crate::ruleset::{Match, RuleLine, Target, hashed_name};
+use crate::ruleset::{DENIED_CHAIN, Match, RuleLine, Target, hashed_name};
 
 /// One ClusterNetworkPolicy rule that applies to a pod in one direction.
 pub(super) struct TierRule<'a> {
@@ -306,6 +306,8 @@ impl<'a> Builder<'a> {
             ports: ports.alternatives,
             named,
             target: match r.rule.action {
+                // With denial logs, through the node's logging chain (which drops).
+                Action::Deny if self.options.log_denials => Target::Jump(DENIED_CHAIN.into()),
                 Action::Deny => Target::Drop,
                 Action::Accept | Action::Pass => self.allow(),
             },

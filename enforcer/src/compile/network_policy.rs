@@ -9,7 +9,9 @@ use palisade_policy::{Direction, Endpoint, Peer, Pod, Policy, Rule};
 use super::chains::{Ports, RuleChain, pod_chain_name, start_unmarked};
 use super::sets::{NamedPort, NamedPorts, PeerSet, peer_key};
 use super::{Builder, DenyAction, finished, is_audit, nflog_prefix};
-use crate::ruleset::{Match, REJECT_CHAIN, RuleLine, Target, hashed_name};
+use crate::ruleset::{
+    AUDIT_PREFIX, CtState, DENY_PREFIX, Match, REJECT_CHAIN, RuleLine, Target, hashed_name,
+};
 
 impl<'a> Builder<'a> {
     /// The chain that decides `direction` for `pod`, which `isolating` (not empty) isolate.
@@ -77,6 +79,9 @@ impl<'a> Builder<'a> {
                 DenyAction::Drop => Target::Drop,
                 DenyAction::Reject => Target::Jump(REJECT_CHAIN.into()),
             };
+            if self.options.log_denials {
+                lines.push(self.deny_log(&subject));
+            }
             lines.push(RuleLine::new(
                 vec![],
                 deny,
@@ -98,12 +103,31 @@ impl<'a> Builder<'a> {
                 }],
                 Target::Nflog {
                     group: self.options.nflog_group,
-                    prefix: nflog_prefix(&format!("palisade-audit {subject} {names}")),
+                    prefix: nflog_prefix(&format!("{AUDIT_PREFIX} {subject} {names}")),
                 },
                 format!("{subject}: audit log"),
             ));
         }
         lines
+    }
+
+    /// The first packet of a connection attempt `subject` (`ns/pod direction`) denies, to the
+    /// NFLOG group within the denial log rate (the packet goes on to its verdict).
+    fn deny_log(&self, subject: &str) -> RuleLine {
+        RuleLine::new(
+            vec![
+                Match::CtState(vec![CtState::New]),
+                Match::Limit {
+                    per_minute: self.options.deny_logs_per_minute,
+                    burst: self.options.deny_log_burst,
+                },
+            ],
+            Target::Nflog {
+                group: self.options.nflog_group,
+                prefix: nflog_prefix(&format!("{DENY_PREFIX} {subject}")),
+            },
+            format!("{subject}: denial log"),
+        )
     }
 
     /// `rule` of `policy` as it applies to `pod` (ingress named ports resolve on it).
