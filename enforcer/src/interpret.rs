@@ -32,10 +32,13 @@ pub struct Packet {
     pub icmpv6_type: Option<u8>,
     pub path: Path,
     pub ct_state: CtState,
+    /// For TCP: whether the packet opens a handshake (SYN alone among FIN, SYN, RST and ACK).
+    /// A NEW packet that does not is one conntrack picked up mid-stream.
+    pub tcp_syn: bool,
 }
 
 impl Packet {
-    /// A packet of `protocol` to port `dport`, in conntrack state NEW.
+    /// A packet of `protocol` to port `dport`, in conntrack state NEW: for TCP, a SYN.
     pub fn new(src: IpAddr, dst: IpAddr, protocol: Protocol, dport: u16, path: Path) -> Self {
         Self {
             src,
@@ -45,6 +48,7 @@ impl Packet {
             icmpv6_type: None,
             path,
             ct_state: CtState::New,
+            tcp_syn: true,
         }
     }
 }
@@ -199,6 +203,9 @@ impl State<'_> {
                 negate,
             } => ((self.mark & mask) == *value) != *negate,
             Match::CtState(states) => states.contains(&p.ct_state),
+            Match::TcpNotSyn => {
+                p.icmpv6_type.is_none() && p.protocol == Protocol::Tcp && !p.tcp_syn
+            }
             // Rate limits are not modelled: the first packets always pass.
             Match::Limit { .. } => true,
         })

@@ -184,6 +184,8 @@ pub fn render_rule(chain: &str, line: &RuleLine) -> String {
                 let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
                 let _ = write!(out, " -m conntrack --ctstate {}", names.join(","));
             }
+            // iptables-save prints `! --syn` as the flags it stands for.
+            Match::TcpNotSyn => out.push_str(" -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN"),
             Match::Limit { per_minute, burst } => {
                 let _ = write!(out, " -m limit --limit {}", limit_rate(*per_minute));
                 // 5 is the default, which iptables-save leaves out.

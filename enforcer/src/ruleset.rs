@@ -14,13 +14,6 @@ pub const INPUT_CHAIN: &str = "PALISADE-INPUT";
 pub const OUTPUT_CHAIN: &str = "PALISADE-OUTPUT";
 /// With deny action `reject`: where denied packets go to be refused (rate-limited) or dropped.
 pub const REJECT_CHAIN: &str = "PALISADE-REJECT";
-/// With denial logs: where a ClusterNetworkPolicy Deny rule sends what it matches, to be
-/// logged (rate-limited, node-wide) and dropped.
-pub const DENIED_CHAIN: &str = "PALISADE-DENIED";
-/// The NFLOG prefix of a denied packet starts with this; an audit would-drop's with
-/// [`AUDIT_PREFIX`].
-pub const DENY_PREFIX: &str = "palisade-deny";
-pub const AUDIT_PREFIX: &str = "palisade-audit";
 /// The `hash:ip` set of this node's pod IPv4 addresses.
 pub const LOCAL_SET: &str = "PALISADE-LOCAL";
 /// The `hash:ip` set of this node's pod IPv6 addresses (ipsets of both families share one
@@ -189,6 +182,11 @@ impl Ruleset {
                         Match::Icmpv6Type(_) if family != IpFamily::V6 || has_protocol => {
                             return Err(format!("chain {name}: an ICMPv6 match in {family}"));
                         }
+                        Match::TcpNotSyn
+                            if !line.matches.contains(&Match::Protocol(Protocol::Tcp)) =>
+                        {
+                            return Err(format!("chain {name}: a TCP flags match without -p tcp"));
+                        }
                         _ => {}
                     }
                 }
@@ -306,6 +304,9 @@ pub enum Match {
     },
     /// The connection is in one of these states (rendered in iptables-save's order).
     CtState(Vec<CtState>),
+    /// A TCP packet that is not the opening of a handshake (`-m tcp ! --syn`: not SYN alone
+    /// among FIN, SYN, RST and ACK); needs `Match::Protocol(Protocol::Tcp)` in the same rule.
+    TcpNotSyn,
     /// At most `per_minute` matches a minute after a burst of `burst`.
     Limit {
         per_minute: u32,

@@ -232,7 +232,8 @@ fn scenario_audit_with(options: &CompileOptions, keep: &[&str]) -> String {
     specific_with(pods, vec![audit, enforce], options, keep)
 }
 
-/// One local pod isolated for ingress with no rules: the whole node's ruleset.
+/// One local pod isolated for ingress with no rules: the whole node's ruleset. TCP that
+/// conntrack picked up mid-stream (NEW without a SYN) is denied in all three entry chains.
 #[test]
 fn deny_all() {
     assert_eq!(
@@ -248,12 +249,15 @@ add PALISADE-LOCAL 10.0.0.1
 -A PALISADE-FORWARD -m set ! --match-set PALISADE-LOCAL src -m set ! --match-set PALISADE-LOCAL dst -m comment --comment "palisade: not from or to a local pod" -j RETURN
 -A PALISADE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-FORWARD -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-FORWARD -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j DROP
 -A PALISADE-FORWARD -d 10.0.0.1/32 -m comment --comment "x/a ingress" -j PAL-I-5D91D0EE6D0E4B6C
 -A PALISADE-FORWARD -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
 -A PALISADE-INPUT -m set ! --match-set PALISADE-LOCAL src -m comment --comment "palisade: not from a local pod" -j RETURN
 -A PALISADE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-INPUT -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j DROP
 -A PALISADE-INPUT -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-OUTPUT -p tcp -m set --match-set PALISADE-LOCAL dst -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j DROP
 -A PALISADE-OUTPUT -m set --match-set PALISADE-LOCAL dst -m comment --comment "palisade: from this node to its pods, always allowed" -j RETURN
 COMMIT
 "#
@@ -491,6 +495,7 @@ add PALISADE-LOCAL6 fd00:10:244::1
 -A PALISADE-FORWARD -p ipv6-icmp -m icmp6 --icmpv6-type 137 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
 -A PALISADE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-FORWARD -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-FORWARD -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j PALISADE-REJECT
 -A PALISADE-FORWARD -d fd00:10:244::1/128 -m comment --comment "x/a ingress" -j PAL-I-5D91D0EE6D0E4B6C
 -A PALISADE-FORWARD -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
 -A PALISADE-INPUT -m set ! --match-set PALISADE-LOCAL6 src -m comment --comment "palisade: not from a local pod" -j RETURN
@@ -501,7 +506,9 @@ add PALISADE-LOCAL6 fd00:10:244::1
 -A PALISADE-INPUT -p ipv6-icmp -m icmp6 --icmpv6-type 137 -m comment --comment "palisade: IPv6 neighbour discovery" -j RETURN
 -A PALISADE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-INPUT -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j PALISADE-REJECT
 -A PALISADE-INPUT -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-OUTPUT -p tcp -m set --match-set PALISADE-LOCAL6 dst -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j PALISADE-REJECT
 -A PALISADE-OUTPUT -m set --match-set PALISADE-LOCAL6 dst -m comment --comment "palisade: from this node to its pods, always allowed" -j RETURN
 -A PALISADE-REJECT -p tcp -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with a TCP reset" -j REJECT --reject-with tcp-reset
 -A PALISADE-REJECT -p tcp -m comment --comment "palisade: denied, over the reject rate" -j DROP
@@ -539,12 +546,15 @@ add PALISADE-LOCAL 10.0.0.1
 -A PALISADE-FORWARD -m set ! --match-set PALISADE-LOCAL src -m set ! --match-set PALISADE-LOCAL dst -m comment --comment "palisade: not from or to a local pod" -j RETURN
 -A PALISADE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-FORWARD -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-FORWARD -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j PALISADE-REJECT
 -A PALISADE-FORWARD -d 10.0.0.1/32 -m comment --comment "x/a ingress" -j PAL-I-5D91D0EE6D0E4B6C
 -A PALISADE-FORWARD -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
 -A PALISADE-INPUT -m set ! --match-set PALISADE-LOCAL src -m comment --comment "palisade: not from a local pod" -j RETURN
 -A PALISADE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-INPUT -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j PALISADE-REJECT
 -A PALISADE-INPUT -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-OUTPUT -p tcp -m set --match-set PALISADE-LOCAL dst -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j PALISADE-REJECT
 -A PALISADE-OUTPUT -m set --match-set PALISADE-LOCAL dst -m comment --comment "palisade: from this node to its pods, always allowed" -j RETURN
 -A PALISADE-REJECT -p tcp -m limit --limit 100/sec --limit-burst 100 -m comment --comment "palisade: denied, refused with a TCP reset" -j REJECT --reject-with tcp-reset
 -A PALISADE-REJECT -p tcp -m comment --comment "palisade: denied, over the reject rate" -j DROP

@@ -116,6 +116,7 @@ fn check_family(
     family: IpFamily,
     rules: &Ruleset,
     denied: Outcome,
+    deny_mid_stream: bool,
 ) -> Result<(), TestCaseError> {
     prop_assert_eq!(rules.family, family);
     let seen = c.in_family(family);
@@ -152,6 +153,22 @@ fn check_family(
                 };
                 let got = run(rules, pkt).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(got, want, "{} {} {}/{:?}", family, what, port, proto);
+                // The same TCP packet picked up mid-stream (NEW, no SYN): denied whenever a
+                // local pod is at either end, whatever the policies; otherwise as the SYN.
+                if proto == Protocol::Tcp {
+                    let mid_stream = Packet {
+                        tcp_syn: false,
+                        ..pkt
+                    };
+                    let want = if deny_mid_stream && (eg || ing) {
+                        denied
+                    } else {
+                        want
+                    };
+                    let got =
+                        run(rules, mid_stream).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(got, want, "{} {} {}/TCP mid-stream", family, what, port);
+                }
                 Ok(())
             };
             for &(s, s_ip) in &pods {
@@ -242,7 +259,7 @@ proptest! {
     #[test]
     fn compiled_rules_decide_as_the_policy_crate(
         ns in namespaces(), pods in dual_stack_pods(), pols in policies(),
-        cnps in cluster_policies(), reject in any::<bool>()
+        cnps in cluster_policies(), reject in any::<bool>(), deny_mid_stream_tcp in any::<bool>()
     ) {
         let c = Cluster::new(ns, pods, vec![], pols).with_cluster_policies(cnps);
         let (deny_action, denied) = if reject {
@@ -250,12 +267,13 @@ proptest! {
         } else {
             (DenyAction::Drop, Outcome::Drop)
         };
-        let options = CompileOptions { deny_action, ..CompileOptions::default() };
+        let options =
+            CompileOptions { deny_action, deny_mid_stream_tcp, ..CompileOptions::default() };
         let mut set_names = Vec::new();
         for family in IpFamily::ALL {
             let rules = compile_family(&c, NODE, &options, family);
             prop_assert_eq!(rules.validate(), Ok(()));
-            check_family(&c, family, &rules, denied)?;
+            check_family(&c, family, &rules, denied, deny_mid_stream_tcp)?;
             set_names.extend(rules.sets.keys().cloned());
         }
         // One ipset namespace for both families: no name is used twice.
@@ -345,6 +363,132 @@ fn conntrack_states_short_circuit() {
     assert_eq!(run(&rejecting, p), Ok(Outcome::Reject));
     p.ct_state = CtState::Invalid;
     // Not about a local pod: Palisade stays out, whatever the state.
-    p.dst = Ipv4Addr::new(10, 0, 0, 2).into();
-    assert_eq!(run(&rules, p), Ok(Outcome::Accept));
+    let mut elsewhere = p;
+    elsewhere.dst = Ipv4Addr::new(10, 0, 0, 2).into();
+    assert_eq!(run(&rules, elsewhere), Ok(Outcome::Accept));
+    elsewhere.ct_state = CtState::New;
+    elsewhere.tcp_syn = false;
+    assert_eq!(run(&rules, elsewhere), Ok(Outcome::Accept));
+}
+
+/// A TCP packet conntrack picked up mid-stream (NEW, no SYN), the next packet of a connection
+/// whose entry the cut deleted: denied to and from a local pod on every path even where the
+/// policies allow that direction (the server of a cut connection talking first), refused with
+/// deny action reject; a SYN is judged by the policies as before; without the option, as
+/// before too.
+#[test]
+fn tcp_picked_up_mid_stream_is_denied_for_local_pods() {
+    let mut server = Pod::running(
+        "x",
+        "server",
+        Labels::new(),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+    );
+    server.node = Some(NODE.into());
+    let mut client = Pod::running(
+        "y",
+        "client",
+        Labels::new(),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+    );
+    client.node = Some(NODE.into());
+    // x denies all ingress; y allows everything.
+    let deny = Policy {
+        namespace: "x".into(),
+        name: "deny".into(),
+        labels: Labels::new(),
+        annotations: Default::default(),
+        pod_selector: Selector::everything(),
+        ingress: Some(vec![]),
+        egress: None,
+        implicit_types: false,
+    };
+    let c = Cluster::new(vec![], vec![server, client], vec![], vec![deny]);
+    let (server_ip, client_ip): (IpAddr, IpAddr) = (
+        Ipv4Addr::new(10, 0, 0, 1).into(),
+        Ipv4Addr::new(10, 0, 0, 2).into(),
+    );
+    let node_ip: IpAddr = Ipv4Addr::new(192, 168, 0, 1).into();
+    let mid_stream = |src, dst, path| Packet {
+        tcp_syn: false,
+        ..packet(src, dst, Protocol::Tcp, 40000, path)
+    };
+    let rules = compile(&c, NODE, &CompileOptions::default());
+    // The server's packet to the client: as a SYN, policy allows it (y is open, x's egress
+    // too); mid-stream, denied.
+    assert_eq!(
+        run(
+            &rules,
+            packet(server_ip, client_ip, Protocol::Tcp, 40000, Path::Forward)
+        ),
+        Ok(Outcome::Accept)
+    );
+    assert_eq!(
+        run(&rules, mid_stream(server_ip, client_ip, Path::Forward)),
+        Ok(Outcome::Drop)
+    );
+    // The client's next packet is denied either way.
+    assert_eq!(
+        run(&rules, mid_stream(client_ip, server_ip, Path::Forward)),
+        Ok(Outcome::Drop)
+    );
+    // A pod and the node's own addresses, both ways; and another node's packet to a pod.
+    assert_eq!(
+        run(&rules, mid_stream(client_ip, node_ip, Path::Input)),
+        Ok(Outcome::Drop)
+    );
+    assert_eq!(
+        run(&rules, mid_stream(node_ip, client_ip, Path::Output)),
+        Ok(Outcome::Drop)
+    );
+    assert_eq!(
+        run(
+            &rules,
+            packet(node_ip, client_ip, Protocol::Tcp, 80, Path::Output)
+        ),
+        Ok(Outcome::Accept)
+    );
+    // Other protocols have no handshake to go by: judged by the policies.
+    let udp = packet(server_ip, client_ip, Protocol::Udp, 53, Path::Forward);
+    assert_eq!(
+        run(
+            &rules,
+            Packet {
+                tcp_syn: false,
+                ..udp
+            }
+        ),
+        Ok(Outcome::Accept)
+    );
+    // Established packets are never touched.
+    let established = Packet {
+        ct_state: CtState::Established,
+        ..mid_stream(server_ip, client_ip, Path::Forward)
+    };
+    assert_eq!(run(&rules, established), Ok(Outcome::Accept));
+
+    let rejecting = compile(
+        &c,
+        NODE,
+        &CompileOptions {
+            deny_action: DenyAction::Reject,
+            ..CompileOptions::default()
+        },
+    );
+    assert_eq!(
+        run(&rejecting, mid_stream(server_ip, client_ip, Path::Forward)),
+        Ok(Outcome::Reject)
+    );
+    let without = compile(
+        &c,
+        NODE,
+        &CompileOptions {
+            deny_mid_stream_tcp: false,
+            ..CompileOptions::default()
+        },
+    );
+    assert_eq!(
+        run(&without, mid_stream(server_ip, client_ip, Path::Forward)),
+        Ok(Outcome::Accept)
+    );
 }

@@ -5,9 +5,11 @@
 //!
 //! ```text
 //! PALISADE-FORWARD   not to/from a local pod → RETURN; ESTABLISHED,RELATED → ACCEPT;
-//!                    INVALID → DROP; -s pod → PAL-E-…; -d pod → PAL-I-…; clear the mark bit
+//!                    INVALID → DROP; TCP NEW without SYN → deny; -s pod → PAL-E-…;
+//!                    -d pod → PAL-I-…; clear the mark bit
 //! PALISADE-INPUT     the same for a local pod talking to the node's own addresses (egress only)
-//! PALISADE-OUTPUT    the node to its own pods: always allowed (RETURN)
+//! PALISADE-OUTPUT    the node to its own pods: TCP NEW without SYN → deny; the rest allowed
+//!                    (RETURN)
 //! PAL-I-… / PAL-E-…  per pod and direction, only if a policy isolates it: clear the bit, then
 //!                    for every rule of every isolating policy jump to its PAL-R-… chain and
 //!                    RETURN if that set the bit; at the end DROP, or with deny action reject a
@@ -28,6 +30,16 @@
 //! firewall, the CNI's rules, the administrator's) still has its say and installing Palisade can
 //! never open what was closed. The one ACCEPT is for ESTABLISHED,RELATED packets (the design's
 //! fast path): their connection already passed the whole table when it was new.
+//!
+//! A TCP packet conntrack calls NEW that is not a SYN (`! --syn`) is denied before any policy:
+//! with the kernel's default `nf_conntrack_tcp_loose=1` that is a connection picked up
+//! mid-stream, whose entry is gone. Cutting a connection deletes its entry, and without this
+//! line the next packet of its *server* would start a "new" connection from the server to the
+//! client, which the policies judge in the wrong direction and may allow. The legitimate
+//! connections it also denies are those whose entry expired while idle (kube-proxy's 24 h
+//! established timeout) or was flushed; with cutting off (`deny_mid_stream_tcp`) the line is
+//! not written. It is a common firewall baseline (nftables: `ct state new tcp flags &
+//! (fin|syn|rst|ack) != syn drop`), kept to the node's pods here.
 //!
 //! Why a mark bit instead of RETURN straight out of the rule chain: a rule is the AND of its
 //! peers (OR) and its ports (OR); that takes a sub-chain, and the sub-chain's RETURN cannot end
@@ -71,7 +83,7 @@ use ipnet::IpNet;
 use palisade_policy::{Cluster, Direction, IpFamily, Phase, Pod, Policy, Protocol};
 
 use crate::ruleset::{
-    CtState, DENIED_CHAIN, DENY_PREFIX, FORWARD_CHAIN, INPUT_CHAIN, IpSet, Match, NEIGHBOUR_DISCOVERY, OUTPUT_CHAIN,
+    CtState, FORWARD_CHAIN, INPUT_CHAIN, IpSet, Match, NEIGHBOUR_DISCOVERY, OUTPUT_CHAIN,
     REJECT_CHAIN, RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, local_set,
 };
 
@@ -219,6 +231,27 @@ pub fn compile_family(
                 .collect(),
         }
     };
+    // A TCP packet new to conntrack that opens no handshake: conntrack lost the connection's
+    // entry (the cut deleted it) and picked the connection up mid-stream. Denied whatever the
+    // policies, or a cut connection whose server talks first would come back as a new
+    // connection from the server, which the client's side may allow.
+    let mid_stream = || {
+        let deny = match options.deny_action {
+            DenyAction::Drop => Target::Drop,
+            DenyAction::Reject => Target::Jump(REJECT_CHAIN.into()),
+        };
+        options.deny_mid_stream_tcp.then(|| {
+            RuleLine::new(
+                vec![
+                    Match::Protocol(Protocol::Tcp),
+                    Match::TcpNotSyn,
+                    Match::CtState(vec![CtState::New]),
+                ],
+                deny,
+                "palisade: TCP picked up mid-stream, no handshake",
+            )
+        })
+    };
     let conntrack = || {
         [
             RuleLine::new(
@@ -232,6 +265,8 @@ pub fn compile_family(
                 "palisade: invalid packets",
             ),
         ]
+        .into_iter()
+        .chain(mid_stream())
     };
     let unmark = || {
         RuleLine::new(
@@ -268,59 +303,30 @@ pub fn compile_family(
 
     // The node to its own pods (kubelet probes): always allowed, and only recognised on this
     // path, since a source address in FORWARD could be spoofed.
-    let output = vec![RuleLine::new(
+    // Mid-stream TCP from the node to a pod too: a cut connection of a pod to a server on the
+    // node's network would otherwise come back the same way.
+    let mut output: Vec<RuleLine> = mid_stream()
+        .map(|mut line| {
+            line.matches.insert(0, local_set(SetDir::Dst, false));
+            line
+        })
+        .into_iter()
+        .collect();
+    output.push(RuleLine::new(
         vec![local_set(SetDir::Dst, false)],
         Target::Return,
         "palisade: from this node to its pods, always allowed",
-    )];
+    ));
 
     b.out.chains.insert(FORWARD_CHAIN.into(), forward);
     b.out.chains.insert(INPUT_CHAIN.into(), input);
     b.out.chains.insert(OUTPUT_CHAIN.into(), output);
-    let jumps_to_denied = b
-        .out
-        .chains
-        .values()
-        .flatten()
-        .any(|l| matches!(&l.target, Target::Jump(c) if c == DENIED_CHAIN));
-    if jumps_to_denied {
-        b.out
-            .chains
-            .insert(DENIED_CHAIN.into(), denied_chain(options));
-    }
     if options.deny_action == DenyAction::Reject {
         b.out
             .chains
             .insert(REJECT_CHAIN.into(), reject_chain(options, family));
     }
     b.out
-}
-
-/// With denial logs, where ClusterNetworkPolicy Deny rules send what they match: the first
-/// packet of a connection attempt to the NFLOG group within the node-wide denial log rate, then
-/// DROP (a ClusterNetworkPolicy Deny always drops, whatever the deny action).
-fn denied_chain(options: &CompileOptions) -> Vec<RuleLine> {
-    vec![
-        RuleLine::new(
-            vec![
-                Match::CtState(vec![CtState::New]),
-                Match::Limit {
-                    per_minute: options.deny_logs_per_minute,
-                    burst: options.deny_log_burst,
-                },
-            ],
-            Target::Nflog {
-                group: options.nflog_group,
-                prefix: format!("{DENY_PREFIX} cluster"),
-            },
-            "palisade: ClusterNetworkPolicy denial log",
-        ),
-        RuleLine::new(
-            vec![],
-            Target::Drop,
-            "palisade: denied by a ClusterNetworkPolicy",
-        ),
-    ]
 }
 
 /// Denied packets with deny action reject: answered within the rate (TCP and the rest each have

@@ -3,17 +3,8 @@
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// Netlink group audit logs and denial logs go to (the enforcer reads it itself when it
-    /// reports denials; `tcpdump -i nflog:<group>` shows it too).
+    /// Netlink group audit logs go to (read them with ulogd, or `tcpdump -i nflog:<group>`).
     pub nflog_group: u16,
-    /// Hand the first packet of each denied connection attempt (conntrack NEW) to the NFLOG
-    /// group as well, within [`Self::deny_logs_per_minute`]: what the enforcer's denial reader
-    /// turns into Events, metrics and log lines.
-    pub log_denials: bool,
-    /// Denial log rate per pod and direction (NetworkPolicy denials), and node-wide for
-    /// ClusterNetworkPolicy Deny rules; beyond it packets are still denied, just not logged.
-    pub deny_logs_per_minute: u32,
-    pub deny_log_burst: u32,
     /// The single mark bit Palisade borrows while a packet is in its chains.
     pub mark: u32,
     /// Audit log rate per pod and direction.
@@ -24,21 +15,24 @@ pub struct CompileOptions {
     /// With [`DenyAction::Reject`]: answers a minute, node-wide, for TCP and for the rest each.
     pub rejects_per_minute: u32,
     pub reject_burst: u32,
+    /// Deny TCP packets to or from a local pod that conntrack picked up mid-stream (NEW but no
+    /// SYN), whatever the policies: the other half of cutting a connection by deleting its
+    /// conntrack entry, so the connection stays cut whichever side talks next. Goes with the
+    /// enforcer's `--cut-denied-connections`.
+    pub deny_mid_stream_tcp: bool,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
         Self {
             nflog_group: 100,
-            log_denials: false,
-            deny_logs_per_minute: 60,
-            deny_log_burst: 10,
             mark: 0x10000,
             audit_logs_per_minute: 10,
             audit_log_burst: 20,
             deny_action: DenyAction::Drop,
             rejects_per_minute: 6000,
             reject_burst: 100,
+            deny_mid_stream_tcp: true,
         }
     }
 }
@@ -77,9 +71,6 @@ impl CompileOptions {
         }
         if self.audit_logs_per_minute == 0 {
             return Err("audit log rate must be at least 1 a minute".into());
-        }
-        if self.log_denials && self.deny_logs_per_minute == 0 {
-            return Err("denial log rate must be at least 1 a minute".into());
         }
         if self.rejects_per_minute == 0 {
             return Err("reject rate must be at least 1 a minute".into());
