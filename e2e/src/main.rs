@@ -23,13 +23,25 @@ fn state_dir() -> PathBuf {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let code = match args.get(1).map(String::as_str) {
-        Some("up") => up(args.iter().any(|a| a == "--real-nodes")),
+        Some("up") => match imports(&args) {
+            Ok(files) => up(args.iter().any(|a| a == "--real-nodes"), &files),
+            Err(e) => {
+                eprintln!("palisade-e2e up: {e}");
+                2
+            }
+        },
         Some("down") => down(),
-        Some("serve") => serve(args.iter().any(|a| a == "--real-nodes")),
+        Some("serve") => match imports(&args) {
+            Ok(files) => serve(args.iter().any(|a| a == "--real-nodes"), &files),
+            Err(e) => {
+                println!("palisade-e2e: {e}");
+                1
+            }
+        },
         Some("demo") => demo(args.iter().any(|a| a == "--keep")),
         _ => {
             eprintln!(
-                "usage: palisade-e2e up [--real-nodes] | down | demo [--keep]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n        --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n        controller-manager and scheduler, and the image of e2e/image.sh imported\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)"
+                "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n        --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n        controller-manager and scheduler, and the image of e2e/image.sh imported\n        --import FILE.tar: also import this docker-archive image into every real node\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)"
             );
             2
         }
@@ -37,7 +49,35 @@ fn main() {
     std::process::exit(code);
 }
 
-fn up(real_nodes: bool) -> i32 {
+/// The `--import FILE` arguments, each an existing file, made absolute (serve runs elsewhere).
+fn imports(args: &[String]) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let value = if arg == "--import" {
+            rest.next()
+                .ok_or("--import needs a docker-archive file (FILE.tar)")?
+                .clone()
+        } else if let Some(v) = arg.strip_prefix("--import=") {
+            v.to_string()
+        } else {
+            continue;
+        };
+        let path = std::path::absolute(&value).map_err(|e| format!("--import {value}: {e}"))?;
+        if !path.is_file() {
+            return Err(format!("--import {value}: no such file"));
+        }
+        files.push(path);
+    }
+    if !files.is_empty() && !args.iter().any(|a| a == "--real-nodes") {
+        return Err(
+            "--import works with --real-nodes (network-namespace nodes run no images)".into(),
+        );
+    }
+    Ok(files)
+}
+
+fn up(real_nodes: bool, imports: &[PathBuf]) -> i32 {
     let dir = state_dir();
     let state = dir.join("state");
     if let Ok(text) = std::fs::read_to_string(&state) {
@@ -61,6 +101,11 @@ fn up(real_nodes: bool) -> i32 {
     let mut cmd = Command::new(me);
     cmd.arg("serve")
         .args(real_nodes.then_some("--real-nodes"))
+        .args(
+            imports
+                .iter()
+                .flat_map(|f| [std::ffi::OsStr::new("--import"), f.as_os_str()]),
+        )
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log);
@@ -143,13 +188,13 @@ fn block_termination_signals() -> libc::sigset_t {
     }
 }
 
-fn serve(real_nodes: bool) -> i32 {
+fn serve(real_nodes: bool, imports: &[PathBuf]) -> i32 {
     // Signals are taken by sigwait below, so block them before any thread starts.
     let set = block_termination_signals();
     let start = Instant::now();
     let mut progress = |step: &str| println!("[{:>3}s] {step}", start.elapsed().as_secs());
     let (cluster, text) = if real_nodes {
-        match start_real(&mut progress) {
+        match start_real(&mut progress, imports) {
             Ok(x) => x,
             Err(e) => {
                 println!("palisade-e2e: {e}");
@@ -200,7 +245,10 @@ fn start_netns() -> Result<(Running, String), palisade_e2e::Error> {
     Ok((Box::new((net, cp)), text))
 }
 
-fn start_real(progress: &mut dyn FnMut(&str)) -> Result<(Running, String), palisade_e2e::Error> {
+fn start_real(
+    progress: &mut dyn FnMut(&str),
+    imports: &[PathBuf],
+) -> Result<(Running, String), palisade_e2e::Error> {
     let cluster = RealCluster::start(&real_nodes::NODES, progress)?;
     let image = real_nodes::default_image_archive();
     let image_line = if image.is_file() {
@@ -213,6 +261,15 @@ fn start_real(progress: &mut dyn FnMut(&str)) -> Result<(Running, String), palis
             image.display()
         )
     };
+    let mut image_line = image_line;
+    for file in imports {
+        progress(&format!("importing {} into every node", file.display()));
+        cluster.import_image(file)?;
+        image_line.push_str(&format!(
+            "image: {} imported into every node\n",
+            file.display()
+        ));
+    }
     let mut text = format!(
         "pid: {}\nkubeconfig: {}\nserver: {}\n{image_line}real nodes (kubelet, containerd, kube-proxy; `nsenter --net=/run/netns/NETNS sh` to look around):\n",
         std::process::id(),
@@ -221,8 +278,12 @@ fn start_real(progress: &mut dyn FnMut(&str)) -> Result<(Running, String), palis
     );
     for n in cluster.nodes() {
         text.push_str(&format!(
-            "  {}: netns {}, address {}, pods {}\n",
-            n.name, n.netns, n.address, n.pod_cidr
+            "  {}: netns {}, address {}, pods {}, containerd {}\n",
+            n.name,
+            n.netns,
+            n.address,
+            n.pod_cidr,
+            n.containerd_socket().display()
         ));
     }
     text.push_str("install Palisade: helm install palisade charts/palisade -n palisade-system --create-namespace --kubeconfig <kubeconfig>\nstop with: palisade-e2e down");

@@ -15,7 +15,8 @@ DEBIAN_PACKAGES=(iptables ipset iproute2 conntrack iperf3 procps kmod openssl)
 # The real-node tier (containerd + runc + CNI nodes, the image built without Docker). Installed
 # when the mirror has them; without them only that tier is skipped, and it says which is missing.
 # (nftables: the `nft` tool kube-proxy runs in nftables mode, on node-2.)
-REAL_NODE_PACKAGES=(containerd runc containernetworking-plugins umoci skopeo mmdebstrap busybox-static gcc libc6-dev util-linux nftables)
+REAL_NODE_PACKAGES=(containerd runc containernetworking-plugins umoci skopeo mmdebstrap busybox-static gcc libc6-dev util-linux nftables
+  bash-static)  # bash-static: the agnhost image's /bin/bash (network-policy-api's manifests run it)
 
 CACHE=${PALISADE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/palisade}
 BIN=$CACHE/bin
@@ -209,6 +210,10 @@ if [[ ! -f $IMAGES/.version || $(cat "$IMAGES/.version") != "$TEST_IMAGES_VERSIO
     build_test_images || log "warning: building the test images failed: the real-node tier will be skipped"
   fi
 fi
+
+# ---- the upstream conformance suites (e2e/tests/upstream_suites.rs) ------------------------------------
+# Kubernetes' e2e.test, network-policy-api's conformance suite and the agnhost image they run.
+"$(dirname "$0")/upstream.sh" "$CACHE" "$K8S_VERSION"
 
 log "tools ready in $BIN: ${K8S_TOOLS[*]} $K8S_VERSION, etcd $ETCD_VERSION, helm $HELM_VERSION"
 echo "$BIN"
