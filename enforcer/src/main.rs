@@ -82,9 +82,30 @@ struct RunArgs {
     /// KUBE-, CNI-, …; nft when there are none), nft or legacy.
     #[arg(long, value_enum, default_value = "auto", global = true)]
     iptables_backend: BackendChoice,
-    /// NFLOG group for audit logs (read with ulogd or `tcpdump -i nflog:<group>`).
+    /// NFLOG group for audit logs and denial logs (the enforcer reads it itself with
+    /// --report-denials; no other process may bind it then).
     #[arg(long, default_value_t = 100, global = true)]
     nflog_group: u16,
+    /// Report denied connection attempts: the first packet of each (rate-limited in the
+    /// kernel) is logged to the NFLOG group, read back by the enforcer and reported as a JSON
+    /// log line, the palisade_enforcer_denied_total counter and an Event on the denied pod
+    /// (true or false).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    report_denials: bool,
+    /// Denied connection attempts logged a minute per pod and direction (node-wide for
+    /// ClusterNetworkPolicy Deny rules), in the kernel.
+    #[arg(long, default_value_t = 60, global = true)]
+    denial_logs_per_minute: u32,
+    /// Write Kubernetes Events for denials (true or false; logs and metrics either way).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    denial_events: bool,
+    /// New denial Events a minute from this node, at most (repeats within a minute only
+    /// raise an Event's count).
+    #[arg(long, default_value_t = 30, global = true)]
+    denial_events_per_minute: usize,
+    /// Denial records explained a second, at most; the rest are counted as lost (sampled).
+    #[arg(long, default_value_t = 100, global = true)]
+    denial_records_per_second: u32,
     /// The DaemonSet this enforcer runs in: when it stops and the DaemonSet is gone (the chart
     /// was uninstalled), it removes its rules; otherwise the rules stay in force.
     #[arg(long, global = true)]
@@ -199,6 +220,8 @@ async fn run_main() {
         options: CompileOptions {
             nflog_group: a.nflog_group,
             deny_action: a.deny_action,
+            log_denials: a.report_denials,
+            deny_logs_per_minute: a.denial_logs_per_minute.max(1),
             deny_mid_stream_tcp: a.cut_denied_connections,
             ..CompileOptions::default()
         },
@@ -223,6 +246,30 @@ async fn run_main() {
         iptables_backend = settings.iptables_backend.as_str(),
         "starting"
     );
+    let denials = a.report_denials.then(|| {
+        let options = palisade_enforcer::denials::Options {
+            node: settings.node.clone(),
+            nflog_group: a.nflog_group,
+            events: a.denial_events,
+            max_events_per_minute: a.denial_events_per_minute,
+            records_per_second: a.denial_records_per_second.max(1),
+        };
+        let events = a.denial_events.then(|| client.clone());
+        let addresses = palisade_enforcer::conntrack::node_addresses();
+        match palisade_enforcer::denials::start(
+            events,
+            options,
+            metrics.clone(),
+            addresses,
+            stop.stopped(),
+        ) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!(error = %e, group = a.nflog_group, "cannot read the NFLOG group: denials are not reported");
+                None
+            }
+        }
+    });
     let own = a
         .daemonset
         .as_deref()
@@ -236,6 +283,9 @@ async fn run_main() {
     }
     if let (Some(own), Some(detection)) = (own, detection) {
         own.clean_up_if_uninstalled(detection).await;
+    }
+    if let Some(Some(task)) = denials {
+        let _ = task.await;
     }
     process::join_admin(admin).await;
 }

@@ -14,6 +14,13 @@ pub const INPUT_CHAIN: &str = "PALISADE-INPUT";
 pub const OUTPUT_CHAIN: &str = "PALISADE-OUTPUT";
 /// With deny action `reject`: where denied packets go to be refused (rate-limited) or dropped.
 pub const REJECT_CHAIN: &str = "PALISADE-REJECT";
+/// With denial logs: where a ClusterNetworkPolicy Deny rule sends what it matches, to be
+/// logged (rate-limited, node-wide) and dropped.
+pub const DENIED_CHAIN: &str = "PALISADE-DENIED";
+/// The NFLOG prefix of a denied packet starts with this; an audit would-drop's with
+/// [`AUDIT_PREFIX`].
+pub const DENY_PREFIX: &str = "palisade-deny";
+pub const AUDIT_PREFIX: &str = "palisade-audit";
 /// The `hash:ip` set of this node's pod IPv4 addresses.
 pub const LOCAL_SET: &str = "PALISADE-LOCAL";
 /// The `hash:ip` set of this node's pod IPv6 addresses (ipsets of both families share one

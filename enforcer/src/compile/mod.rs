@@ -83,7 +83,7 @@ use ipnet::IpNet;
 use palisade_policy::{Cluster, Direction, IpFamily, Phase, Pod, Policy, Protocol};
 
 use crate::ruleset::{
-    CtState, FORWARD_CHAIN, INPUT_CHAIN, IpSet, Match, NEIGHBOUR_DISCOVERY, OUTPUT_CHAIN,
+    CtState, DENIED_CHAIN, DENY_PREFIX, FORWARD_CHAIN, INPUT_CHAIN, IpSet, Match, NEIGHBOUR_DISCOVERY, OUTPUT_CHAIN,
     REJECT_CHAIN, RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, local_set,
 };
 
@@ -321,12 +321,50 @@ pub fn compile_family(
     b.out.chains.insert(FORWARD_CHAIN.into(), forward);
     b.out.chains.insert(INPUT_CHAIN.into(), input);
     b.out.chains.insert(OUTPUT_CHAIN.into(), output);
+    let jumps_to_denied = b
+        .out
+        .chains
+        .values()
+        .flatten()
+        .any(|l| matches!(&l.target, Target::Jump(c) if c == DENIED_CHAIN));
+    if jumps_to_denied {
+        b.out
+            .chains
+            .insert(DENIED_CHAIN.into(), denied_chain(options));
+    }
     if options.deny_action == DenyAction::Reject {
         b.out
             .chains
             .insert(REJECT_CHAIN.into(), reject_chain(options, family));
     }
     b.out
+}
+
+/// With denial logs, where ClusterNetworkPolicy Deny rules send what they match: the first
+/// packet of a connection attempt to the NFLOG group within the node-wide denial log rate, then
+/// DROP (a ClusterNetworkPolicy Deny always drops, whatever the deny action).
+fn denied_chain(options: &CompileOptions) -> Vec<RuleLine> {
+    vec![
+        RuleLine::new(
+            vec![
+                Match::CtState(vec![CtState::New]),
+                Match::Limit {
+                    per_minute: options.deny_logs_per_minute,
+                    burst: options.deny_log_burst,
+                },
+            ],
+            Target::Nflog {
+                group: options.nflog_group,
+                prefix: format!("{DENY_PREFIX} cluster"),
+            },
+            "palisade: ClusterNetworkPolicy denial log",
+        ),
+        RuleLine::new(
+            vec![],
+            Target::Drop,
+            "palisade: denied by a ClusterNetworkPolicy",
+        ),
+    ]
 }
 
 /// Denied packets with deny action reject: answered within the rate (TCP and the rest each have

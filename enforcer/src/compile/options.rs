@@ -3,8 +3,17 @@
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompileOptions {
-    /// Netlink group audit logs go to (read them with ulogd, or `tcpdump -i nflog:<group>`).
+    /// Netlink group audit logs and denial logs go to (the enforcer reads it itself when it
+    /// reports denials; `tcpdump -i nflog:<group>` shows it too).
     pub nflog_group: u16,
+    /// Hand the first packet of each denied connection attempt (conntrack NEW) to the NFLOG
+    /// group as well, within [`Self::deny_logs_per_minute`]: what the enforcer's denial reader
+    /// turns into Events, metrics and log lines.
+    pub log_denials: bool,
+    /// Denial log rate per pod and direction (NetworkPolicy denials), and node-wide for
+    /// ClusterNetworkPolicy Deny rules; beyond it packets are still denied, just not logged.
+    pub deny_logs_per_minute: u32,
+    pub deny_log_burst: u32,
     /// The single mark bit Palisade borrows while a packet is in its chains.
     pub mark: u32,
     /// Audit log rate per pod and direction.
@@ -26,6 +35,9 @@ impl Default for CompileOptions {
     fn default() -> Self {
         Self {
             nflog_group: 100,
+            log_denials: false,
+            deny_logs_per_minute: 60,
+            deny_log_burst: 10,
             mark: 0x10000,
             audit_logs_per_minute: 10,
             audit_log_burst: 20,
@@ -71,6 +83,9 @@ impl CompileOptions {
         }
         if self.audit_logs_per_minute == 0 {
             return Err("audit log rate must be at least 1 a minute".into());
+        }
+        if self.log_denials && self.deny_logs_per_minute == 0 {
+            return Err("denial log rate must be at least 1 a minute".into());
         }
         if self.rejects_per_minute == 0 {
             return Err("reject rate must be at least 1 a minute".into());
