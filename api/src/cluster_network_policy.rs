@@ -1,5 +1,7 @@
-//! `ClusterNetworkPolicy` (`policy.networking.k8s.io/v1alpha2`, cluster-scoped): SIG Network's
-//! tiered cluster-wide policy API (network-policy-api v0.2.x), which Palisade implements.
+//! `ClusterNetworkPolicy` (`policy.networking.k8s.io/v1beta1`, cluster-scoped): SIG Network's
+//! tiered cluster-wide policy API (network-policy-api v0.3.x), which Palisade implements. The
+//! API is read through `v1beta1`; `v1alpha2` (v0.2.x, still served by v0.3.x with the same
+//! schema) is accepted in files.
 //!
 //! The types mirror the upstream JSON field by field (camelCase). Every upstream object that
 //! takes "exactly one key" is a struct of `Option`s here, and enumerations (`tier`, `action`)
@@ -15,16 +17,22 @@ use serde::{Deserialize, Serialize};
 
 /// The API group.
 pub const CLUSTER_NETWORK_POLICY_GROUP: &str = "policy.networking.k8s.io";
-/// The version Palisade reads.
-pub const CLUSTER_NETWORK_POLICY_VERSION: &str = "v1alpha2";
-/// `apiVersion` as written in manifests.
-pub const CLUSTER_NETWORK_POLICY_API_VERSION: &str = "policy.networking.k8s.io/v1alpha2";
+/// The version Palisade requests from the API (network-policy-api v0.3.0's storage version).
+pub const CLUSTER_NETWORK_POLICY_VERSION: &str = "v1beta1";
+/// `apiVersion` as written in manifests of the version Palisade requests.
+pub const CLUSTER_NETWORK_POLICY_API_VERSION: &str = "policy.networking.k8s.io/v1beta1";
+/// Every `apiVersion` Palisade reads, newest first: upstream serves `v1beta1` and `v1alpha2`
+/// with the same schema (network-policy-api v0.3.0), so both read into the same types.
+pub const CLUSTER_NETWORK_POLICY_API_VERSIONS: [&str; 2] = [
+    "policy.networking.k8s.io/v1beta1",
+    "policy.networking.k8s.io/v1alpha2",
+];
 
 /// A cluster-wide policy in the Admin tier (before NetworkPolicy) or the Baseline tier (after it).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "policy.networking.k8s.io",
-    version = "v1alpha2",
+    version = "v1beta1",
     kind = "ClusterNetworkPolicy",
     plural = "clusternetworkpolicies",
     shortname = "cnp",
@@ -177,9 +185,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_upstream_json() {
+    fn reads_the_upstream_json_of_both_versions() {
+        for api_version in CLUSTER_NETWORK_POLICY_API_VERSIONS {
+            reads_the_upstream_json(api_version);
+        }
+    }
+
+    fn reads_the_upstream_json(api_version: &str) {
         let cnp: ClusterNetworkPolicy = serde_json::from_value(serde_json::json!({
-            "apiVersion": "policy.networking.k8s.io/v1alpha2",
+            "apiVersion": api_version,
             "kind": "ClusterNetworkPolicy",
             "metadata": {"name": "deny-external"},
             "spec": {

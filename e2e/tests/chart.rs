@@ -330,7 +330,31 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
     assert_eq!(annotations["helm.sh/resource-policy"], "keep");
     assert_eq!(
         annotations["policy.networking.k8s.io/bundle-version"],
-        "v0.2.0"
+        "v0.3.0"
+    );
+    assert_eq!(
+        annotations["policy.networking.k8s.io/channel"],
+        "experimental"
+    );
+    // Both versions served, v1beta1 stored (network-policy-api v0.3.0).
+    let versions: Vec<(String, bool, bool)> = crd["spec"]["versions"]
+        .as_array()
+        .expect("versions")
+        .iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or_default().to_string(),
+                v["served"] == true,
+                v["storage"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("v1alpha2".to_string(), true, false),
+            ("v1beta1".to_string(), true, true)
+        ]
     );
     assert_eq!(annotations["policy.networking.k8s.io/channel"], "standard");
 
@@ -385,7 +409,7 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
     assert!(!second.status.success());
     assert!(
         text(&second).contains(&format!(
-            "clusterNetworkPolicy.installCRDs=true, but the CRD {CNP_CRD} already exists, installed by the Helm release cnp in namespace palisade-cnp (channel standard, bundle v0.2.0). Palisade never replaces another installation's CRD: set clusterNetworkPolicy.installCRDs=false"
+            "clusterNetworkPolicy.installCRDs=true, but the CRD {CNP_CRD} already exists, installed by the Helm release cnp in namespace palisade-cnp (channel experimental, bundle v0.3.0). Palisade never replaces another installation's CRD: set clusterNetworkPolicy.installCRDs=false"
         )),
         "{}",
         text(&second)
@@ -414,7 +438,7 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
     assert!(!foreign.status.success());
     assert!(
         text(&foreign).contains(&format!(
-            "the CRD {CNP_CRD} already exists, not installed by Helm (e.g. by the CNI or kubectl apply) (channel standard, bundle v0.2.0). Palisade never replaces another installation's CRD: set clusterNetworkPolicy.installCRDs=false; Palisade uses the CRD that is there."
+            "the CRD {CNP_CRD} already exists, not installed by Helm (e.g. by the CNI or kubectl apply) (channel experimental, bundle v0.3.0). Palisade never replaces another installation's CRD: set clusterNetworkPolicy.installCRDs=false; Palisade uses the CRD that is there."
         )),
         "{}",
         text(&foreign)

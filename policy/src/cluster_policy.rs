@@ -1,4 +1,4 @@
-//! ClusterNetworkPolicy (`policy.networking.k8s.io/v1alpha2`) compiled into the form the
+//! ClusterNetworkPolicy (`policy.networking.k8s.io/v1beta1` or `v1alpha2`) compiled into the form the
 //! semantics work on: selectors, CIDRs and ports parsed, every mistake reported with where it is.
 //!
 //! Palisade's order of evaluation, per direction: the Admin tier's policies by ascending

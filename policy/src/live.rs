@@ -128,23 +128,38 @@ where
 }
 
 /// Every ClusterNetworkPolicy, 500 at a time, read as plain objects so one the types cannot
-/// hold is still reported by the reader; none on a cluster without the CRD.
+/// hold is still reported by the reader; none on a cluster without the CRD. Read through
+/// `v1beta1`, or through `v1alpha2` where the CRD (network-policy-api v0.2.x) serves only that.
 async fn cluster_network_policies(client: &Client) -> Result<Vec<DynamicObject>, LiveError> {
-    let resource = ApiResource {
-        group: palisade_api::CLUSTER_NETWORK_POLICY_GROUP.into(),
-        version: palisade_api::CLUSTER_NETWORK_POLICY_VERSION.into(),
-        api_version: palisade_api::CLUSTER_NETWORK_POLICY_API_VERSION.into(),
-        kind: "ClusterNetworkPolicy".into(),
-        plural: "clusternetworkpolicies".into(),
-    };
-    let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
+    for api_version in palisade_api::CLUSTER_NETWORK_POLICY_API_VERSIONS {
+        let version = api_version.rsplit('/').next().unwrap_or(api_version);
+        let resource = ApiResource {
+            group: palisade_api::CLUSTER_NETWORK_POLICY_GROUP.into(),
+            version: version.into(),
+            api_version: api_version.into(),
+            kind: "ClusterNetworkPolicy".into(),
+            plural: "clusternetworkpolicies".into(),
+        };
+        if let Some(objects) = cluster_network_policies_of(client, &resource).await? {
+            return Ok(objects);
+        }
+    }
+    // The CRD is not installed: the cluster has no ClusterNetworkPolicy.
+    Ok(Vec::new())
+}
+
+/// The ClusterNetworkPolicies read through one version; `None` where it is not served.
+async fn cluster_network_policies_of(
+    client: &Client,
+    resource: &ApiResource,
+) -> Result<Option<Vec<DynamicObject>>, LiveError> {
+    let api = Api::<DynamicObject>::all_with(client.clone(), resource);
     let mut out = Vec::new();
     let mut params = ListParams::default().limit(500);
     loop {
         let list = match api.list(&params).await {
             Ok(list) => list,
-            // The CRD is not installed: the cluster has no ClusterNetworkPolicy.
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(None),
             Err(source) => {
                 return Err(LiveError::List {
                     what: "clusternetworkpolicies",
@@ -161,7 +176,7 @@ async fn cluster_network_policies(client: &Client) -> Result<Vec<DynamicObject>,
         }));
         match list.metadata.continue_ {
             Some(token) if !token.is_empty() => params = params.continue_token(&token),
-            _ => return Ok(out),
+            _ => return Ok(Some(out)),
         }
     }
 }

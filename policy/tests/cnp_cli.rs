@@ -21,6 +21,7 @@ fn file(name: &str) -> String {
     format!("{DIR}/{name}")
 }
 
+/// deny-external.yaml is written as `v1alpha2`, baseline.yaml as `v1beta1`: both are read.
 #[test]
 fn reach_explains_which_tier_policy_and_rule_decided() {
     let o = palisade(&[
@@ -164,7 +165,7 @@ fn check_refuses_what_palisade_cannot_evaluate_naming_path_and_line() {
     spec.subject.pods.namespaceSelectr: unknown field `namespaceSelectr` in `spec.subject.pods`; known fields: namespaceSelector, podSelector
 
 {f}:35: old-version deny [schema]
-    apiVersion \"policy.networking.k8s.io/v1alpha1\": Palisade reads ClusterNetworkPolicy of policy.networking.k8s.io/v1alpha2 (network-policy-api v0.2)
+    apiVersion \"policy.networking.k8s.io/v1alpha1\": Palisade reads ClusterNetworkPolicy of policy.networking.k8s.io/v1beta1 or policy.networking.k8s.io/v1alpha2 (network-policy-api v0.3; v0.2)
 
 note: the inputs hold no NetworkPolicy: nothing to check
 0 policies checked: 9 denied, 0 warnings

@@ -76,14 +76,14 @@ where
         let changed = changed.clone();
         let w = watch.clone();
         tokio::spawn(async move {
-            let (kind, group) = (K::kind(&()), K::group(&()));
+            let (kind, api_version) = (K::kind(&()), K::api_version(&()));
             stream
                 .for_each(|event| {
                     match &event {
                         Err(e) if not_installed(e) => {
                             if !w.missing.swap(true, Ordering::SeqCst) {
                                 tracing::info!(
-                                    "the {kind} CRD ({group}) is not installed: no {kind}s to take into account; asking again about every 30 s"
+                                    "the {kind} CRD is not installed or does not serve {api_version}: no {kind}s to take into account; asking again about every 30 s"
                                 );
                                 changed.notify_one();
                             }

@@ -17,30 +17,6 @@ const CRD_FILE: &str = concat!(
 );
 const CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
 
-/// The upstream standard-channel CRD with the experimental channel's two egress peers
-/// (`nodes`, `domainNames`) added, as network-policy-api v0.2.0's experimental CRD has them:
-/// the standard schema prunes them before any webhook sees them, the experimental one does not.
-fn experimental_crd(cp: &ControlPlane) -> String {
-    let json = cp
-        .kubectl_ok(&["create", "--dry-run=client", "-o", "json", "-f", CRD_FILE])
-        .unwrap();
-    let mut crd: serde_json::Value = serde_json::from_str(&json).unwrap();
-    crd["metadata"]["annotations"]["policy.networking.k8s.io/channel"] = "experimental".into();
-    let peer = &mut crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-        ["egress"]["items"]["properties"]["to"]["items"]["properties"];
-    let selector = peer["namespaces"].clone();
-    assert!(
-        selector.is_object(),
-        "the standard CRD's egress peer schema"
-    );
-    peer["nodes"] = selector;
-    peer["domainNames"] = serde_json::json!({
-        "type": "array", "minItems": 1, "maxItems": 25, "x-kubernetes-list-type": "set",
-        "items": {"type": "string", "maxLength": 253}
-    });
-    crd.to_string()
-}
-
 /// The webhook for NetworkPolicies of `cnp-shop` and for every ClusterNetworkPolicy, as the
 /// chart registers them.
 fn register(cp: &ControlPlane, port: u16) {
@@ -65,7 +41,7 @@ webhooks:
   timeoutSeconds: 10
 - name: clusternetworkpolicies.palisade.dev
   clientConfig: {{url: "https://127.0.0.1:{port}/validate", caBundle: "{ca}"}}
-  rules: [{{apiGroups: [policy.networking.k8s.io], apiVersions: [v1alpha2], operations: [CREATE, UPDATE], resources: [clusternetworkpolicies], scope: Cluster}}]
+  rules: [{{apiGroups: [policy.networking.k8s.io], apiVersions: [v1beta1, v1alpha2], operations: [CREATE, UPDATE], resources: [clusternetworkpolicies], scope: Cluster}}]
   sideEffects: None
   admissionReviewVersions: [v1]
   failurePolicy: Fail
@@ -114,7 +90,7 @@ fn metrics_policy(name: &str) -> String {
 /// An Admin ClusterNetworkPolicy over shop's namespace.
 fn cnp(name: &str, priority: u16, rules: &str) -> String {
     format!(
-        "apiVersion: policy.networking.k8s.io/v1alpha2\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\n\
+        "apiVersion: policy.networking.k8s.io/v1beta1\nkind: ClusterNetworkPolicy\nmetadata: {{name: {name}}}\n\
          spec:\n  tier: Admin\n  priority: {priority}\n  subject: {{namespaces: {{matchLabels: {{team: shop}}}}}}\n{rules}"
     )
 }
@@ -175,9 +151,9 @@ fn cluster_network_policies_are_reviewed_and_shadowed_network_policy_rules_refus
     let _ = cp.kubectl(&["delete", "crd", CRD, "--ignore-not-found", "--wait"]);
     let webhook = start_webhook(cp);
     register(cp, webhook.port);
-    let o = cp
-        .kubectl_stdin(&["apply", "-f", "-"], &experimental_crd(cp))
-        .unwrap();
+    // The chart's CRD: network-policy-api v0.3.0's experimental channel, whose egress peers
+    // `nodes` and `domainNames` reach the webhook (the standard schema prunes them first).
+    let o = cp.kubectl(&["apply", "-f", CRD_FILE]).unwrap();
     assert!(o.status.success(), "{}", text(&o));
     cp.kubectl_ok(&[
         "wait",
@@ -205,7 +181,7 @@ fn cluster_network_policies_are_reviewed_and_shadowed_network_policy_rules_refus
         ),
         "{refused}"
     );
-    // What the standard schema refuses never reaches Palisade: the apiserver answers.
+    // What the CRD's schema refuses never reaches Palisade: the apiserver answers.
     let high = cnp("too-low", 1001, DENY_MONITORING);
     let o = cp.kubectl_stdin(&["apply", "-f", "-"], &high).unwrap();
     assert!(!o.status.success());

@@ -387,13 +387,13 @@ impl Inputs {
             .get("apiVersion")
             .and_then(Node::as_str)
             .unwrap_or_default();
-        if api_version != palisade_api::CLUSTER_NETWORK_POLICY_API_VERSION {
+        if !palisade_api::CLUSTER_NETWORK_POLICY_API_VERSIONS.contains(&api_version) {
             self.problems.push(problem(
                 doc.line,
                 format!(
                     "apiVersion {api_version:?}: Palisade reads ClusterNetworkPolicy of {} \
-                     (network-policy-api v0.2)",
-                    palisade_api::CLUSTER_NETWORK_POLICY_API_VERSION
+                     (network-policy-api v0.3; v0.2)",
+                    palisade_api::CLUSTER_NETWORK_POLICY_API_VERSIONS.join(" or ")
                 ),
             ));
             return;

@@ -91,7 +91,7 @@ static CNP_PROTOCOLS: Schema = Schema::Array(&Schema::Object(&[
     ("sctp", &CNP_PROTOCOL_PORT),
     ("destinationNamedPort", &Schema::Str),
 ]));
-/// The fields of `policy.networking.k8s.io/v1alpha2` ClusterNetworkPolicy (v0.2.0), the
+/// The fields of `policy.networking.k8s.io/v1beta1` and `v1alpha2` ClusterNetworkPolicy (v0.3.0, one schema), the
 /// experimental channel's egress peers included (they are refused by name, not as unknown).
 pub(crate) static CLUSTER_NETWORK_POLICY: Schema = Schema::Object(&[
     ("apiVersion", &Schema::Str),

@@ -56,8 +56,8 @@ pub(super) fn judge(
             return refused(format!(
                 "Palisade refuses ClusterNetworkPolicy {name}: Palisade cannot evaluate or enforce \
                  it as written, and would otherwise leave it unenforced:\n{}{more}\nFix: change or \
-                 remove what is named above (Palisade enforces the standard channel of \
-                 ClusterNetworkPolicy v1alpha2: namespaces, pods and networks peers).",
+                 remove what is named above (Palisade enforces ClusterNetworkPolicy v1beta1 and \
+                 v1alpha2 with namespaces, pods and networks peers).",
                 shown.join("\n")
             ));
         }
