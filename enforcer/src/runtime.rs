@@ -256,6 +256,7 @@ pub async fn run(
         );
         drop(cnp_objects);
         let cluster = cluster.with_cluster_policies(if cnp_enforced { cnps } else { Vec::new() });
+        metrics.latest.publish(&cluster); // for the denial reader (crate::denials)
         let rulesets = if enforcing {
             compile_families(&cluster, &settings.node, &settings.options, &families)
         } else {
