@@ -100,6 +100,96 @@ impl Drop for EchoServer {
     }
 }
 
+/// A server in a namespace that talks first: every connection gets a numbered line every
+/// `every`, unasked, until the connection breaks or the server is dropped. The connections a
+/// cut must keep cut even though their client never speaks again.
+pub struct TalkingServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl TalkingServer {
+    /// Listens on `port` of every address of namespace `ns` (IPv4).
+    pub fn start(ns: &str, port: u16, every: Duration) -> Result<Self, Error> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (ns, flag) = (ns.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let listener = netns::enter(&ns).and_then(|()| {
+                let l = TcpListener::bind(("0.0.0.0", port)).map_err(|source| Error::Io {
+                    what: format!("talking server on {port} in {ns}"),
+                    source,
+                })?;
+                l.set_nonblocking(true).map_err(|source| Error::Io {
+                    what: "configuring the talking server".into(),
+                    source,
+                })?;
+                Ok(l)
+            });
+            let listener = match listener {
+                Ok(l) => {
+                    let _ = ready_tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let mut served = Vec::new();
+            while !flag.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let flag = flag.clone();
+                        served.push(std::thread::spawn(move || talk(conn, every, &flag)));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            for t in served {
+                let _ = t.join();
+            }
+        });
+        ready_rx.recv().map_err(|_| Error::Command {
+            what: "starting the talking server".into(),
+            stderr: "its thread died".into(),
+        })??;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+fn talk(mut conn: TcpStream, every: Duration, stop: &AtomicBool) {
+    // Bounded writes: once the peer stops acknowledging, the send buffer fills and a write
+    // would block for good.
+    let _ = conn.set_write_timeout(Some(Duration::from_millis(200)));
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        match conn.write_all(format!("palisade-{n}\n").as_bytes()) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+        std::thread::sleep(every);
+    }
+}
+
+impl Drop for TalkingServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// One TCP connection opened from inside a namespace, kept open; the socket stays in the
 /// namespace it was made in, whichever thread uses it.
 pub struct Connection {
@@ -172,6 +262,55 @@ impl Connection {
         false
     }
 
+    /// Without sending anything, whether data arrives within `timeout` (what a client of a
+    /// [`TalkingServer`] sees while the connection still carries the server's data).
+    pub fn hears(&mut self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        let mut buf = [0u8; 256];
+        while start.elapsed() < timeout {
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero()
+                || self
+                    .stream
+                    .set_read_timeout(Some(left.min(Duration::from_millis(50))))
+                    .is_err()
+            {
+                break;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(_) => return true,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Listens (never sending) every `every` until nothing arrived within `timeout`, for at most
+    /// `limit`: when the server's data stopped coming (the start of the silent wait), or `None`
+    /// when it came all along.
+    pub fn falls_silent_within(
+        &mut self,
+        every: Duration,
+        timeout: Duration,
+        limit: Duration,
+    ) -> Option<Instant> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let from = Instant::now();
+            if !self.hears(timeout) {
+                return Some(from);
+            }
+            std::thread::sleep(every);
+        }
+        None
+    }
+
     /// Exchanges messages every `every` until one does not come back within `timeout`, for at
     /// most `limit`: when the connection stopped carrying data (the time the last message was
     /// sent), or `None` when it carried data all along.
@@ -215,13 +354,30 @@ impl PodConnection {
         port: u16,
         lines: u32,
     ) -> Result<Self, Error> {
-        use std::io::BufRead;
-        let (ns, pod) = from.split_once('/').unwrap_or(("default", from));
         let script = format!(
             "i=0; while [ $i -lt {lines} ]; do i=$((i+1)); echo $i; sleep 0.1; done | nc {ip} {port}"
         );
+        Self::exec(cp, from, &script)
+    }
+
+    /// From pod `from` to a server that talks first at `ip`:`port`, sending nothing for
+    /// `seconds`: every line the server sends is recorded as it arrives.
+    pub fn listen(
+        cp: &crate::ControlPlane,
+        from: &str,
+        ip: &str,
+        port: u16,
+        seconds: u32,
+    ) -> Result<Self, Error> {
+        Self::exec(cp, from, &format!("sleep {seconds} | nc {ip} {port}"))
+    }
+
+    /// Runs `script` in pod `from`, recording when each line of its output arrives.
+    fn exec(cp: &crate::ControlPlane, from: &str, script: &str) -> Result<Self, Error> {
+        use std::io::BufRead;
+        let (ns, pod) = from.split_once('/').unwrap_or(("default", from));
         let mut child = std::process::Command::new(cp.kubectl_path())
-            .args(["exec", "-n", ns, pod, "--", "sh", "-c", &script])
+            .args(["exec", "-n", ns, pod, "--", "sh", "-c", script])
             .env("KUBECONFIG", &cp.kubeconfig)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
@@ -257,7 +413,7 @@ impl PodConnection {
         })
     }
 
-    /// When each echo came back, in order.
+    /// When each echo (or line of a server that talks first) came back, in order.
     pub fn echoes(&self) -> Vec<std::time::SystemTime> {
         self.echoes
             .lock()

@@ -1167,9 +1167,12 @@ fn cluster_network_policy_tiers_are_enforced_as_predicted() {
 /// A policy that tightens cuts the live connections it now denies (their conntrack entries are
 /// deleted once the new rules are in), within a second, and nothing else: another allowed
 /// connection keeps passing data, and neither loosening nor an audit-mode policy cuts anything.
+/// A cut connection stays cut when its server talks first (the server's next packet, new to
+/// conntrack, would otherwise pass as a new connection from the server, which y's egress and
+/// x's ingress allow).
 #[test]
 fn tightening_cuts_live_connections_it_denies_and_nothing_else() {
-    use palisade_e2e::long_lived::{Connection, EchoServer};
+    use palisade_e2e::long_lived::{Connection, EchoServer, TalkingServer};
 
     let (_serial, cp) = setup();
     if !cp.is_local() {
@@ -1194,6 +1197,11 @@ fn tightening_cuts_live_connections_it_denies_and_nothing_else() {
     let timeout = Duration::from_millis(300);
     let all_echo = |conns: &mut [&mut Connection]| conns.iter_mut().all(|c| c.echoes(timeout));
     assert!(all_echo(&mut [&mut same_node, &mut cross_node, &mut other]));
+    // y/b also talks first on 7001 (a line every 50 ms); x/a and x/b listen, never sending.
+    let _talker = TalkingServer::start(&netns("y/b"), 7001, Duration::from_millis(50)).unwrap();
+    let mut same_node_listens = Connection::open(&netns("x/a"), ip("y/b"), 7001).unwrap();
+    let mut cross_node_listens = Connection::open(&netns("x/b"), ip("y/b"), 7001).unwrap();
+    assert!(same_node_listens.hears(timeout) && cross_node_listens.hears(timeout));
 
     let cut_metric = || {
         let m = enforcers[0].metrics();
@@ -1252,6 +1260,14 @@ fn tightening_cuts_live_connections_it_denies_and_nothing_else() {
     let stopped = [
         ("x/a -> y/b", same_node.stops_within(every, timeout, limit)),
         ("x/b -> y/b", cross_node.stops_within(every, timeout, limit)),
+        (
+            "x/a -> y/b:7001, the server talking",
+            same_node_listens.falls_silent_within(every, timeout, limit),
+        ),
+        (
+            "x/b -> y/b:7001, the server talking",
+            cross_node_listens.falls_silent_within(every, timeout, limit),
+        ),
     ];
     for (what, at) in stopped {
         let at = at.unwrap_or_else(|| panic!("{what} kept passing data for {limit:?}"));
@@ -1267,6 +1283,16 @@ fn tightening_cuts_live_connections_it_denies_and_nothing_else() {
     // Still dead a while later (not a blip), and new connections are denied too.
     std::thread::sleep(Duration::from_millis(500));
     assert!(!same_node.echoes(timeout) && !cross_node.echoes(timeout));
+    // The server kept sending all along (retransmitting what was not acknowledged): none of it
+    // got through.
+    assert!(
+        !same_node_listens.hears(Duration::from_secs(1)),
+        "x/a -> y/b:7001 resumed: the server's data passed after the cut"
+    );
+    assert!(
+        !cross_node_listens.hears(Duration::from_secs(1)),
+        "x/b -> y/b:7001 resumed: the server's data passed after the cut"
+    );
     assert!(!world.net.probe("x/a", "y/b", 80, Tcp).unwrap());
     assert!(other.echoes(timeout));
     assert!(cut_metric() >= 1.0, "{}", enforcers[0].metrics());
