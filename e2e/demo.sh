@@ -19,7 +19,9 @@ export PALISADE_TOOLS
 step "the release image (./e2e/image.sh; the first build takes minutes)"
 PALISADE_IMAGE=$(e2e/image.sh)
 export PALISADE_IMAGE
-step "the demo harness and the palisade CLI (cargo build)"
-cargo build --locked -p palisade-e2e -p palisade-policy --bins
+# The release profile the image was just built with: its dependencies and the palisade CLI are
+# compiled already, so only the harness is (a debug build would compile everything again).
+step "the demo harness (cargo build --release, next to the image's palisade CLI)"
+cargo build --release --locked -p palisade-e2e -p palisade-policy --bins
 step "the demo"
-exec target/debug/palisade-e2e demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/palisade-e2e" demo "$@"

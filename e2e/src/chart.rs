@@ -12,6 +12,8 @@ pub const CHART_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/pali
 pub const NAMESPACE: &str = "palisade-system";
 /// The release name in the tests; objects are named `<release>-<component>`.
 pub const RELEASE: &str = "palisade";
+/// The namespace of its own the chart gives the enforcer by default (`enforcer.namespace.name`).
+pub const ENFORCER_NAMESPACE: &str = "palisade-enforcer";
 
 /// `helm template` of the chart with `args` (e.g. `--show-only templates/rbac.yaml`).
 pub fn template(args: &[&str]) -> Result<String, Error> {
@@ -39,17 +41,25 @@ pub fn install_rbac(cp: &ControlPlane) -> Result<(), Error> {
         "crd/networkbaselines.palisade.dev",
         "crd/nodeenforcements.palisade.dev",
     ])?;
-    cp.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {NAMESPACE}}}\n"
-    ))?;
+    for ns in [NAMESPACE, ENFORCER_NAMESPACE] {
+        cp.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+        ))?;
+    }
     cp.apply(&template(&["--show-only", "templates/rbac.yaml"])?)?;
     Ok(())
 }
 
-/// A token of the chart's ServiceAccount for `component` (webhook, operator, enforcer).
+/// A token of the chart's ServiceAccount for `component` (webhook, operator, enforcer), as
+/// `install_rbac` lays them out (the chart's defaults).
 pub fn token(cp: &ControlPlane, component: &str) -> Result<String, Error> {
     let sa = format!("{RELEASE}-{component}");
-    let out = cp.kubectl_ok(&["create", "token", &sa, "-n", NAMESPACE, "--duration=2h"])?;
+    let ns = if component == "enforcer" {
+        ENFORCER_NAMESPACE
+    } else {
+        NAMESPACE
+    };
+    let out = cp.kubectl_ok(&["create", "token", &sa, "-n", ns, "--duration=2h"])?;
     Ok(out.trim().to_string())
 }
 
@@ -74,6 +84,59 @@ pub fn token_kubeconfig(
     cp.kubeconfig_at(address, Some(&token))
 }
 
+/// The last commit whose chart ran the enforcer in the release namespace by default: the layout
+/// every release installed before then has, which upgrades must keep working.
+pub const RELEASE_NAMESPACE_LAYOUT_COMMIT: &str = "b51aefb";
+
+/// The chart as it was at `commit` of this repository, extracted with `git archive` into
+/// `into` (created; its previous content replaced). Returns the chart's directory there.
+pub fn chart_at(commit: &str, into: &std::path::Path) -> Result<std::path::PathBuf, Error> {
+    let io = |what: &str| {
+        let what = what.to_string();
+        move |source| Error::Io { what, source }
+    };
+    let _ = std::fs::remove_dir_all(into);
+    std::fs::create_dir_all(into).map_err(io("creating the chart's directory"))?;
+    let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let archive = Command::new("git")
+        .args([
+            "-C",
+            repo,
+            "archive",
+            "--format=tar",
+            commit,
+            "charts/palisade",
+        ])
+        .output()
+        .map_err(io("running git archive"))?;
+    if !archive.status.success() {
+        return Err(Error::Command {
+            what: format!("git archive {commit} charts/palisade (a git checkout is needed)"),
+            stderr: crate::util::text(&archive),
+        });
+    }
+    let mut tar = Command::new("tar")
+        .args(["-x", "-C"])
+        .arg(into)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(io("running tar"))?;
+    if let Some(mut stdin) = tar.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(&archive.stdout)
+            .map_err(io("writing to tar"))?;
+    }
+    let status = tar.wait().map_err(io("waiting for tar"))?;
+    if !status.success() {
+        return Err(Error::Io {
+            what: format!("extracting the chart of {commit}"),
+            source: std::io::Error::other(status.to_string()),
+        });
+    }
+    Ok(into.join("charts/palisade"))
+}
+
 /// `helm ARGS` against the control plane, its output whatever happened.
 pub fn helm(cp: &ControlPlane, args: &[&str]) -> Result<std::process::Output, Error> {
     Command::new(crate::tools::tool("helm")?)
@@ -91,6 +154,27 @@ pub fn helm_ok(cp: &ControlPlane, args: &[&str]) -> Result<String, Error> {
     succeeded(format!("helm {}", args.join(" ")), helm(cp, args)?)
 }
 
+/// The namespace the release's enforcer DaemonSet runs in: its own by default, the release's
+/// for a release installed that way (and kept so by upgrades). Panics when there is none.
+pub fn enforcer_namespace(cp: &ControlPlane) -> String {
+    let ns = cp.kubectl_must(&[
+        "get",
+        "daemonsets",
+        "--all-namespaces",
+        "-l",
+        &format!("app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=enforcer"),
+        "-o",
+        "jsonpath={.items[*].metadata.namespace}",
+    ]);
+    let found: Vec<&str> = ns.split_whitespace().collect();
+    match found.as_slice() {
+        [one] => one.to_string(),
+        _ => panic!(
+            "expected one enforcer DaemonSet of release {RELEASE}, found namespaces {found:?}"
+        ),
+    }
+}
+
 /// Waits until every enforcer pod of the release's current DaemonSet revision is Ready (at most
 /// 2 min); panics naming kubectl's output otherwise.
 pub fn wait_for_enforcer_rollout(cp: &ControlPlane) {
@@ -99,7 +183,7 @@ pub fn wait_for_enforcer_rollout(cp: &ControlPlane) {
         "status",
         "daemonset/palisade-enforcer",
         "-n",
-        NAMESPACE,
+        &enforcer_namespace(cp),
         "--timeout=120s",
     ]);
 }

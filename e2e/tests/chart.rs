@@ -6,7 +6,7 @@
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
-use palisade_e2e::chart::{self, CHART_DIR, NAMESPACE, RELEASE};
+use palisade_e2e::chart::{self, CHART_DIR, ENFORCER_NAMESPACE, NAMESPACE, RELEASE};
 use palisade_e2e::util::text;
 use palisade_e2e::{ControlPlane, tools};
 
@@ -195,9 +195,25 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             // any webhook pod runs, and the baseline review never blocks.
             "--set",
             "webhook.failurePolicy=Fail",
+            // The enforcer's own namespace (the default layout), named for this release so
+            // that its deletion at uninstall never touches the other tests' palisade-enforcer.
+            "--set",
+            "enforcer.namespace.name=pal-enforcer",
         ],
     );
     let notes = ok(install, "helm install");
+    assert!(
+        notes.contains("kubectl get pods -n pal-enforcer -l app.kubernetes.io/component=enforcer"),
+        "{notes}"
+    );
+    assert_eq!(
+        kubectl(
+            cp,
+            &["get", "daemonsets", "-n", "pal-enforcer", "-o", "name"]
+        )
+        .trim(),
+        "daemonset.apps/pal-enforcer"
+    );
     assert!(
         notes.contains("kubectl label namespace <namespace> palisade.dev/baseline=default"),
         "{notes}"
@@ -234,7 +250,7 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             "{.webhooks[*].name} {.webhooks[0].failurePolicy} {.webhooks[0].sideEffects} {.webhooks[0].namespaceSelector.matchExpressions[0].values}"
         ),
         format!(
-            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev clusternetworkpolicies.palisade.dev Fail NoneOnDryRun ["kube-system","{ns}"]"#
+            r#"networkpolicies.palisade.dev networkbaselines.palisade.dev clusternetworkpolicies.palisade.dev Fail NoneOnDryRun ["kube-system","{ns}","pal-enforcer"]"#
         )
     );
     let secrets = kubectl(cp, &["get", "secrets", "-n", ns, "-o", "name"]);
@@ -245,7 +261,16 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
     ok(
         helm(
             cp,
-            &["upgrade", release, CHART_DIR, "-n", ns, "--reset-values"],
+            &[
+                "upgrade",
+                release,
+                CHART_DIR,
+                "-n",
+                ns,
+                "--reset-values",
+                "--set",
+                "enforcer.namespace.name=pal-enforcer",
+            ],
         ),
         "helm upgrade",
     );
@@ -255,8 +280,10 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
         "the documented default"
     );
 
+    // Without --wait: no namespace controller runs here to finish the enforcer namespace's
+    // deletion, which --wait would wait for.
     ok(
-        helm(cp, &["uninstall", release, "-n", ns, "--wait"]),
+        helm(cp, &["uninstall", release, "-n", ns]),
         "helm uninstall",
     );
     let left = kubectl(
@@ -273,6 +300,22 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
         ],
     );
     assert_eq!(left.trim(), "", "left behind in {ns}");
+    // The enforcer's namespace goes with the release (here no namespace controller finishes
+    // the deletion: it is at least terminating).
+    let own = cp
+        .kubectl(&[
+            "get",
+            "namespace",
+            "pal-enforcer",
+            "-o",
+            "jsonpath={.status.phase}",
+        ])
+        .unwrap();
+    assert!(
+        !own.status.success() || text(&own) == "Terminating",
+        "{}",
+        text(&own)
+    );
     let cluster_left = kubectl(
         cp,
         &[
@@ -765,7 +808,7 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             "enforcer",
             "get",
             "daemonsets.apps/palisade-enforcer",
-            NAMESPACE,
+            ENFORCER_NAMESPACE,
             true,
         ),
         // Its own DaemonSet, watched so it knows about an uninstall once its RBAC is gone.
@@ -773,10 +816,16 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             "enforcer",
             "watch",
             "daemonsets.apps/palisade-enforcer",
-            NAMESPACE,
+            ENFORCER_NAMESPACE,
             true,
         ),
-        ("enforcer", "watch", "daemonsets.apps", NAMESPACE, false),
+        (
+            "enforcer",
+            "watch",
+            "daemonsets.apps",
+            ENFORCER_NAMESPACE,
+            false,
+        ),
         (
             "enforcer",
             "create",
@@ -795,9 +844,10 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             "enforcer",
             "delete",
             "daemonsets.apps/palisade-enforcer",
-            NAMESPACE,
+            ENFORCER_NAMESPACE,
             false,
         ),
+        ("enforcer", "get", "secrets", ENFORCER_NAMESPACE, false),
         ("enforcer", "get", "secrets", NAMESPACE, false),
     ];
     let wrong: Vec<String> = cases
@@ -875,8 +925,9 @@ fn admitted(cp: &ControlPlane, pod: &serde_json::Value) -> (bool, String) {
 
 /// Each workload is admitted under the Pod Security level it claims: the webhook, the operator
 /// and the test pod under `restricted`; the enforcer is refused under `baseline` (it needs
-/// `privileged`), and the chart's own namespace for it (enforcer.namespace.create) admits it
-/// while the release namespace enforces `restricted`.
+/// `privileged`) when it runs in the release namespace (`enforcer.namespace.create=false`), and
+/// by default it runs in a namespace of its own, which the chart creates privileged, so the
+/// release namespace can enforce `restricted`.
 #[test]
 fn each_workload_is_admitted_under_the_pod_security_level_it_claims() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -893,7 +944,8 @@ fn each_workload_is_admitted_under_the_pod_security_level_it_claims() {
         .unwrap();
     }
 
-    let in_restricted = pods(cp, &render(cp, restricted, &[]));
+    let in_release_namespace = ["--set", "enforcer.namespace.create=false"];
+    let in_restricted = pods(cp, &render(cp, restricted, &in_release_namespace));
     let components: Vec<&str> = in_restricted.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(components.len(), 4, "{components:?}");
     for (component, pod) in &in_restricted {
@@ -905,7 +957,7 @@ fn each_workload_is_admitted_under_the_pod_security_level_it_claims() {
         }
     }
 
-    let (_, enforcer) = pods(cp, &render(cp, baseline, &[]))
+    let (_, enforcer) = pods(cp, &render(cp, baseline, &in_release_namespace))
         .into_iter()
         .find(|(c, _)| c == "enforcer")
         .expect("the enforcer's pod");
@@ -918,18 +970,15 @@ fn each_workload_is_admitted_under_the_pod_security_level_it_claims() {
         "{said}"
     );
 
-    // The chart's way: the enforcer in a namespace of its own, which the chart creates labelled
-    // privileged; everything else stays in the restricted release namespace.
-    let args = [
-        "--set",
-        &format!("enforcer.namespace.create=true,enforcer.namespace.name={own}"),
-    ];
+    // The chart's default: the enforcer in a namespace of its own, which the chart creates
+    // labelled privileged; everything else stays in the restricted release namespace.
+    let args = ["--set", &format!("enforcer.namespace.name={own}")];
     let rendered = render(cp, restricted, &args);
     let namespace = chart::template(&[
         "--show-only",
         "templates/enforcer/namespace.yaml",
         "--set",
-        &format!("enforcer.namespace.create=true,enforcer.namespace.name={own}"),
+        &format!("enforcer.namespace.name={own}"),
     ])
     .unwrap();
     assert!(
@@ -1238,7 +1287,7 @@ fn the_values_reach_the_rendered_objects() {
     assert_eq!(
         hook["namespaceSelector"],
         serde_json::json!({"matchLabels": {"palisade.dev/review": "true"},
-            "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE]}]})
+            "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", NAMESPACE, ENFORCER_NAMESPACE]}]})
     );
     assert_eq!(
         hook["objectSelector"]["matchExpressions"][0]["key"],

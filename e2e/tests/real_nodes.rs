@@ -228,22 +228,41 @@ fn a_deleted_node_takes_its_nodeenforcement_along(cluster: &RealCluster) {
 fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     let cp = &cluster.cp;
 
-    // helm install --wait: every pod Ready, then helm test.
+    // helm install --wait of the chart as releases before the enforcer's own namespace became
+    // the default installed it (the enforcer in the release namespace), so the upgrade below is
+    // the one every existing user makes: every pod Ready, then helm test.
+    // Without the repository's history (a shallow clone), this chart laid out the same way.
+    let (previous, layout) = match chart::chart_at(
+        chart::RELEASE_NAMESPACE_LAYOUT_COMMIT,
+        &cp.dir().join("previous-chart"),
+    ) {
+        Ok(dir) => (dir.to_string_lossy().into_owned(), None),
+        Err(e) => {
+            eprintln!(
+                "the previous chart is not available ({e}): installing this one with enforcer.namespace.create=false"
+            );
+            (
+                chart::CHART_DIR.to_string(),
+                Some("enforcer.namespace.create=false"),
+            )
+        }
+    };
     let started = Instant::now();
-    let install = helm(
-        cp,
-        &[
-            "install",
-            "palisade",
-            chart::CHART_DIR,
-            "-n",
-            NS,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    );
+    let mut args = vec![
+        "install",
+        "palisade",
+        &previous,
+        "-n",
+        NS,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "3m",
+    ];
+    if let Some(layout) = layout {
+        args.extend(["--set", layout]);
+    }
+    let install = helm(cp, &args);
     if !install.status.success() {
         // Helm 3 says only that it timed out: the pods, their events and the policies say why.
         let why = |args: &[&str]| text(&cp.kubectl(args).expect("kubectl"));
@@ -478,10 +497,32 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     services_are_judged_by_pod_ip_after_dnat(cluster, &world, &measured);
     cluster_network_policies_are_enforced_as_predicted(cp, &world);
 
-    // helm upgrade with a changed value, then a rollout restart of the enforcers: probed all
-    // along, no allowed flow is cut and no denied flow opens.
+    // helm upgrade to this chart with its defaults and a changed value, then a rollout restart
+    // of the enforcers: probed all along, no allowed flow is cut and no denied flow opens. The
+    // enforcer stays in the release namespace (moving it would delete its DaemonSet and with it
+    // every node's rules), and no namespace of its own is made.
     let probes = start_probe_loop(cp, &world, 30);
-    helm_upgrade(cp, "logLevel=debug");
+    helm_ok(
+        cp,
+        &[
+            "upgrade",
+            "palisade",
+            chart::CHART_DIR,
+            "-n",
+            NS,
+            "--reset-values",
+            "--set",
+            "logLevel=debug",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert_eq!(chart::enforcer_namespace(cp), NS);
+    assert!(
+        !cp.kubectl_must(&["get", "namespaces", "-o", "name"])
+            .contains(&format!("namespace/{}", chart::ENFORCER_NAMESPACE))
+    );
     cp.kubectl_must(&[
         "rollout",
         "restart",

@@ -82,7 +82,7 @@ fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
         "get",
         "pods",
         "-n",
-        NAMESPACE,
+        chart::ENFORCER_NAMESPACE,
         "-l",
         "app.kubernetes.io/component=enforcer",
         "--field-selector",
@@ -90,7 +90,7 @@ fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
         "-o",
         "jsonpath={.items[0].metadata.name}",
     ]);
-    let log = cp.kubectl_must(&["logs", "-n", NAMESPACE, &pod]);
+    let log = cp.kubectl_must(&["logs", "-n", chart::ENFORCER_NAMESPACE, &pod]);
     log.lines()
         .rev()
         .filter(|l| l.contains("connections that policy now denies cut"))

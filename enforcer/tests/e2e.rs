@@ -926,7 +926,7 @@ fn rules_stay_through_restarts_and_go_when_helm_uninstall_deletes_the_daemonset_
         "--daemonset",
         "palisade-enforcer",
         "--namespace",
-        chart::NAMESPACE,
+        chart::ENFORCER_NAMESPACE,
     ];
     let mut enforcer = Enforcer::start_with(&world, "node-1", &flags);
     world
@@ -963,7 +963,7 @@ fn rules_stay_through_restarts_and_go_when_helm_uninstall_deletes_the_daemonset_
             "daemonset",
             "palisade-enforcer",
             "-n",
-            chart::NAMESPACE,
+            chart::ENFORCER_NAMESPACE,
             "--cascade=background",
         ])
         .unwrap();

@@ -30,11 +30,34 @@
 {{- if $all }}{{ toYaml $all }}{{ else }}{}{{ end -}}
 {{- end -}}
 
-{{/* The namespace the enforcer runs in: its own (enforcer.namespace.create) or the release's. */}}
+{{/*
+Whether the enforcer runs in a namespace of its own: enforcer.namespace.create when set; unset (the
+default), yes, except that an upgrade of a release whose enforcer already runs in the release
+namespace keeps it there, so the upgrade never deletes the DaemonSet (which would remove every
+node's rules until the new one's first sync). `helm template` cannot look, and says yes.
+*/}}
+{{- define "palisade.enforcerOwnNamespace" -}}
+{{- $create := .Values.enforcer.namespace.create -}}
+{{- if not .Values.enforcer.enabled -}}
+false
+{{- else if kindIs "bool" $create -}}
+{{ $create }}
+{{- else -}}
+{{- $existing := lookup "apps/v1" "DaemonSet" .Release.Namespace (include "palisade.name" (dict "root" . "component" "enforcer")) -}}
+{{- $annotations := (($existing | default dict).metadata | default dict).annotations | default dict -}}
+{{- if eq (index $annotations "meta.helm.sh/release-name" | default "") .Release.Name -}}
+false
+{{- else -}}
+true
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The namespace the enforcer runs in: its own (see palisade.enforcerOwnNamespace) or the release's. */}}
 {{- define "palisade.enforcerNamespace" -}}
-{{- if and .Values.enforcer.enabled .Values.enforcer.namespace.create -}}
+{{- if eq (include "palisade.enforcerOwnNamespace" .) "true" -}}
 {{- if eq .Values.enforcer.namespace.name .Release.Namespace -}}
-{{- fail (printf "enforcer.namespace.name must differ from the release namespace %s: the chart creates that namespace (labelled privileged); to run the enforcer in the release namespace, leave enforcer.namespace.create false" .Release.Namespace) -}}
+{{- fail (printf "enforcer.namespace.name must differ from the release namespace %s: the chart creates that namespace (labelled privileged); to run the enforcer in the release namespace, set enforcer.namespace.create=false" .Release.Namespace) -}}
 {{- end -}}
 {{ .Values.enforcer.namespace.name }}
 {{- else -}}
