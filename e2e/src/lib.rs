@@ -10,6 +10,7 @@ pub mod long_lived;
 pub mod netns;
 pub mod network;
 pub mod objects;
+pub mod pod_starts;
 pub mod real_nodes;
 pub mod real_world;
 pub mod tools;

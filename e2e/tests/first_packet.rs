@@ -10,15 +10,13 @@
 //!
 //! Skipped, with one line naming what is missing, on a machine without what real nodes need.
 
-use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade_e2e::ControlPlane;
 use palisade_e2e::chart::{self, helm, helm_ok};
 use palisade_e2e::handshakes::{Outcome, Prober};
+use palisade_e2e::pod_starts::{StartWatch, percentile};
 use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE, NODES, RealCluster, RealNode};
 use palisade_e2e::util::text;
 
@@ -200,76 +198,6 @@ fn reached(waves: &[Wave], outcome: &Outcome) -> Vec<String> {
     names
 }
 
-/// Streams `kubectl get pods -w` of `namespace`; each pod's time from its first line (created)
-/// to its first `Running` line.
-struct StartWatch {
-    child: Child,
-    seen: Arc<Mutex<Vec<(Instant, String, String)>>>,
-}
-
-impl StartWatch {
-    fn start(cp: &ControlPlane, namespace: &str) -> Self {
-        let mut child = Command::new(cp.kubectl_path())
-            .arg("--kubeconfig")
-            .arg(&cp.kubeconfig)
-            .args([
-                "get",
-                "pods",
-                "-n",
-                namespace,
-                "-w",
-                "-o",
-                "jsonpath={.metadata.name} {.status.phase}{\"\\n\"}",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get -w");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let lines = seen.clone();
-        let stdout = child.stdout.take().expect("stdout");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut f = line.split_whitespace();
-                if let (Some(name), Some(phase)) = (f.next(), f.next()) {
-                    lines.lock().unwrap().push((
-                        Instant::now(),
-                        name.to_string(),
-                        phase.to_string(),
-                    ));
-                }
-            }
-        });
-        Self { child, seen }
-    }
-
-    /// Creation to Running of every pod seen doing both, in milliseconds, sorted.
-    fn stop(mut self) -> Vec<u128> {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let seen = self.seen.lock().unwrap().clone();
-        let mut first: std::collections::BTreeMap<&str, Instant> = Default::default();
-        let mut took = Vec::new();
-        let mut done = std::collections::BTreeSet::new();
-        for (at, name, phase) in &seen {
-            let created = *first.entry(name.as_str()).or_insert(*at);
-            if phase == "Running" && done.insert(name.as_str()) {
-                took.push(at.duration_since(created).as_millis());
-            }
-        }
-        took.sort_unstable();
-        took
-    }
-}
-
-fn percentile(sorted: &[u128], p: f64) -> u128 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
 fn install(cp: &ControlPlane) {
     let install = helm(
         cp,
@@ -417,7 +345,7 @@ fn new_pods_are_isolated_from_their_first_packet() {
     );
 
     // Open: the prober reaches (nearly) every pod, so it would have seen a leak.
-    let watch = StartWatch::start(cp, "open");
+    let watch = StartWatch::start(cp, "open").expect("kubectl get pods -w");
     let prober = Prober::start(
         pid,
         targets.clone(),
@@ -475,7 +403,7 @@ fn new_pods_are_isolated_from_their_first_packet() {
     }
 
     // Without Palisade: the same churn, for the added start latency (BENCHMARKS.md).
-    let watch = StartWatch::start(cp, "open");
+    let watch = StartWatch::start(cp, "open").expect("kubectl get pods -w");
     churn(cp, "open", Instant::now());
     let without = watch.stop();
     eprintln!(
