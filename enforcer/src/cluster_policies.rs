@@ -14,7 +14,7 @@ use palisade_policy::cluster_policy::{Action, ClusterPeer, ClusterPolicy};
 use palisade_policy::{Direction, Selector};
 
 use crate::cni::{CniError, CniInfo};
-use crate::runtime::Mode;
+use crate::mode::Mode;
 
 /// The cluster's ClusterNetworkPolicies, quiet where their CRD is not installed.
 pub type ClusterPolicyWatch = palisade_runtime::optional_watch::OptionalWatch<ClusterNetworkPolicy>;
@@ -148,7 +148,7 @@ pub fn cni_enforces_cluster_network_policy(cni: &str) -> bool {
 }
 
 /// Whether this node's rules carry the ClusterNetworkPolicy tiers, and why in words, given
-/// whether it enforces NetworkPolicy (`enforcing`, from [`crate::runtime::decide`]).
+/// whether it enforces NetworkPolicy (`enforcing`, from [`crate::mode::decide`]).
 ///
 /// Where the CNI enforces NetworkPolicy itself, Palisade stands aside for NetworkPolicy; it
 /// cannot put an Admin tier ahead of the CNI's NetworkPolicy rules (a packet the CNI drops

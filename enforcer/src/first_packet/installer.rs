@@ -27,7 +27,7 @@ use palisade_cni::protocol::PLUGIN_TYPE;
 use super::FirstPacket;
 use super::conflist::{self, ConflistError, Entry};
 use crate::cni;
-use crate::runtime::{Mode, decide};
+use crate::mode::{Mode, decide};
 
 /// How often the installation is checked.
 pub const RECHECK: Duration = Duration::from_secs(2);

@@ -295,7 +295,7 @@ pub struct Options {
     /// How long the plugin waits for an answer.
     pub timeout: Duration,
     pub node: String,
-    pub mode: crate::runtime::Mode,
+    pub mode: crate::mode::Mode,
     /// Keeps the installer from putting the plugin back after [`Options::uninstall`].
     pub gate: installer::Gate,
 }
