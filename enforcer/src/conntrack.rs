@@ -210,20 +210,15 @@ pub fn cut(cluster: &Cluster, node: &str, families: &[IpFamily]) -> Result<Cut, 
     })
 }
 
-/// After a sync that wrote rules: cuts what the new rules deny ([`cut`], off the async
-/// runtime), counts it, and logs a line when something was cut or the pass failed (the rules
-/// are in force either way; only connections opened before the change may go on).
-pub async fn after_sync(
-    cluster: Cluster,
-    node: String,
-    families: Vec<IpFamily>,
+/// Counts what a pass ([`cut`]) did and logs a line when something was cut or the pass failed
+/// (the rules are in force either way; only connections opened before the change may go on).
+pub fn report(
+    result: &Result<Cut, ConntrackError>,
+    took_ms: u64,
     metrics: &crate::metrics::Metrics,
 ) {
-    let started = std::time::Instant::now();
-    let result = tokio::task::spawn_blocking(move || cut(&cluster, &node, &families)).await;
-    let took_ms = started.elapsed().as_millis() as u64;
     match result {
-        Ok(Ok(done)) if !done.cut.is_empty() => {
+        Ok(done) if !done.cut.is_empty() => {
             for protocol in [Protocol::Tcp, Protocol::Udp, Protocol::Sctp] {
                 let n = done.cut.iter().filter(|e| e.protocol == protocol).count();
                 if n > 0 {
@@ -249,14 +244,13 @@ pub async fn after_sync(
                 "connections that policy now denies cut"
             );
         }
-        Ok(Ok(done)) => {
+        Ok(done) => {
             tracing::debug!(entries = done.entries, took_ms, "no connection to cut");
         }
-        Ok(Err(e)) => tracing::warn!(
+        Err(e) => tracing::warn!(
             error = %e,
             "cannot cut the connections policy now denies; the new rules hold for new connections"
         ),
-        Err(e) => tracing::warn!(error = %e, "the conntrack task"),
     }
 }
 

@@ -7,7 +7,11 @@
 //! - [`render`] turns a ruleset into `ipset restore` and `iptables-restore --noflush` input that
 //!   rewrites only what changed, and parses what the host has back for comparison;
 //! - [`interpret`] runs a packet through a ruleset, so tests can prove compiler and semantics
-//!   agree.
+//!   agree;
+//! - [`sync`] is one sync of the node's rules as a value, with the kernel behind a trait.
+//!
+//! [`event_loop`] watches the cluster and runs those syncs; [`apply`] and [`conntrack`] are
+//! what they do in the kernel.
 
 pub mod apply;
 pub mod backend;
@@ -17,14 +21,16 @@ pub mod compile;
 pub mod conntrack;
 pub mod ctnetlink;
 pub mod denials;
+pub mod event_loop;
 pub mod first_packet;
 pub mod interpret;
 pub mod lifecycle;
 pub mod metrics;
+pub mod mode;
 pub mod render;
 pub mod ruleset;
-pub mod runtime;
 pub mod status;
+pub mod sync;
 
 pub use compile::{CompileOptions, compile};
 pub use ruleset::{IpSet, Match, RuleLine, Ruleset, SetEntry, SetKind, Summary, Target};

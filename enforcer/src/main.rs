@@ -11,7 +11,9 @@ use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::first_packet::Options as FirstPacketOptions;
 use palisade_enforcer::lifecycle::OwnDaemonSet;
 use palisade_enforcer::metrics::Metrics;
-use palisade_enforcer::runtime::{Mode, Settings, run};
+use palisade_enforcer::event_loop::run;
+use palisade_enforcer::mode::Mode;
+use palisade_enforcer::sync::Settings;
 use palisade_runtime::process;
 
 #[derive(Debug, Parser)]
@@ -129,7 +131,7 @@ struct RunArgs {
 
 /// The enforcer caches every Pod of the cluster and rebuilds a snapshot per sync; glibc's
 /// default of one arena per thread (up to 8 per core) keeps the freed snapshots as resident
-/// memory. Two arenas, and returning free memory after each sync (see runtime), keep it small.
+/// memory. Two arenas, and returning free memory after each sync (see event_loop), keep it small.
 fn limit_allocator_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
