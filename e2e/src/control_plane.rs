@@ -8,6 +8,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{SigSet, Signal};
+
 use crate::tools::tool;
 
 #[derive(Debug, thiserror::Error)]
@@ -719,8 +722,9 @@ impl ControlPlane {
             }
             let cp = ControlPlane::start()
                 .unwrap_or_else(|e| panic!("starting the local control plane: {e}"));
-            // SAFETY: registers a plain function to run at process exit.
-            unsafe { libc::atexit(stop_shared) };
+            // SAFETY: atexit has no safe wrapper in std or nix; it registers a plain `extern
+            // "C" fn()` that takes no arguments and touches only the OnceLock above.
+            unsafe { nix::libc::atexit(stop_shared) };
             cp
         })
     }
@@ -812,15 +816,16 @@ pub(crate) fn spawn_tied(commands: Vec<Command>) -> Result<(Vec<Child>, Keeper),
     let thread = std::thread::spawn(move || {
         let mut children = Vec::new();
         for mut cmd in commands {
-            // SAFETY: prctl is async-signal-safe; it runs in the child between fork and exec.
+            // SAFETY: pre_exec is unsafe because its closure runs in the child between fork
+            // and exec, where only async-signal-safe calls are allowed: prctl and
+            // pthread_sigmask are, and the closure allocates nothing (an empty SigSet is a
+            // value on the stack).
             unsafe {
                 cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    set_pdeathsig(Signal::SIGKILL)?;
                     // A caller that takes signals with sigwait blocks them; its children must
                     // not inherit that, or SIGTERM never reaches them.
-                    let mut none: libc::sigset_t = std::mem::zeroed();
-                    libc::sigemptyset(&mut none);
-                    libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+                    SigSet::empty().thread_set_mask()?;
                     Ok(())
                 });
             }
@@ -871,8 +876,7 @@ fn sweep_leftovers() {
             .next()
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        // SAFETY: signal 0 only checks that the process exists.
-        if pid <= 0 || unsafe { libc::kill(pid, 0) } == 0 {
+        if pid <= 0 || crate::util::alive(pid) {
             continue;
         }
         kill_processes_of(&entry.path());
@@ -890,8 +894,8 @@ pub(crate) fn kill_processes_of(dir: &Path) {
         };
         let cmdline = std::fs::read(proc_entry.path().join("cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&dir) {
-            // SAFETY: kills a process whose command line names the run's directory.
-            unsafe { libc::kill(p, libc::SIGKILL) };
+            // A process whose command line names the run's directory.
+            crate::util::signal(p, nix::sys::signal::Signal::SIGKILL);
         }
     }
 }

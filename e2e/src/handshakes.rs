@@ -7,12 +7,19 @@
 //! from the pod's address and cross the node's FORWARD chain like the pod's own. Connections
 //! are closed with a reset at the end of each round.
 
-use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::socket::{
+    AddressFamily, SockFlag, SockType, SockaddrIn, connect, getsockopt, setsockopt, socket, sockopt,
+};
 
 use crate::Error;
 
@@ -60,10 +67,8 @@ impl Prober {
         let started = Instant::now();
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
-            // SAFETY: setns on this thread only; the file descriptor is a namespace file.
-            if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                return Err(format!("setns: {}", std::io::Error::last_os_error()));
-            }
+            // Only this thread enters the pod's network namespace.
+            setns(&netns, CloneFlags::CLONE_NEWNET).map_err(|e| format!("setns: {e}"))?;
             drop(netns);
             let mut outcome = Outcome::default();
             while !flag.load(Ordering::SeqCst) && started.elapsed() < limit {
@@ -116,36 +121,29 @@ fn probe_round(
         if left.is_zero() {
             break;
         }
-        let mut polls: Vec<libc::pollfd> = pending
+        let mut polls: Vec<PollFd<'_>> = pending
             .iter()
-            .map(|(fd, _)| libc::pollfd {
-                fd: fd.as_raw_fd(),
-                events: libc::POLLOUT,
-                revents: 0,
-            })
+            .map(|(fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLOUT))
             .collect();
-        // SAFETY: `polls` is a valid array of pollfd of that length.
-        let n = unsafe {
-            libc::poll(
-                polls.as_mut_ptr(),
-                polls.len() as libc::nfds_t,
-                left.as_millis().max(1) as libc::c_int,
-            )
-        };
-        if n < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(format!("poll: {e}"));
+        let timeout =
+            PollTimeout::try_from(left.max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX);
+        match poll(&mut polls, timeout) {
+            Ok(_) => {}
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
         }
+        let answered: Vec<bool> = polls
+            .iter()
+            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .collect();
+        drop(polls);
         let mut still = Vec::with_capacity(pending.len());
-        for ((fd, address), p) in pending.into_iter().zip(&polls) {
-            if p.revents == 0 {
+        for ((fd, address), answered) in pending.into_iter().zip(answered) {
+            if !answered {
                 still.push((fd, address));
                 continue;
             }
-            if socket_error(&fd) == 0 {
+            if getsockopt(&fd, sockopt::SocketError) == Ok(0) {
                 seen.push(Handshake {
                     at: started.elapsed(),
                     address,
@@ -159,67 +157,23 @@ fn probe_round(
 
 /// A TCP socket whose handshake with `address:port` has begun; closed with a reset.
 fn connect_nonblocking(address: Ipv4Addr, port: u16) -> Result<OwnedFd, String> {
-    // SAFETY: plain socket(2); the descriptor is owned right away.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if raw < 0 {
-        return Err(format!("socket: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: `raw` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let linger = libc::linger {
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(|e| format!("socket: {e}"))?;
+    // Closing with a reset: linger on, for no time.
+    let reset = nix::libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: valid descriptor and option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    let to = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(address).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `to` is a valid sockaddr_in of the given size.
-    let r = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&to as *const libc::sockaddr_in).cast(),
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
+    setsockopt(&fd, sockopt::Linger, &reset).map_err(|e| format!("SO_LINGER: {e}"))?;
     // EINPROGRESS, or a failure at once (no route): poll reports the outcome either way.
-    let _ = r;
+    let _ = connect(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(address, port)),
+    );
     Ok(fd)
-}
-
-/// The socket's pending error (0: connected).
-fn socket_error(fd: &OwnedFd) -> i32 {
-    let mut error: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: valid descriptor and buffer of the given size.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ERROR,
-            (&mut error as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 { -1 } else { error }
 }

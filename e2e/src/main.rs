@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{SigSet, Signal};
+use palisade_e2e::util::{alive, signal};
 use palisade_e2e::{ControlPlane, Network, RealCluster, real_nodes};
 
 const NODES: [&str; 2] = ["node-1", "node-2"];
@@ -109,10 +111,12 @@ fn up(real_nodes: bool, imports: &[PathBuf]) -> i32 {
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log handle"))
         .stderr(log);
-    // SAFETY: setsid in the child detaches it from this terminal's session.
+    // SAFETY: pre_exec is unsafe because its closure runs in the child between fork and exec,
+    // where only async-signal-safe calls are allowed: setsid is one, and nothing is allocated.
+    // It detaches the child from this terminal's session.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            libc::setsid();
+            nix::unistd::setsid()?;
             Ok(())
         });
     }
@@ -162,10 +166,10 @@ fn down() -> i32 {
         .find_map(|l| l.strip_prefix("pid: "))
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(0);
-    // SAFETY: asks the serve process recorded in the state file to stop.
-    if pid > 0 && unsafe { libc::kill(pid, libc::SIGTERM) } == 0 {
+    // Asks the serve process recorded in the state file to stop.
+    if signal(pid, Signal::SIGTERM) {
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(60) && unsafe { libc::kill(pid, 0) } == 0 {
+        while start.elapsed() < Duration::from_secs(60) && alive(pid) {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -176,16 +180,14 @@ fn down() -> i32 {
 
 /// Blocks SIGTERM and SIGINT on this thread (and the threads it starts later), for a thread that
 /// takes them with sigwait; returns that set. Children unblock them (see `spawn_tied`).
-fn block_termination_signals() -> libc::sigset_t {
-    // SAFETY: plain signal-mask manipulation on the calling thread.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+fn block_termination_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    if let Err(e) = set.thread_block() {
+        eprintln!("palisade-e2e: blocking SIGTERM and SIGINT: {e}");
     }
+    set
 }
 
 fn serve(real_nodes: bool, imports: &[PathBuf]) -> i32 {
@@ -215,9 +217,8 @@ fn serve(real_nodes: bool, imports: &[PathBuf]) -> i32 {
         eprintln!("palisade-e2e: writing {}: {e}", state.display());
         return 1;
     }
-    let mut sig = 0;
-    // SAFETY: waits for one of the blocked signals.
-    unsafe { libc::sigwait(&set, &mut sig) };
+    // Until one of the blocked signals comes.
+    let _ = set.wait();
     let _ = std::fs::remove_file(&state);
     drop(cluster);
     0
@@ -302,9 +303,8 @@ fn demo(keep: bool) -> i32 {
     let set = block_termination_signals();
     std::thread::spawn(move || {
         loop {
-            let mut sig = 0;
-            // SAFETY: waits for one of the signals blocked above.
-            unsafe { libc::sigwait(&set, &mut sig) };
+            // Until one of the signals blocked above comes.
+            let _ = set.wait();
             if WAITING.load(Ordering::SeqCst) {
                 INTERRUPTED.store(true, Ordering::SeqCst);
                 continue;

@@ -2,7 +2,6 @@
 //! thread with setns(2), removed on drop.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::process::Command;
 
 use crate::Error;
@@ -82,16 +81,11 @@ pub fn enter(name: &str) -> Result<(), Error> {
         what: format!("opening {path}"),
         source,
     })?;
-    // SAFETY: setns on a valid namespace fd affects only the calling thread.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::Io {
-            what: format!("setns into {name}"),
-            source: std::io::Error::last_os_error(),
-        })
-    }
+    // Only the calling thread enters the namespace.
+    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| Error::Io {
+        what: format!("setns into {name}"),
+        source: e.into(),
+    })
 }
 
 impl Drop for Netns {

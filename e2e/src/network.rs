@@ -32,6 +32,7 @@ use palisade_policy::{IpFamily, Protocol};
 
 use crate::Error;
 use crate::netns::{self, Netns, ip, sysctl};
+use crate::util::alive;
 
 const MAX_NETWORKS: u8 = 16;
 const OWNER_DIR: &str = "/run/palisade-e2e";
@@ -89,11 +90,6 @@ pub struct Network {
 }
 
 static ALLOCATE: Mutex<()> = Mutex::new(());
-
-fn alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
-}
 
 /// Removes what a crashed run with network id `k` left: its namespaces (their veths and routes go
 /// with them).
@@ -663,12 +659,15 @@ impl Drop for Network {
 
 /// Whether this kernel offers SCTP sockets.
 pub fn sctp_supported() -> bool {
-    // SAFETY: a plain socket(2) call; the fd is closed right away.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_SCTP) };
-    if fd >= 0 {
-        unsafe { libc::close(fd) };
-    }
-    fd >= 0
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    // The socket closes when dropped.
+    socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::empty(),
+        SockProtocol::Sctp,
+    )
+    .is_ok()
 }
 
 /// Connects from inside namespace `ns`: TCP succeeds on an accepted connection, UDP on an echo;

@@ -65,8 +65,7 @@ const NODE_MOUNTS: [(&str, &str); 9] = [
 /// What this machine lacks for real nodes, one item per missing piece; empty when nothing is.
 pub fn missing() -> Vec<String> {
     let mut missing = Vec::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         missing.push("root".to_string());
     }
     for name in [
@@ -418,8 +417,8 @@ fn remove_cgroup_tree(name: &str) {
                 let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
                 for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
                     alive += 1;
-                    // SAFETY: kills a process of the node's own cgroup tree.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    // A process of the node's own cgroup tree.
+                    crate::util::signal(pid, nix::sys::signal::Signal::SIGKILL);
                 }
             }
         }

@@ -5,6 +5,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
 /// A command's stdout and stderr, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
@@ -113,8 +116,7 @@ impl Drop for Process {
 impl Process {
     /// Sends SIGTERM and waits up to `limit` for the exit status.
     pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        // SAFETY: kill(2) with a pid this process spawned and has not reaped.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        signal(self.0.id() as i32, Signal::SIGTERM);
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Ok(Some(status)) = self.0.try_wait() {
@@ -153,4 +155,14 @@ pub fn spawn_logged(
             source,
         })?;
     Ok(Process(child))
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending anything).
+pub fn alive(pid: i32) -> bool {
+    pid > 0 && kill(Pid::from_raw(pid), None).is_ok()
+}
+
+/// Sends `signal` to process `pid`; whether it was delivered (a process gone meanwhile is not).
+pub fn signal(pid: i32, signal: Signal) -> bool {
+    pid > 0 && kill(Pid::from_raw(pid), signal).is_ok()
 }
