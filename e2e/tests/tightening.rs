@@ -1,5 +1,6 @@
 //! Real nodes, the chart with its defaults: a policy that tightens cuts the live connections it
-//! denies within a second of its rules being in the kernel, and leaves another connection
+//! denies within a second of its rules being in the kernel, and they stay cut when their server
+//! talks first, on both node kinds (iptables-legacy and nft); another connection is left
 //! alone; a pod reaching its own IP is what `palisade reach` says (allowed, whatever the
 //! policies), and reaching itself through its Service is what the node's rules judge.
 //!
@@ -14,6 +15,10 @@ use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE};
 use palisade_e2e::world::predict;
 use palisade_policy::input::Inputs;
 use palisade_policy::{Endpoint, Protocol};
+
+/// What a server that talks first runs for each connection: a numbered line every 100 ms,
+/// unasked.
+const TALK: &str = "sh -c 'i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done'";
 
 /// A busybox pod on `node` serving `servers` (`port program`: `nc -ll -p PORT -e PROGRAM`).
 fn pod(ns: &str, name: &str, node: &str, labels: &str, servers: &[(u16, &str)]) -> String {
@@ -127,8 +132,10 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     .unwrap_or_else(|e| panic!("helm install: {e}"));
     chart::wait_for_enforcer_rollout(cp);
 
-    // tight/echo (node-1) echoes on 7000 and answers on 8080; tight/client (node-1) and
-    // open/client (node-2) connect to it; open/talker (node-1) to open/echo (node-2).
+    // tight/echo (node-1) echoes on 7000, answers on 8080 and talks first on 7001;
+    // tight/client (node-1) and open/client (node-2) connect to it; open/talker (node-1) to
+    // open/echo (node-2). tight/speaker (node-2) talks first on 7001 too: a cut on each kind of
+    // node (node-1 iptables-legacy, node-2 nft).
     for ns in ["tight", "open"] {
         cp.kubectl_must(&["create", "namespace", ns]);
     }
@@ -151,7 +158,14 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
             "echo",
             "node-1",
             "{app: echo}",
-            &[(7000, "/bin/cat"), (8080, "/bin/true")],
+            &[(7000, "/bin/cat"), (8080, "/bin/true"), (7001, TALK)],
+        ),
+        pod(
+            "tight",
+            "speaker",
+            "node-2",
+            "{app: speaker}",
+            &[(7001, TALK)],
         ),
         pod("tight", "client", "node-1", "{app: client}", &[]),
         pod("open", "client", "node-2", "{app: client}", &[]),
@@ -168,6 +182,7 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     cp.apply(&pods).expect("pods");
     for key in [
         "tight/echo",
+        "tight/speaker",
         "tight/client",
         "open/client",
         "open/talker",
@@ -270,11 +285,34 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     let same_node = PodConnection::open(cp, "tight/client", &echo_ip, 7000, 1200).expect("exec");
     let cross_node = PodConnection::open(cp, "open/client", &echo_ip, 7000, 1200).expect("exec");
     let other = PodConnection::open(cp, "open/talker", &open_echo_ip, 7000, 1200).expect("exec");
+    // Connections whose server talks first, the clients sending nothing: one on each node kind
+    // and one across nodes.
+    let speaker_ip = pod_ip(cp, "tight/speaker");
+    let listens = [
+        (
+            "tight/client -> tight/echo:7001 (node-1, the server talking)",
+            "node-1",
+            PodConnection::listen(cp, "tight/client", &echo_ip, 7001, 120).expect("exec"),
+        ),
+        (
+            "open/client -> tight/speaker:7001 (node-2, the server talking)",
+            "node-2",
+            PodConnection::listen(cp, "open/client", &speaker_ip, 7001, 120).expect("exec"),
+        ),
+        (
+            "open/talker -> tight/speaker:7001 (cross node, the server talking)",
+            "node-2",
+            PodConnection::listen(cp, "open/talker", &speaker_ip, 7001, 120).expect("exec"),
+        ),
+    ];
     for (what, c) in [
         ("tight/client -> tight/echo", &same_node),
         ("open/client -> tight/echo", &cross_node),
         ("open/talker -> open/echo", &other),
-    ] {
+    ]
+    .into_iter()
+    .chain(listens.iter().map(|(what, _, c)| (*what, c)))
+    {
         assert!(
             c.wait_for(5, Duration::from_secs(30)),
             "{what} passed no data"
@@ -318,6 +356,25 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
             "{what} passed data {stopped} ms after the rules were in"
         );
     }
+    // The servers that talk first kept sending (retransmitting what was not acknowledged):
+    // nothing of it arrived once their node's rules were in.
+    for (what, node, c) in &listens {
+        let (rules_in, took_ms, cut) = cut_on(cp, node)
+            .unwrap_or_else(|| panic!("{node}'s enforcer logged no cut connections"));
+        let echoes = c.echoes();
+        let last = *echoes.last().expect("lines");
+        let stopped = last
+            .duration_since(rules_in)
+            .map_or(0, |d| d.as_millis() as i64);
+        eprintln!(
+            "{what}: {} lines in all, the last {stopped} ms after {node}'s rules were in (its cut took {took_ms} ms, {cut} connections)",
+            echoes.len()
+        );
+        assert!(
+            last <= rules_in + Duration::from_secs(1),
+            "{what} passed data {stopped} ms after the rules were in"
+        );
+    }
     // The other connection went on all along.
     let echoes = other.echoes();
     let since = SystemTime::now() - Duration::from_secs(2);
@@ -328,7 +385,7 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     // New connections to tight/echo are denied too; tight/echo reaches itself.
     assert!(!connects(cp, "open/client", &echo_ip, 7000));
     reach_itself("deny-all ingress in tight");
-    drop((same_node, cross_node, other));
+    drop((same_node, cross_node, other, listens));
     for ns in ["tight", "open"] {
         let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
     }
