@@ -278,3 +278,144 @@ fn an_audit_would_drop_gives_an_audit_record_and_passes() {
     assert_eq!(got[0].policies, ["back/b-audit"]);
     assert_eq!(got[0].reason, reach_explains(&cluster, 9000));
 }
+
+/// A TCP SYN from `src:sport` to `dst:dport`, IPv4 header included (the kernel fills in the
+/// IP checksum; the TCP one is computed here).
+fn raw_syn(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+    let mut p = vec![0x45, 0, 0, 40, 0, 0, 0x40, 0, 64, 6, 0, 0];
+    p.extend_from_slice(&src);
+    p.extend_from_slice(&dst);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]);
+    // TCP checksum over the pseudo header (conntrack calls a bad one INVALID).
+    let mut sum: u32 = 0;
+    let mut add = |b: &[u8]| {
+        for w in b.chunks(2) {
+            sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+        }
+    };
+    add(&src);
+    add(&dst);
+    add(&[0, 6, 0, 20]);
+    add(&p[20..40]);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let check = !(sum as u16);
+    p[36..38].copy_from_slice(&check.to_be_bytes());
+    p
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    // SAFETY: getrusage fills the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    let t = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+    };
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// BENCHMARKS.md: pod a sends 10,000 denied SYNs a second (each from a new source port, so
+/// each is a new connection attempt) for 10 s; the reader (socket and explaining task, on one
+/// thread as in the enforcer) runs in the node namespace. Prints the reader's CPU time, the
+/// records and what the kernel's limit let through. Run with
+/// `cargo test -p palisade-enforcer --test denials_kernel -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement for BENCHMARKS.md"]
+fn measure_the_readers_cpu_at_10000_denied_syns_a_second() {
+    const RATE: u64 = 10_000;
+    const SECONDS: u64 = 10;
+    let t = Topology::new("flood");
+    let cluster = cluster(B_8080_FROM_X);
+    let socket = install(&t, &cluster);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let done = done.clone();
+        let cluster = cluster.clone();
+        std::thread::spawn(move || {
+            let metrics = Arc::new(Metrics::default());
+            metrics.latest.want();
+            metrics.latest.publish(&cluster);
+            let mut task = Task::new(
+                Options {
+                    node: "n1".into(),
+                    nflog_group: GROUP,
+                    events: true,
+                    max_events_per_minute: 30,
+                    records_per_second: 100,
+                },
+                metrics.clone(),
+                vec![],
+            );
+            let start = thread_cpu();
+            let (mut logged_n, mut records) = (0u64, 0u64);
+            let mut buf = vec![0u8; 65536];
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let Ok(n) = socket.recv(&mut buf) else {
+                    continue;
+                };
+                for logged in
+                    nflog::parse_datagram(&buf[..n], SystemTime::now()).unwrap_or_default()
+                {
+                    logged_n += 1;
+                    if task.take(&logged, Instant::now()).is_some() {
+                        records += 1;
+                    }
+                }
+            }
+            (thread_cpu() - start, logged_n, records)
+        })
+    };
+    let sent = inside(&t.a, move || {
+        // SAFETY: a raw socket we own and close; IP_HDRINCL: we write the IP header.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket");
+        let to = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 0,
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes([10, 0, 2, 3]),
+            },
+            sin_zero: [0; 8],
+        };
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while sent < RATE * SECONDS {
+            let due = started + Duration::from_micros(sent * 1_000_000 / RATE);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let sport = 1024 + (sent % 60_000) as u16;
+            let p = raw_syn([10, 0, 1, 2], sport, [10, 0, 2, 3], 80);
+            // SAFETY: sending a buffer we own to an address we own.
+            unsafe {
+                libc::sendto(
+                    fd,
+                    p.as_ptr().cast(),
+                    p.len(),
+                    0,
+                    (&to as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                );
+            }
+            sent += 1;
+        }
+        unsafe { libc::close(fd) };
+        (sent, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (cpu, logged, records) = reader.join().expect("reader");
+    let (n, took) = sent;
+    println!(
+        "sent {n} denied SYNs in {:.2} s ({:.0}/s); the kernel logged {logged}, records {records}; reader CPU {:.1} ms = {:.3} % of one core",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        cpu.as_secs_f64() * 1000.0,
+        cpu.as_secs_f64() / took.as_secs_f64() * 100.0
+    );
+    assert!(records >= 1);
+}
