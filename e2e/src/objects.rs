@@ -15,7 +15,7 @@ pub const CLUSTER_NETWORK_POLICY_CRD: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../charts/palisade/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml"
 );
-const CLUSTER_NETWORK_POLICY_CRD_NAME: &str = "clusternetworkpolicies.policy.networking.k8s.io";
+pub const CLUSTER_NETWORK_POLICY_CRD_NAME: &str = "clusternetworkpolicies.policy.networking.k8s.io";
 
 /// Deletes a cluster-scoped object a test made when dropped, also when the test fails.
 pub struct Deleted<'a> {
@@ -73,10 +73,33 @@ pub fn pod(
     node: &str,
     ip: &str,
 ) -> Result<(), Error> {
+    running_pod(cp, namespace, name, labels, Some(node), ip, &[])
+}
+
+/// A Pod with these labels, bound to `node` if one is named, Running with `ip`, its container
+/// declaring `ports` (name, number; TCP) for named-port rules.
+pub fn running_pod(
+    cp: &ControlPlane,
+    namespace: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    node: Option<&str>,
+    ip: &str,
+    ports: &[(&str, u16)],
+) -> Result<(), Error> {
+    let ports: Vec<serde_json::Value> = ports
+        .iter()
+        .map(|(name, port)| serde_json::json!({"name": name, "containerPort": port}))
+        .collect();
+    let mut spec =
+        serde_json::json!({"containers": [{"name": "c", "image": "app", "ports": ports}]});
+    if let Some(node) = node {
+        spec["nodeName"] = node.into();
+    }
     let object = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": map(labels)},
-        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "app"}]},
+        "spec": spec,
     });
     cp.apply(&object.to_string())?;
     let status =

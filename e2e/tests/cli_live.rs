@@ -1,89 +1,41 @@
 //! `palisade check` and `palisade reach` on a live cluster (the real apiserver), as kubectl
-//! finds it: --kubeconfig and --context; `reach --explain` says whether each node enforces.
+//! finds it: --kubeconfig and --context; `reach --explain` says whether each node enforces,
+//! and with ClusterNetworkPolicies which tier, policy and rule decide (a cluster without their
+//! CRD reads as one without them, nothing alarming said).
+
+use std::time::Duration;
 
 use palisade_e2e::ControlPlane;
+use palisade_e2e::objects::{
+    self, CLUSTER_NETWORK_POLICY_CRD_NAME, Deleted, node, node_enforcement, palisade_crds,
+    running_pod,
+};
 use palisade_policy::cli::run_args;
-
-const CRDS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../charts/palisade/crds/palisade.dev.yaml"
-);
 
 /// node-a: flannel (annotation), no enforcer; node-b: an enforcer that enforces and has synced.
 fn nodes(cp: &ControlPlane) {
-    cp.kubectl_ok(&["apply", "-f", CRDS]).unwrap();
-    cp.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/nodeenforcements.palisade.dev",
-    ])
+    palisade_crds(cp).unwrap();
+    node(
+        cp,
+        "cli-node-a",
+        &[("flannel.alpha.coreos.com/backend-type", "vxlan")],
+    )
     .unwrap();
-    for (node, annotation) in [
-        (
-            "cli-node-a",
-            "{flannel.alpha.coreos.com/backend-type: vxlan}",
-        ),
-        ("cli-node-b", "{}"),
-    ] {
-        cp.apply(&format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: {node}, annotations: {annotation}}}\n"
-        ))
-        .unwrap();
-        cp.kubectl_ok(&[
-            "patch",
-            "node",
-            node,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"ok","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}"#,
-        ])
-        .unwrap();
-    }
-    cp.apply("apiVersion: palisade.dev/v1alpha1\nkind: NodeEnforcement\nmetadata: {name: cli-node-b}\nspec: {node: cli-node-b}\n")
-        .unwrap();
-    cp.kubectl_ok(&[
-        "patch",
-        "nodeenforcement",
+    node(cp, "cli-node-b", &[]).unwrap();
+    node_enforcement(
+        cp,
         "cli-node-b",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!(
-            r#"{{"status":{{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"{}"}}}}"#,
-            now()
-        ),
-    ])
+        &serde_json::json!({
+            "cni": "flannel", "cniEnforces": false, "mode": "auto", "enforcing": true,
+            "reason": "flannel does not enforce NetworkPolicy",
+            "lastSync": objects::time_ago(Duration::ZERO),
+        }),
+    )
     .unwrap();
-}
-
-/// The time now, as a status timestamp (an enforcer that reports writes a fresh `lastSync`).
-fn now() -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn pod(cp: &ControlPlane, ns: &str, name: &str, app: &str, node: &str, ip: &str) {
-    cp.apply(&format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {{app: {app}}}}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: app, ports: [{{containerPort: 5432}}]}}]\n"
-    ))
-    .unwrap();
-    cp.kubectl_ok(&[
-        "patch",
-        "pod",
-        name,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &format!(r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#),
-    ])
-    .unwrap();
+    running_pod(cp, ns, name, &[("app", app)], Some(node), ip, &[]).unwrap();
 }
 
 #[test]
@@ -220,4 +172,80 @@ spec:
     let (_, err, code) = run_args(["check", "-f", "x.yaml", "--kubeconfig", &kubeconfig]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot be used with"), "{err}");
+}
+
+#[test]
+fn reach_reads_cluster_network_policies_and_a_cluster_without_their_crd() {
+    let cp = ControlPlane::shared();
+    let ns = cp.test_namespace("cnp-cli-live").unwrap();
+    let ns = ns.name.as_str();
+    for (name, ip) in [("web", "10.78.0.1"), ("db", "10.78.0.2")] {
+        running_pod(cp, ns, name, &[("app", name)], None, ip, &[("sql", 5432)]).unwrap();
+    }
+    let kubeconfig = cp.kubeconfig.display().to_string();
+    let (web, db) = (format!("{ns}/web"), format!("{ns}/db"));
+    let reach = || {
+        run_args([
+            "reach",
+            "--kubeconfig",
+            &kubeconfig,
+            "--from",
+            &web,
+            "--to",
+            &db,
+            "--port",
+            "5432",
+            "--explain",
+        ])
+    };
+
+    let installed = cp
+        .kubectl(&["get", "crd", CLUSTER_NETWORK_POLICY_CRD_NAME])
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        // No CRD: the apiserver answers 404, and that is a cluster without the policies.
+        let (out, err, code) = reach();
+        assert_eq!((code, err.as_str()), (0, ""));
+        assert!(
+            out.contains(&format!(
+                "✓ {web} -> {db} 5432/TCP: egress not isolated; ingress not isolated\n"
+            )),
+            "{out}"
+        );
+        objects::cluster_network_policy_crd(cp).unwrap();
+    }
+    let _cleanup = Deleted {
+        cp,
+        kind: "clusternetworkpolicy",
+        name: "cnp-cli-live-deny-db",
+    };
+    cp.apply(&format!(
+        "apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {{name: cnp-cli-live-deny-db}}
+spec:
+  tier: Admin
+  priority: 7
+  subject:
+    pods:
+      namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+      podSelector: {{matchLabels: {{app: db}}}}
+  ingress:
+  - name: no-sql
+    action: Deny
+    from:
+    - namespaces: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}
+    protocols:
+    - destinationNamedPort: sql
+"
+    ))
+    .unwrap();
+    let (out, err, code) = reach();
+    assert_eq!((code, err.as_str()), (0, ""));
+    assert!(
+        out.contains(&format!(
+            "✗ {web} -> {db} 5432/TCP: ingress denied by ClusterNetworkPolicy cnp-cli-live-deny-db (Admin, priority 7) ingress rule 0 \"no-sql\"; egress not isolated"
+        )),
+        "{out}"
+    );
 }
