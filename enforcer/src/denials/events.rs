@@ -251,7 +251,7 @@ fn message(record: &Record) -> String {
         Kind::AuditWouldDeny => "would be denied (audit)",
     };
     let mut m = format!(
-        "{} {}:{}/{} {verb}: {}",
+        "{} to {}:{}/{} {verb}: {}",
         record.source, record.destination, record.port, record.protocol, record.reason
     );
     if m.len() > 1024 {
