@@ -22,7 +22,7 @@ NETPOL_API_VERSION=v0.3.0
 AGNHOST_TAG=2.56
 AGNHOST_CONFORMANCE_TAG=2.45
 # Bumped when the image's contents change.
-AGNHOST_IMAGE_VERSION=2
+AGNHOST_IMAGE_VERSION=3
 
 BIN=$CACHE/bin
 IMAGES=$CACHE/images
@@ -100,9 +100,10 @@ if ! have_version network-policy-api-conformance "$NETPOL_API_VERSION"; then
   echo "$NETPOL_API_VERSION" >"$BIN/.network-policy-api-conformance.version"
 fi
 
-# agnhost: the static binary at /agnhost, and a static bash at /bin/bash (network-policy-api's
-# manifests start it through `/bin/bash -c`), as a docker-archive with both tags, imported into
-# every node like the other test images: nothing is pulled.
+# agnhost: the static binary at /agnhost (entrypoint /agnhost, command pause, as upstream's
+# Dockerfile), and a static bash at /bin/bash (network-policy-api's manifests start it through
+# `/bin/bash -c`), as a docker-archive with both tags, imported into every node like the other
+# test images: nothing is pulled.
 #
 # One change, where a kernel has no SCTP (this machine's: no sctp in /proc/net/protocols, no
 # module): upstream's `agnhost porter` exits when it cannot listen on an SCTP port, so a container
@@ -147,7 +148,7 @@ build_agnhost_image() {
     umoci unpack --image "$work/oci:agnhost" "$work/bundle" >/dev/null &&
     cp -a "$work/rootfs/." "$work/bundle/rootfs/" &&
     umoci repack --image "$work/oci:agnhost" "$work/bundle" &&
-    umoci config --image "$work/oci:agnhost" --os linux --architecture amd64 --config.entrypoint /agnhost &&
+    umoci config --image "$work/oci:agnhost" --os linux --architecture amd64 --config.entrypoint /agnhost --config.cmd pause &&
     skopeo copy --quiet --additional-tag "registry.k8s.io/e2e-test-images/agnhost:$AGNHOST_CONFORMANCE_TAG" \
       "oci:$work/oci:agnhost" "docker-archive:$IMAGES/agnhost.tar.tmp:registry.k8s.io/e2e-test-images/agnhost:$AGNHOST_TAG" &&
     mv "$IMAGES/agnhost.tar.tmp" "$IMAGES/agnhost.tar" || return 1
