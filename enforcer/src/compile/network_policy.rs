@@ -80,7 +80,7 @@ impl<'a> Builder<'a> {
                 DenyAction::Reject => Target::Jump(REJECT_CHAIN.into()),
             };
             if self.options.log_denials {
-                lines.push(self.deny_log(&subject));
+                lines.push(self.deny_log(subject));
             }
             lines.push(RuleLine::new(
                 vec![],
