@@ -243,6 +243,7 @@ impl<K: Kernel> SyncStep<K> {
             observed
                 .cluster
                 .with_cluster_policies(if cnp_enforced { cnps } else { Vec::new() });
+        self.metrics.latest.publish(&cluster); // for the denial reader (crate::denials)
         let node = &self.settings.node;
         let rulesets = if enforcing {
             compile_families(&cluster, node, &self.settings.options, &families)
