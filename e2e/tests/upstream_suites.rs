@@ -272,7 +272,13 @@ fn upstream_suites_pass_on_real_nodes() {
             "3m",
         ],
     )
-    .unwrap_or_else(|e| panic!("helm install: {e}"));
+    .unwrap_or_else(|e| {
+        let pods = cp
+            .kubectl(&["get", "pods", "-A", "-o", "wide"])
+            .map(|o| palisade_e2e::util::text(&o))
+            .unwrap_or_default();
+        panic!("helm install: {e}\npods:\n{pods}")
+    });
     chart::wait_for_enforcer_rollout(cp);
 
     let netpol = run_netpol(cp, &ginkgo, &e2e);
