@@ -488,6 +488,18 @@ impl ControlPlane {
         self.local
     }
 
+    /// For a test that needs the control plane started here: `self`, or `None` after saying on
+    /// stderr that the test is skipped and `why` (`PALISADE_E2E_KUBECONFIG` names an existing
+    /// cluster). `let Some(cp) = cp.local_for("why") else { return };`
+    pub fn local_for(&self, why: &str) -> Option<&Self> {
+        if self.local {
+            Some(self)
+        } else {
+            eprintln!("skipped: {why}");
+            None
+        }
+    }
+
     fn local_only(&self, what: &str) -> Result<(), Error> {
         if self.local {
             Ok(())

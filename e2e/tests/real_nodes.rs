@@ -9,6 +9,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use palisade_e2e::objects;
 use palisade_e2e::real_nodes::{self, Iptables, NODES, ProxyMode, RealCluster, RealNode};
 use palisade_e2e::real_world::RealWorld;
 use palisade_e2e::util::text;
@@ -877,8 +878,6 @@ fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster
     let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
 }
 
-const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
-
 /// The upstream ClusterNetworkPolicy CRD (the chart's copy, applied with kubectl) and a few
 /// policies of both tiers on top of the three-tier NetworkPolicies: Admin Accepts let the
 /// frontend reach the database (which NetworkPolicy denies; the database side by its named port),
@@ -886,17 +885,7 @@ const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
 /// monitoring namespace (no NetworkPolicy there). Admitted by the webhook, measured with real
 /// TCP, cell by cell equal to `palisade reach` over the cluster's objects; then removed.
 fn cluster_network_policies_are_enforced_as_predicted(cp: &ControlPlane, world: &RealWorld) {
-    let crd = format!(
-        "{}/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml",
-        chart::CHART_DIR
-    );
-    cp.kubectl_must(&["apply", "-f", &crd]);
-    cp.kubectl_must(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        &format!("crd/{CNP_CRD}"),
-    ]);
+    objects::cluster_network_policy_crd(cp).unwrap();
     // The enforcers' watch finds the CRD within its backoff.
     eventually(Duration::from_secs(60), || {
         let reasons = cp.kubectl_must(&[
@@ -1006,5 +995,5 @@ spec:
         assert_eq!(cell.map(|p| p.allowed), Some(want), "{from} -> {to}:{port}");
     }
     cp.kubectl_must(&["delete", "clusternetworkpolicies", "--all"]);
-    cp.kubectl_must(&["delete", "crd", CNP_CRD]);
+    cp.kubectl_must(&["delete", "crd", objects::CLUSTER_NETWORK_POLICY_CRD_NAME]);
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use palisade_e2e::util::{Process, http_get_at, sample};
 use palisade_e2e::world::{FLANNEL_CONFLIST, PodDef, World, differences};
-use palisade_e2e::{Answer, ControlPlane, chart};
+use palisade_e2e::{Answer, ControlPlane, chart, objects};
 use palisade_policy::IpFamily;
 use palisade_policy::Protocol::{self, Tcp, Udp};
 
@@ -100,11 +100,13 @@ impl Enforcer {
     }
 }
 
-fn setup() -> (std::sync::MutexGuard<'static, ()>, &'static ControlPlane) {
+/// The shared control plane, one test at a time, with the chart's CRDs and RBAC; `None` (the
+/// test skips) on an existing cluster: the enforcers run in this machine's network namespaces.
+fn setup() -> Option<(std::sync::MutexGuard<'static, ()>, &'static ControlPlane)> {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cp = ControlPlane::shared();
+    let cp = ControlPlane::shared().local_for("needs this machine's network namespaces")?;
     chart::install_rbac(cp).expect("the chart's CRDs and RBAC");
-    (serial, cp)
+    Some((serial, cp))
 }
 
 /// Measures until the matrix equals the prediction (enforcers sync within a second or two),
@@ -144,23 +146,11 @@ fn converges_in(
     }
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    let o = cp.kubectl(args).unwrap();
-    assert!(
-        o.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        palisade_e2e::util::text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 #[test]
 fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
-        return; // needs this machine's network namespaces
-    }
+    let Some((_serial, cp)) = setup() else {
+        return;
+    };
     let world = palisade_e2e::world::tutorial(cp).expect("the tutorial world");
     let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
         .iter()
@@ -182,9 +172,7 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
     );
 
     // What the node status says.
-    let status = kubectl(
-        cp,
-        &[
+    let status = cp.kubectl_must(&[
             "get",
             "nodeenforcement",
             "node-1",
@@ -234,10 +222,7 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
         "node-1's rules were not rewritten"
     );
 
-    kubectl(
-        cp,
-        &["delete", "networkpolicies", "--all", "-n", "production"],
-    );
+    cp.kubectl_must(&["delete", "networkpolicies", "--all", "-n", "production"]);
     converges(
         &world,
         "",
@@ -353,10 +338,9 @@ fn xyz_policies(world: &World) -> String {
 
 #[test]
 fn the_upstream_model_follows_every_policy_change_as_predicted() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let mut world = xyz_world(cp);
     let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
         .iter()
@@ -376,16 +360,13 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
     policies = changed;
     world.cp.apply(&policies).unwrap();
     let started = Instant::now();
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "networkpolicy",
-            "a-egress-to-z-c-81-udp",
-            "-n",
-            "y",
-        ],
-    );
+    cp.kubectl_must(&[
+        "delete",
+        "networkpolicy",
+        "a-egress-to-z-c-81-udp",
+        "-n",
+        "y",
+    ]);
     policies = policies
         .split("---\n")
         .filter(|p| !p.contains("a-egress-to-z-c-81-udp"))
@@ -434,7 +415,7 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
     eprintln!("API change to rule in the kernel: {:?}", applied.elapsed());
 
     for ns in ["x", "y", "z"] {
-        kubectl(cp, &["delete", "networkpolicies", "--all", "-n", ns]);
+        cp.kubectl_must(&["delete", "networkpolicies", "--all", "-n", ns]);
     }
     converges(&world, "", &XYZ_PORTS, limit);
 }
@@ -445,10 +426,9 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
 /// way.
 #[test]
 fn reject_refuses_denied_connections_where_drop_lets_them_time_out() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let world = xyz_world(cp);
     let _enforcers = [
         Enforcer::start_with(&world, "node-1", &["--deny-action", "reject"]),
@@ -508,10 +488,9 @@ fn reject_refuses_denied_connections_where_drop_lets_them_time_out() {
 /// admin-prohibited); on node-2 it times out. The NodeEnforcement status says both families.
 #[test]
 fn dual_stack_pods_are_enforced_per_family_as_predicted() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let pods: Vec<PodDef> = xyz_world_pods();
     let world = World::create_dual_stack(
         cp,
@@ -592,20 +571,17 @@ fn dual_stack_pods_are_enforced_per_family_as_predicted() {
     let sets = node_exec(&world, 0, &["ipset", "list", "-name"]);
     assert!(sets.lines().any(|l| l == "PALISADE-LOCAL6"), "{sets}");
     for node in ["node-1", "node-2"] {
-        let families = kubectl(
-            cp,
-            &[
-                "get",
-                "nodeenforcement",
-                node,
-                "-o",
-                "jsonpath={.status.families}",
-            ],
-        );
+        let families = cp.kubectl_must(&[
+            "get",
+            "nodeenforcement",
+            node,
+            "-o",
+            "jsonpath={.status.families}",
+        ]);
         assert_eq!(families, r#"["IPv4","IPv6"]"#, "{node}");
     }
     for ns in ["x", "y", "z"] {
-        kubectl(cp, &["delete", "networkpolicies", "--all", "-n", ns]);
+        cp.kubectl_must(&["delete", "networkpolicies", "--all", "-n", ns]);
     }
     for family in IpFamily::ALL {
         converges_in(&world, "", &XYZ_PORTS, limit, family);
@@ -628,10 +604,9 @@ fn node_exec(world: &World, node: usize, args: &[&str]) -> String {
 
 #[test]
 fn an_audit_policy_logs_and_counts_but_lets_traffic_through() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let world = xyz_world(cp);
     let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
         .iter()
@@ -680,10 +655,9 @@ fn a_killed_enforcer_never_opens_a_protected_pod_or_cuts_an_allowed_connection()
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let world = xyz_world(cp);
     let mut enforcers: Vec<Enforcer> = ["node-1", "node-2"]
         .iter()
@@ -817,10 +791,9 @@ fn a_killed_enforcer_never_opens_a_protected_pod_or_cuts_an_allowed_connection()
 
 #[test]
 fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let world = xyz_world(cp);
     let enforcer = Enforcer::start(&world, "node-1");
     let deny = policy(
@@ -856,16 +829,13 @@ fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
     )
     .unwrap();
     let _calico = Enforcer::start(&world, "node-2");
-    let status = kubectl(
-        cp,
-        &[
-            "get",
-            "nodeenforcement",
-            "node-2",
-            "-o",
-            "jsonpath={.status.cni} {.status.cniEnforces} {.status.enforcing} {.status.reason}",
-        ],
-    );
+    let status = cp.kubectl_must(&[
+        "get",
+        "nodeenforcement",
+        "node-2",
+        "-o",
+        "jsonpath={.status.cni} {.status.cniEnforces} {.status.enforcing} {.status.reason}",
+    ]);
     assert_eq!(
         status,
         "calico true false calico enforces NetworkPolicy itself; standing aside"
@@ -874,9 +844,7 @@ fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
     assert!(!rules.contains("PAL"), "{rules}");
     // Calico enforces ClusterNetworkPolicy too: the enforcer stands aside for it as well.
     let cnp_status = || {
-        kubectl(
-            cp,
-            &[
+        cp.kubectl_must(&[
                 "get",
                 "nodeenforcement",
                 "node-2",
@@ -913,10 +881,9 @@ fn cleanup_removes_every_trace_and_a_policy_enforcing_cni_is_left_alone() {
 
 #[test]
 fn rules_stay_through_restarts_and_go_when_helm_uninstall_deletes_the_daemonset_and_its_rbac() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let world = xyz_world(cp);
     // The chart's DaemonSet object (no kubelet runs its pods here: the enforcer runs as a
     // process in the node's namespace instead).
@@ -1044,8 +1011,6 @@ fn cluster_policy(name: &str, tier: &str, priority: u32, spec: &str) -> String {
     )
 }
 
-const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
-
 /// The tiers on the x/y/z model: an Admin policy on x's ingress (Accept y/a on 81/TCP, Deny z,
 /// Pass y), a NetworkPolicy in x (from y on 80/TCP), a Baseline policy on y (ingress: Deny z on
 /// UDP 80; egress: Accept x's `serve-81-udp`, Deny every IPv4 address on UDP 80-81), an Admin
@@ -1055,18 +1020,25 @@ const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
 /// before the CRD exists say so in their status, quietly, and pick the policies up once it does.
 #[test]
 fn cluster_network_policy_tiers_are_enforced_as_predicted() {
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
-    let _ = cp.kubectl(&["delete", "crd", CNP_CRD, "--ignore-not-found"]);
+    };
+    let _ = cp.kubectl(&[
+        "delete",
+        "crd",
+        objects::CLUSTER_NETWORK_POLICY_CRD_NAME,
+        "--ignore-not-found",
+    ]);
     // Cluster-scoped: removed with their CRD also when the test fails.
     struct Crd<'a>(&'a ControlPlane);
     impl Drop for Crd<'_> {
         fn drop(&mut self) {
-            let _ = self
-                .0
-                .kubectl(&["delete", "crd", CNP_CRD, "--ignore-not-found"]);
+            let _ = self.0.kubectl(&[
+                "delete",
+                "crd",
+                objects::CLUSTER_NETWORK_POLICY_CRD_NAME,
+                "--ignore-not-found",
+            ]);
         }
     }
     let _crd = Crd(cp);
@@ -1078,9 +1050,7 @@ fn cluster_network_policy_tiers_are_enforced_as_predicted() {
     let limit = Duration::from_secs(20);
     converges(&world, "", &XYZ_PORTS, limit);
     let cnp_status = |node: &str| {
-        kubectl(
-            cp,
-            &[
+        cp.kubectl_must(&[
                 "get",
                 "nodeenforcement",
                 node,
@@ -1094,20 +1064,7 @@ fn cluster_network_policy_tiers_are_enforced_as_predicted() {
         "true 0 enforced with NetworkPolicy; the ClusterNetworkPolicy CRD is not installed"
     );
 
-    let crd = format!(
-        "{}/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml",
-        chart::CHART_DIR
-    );
-    kubectl(cp, &["apply", "-f", &crd]);
-    kubectl(
-        cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{CNP_CRD}"),
-        ],
-    );
+    objects::cluster_network_policy_crd(cp).unwrap();
     let np = policy(
         "x",
         "from-y-80",
@@ -1149,7 +1106,7 @@ fn cluster_network_policy_tiers_are_enforced_as_predicted() {
     );
 
     // Without the NetworkPolicy, what x's Admin Pass lets through reaches the default allow.
-    kubectl(cp, &["delete", "networkpolicy", "from-y-80", "-n", "x"]);
+    cp.kubectl_must(&["delete", "networkpolicy", "from-y-80", "-n", "x"]);
     converges(&world, &cnps, &XYZ_PORTS, limit);
 
     for e in &enforcers {
@@ -1160,7 +1117,7 @@ fn cluster_network_policy_tiers_are_enforced_as_predicted() {
             "{m}"
         );
     }
-    kubectl(cp, &["delete", "clusternetworkpolicies", "--all"]);
+    cp.kubectl_must(&["delete", "clusternetworkpolicies", "--all"]);
     converges(&world, "", &XYZ_PORTS, limit);
 }
 
@@ -1174,10 +1131,9 @@ fn cluster_network_policy_tiers_are_enforced_as_predicted() {
 fn tightening_cuts_live_connections_it_denies_and_nothing_else() {
     use palisade_e2e::long_lived::{Connection, EchoServer, TalkingServer};
 
-    let (_serial, cp) = setup();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = setup() else {
         return;
-    }
+    };
     let world = xyz_world(cp);
     let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
         .iter()
@@ -1233,17 +1189,14 @@ fn tightening_cuts_live_connections_it_denies_and_nothing_else() {
         );
     }
     assert_eq!(cut_metric(), 0.0);
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "networkpolicy",
-            "-n",
-            "y",
-            "allow-all",
-            "audit-deny",
-        ],
-    );
+    cp.kubectl_must(&[
+        "delete",
+        "networkpolicy",
+        "-n",
+        "y",
+        "allow-all",
+        "audit-deny",
+    ]);
 
     // Tightening: y denies all ingress. Both connections into y/b stop; x/c -> z/a goes on.
     world

@@ -71,17 +71,6 @@ fn setup_as(
     (cp, serial, operator)
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    let o = cp.kubectl(args).unwrap();
-    assert!(
-        o.status.success(),
-        "kubectl {}: {}",
-        args.join(" "),
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn apply(cp: &ControlPlane, yaml: &str) {
     let o = cp.kubectl_stdin(&["apply", "-f", "-"], yaml).unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -93,17 +82,14 @@ fn eventually(what: &str, want: &str, get: impl Fn() -> String) {
 }
 
 fn policies(cp: &ControlPlane, ns: &str) -> String {
-    kubectl(
-        cp,
-        &[
-            "get",
-            "networkpolicies",
-            "-n",
-            ns,
-            "-o",
-            "jsonpath={.items[*].metadata.name}",
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "networkpolicies",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ])
 }
 
 #[test]
@@ -120,18 +106,15 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         "palisade-baseline-deny palisade-baseline-dns",
         || policies(cp, "shop"),
     );
-    let labels = kubectl(
-        cp,
-        &[
-            "get",
-            "networkpolicy",
-            "palisade-baseline-deny",
-            "-n",
-            "shop",
-            "-o",
-            "jsonpath={.metadata.labels}",
-        ],
-    );
+    let labels = cp.kubectl_must(&[
+        "get",
+        "networkpolicy",
+        "palisade-baseline-deny",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.labels}",
+    ]);
     assert_eq!(
         labels,
         r#"{"app.kubernetes.io/managed-by":"palisade","palisade.dev/baseline":"default"}"#
@@ -147,7 +130,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
     // At rest the operator writes nothing: the apiserver's own request counters for writes to
     // NetworkPolicies and NetworkBaselines do not move over a quiet period.
     let writes = || -> u64 {
-        kubectl(cp, &["get", "--raw", "/metrics"])
+        cp.kubectl_must(&["get", "--raw", "/metrics"])
             .lines()
             .filter(|l| l.starts_with("apiserver_request_total{"))
             .filter(|l| {
@@ -172,17 +155,14 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
     assert_eq!(writes(), before, "the operator wrote while nothing changed");
 
     // A baseline edit reaches the namespace.
-    kubectl(
-        cp,
-        &[
-            "patch",
-            "networkbaseline",
-            "default",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"allow":{"sameNamespace":true}}}"#,
-        ],
-    );
+    cp.kubectl_must(&[
+        "patch",
+        "networkbaseline",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"allow":{"sameNamespace":true}}}"#,
+    ]);
     eventually(
         "edit",
         "palisade-baseline-deny palisade-baseline-dns palisade-baseline-same-namespace",
@@ -190,47 +170,38 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
     );
 
     // Drift is repaired: a deleted policy comes back, an edited one is put back.
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "networkpolicy",
-            "palisade-baseline-deny",
-            "-n",
-            "shop",
-        ],
-    );
+    cp.kubectl_must(&[
+        "delete",
+        "networkpolicy",
+        "palisade-baseline-deny",
+        "-n",
+        "shop",
+    ]);
     eventually(
         "delete repaired",
         "palisade-baseline-deny palisade-baseline-dns palisade-baseline-same-namespace",
         || policies(cp, "shop"),
     );
-    kubectl(
-        cp,
-        &[
-            "patch",
+    cp.kubectl_must(&[
+        "patch",
+        "networkpolicy",
+        "palisade-baseline-dns",
+        "-n",
+        "shop",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/egress/0/ports/0/port","value":5353}]"#,
+    ]);
+    eventually("edit repaired", "53", || {
+        cp.kubectl_must(&[
+            "get",
             "networkpolicy",
             "palisade-baseline-dns",
             "-n",
             "shop",
-            "--type=json",
-            "-p",
-            r#"[{"op":"replace","path":"/spec/egress/0/ports/0/port","value":5353}]"#,
-        ],
-    );
-    eventually("edit repaired", "53", || {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "networkpolicy",
-                "palisade-baseline-dns",
-                "-n",
-                "shop",
-                "-o",
-                "jsonpath={.spec.egress[0].ports[0].port}",
-            ],
-        )
+            "-o",
+            "jsonpath={.spec.egress[0].ports[0].port}",
+        ])
     });
     // Policies it does not own are left alone.
     apply(
@@ -240,10 +211,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
 
     // A label naming a missing baseline: an Event on the namespace, nothing applied.
     let _orphan = cp.test_namespace("orphan").unwrap();
-    kubectl(
-        cp,
-        &["label", "namespace", "orphan", "palisade.dev/baseline=nope"],
-    );
+    cp.kubectl_must(&["label", "namespace", "orphan", "palisade.dev/baseline=nope"]);
     let events = |field: &str| namespace_events(cp, "orphan", "BaselineNotFound", field);
     eventually("event", "BaselineNotFound", || events("reason"));
     let note = events("message");
@@ -252,7 +220,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         "palisade.dev/baseline=nope, but there is no NetworkBaseline nope: nothing applied (kubectl get networkbaselines)"
     );
     // Where the namespace's owner looks: the namespace's own Events.
-    let shown = kubectl(cp, &["events", "-n", "orphan"]);
+    let shown = cp.kubectl_must(&["events", "-n", "orphan"]);
     let line = shown.lines().find(|l| l.contains("BaselineNotFound"));
     assert!(
         line.is_some_and(|l| l.contains("Warning") && l.contains("Namespace/orphan")),
@@ -261,10 +229,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
     assert_eq!(policies(cp, "orphan"), "");
 
     // Opting out removes the managed policies, and only those.
-    kubectl(
-        cp,
-        &["label", "namespace", "shop", "palisade.dev/baseline-"],
-    );
+    cp.kubectl_must(&["label", "namespace", "shop", "palisade.dev/baseline-"]);
     eventually("opt-out", "mine", || policies(cp, "shop"));
     eventually("status after opt-out", "0", || {
         baseline_status(cp, "default", "{.status.namespaceCount}")
@@ -309,63 +274,51 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
 }
 
 fn lease_holder(cp: &ControlPlane) -> String {
-    kubectl(
-        cp,
-        &[
-            "get",
-            "lease",
-            "palisade-operator",
-            "-n",
-            "palisade-system",
-            "-o",
-            "jsonpath={.spec.holderIdentity}",
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "lease",
+        "palisade-operator",
+        "-n",
+        "palisade-system",
+        "-o",
+        "jsonpath={.spec.holderIdentity}",
+    ])
 }
 
 /// `kubectl get networkbaseline NAME -o jsonpath=PATH`.
 fn baseline_status(cp: &ControlPlane, name: &str, path: &str) -> String {
-    kubectl(
-        cp,
-        &[
-            "get",
-            "networkbaseline",
-            name,
-            "-o",
-            &format!("jsonpath={path}"),
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "networkbaseline",
+        name,
+        "-o",
+        &format!("jsonpath={path}"),
+    ])
 }
 
 /// A field (`reason`, `message`) of the Events with `reason` about namespace `ns`, which are
 /// stored in that namespace (`kubectl describe namespace` shows no Events at all).
 fn namespace_events(cp: &ControlPlane, ns: &str, reason: &str, field: &str) -> String {
-    kubectl(
-        cp,
-        &[
-            "get",
-            "events",
-            "-n",
-            ns,
-            "--field-selector",
-            &format!("reason={reason},involvedObject.name={ns}"),
-            "-o",
-            &format!("jsonpath={{.items[*].{field}}}"),
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "events",
+        "-n",
+        ns,
+        "--field-selector",
+        &format!("reason={reason},involvedObject.name={ns}"),
+        "-o",
+        &format!("jsonpath={{.items[*].{field}}}"),
+    ])
 }
 
 fn opt_in(cp: &ControlPlane, ns: &str, baseline: &str) {
-    kubectl(
-        cp,
-        &[
-            "label",
-            "--overwrite",
-            "namespace",
-            ns,
-            &format!("palisade.dev/baseline={baseline}"),
-        ],
-    );
+    cp.kubectl_must(&[
+        "label",
+        "--overwrite",
+        "namespace",
+        ns,
+        &format!("palisade.dev/baseline={baseline}"),
+    ]);
 }
 
 #[test]
@@ -404,16 +357,13 @@ fn a_standby_replica_takes_over_when_the_leader_dies() {
         "palisade-baseline-deny palisade-baseline-dns",
         || policies(cp, "failover-two"),
     );
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "networkpolicy",
-            "palisade-baseline-deny",
-            "-n",
-            "failover-one",
-        ],
-    );
+    cp.kubectl_must(&[
+        "delete",
+        "networkpolicy",
+        "palisade-baseline-deny",
+        "-n",
+        "failover-one",
+    ]);
     eventually(
         "the new leader repairs",
         "palisade-baseline-deny palisade-baseline-dns",
@@ -428,9 +378,9 @@ fn a_standby_replica_takes_over_when_the_leader_dies() {
 #[test]
 fn the_operator_converges_after_the_apiserver_restarts() {
     let (cp, _serial, _operator) = setup_as("restart");
-    if !cp.is_local() {
-        return; // an external cluster's apiserver is not ours to restart
-    }
+    let Some(cp) = cp.local_for("an external cluster's apiserver is not ours to restart") else {
+        return;
+    };
     apply(
         cp,
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: restart}\nspec: {}\n",
@@ -448,16 +398,13 @@ fn the_operator_converges_after_the_apiserver_restarts() {
     // The operator's watches reconnect: new changes and drift are handled again.
     let _after = cp.test_namespace("restart-after").unwrap();
     opt_in(cp, "restart-after", "restart");
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "networkpolicy",
-            "palisade-baseline-dns",
-            "-n",
-            "restart-before",
-        ],
-    );
+    cp.kubectl_must(&[
+        "delete",
+        "networkpolicy",
+        "palisade-baseline-dns",
+        "-n",
+        "restart-before",
+    ]);
     // The watches' backoff after an outage can take a while on a busy machine: a minute.
     let after_restart = |what: &str, ns: &str| {
         palisade_e2e::util::eventually(
@@ -495,37 +442,31 @@ fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_polici
         || policies(cp, "team-b"),
     );
     assert_eq!(
-        kubectl(
-            cp,
-            &[
-                "get",
-                "networkpolicy",
-                "palisade-baseline-deny",
-                "-n",
-                "team-a",
-                "-o",
-                "jsonpath={.spec.policyTypes}"
-            ]
-        ),
+        cp.kubectl_must(&[
+            "get",
+            "networkpolicy",
+            "palisade-baseline-deny",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.spec.policyTypes}"
+        ]),
         r#"["Ingress"]"#
     );
     assert_eq!(
-        kubectl(
-            cp,
-            &[
-                "get",
-                "networkpolicy",
-                "palisade-baseline-deny",
-                "-n",
-                "team-b",
-                "-o",
-                "jsonpath={.metadata.annotations.palisade\\.dev/mode}"
-            ]
-        ),
+        cp.kubectl_must(&[
+            "get",
+            "networkpolicy",
+            "palisade-baseline-deny",
+            "-n",
+            "team-b",
+            "-o",
+            "jsonpath={.metadata.annotations.palisade\\.dev/mode}"
+        ]),
         "audit"
     );
 
-    kubectl(cp, &["delete", "networkbaseline", "audit"]);
+    cp.kubectl_must(&["delete", "networkbaseline", "audit"]);
     eventually("deleted baseline", "", || policies(cp, "team-b"));
     assert_eq!(
         policies(cp, "team-a"),
@@ -612,14 +553,11 @@ spec:
     );
     // The allows went in (they come before the deny); the deny did not.
     assert_eq!(policies(cp, "locked-down"), "palisade-baseline-dns");
-    kubectl(
-        cp,
-        &[
-            "delete",
-            "validatingadmissionpolicybinding,validatingadmissionpolicy",
-            "no-default-deny",
-        ],
-    );
+    cp.kubectl_must(&[
+        "delete",
+        "validatingadmissionpolicybinding,validatingadmissionpolicy",
+        "no-default-deny",
+    ]);
     eventually(
         "applied once the rule is gone",
         "palisade-baseline-deny palisade-baseline-dns",
@@ -629,10 +567,13 @@ spec:
 
 /// The CRD `networkbaselines.palisade.dev` as the apiserver has it.
 fn baseline_crd(cp: &ControlPlane) -> serde_json::Value {
-    serde_json::from_str(&kubectl(
-        cp,
-        &["get", "crd", "networkbaselines.palisade.dev", "-o", "json"],
-    ))
+    serde_json::from_str(&cp.kubectl_must(&[
+        "get",
+        "crd",
+        "networkbaselines.palisade.dev",
+        "-o",
+        "json",
+    ]))
     .unwrap()
 }
 
@@ -683,16 +624,13 @@ fn the_leader_upgrades_older_crds_keeping_baselines_and_refuses_newer_ones() {
         "the schema was not brought up to date: {crd}"
     );
     assert_eq!(
-        kubectl(
-            cp,
-            &[
-                "get",
-                "networkbaseline",
-                "kept",
-                "-o",
-                "jsonpath={.spec.mode}"
-            ]
-        ),
+        cp.kubectl_must(&[
+            "get",
+            "networkbaseline",
+            "kept",
+            "-o",
+            "jsonpath={.spec.mode}"
+        ]),
         "Audit"
     );
     assert!(
@@ -729,18 +667,15 @@ fn the_leader_upgrades_older_crds_keeping_baselines_and_refuses_newer_ones() {
     );
     assert_eq!(version(), "99.0.0", "the newer CRD must stay as it is");
 
-    kubectl(cp, &["delete", "networkbaseline", "kept"]);
+    cp.kubectl_must(&["delete", "networkbaseline", "kept"]);
     // This version's CRD again, for the tests after this one.
-    kubectl(
-        cp,
-        &[
-            "annotate",
-            "--overwrite",
-            "crd",
-            "networkbaselines.palisade.dev",
-            &format!("palisade.dev/version={}", env!("CARGO_PKG_VERSION")),
-        ],
-    );
+    cp.kubectl_must(&[
+        "annotate",
+        "--overwrite",
+        "crd",
+        "networkbaselines.palisade.dev",
+        &format!("palisade.dev/version={}", env!("CARGO_PKG_VERSION")),
+    ]);
 }
 
 #[test]
@@ -758,16 +693,13 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
         });
     };
     let remove_slice = || {
-        kubectl(
-            cp,
-            &[
-                "delete",
-                "endpointslice",
-                "palisade-webhook-x",
-                "-n",
-                "palisade-system",
-            ],
-        );
+        cp.kubectl_must(&[
+            "delete",
+            "endpointslice",
+            "palisade-webhook-x",
+            "-n",
+            "palisade-system",
+        ]);
     };
     apply(cp, ready_slice);
     metric("1");
@@ -779,9 +711,7 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
         "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: watched}\nspec: {}\n",
     );
     let condition = || {
-        kubectl(
-            cp,
-            &[
+        cp.kubectl_must(&[
                 "get",
                 "networkbaseline",
                 "watched",
@@ -791,18 +721,15 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
         )
     };
     let events = |reason: &str| {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "events",
-                "-A",
-                "--field-selector",
-                &format!("reason={reason},involvedObject.name=watched"),
-                "-o",
-                "jsonpath={.items[*].note}{.items[*].message}",
-            ],
-        )
+        cp.kubectl_must(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            &format!("reason={reason},involvedObject.name=watched"),
+            "-o",
+            "jsonpath={.items[*].note}{.items[*].message}",
+        ])
     };
     // No webhook pod at all (as when its image cannot be pulled).
     eventually(
@@ -836,5 +763,5 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
         "False NoReadyEndpoints",
         condition,
     );
-    kubectl(cp, &["delete", "networkbaseline", "watched"]);
+    cp.kubectl_must(&["delete", "networkbaseline", "watched"]);
 }

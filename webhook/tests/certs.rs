@@ -123,38 +123,26 @@ fn served(port: u16) -> (String, String) {
     )
 }
 
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    let o = cp.kubectl(args).unwrap();
-    assert!(o.status.success(), "kubectl {args:?}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn config_bundle(cp: &ControlPlane) -> String {
-    kubectl(
-        cp,
-        &[
-            "get",
-            "validatingwebhookconfiguration",
-            CONFIG,
-            "-o",
-            "jsonpath={.webhooks[0].clientConfig.caBundle}",
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "validatingwebhookconfiguration",
+        CONFIG,
+        "-o",
+        "jsonpath={.webhooks[0].clientConfig.caBundle}",
+    ])
 }
 
 fn secret_field(cp: &ControlPlane, path: &str) -> String {
-    kubectl(
-        cp,
-        &[
-            "get",
-            "secret",
-            SECRET,
-            "-n",
-            NAMESPACE,
-            "-o",
-            &format!("jsonpath={path}"),
-        ],
-    )
+    cp.kubectl_must(&[
+        "get",
+        "secret",
+        SECRET,
+        "-n",
+        NAMESPACE,
+        "-o",
+        &format!("jsonpath={path}"),
+    ])
 }
 
 /// The number of certificates in a base64 PEM bundle.
@@ -187,12 +175,11 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool, why: im
 #[test]
 fn the_certificate_and_its_ca_rotate_while_every_kubectl_apply_succeeds() {
     let cp = ControlPlane::shared();
-    if !cp.is_local() {
-        eprintln!(
-            "skipped: the webhook runs on this machine's loopback, which an existing cluster cannot call"
-        );
+    let Some(cp) = cp.local_for(
+        "the webhook runs on this machine's loopback, which an existing cluster cannot call",
+    ) else {
         return;
-    }
+    };
     let kubeconfig = chart::kubeconfig_for(cp, "webhook").unwrap();
     let _ns = cp.test_namespace(POLICIES).unwrap();
     let (a, b) = (
@@ -297,19 +284,16 @@ fn the_certificate_and_its_ca_rotate_while_every_kubectl_apply_succeeds() {
         .output()
         .unwrap();
     let foreign = String::from_utf8_lossy(&foreign.stdout).into_owned();
-    kubectl(
-        cp,
-        &[
-            "patch",
-            "validatingwebhookconfiguration",
-            CONFIG,
-            "--type=json",
-            "-p",
-            &format!(
-                r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{foreign}"}}]"#
-            ),
-        ],
-    );
+    cp.kubectl_must(&[
+        "patch",
+        "validatingwebhookconfiguration",
+        CONFIG,
+        "--type=json",
+        "-p",
+        &format!(
+            r#"[{{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"{foreign}"}}]"#
+        ),
+    ]);
     wait_for(
         "the caBundle repaired",
         Duration::from_secs(10),
@@ -328,19 +312,16 @@ fn the_certificate_and_its_ca_rotate_while_every_kubectl_apply_succeeds() {
         "{metrics}"
     );
     // Each rotation is a Normal Event on the Secret, saying what changed and why.
-    let events = kubectl(
-        cp,
-        &[
-            "get",
-            "events",
-            "-n",
-            NAMESPACE,
-            "--field-selector",
-            &format!("reason=CertificateRotated,involvedObject.name={SECRET}"),
-            "-o",
-            "jsonpath={.items[*].message}",
-        ],
-    );
+    let events = cp.kubectl_must(&[
+        "get",
+        "events",
+        "-n",
+        NAMESPACE,
+        "--field-selector",
+        &format!("reason=CertificateRotated,involvedObject.name={SECRET}"),
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
     for said in [
         "new signing CA",
         "less than a third of its lifetime left",

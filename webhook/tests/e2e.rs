@@ -24,12 +24,11 @@ fn apply(cp: &ControlPlane, file: &str, extra: &[&str]) -> Output {
 #[test]
 fn kubectl_apply_shows_palisade_verdicts() {
     let cp = ControlPlane::shared();
-    if !cp.is_local() {
-        eprintln!(
-            "skipped: the webhook runs on this machine's loopback, which an existing cluster cannot call"
-        );
+    let Some(cp) = cp.local_for(
+        "the webhook runs on this machine's loopback, which an existing cluster cannot call",
+    ) else {
         return;
-    }
+    };
     let world = apply(cp, &format!("{FIXTURES}/world.yaml"), &[]);
     assert!(world.status.success(), "{}", text(&world));
     let webhook = start_webhook(cp);
@@ -152,10 +151,9 @@ fn served_serial(port: u16) -> String {
 #[test]
 fn the_serving_certificate_is_rotated_under_load_without_failed_reviews() {
     let cp = ControlPlane::shared();
-    if !cp.is_local() {
-        eprintln!("skipped: needs the local control plane's CA");
+    let Some(cp) = cp.local_for("needs the local control plane's CA") else {
         return;
-    }
+    };
     let _ns = cp.test_namespace("rotation").unwrap();
     let webhook = start_webhook(cp);
     let config_name = "palisade-rotation";
@@ -275,10 +273,9 @@ fn events_about(cp: &ControlPlane, name: &str, reason: &str) -> String {
 #[test]
 fn one_sided_is_judged_once_the_apply_settles_and_skips_are_never_silent() {
     let cp = ControlPlane::shared();
-    if !cp.is_local() {
-        eprintln!("skipped: the webhook runs on this machine's loopback");
+    let Some(cp) = cp.local_for("the webhook runs on this machine's loopback") else {
         return;
-    }
+    };
     let _ns = cp.test_namespace("settle").unwrap();
     cp.apply(SETTLE_PODS).unwrap();
     // Running with an address, as a kubelet would report them: only such pods are peers.
