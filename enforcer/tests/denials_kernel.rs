@@ -1,7 +1,8 @@
 //! Denials from the kernel, for real: a node network namespace routing between two pod
 //! namespaces, Palisade's rules with denial logs in the node, the enforcer's NFLOG reader bound
 //! to the group there. A denied SYN gives exactly one record, attributed to the pod and the
-//! policy in the words `palisade reach --explain` uses; an allowed connection gives none; an
+//! policy in the words `palisade reach --explain` uses (a ClusterNetworkPolicy Deny: its tier,
+//! priority and rule); an allowed connection gives none; an
 //! audit policy's would-drop gives an audit record.
 //!
 //! Needs root, `ip`, `iptables-restore` and `ipset`, like the other kernel tests.
@@ -67,6 +68,19 @@ metadata: {name: b-audit, namespace: back, annotations: {palisade.dev/mode: audi
 spec:
   podSelector: {matchLabels: {app: b}}
   policyTypes: [Ingress]
+"#;
+
+/// An Admin Deny of port 9090 into b.
+const ADMIN_DENY_9090: &str = r#"
+---
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: no-9090}
+spec:
+  tier: Admin
+  priority: 5
+  subject: {pods: {namespaceSelector: {}, podSelector: {matchLabels: {app: b}}}}
+  ingress: [{name: block, action: Deny, from: [{namespaces: {}}], protocols: [{tcp: {destinationPort: {number: 9090}}}]}]
 "#;
 
 fn cluster(policies: &str) -> Cluster {
@@ -277,6 +291,30 @@ fn an_audit_would_drop_gives_an_audit_record_and_passes() {
     assert_eq!(got[0].pod.as_deref(), Some("back/b"));
     assert_eq!(got[0].policies, ["back/b-audit"]);
     assert_eq!(got[0].reason, reach_explains(&cluster, 9000));
+}
+
+#[test]
+fn a_cluster_network_policy_deny_is_attributed_to_its_tier_policy_and_rule() {
+    let t = Topology::new("cnp");
+    let cluster = cluster(ADMIN_DENY_9090);
+    let socket = install(&t, &cluster);
+    try_connect(&t, "10.0.2.3", 9090);
+    // Another port: not isolated, allowed, no record.
+    try_connect(&t, "10.0.2.3", 9091);
+    let got = records(&socket, &cluster);
+    assert_eq!(got.len(), 1, "{got:#?}");
+    let r = &got[0];
+    assert_eq!(r.pod.as_deref(), Some("back/b"));
+    assert_eq!(r.direction, "ingress");
+    assert_eq!(r.policies, ["ClusterNetworkPolicy no-9090"]);
+    assert_eq!(r.reason, reach_explains(&cluster, 9090));
+    assert!(
+        r.reason.starts_with(
+            "ingress denied by ClusterNetworkPolicy no-9090 (Admin, priority 5) ingress rule 0 \"block\""
+        ),
+        "{}",
+        r.reason
+    );
 }
 
 /// A TCP SYN from `src:sport` to `dst:dport`, IPv4 header included (the kernel fills in the
