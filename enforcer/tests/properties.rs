@@ -259,7 +259,8 @@ proptest! {
     #[test]
     fn compiled_rules_decide_as_the_policy_crate(
         ns in namespaces(), pods in dual_stack_pods(), pols in policies(),
-        cnps in cluster_policies(), reject in any::<bool>(), deny_mid_stream_tcp in any::<bool>()
+        cnps in cluster_policies(), reject in any::<bool>(), deny_mid_stream_tcp in any::<bool>(),
+        log_denials in any::<bool>()
     ) {
         let c = Cluster::new(ns, pods, vec![], pols).with_cluster_policies(cnps);
         let (deny_action, denied) = if reject {
@@ -267,8 +268,13 @@ proptest! {
         } else {
             (DenyAction::Drop, Outcome::Drop)
         };
-        let options =
-            CompileOptions { deny_action, deny_mid_stream_tcp, ..CompileOptions::default() };
+        // Denial logs (NFLOG lines, the PALISADE-DENIED chain) never change a verdict.
+        let options = CompileOptions {
+            deny_action,
+            deny_mid_stream_tcp,
+            log_denials,
+            ..CompileOptions::default()
+        };
         let mut set_names = Vec::new();
         for family in IpFamily::ALL {
             let rules = compile_family(&c, NODE, &options, family);
