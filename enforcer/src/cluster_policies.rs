@@ -1,4 +1,4 @@
-//! ClusterNetworkPolicies (policy.networking.k8s.io/v1alpha2) as the enforcer sees them: a
+//! ClusterNetworkPolicies (policy.networking.k8s.io/v1beta1, or v1alpha2) as the enforcer sees them: a
 //! watch that stays quiet where the CRD is not installed, the policies it can enforce, those it
 //! cannot (named in the node's status and logged, never silently ignored), and whether this
 //! node enforces them at all.
@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use palisade_api::{
     ClusterNetworkPolicy, ClusterNetworkPolicyEnforcement, MAX_NOT_ENFORCED, NotEnforcedPolicy,
 };
-use palisade_policy::cluster_policy::{Action, ClusterPeer, ClusterPolicy};
-use palisade_policy::{Direction, Selector};
+use palisade_policy::cluster_policy::ClusterPolicy;
+use palisade_policy::cluster_policy_reading;
 
 use crate::cni::{CniError, CniInfo};
 use crate::mode::Mode;
@@ -19,126 +18,24 @@ use crate::mode::Mode;
 /// The cluster's ClusterNetworkPolicies, quiet where their CRD is not installed.
 pub type ClusterPolicyWatch = palisade_runtime::optional_watch::OptionalWatch<ClusterNetworkPolicy>;
 
-/// The policies Palisade can enforce, in no particular order (the cluster sorts them), and
-/// those it does not enforce as written, by name, each with why.
-///
-/// A peer with no field Palisade knows (from a newer CRD) fails closed, as upstream asks of
-/// implementations: its rule matches nothing if it accepts, and denies all traffic if it denies
-/// or passes. Such a policy is enforced that way and named with the reason too.
+/// The policies Palisade enforces, in no particular order (the cluster sorts them), and those
+/// it does not enforce as written, by name, each with why: Palisade's one reading
+/// ([`palisade_policy::cluster_policy_reading`]), which the webhook's checks and the CLI share.
+/// A policy whose only mistakes are peers of a kind Palisade does not know (from a newer CRD)
+/// is enforced failing closed, as upstream asks of implementations, and named with the reason.
 pub fn understand(
     objects: &[Arc<ClusterNetworkPolicy>],
 ) -> (Vec<ClusterPolicy>, Vec<NotEnforcedPolicy>) {
-    let mut policies = Vec::new();
-    let mut refused = Vec::new();
-    for object in objects {
-        let joined = |errors: Vec<palisade_policy::cluster_policy::ClusterPolicyError>| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        };
-        match ClusterPolicy::from_api(object) {
-            Ok(p) => policies.push(p),
-            Err(errors) => match fail_closed(object) {
-                Some((policy, rules)) => {
-                    refused.push(NotEnforcedPolicy {
-                        name: object.name_any(),
-                        reason: format!("{}: enforced failing closed ({rules})", joined(errors)),
-                    });
-                    policies.push(policy);
-                }
-                None => refused.push(NotEnforcedPolicy {
-                    name: object.name_any(),
-                    reason: joined(errors),
-                }),
-            },
-        }
-    }
-    refused.sort_by(|a, b| a.name.cmp(&b.name));
-    (policies, refused)
-}
-
-/// The policy with its unknown peers failing closed, if those are its only mistakes, and what
-/// that made of their rules in words.
-fn fail_closed(object: &ClusterNetworkPolicy) -> Option<(ClusterPolicy, String)> {
-    let mut fixed = object.clone();
-    let mut unknown: Vec<(Direction, usize)> = Vec::new();
-    for (i, rule) in fixed.spec.ingress.iter_mut().flatten().enumerate() {
-        for peer in &mut rule.from {
-            if peer.namespaces.is_none() && peer.pods.is_none() {
-                peer.namespaces = Some(Default::default());
-                unknown.push((Direction::Ingress, i));
-            }
-        }
-    }
-    for (i, rule) in fixed.spec.egress.iter_mut().flatten().enumerate() {
-        for peer in &mut rule.to {
-            let p = &*peer;
-            if p.namespaces.is_none()
-                && p.pods.is_none()
-                && p.networks.is_none()
-                && p.nodes.is_none()
-                && p.domain_names.is_none()
-            {
-                peer.namespaces = Some(Default::default());
-                unknown.push((Direction::Egress, i));
-            }
-        }
-    }
-    if unknown.is_empty() {
-        return None;
-    }
-    let mut policy = ClusterPolicy::from_api(&fixed).ok()?;
-    unknown.dedup();
-    let mut said = Vec::new();
-    for (direction, index) in unknown {
-        let rules = match direction {
-            Direction::Ingress => &mut policy.ingress,
-            Direction::Egress => &mut policy.egress,
-        };
-        let rule = rules.get_mut(index)?;
-        let what = match rule.action {
-            Action::Accept => {
-                // Only the unknown peers go: the placeholder stands where each was.
-                let original = match direction {
-                    Direction::Ingress => object.spec.ingress.as_ref()?[index]
-                        .from
-                        .iter()
-                        .map(|p| p.namespaces.is_none() && p.pods.is_none())
-                        .collect::<Vec<_>>(),
-                    Direction::Egress => object.spec.egress.as_ref()?[index]
-                        .to
-                        .iter()
-                        .map(|p| {
-                            p.namespaces.is_none()
-                                && p.pods.is_none()
-                                && p.networks.is_none()
-                                && p.nodes.is_none()
-                                && p.domain_names.is_none()
-                        })
-                        .collect::<Vec<_>>(),
-                };
-                for (peer, unknown) in rule.peers.iter_mut().zip(original) {
-                    if unknown {
-                        *peer = ClusterPeer::Networks(Vec::new());
-                    }
-                }
-                "those peers match nothing"
-            }
-            Action::Deny | Action::Pass => {
-                rule.action = Action::Deny;
-                rule.peers = vec![
-                    ClusterPeer::Namespaces(Selector::everything()),
-                    ClusterPeer::Networks(vec!["0.0.0.0/0".parse().ok()?, "::/0".parse().ok()?]),
-                ];
-                rule.ports = None;
-                "it denies all traffic"
-            }
-        };
-        said.push(format!("{direction} rule {index}: {what}"));
-    }
-    Some((policy, said.join(", ")))
+    let read = cluster_policy_reading::read_shared(objects);
+    let refused = read
+        .not_as_written
+        .into_iter()
+        .map(|n| NotEnforcedPolicy {
+            name: n.name,
+            reason: n.reason,
+        })
+        .collect();
+    (read.policies, refused)
 }
 
 /// Whether a CNI enforces ClusterNetworkPolicy itself (by the names [`crate::cni`] gives them),

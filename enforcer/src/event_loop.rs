@@ -10,8 +10,9 @@ use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
-use kube::{Api, Client, ResourceExt};
-use palisade_policy::{Cluster, Policy};
+use kube::{Api, Client};
+use palisade_policy::Cluster;
+use palisade_policy::snapshot::Snapshot;
 use palisade_runtime::watch::{Compact, watch, watch_compact, watch_with};
 use tokio::sync::Notify;
 
@@ -36,32 +37,19 @@ pub fn snapshot(
     if let Some(overlay) = overlay {
         overlay.apply(&mut pod_list);
     }
-    let mut errors = Vec::new();
-    let compiled = policies
-        .state()
-        .iter()
-        .filter_map(|np| match Policy::compile(np) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                errors.push(format!(
-                    "{}/{}: {e}",
-                    np.namespace().unwrap_or_default(),
-                    np.name_any()
-                ));
-                None
-            }
-        })
-        .collect();
-    let cluster = Cluster::new(
+    // The webhook builds its snapshot the same way; the ClusterNetworkPolicies are read by the
+    // sync step (through the same reading) only where this node enforces them.
+    let snapshot = Snapshot::build(
         namespaces
             .state()
             .iter()
             .map(|n| palisade_policy::Namespace::from_k8s(n)),
         pod_list,
         Vec::new(),
-        compiled,
+        policies.state().iter().map(AsRef::as_ref),
+        [],
     );
-    (cluster, errors)
+    (snapshot.cluster, snapshot.policy_errors)
 }
 
 struct Watches {

@@ -5,6 +5,7 @@ pub mod checks;
 pub mod cli;
 pub mod cluster;
 pub mod cluster_policy;
+pub mod cluster_policy_reading;
 pub mod desired;
 pub mod input;
 #[cfg(feature = "live")]
@@ -14,6 +15,7 @@ pub mod node_enforcement;
 pub mod policy;
 pub mod reach;
 pub mod selector;
+pub mod snapshot;
 pub mod status;
 #[cfg(feature = "strategies")]
 pub mod strategies;

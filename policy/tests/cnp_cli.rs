@@ -217,3 +217,65 @@ fn check_passes_valid_policies() {
         )
     );
 }
+
+/// A policy with peers of a kind from a newer CRD is in the matrix failing closed, as the
+/// enforcer enforces it (its Accept matches nothing through them, its Deny denies all egress),
+/// and each of its mistakes says so.
+#[test]
+fn reach_evaluates_a_policy_it_cannot_read_as_written_failing_closed_and_says_why() {
+    let o = palisade(&[
+        "reach",
+        "-f",
+        &file("world.yaml"),
+        "-f",
+        &file("failing-closed.yaml"),
+        "--from",
+        "shop/web",
+        "--port",
+        "5432",
+        "--port",
+        "53/UDP",
+        "--explain",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let f = file("failing-closed.yaml");
+    let consequence = "Palisade enforces it failing closed (egress rule 0: those peers match nothing, egress rule 1: it denies all traffic) (in the matrix as enforced)";
+    assert_eq!(
+        text(&o.stderr),
+        format!(
+            "palisade: {f}:19: newer: spec.egress[0].to[0].services: unknown field `services` in `spec.egress[0].to[0]`; known fields: namespaces, pods, networks, nodes, domainNames; {consequence}
+palisade: {f}:25: newer: spec.egress[1].to[0].services: unknown field `services` in `spec.egress[1].to[0]`; known fields: namespaces, pods, networks, nodes, domainNames; {consequence}
+palisade: {f}:19: newer: spec.egress[0].to[0]: the peer names nothing Palisade knows: give one of namespaces, pods or networks (networks in egress only); {consequence}
+palisade: {f}:25: newer: spec.egress[1].to[0]: the peer names nothing Palisade knows: give one of namespaces, pods or networks (networks in egress only); {consequence}
+"
+        )
+    );
+    let out = text(&o.stdout);
+    for line in [
+        "✓ shop/web -> shop/db 5432/TCP: egress allowed by ClusterNetworkPolicy newer (Admin, priority 3) egress rule 0 \"to-db\"; ingress not isolated\n",
+        "✗ shop/web -> shop/db 53/UDP: egress denied by ClusterNetworkPolicy newer (Admin, priority 3) egress rule 1 \"no-dns\"; ingress not isolated\n",
+        "✗ shop/web -> kube-system/coredns 5432/TCP: egress denied by ClusterNetworkPolicy newer (Admin, priority 3) egress rule 1 \"no-dns\"; ingress not isolated\n",
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+}
+
+#[test]
+fn check_names_a_policy_enforced_failing_closed() {
+    let o = palisade(&[
+        "check",
+        "-f",
+        &file("world.yaml"),
+        "-f",
+        &file("failing-closed.yaml"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = text(&o.stdout);
+    assert!(
+        out.contains(&format!(
+            "{}:19: newer deny [failing-closed]\n    spec.egress[0].to[0]: the peer names nothing Palisade knows: give one of namespaces, pods or networks (networks in egress only); Palisade enforces it failing closed (egress rule 0: those peers match nothing, egress rule 1: it denies all traffic)\n",
+            file("failing-closed.yaml")
+        )),
+        "{out}"
+    );
+}

@@ -13,9 +13,10 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client, Resource, ResourceExt};
 use palisade_api::NodeEnforcement as NodeEnforcementObject;
+use palisade_policy::Workload;
 use palisade_policy::checks::Enforcement;
 use palisade_policy::node_enforcement::{self, Reported};
-use palisade_policy::{Cluster, Policy, Workload};
+use palisade_policy::snapshot::Snapshot;
 use palisade_runtime::watch::{Compact, watch, watch_compact};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -217,10 +218,6 @@ impl Caches {
             merged(&self.cronjobs.state(), live.map(|l| &l.cronjobs[..]), ns)
                 .map(Workload::from_cron_job),
         );
-        let policies: Vec<Policy> =
-            merged(&self.policies.state(), live.map(|l| &l.policies[..]), ns)
-                .filter_map(|np| Policy::compile(np).ok())
-                .collect();
         let replaced =
             |p: &palisade_policy::Pod| live.is_some() && Some(p.namespace.as_str()) == ns;
         let pods = self
@@ -248,8 +245,15 @@ impl Caches {
                 .map(|n| palisade_policy::Namespace::from_k8s(n))
                 .collect(),
         };
-        let cluster = Cluster::new(namespaces, pods, workloads, policies)
-            .with_cluster_policies(self.cluster_policies.compiled());
+        let cluster_policies = self.cluster_policies.state();
+        let cluster = Snapshot::build(
+            namespaces,
+            pods,
+            workloads,
+            merged(&self.policies.state(), live.map(|l| &l.policies[..]), ns),
+            cluster_policies.iter().map(AsRef::as_ref),
+        )
+        .with_tiers();
         ClusterState {
             cluster,
             enforcement: Some(self.enforcement(declared_cni, Timestamp::now())),

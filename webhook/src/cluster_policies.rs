@@ -1,12 +1,11 @@
-//! The cluster's ClusterNetworkPolicies (policy.networking.k8s.io/v1alpha2), for the checks.
+//! The cluster's ClusterNetworkPolicies (policy.networking.k8s.io/v1beta1, or v1alpha2), for the checks.
 //! Where their CRD is not installed, nothing is cached and nothing is said but one info line
 //! (see `palisade_runtime::optional_watch`); once the CRD is installed the policies are read.
 
 use std::sync::Arc;
 
-use kube::{Client, ResourceExt};
+use kube::Client;
 use palisade_api::ClusterNetworkPolicy;
-use palisade_policy::cluster_policy::ClusterPolicy;
 use palisade_runtime::optional_watch::OptionalWatch;
 use tokio::sync::Notify;
 
@@ -29,19 +28,12 @@ impl ClusterPolicyWatch {
         self.len() == 0
     }
 
-    /// The cached policies Palisade can evaluate. Those it cannot were refused at admission
-    /// where the webhook ran; the enforcer reports them in its status.
-    pub fn compiled(&self) -> Vec<ClusterPolicy> {
-        self.0
-            .state()
-            .iter()
-            .filter_map(|cnp| match ClusterPolicy::from_api(cnp) {
-                Ok(p) => Some(p),
-                Err(errors) => {
-                    tracing::debug!(policy = %cnp.name_any(), errors = errors.len(), "ClusterNetworkPolicy not evaluated: Palisade cannot read it as written");
-                    None
-                }
-            })
-            .collect()
+    /// The cached policies, as written. The webhook's snapshot reads them as the enforcer
+    /// and the CLI do ([`palisade_policy::snapshot::Snapshot::build`]), so a policy the
+    /// enforcer enforces failing closed is judged failing closed here too, and one it leaves
+    /// out is left out. (Such policies are refused at admission where the webhook runs; they
+    /// exist where it did not, e.g. created before it was installed.)
+    pub fn state(&self) -> Vec<Arc<ClusterNetworkPolicy>> {
+        self.0.state()
     }
 }

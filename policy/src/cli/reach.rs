@@ -32,6 +32,13 @@ pub(super) fn run(
                 p.object,
                 p.message
             )?,
+            InputCheck::FailingClosed => writeln!(
+                err,
+                "palisade: {}: {}: {} (in the matrix as enforced)",
+                place(&p.file, p.line),
+                p.object,
+                p.message
+            )?,
             InputCheck::DuplicateObject | InputCheck::EmptyFile => writeln!(
                 err,
                 "palisade: warning: {}: {}",

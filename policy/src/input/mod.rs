@@ -19,6 +19,7 @@ pub use read::{MAX_DEPTH, MAX_FILE_BYTES, STACK_BYTES};
 pub use schema::ShapeError;
 
 use crate::cluster_policy::ClusterPolicy;
+use crate::cluster_policy_reading::Reading;
 use crate::model::{Namespace, Pod, Workload};
 use crate::policy::Policy;
 
@@ -71,6 +72,9 @@ pub enum InputCheck {
     Unreadable,
     /// The shape of an object: unknown fields, wrong types, no `kind:` (deny).
     Schema,
+    /// A ClusterNetworkPolicy whose only mistakes are peers of a kind Palisade does not know:
+    /// evaluated failing closed, as the enforcer enforces it (deny: the webhook refuses it).
+    FailingClosed,
     /// Two definitions of one object; the last one is used, as `kubectl apply` does (warn).
     DuplicateObject,
     /// A file with no Kubernetes object in it (warn).
@@ -78,9 +82,10 @@ pub enum InputCheck {
 }
 
 impl InputCheck {
-    pub const ALL: [InputCheck; 4] = [
+    pub const ALL: [InputCheck; 5] = [
         InputCheck::Unreadable,
         InputCheck::Schema,
+        InputCheck::FailingClosed,
         InputCheck::DuplicateObject,
         InputCheck::EmptyFile,
     ];
@@ -89,6 +94,7 @@ impl InputCheck {
         match self {
             InputCheck::Unreadable => "unreadable",
             InputCheck::Schema => "schema",
+            InputCheck::FailingClosed => "failing-closed",
             InputCheck::DuplicateObject => "duplicate-object",
             InputCheck::EmptyFile => "empty-file",
         }
@@ -96,7 +102,9 @@ impl InputCheck {
 
     pub fn severity(self) -> crate::checks::Severity {
         match self {
-            InputCheck::Unreadable | InputCheck::Schema => crate::checks::Severity::Deny,
+            InputCheck::Unreadable | InputCheck::Schema | InputCheck::FailingClosed => {
+                crate::checks::Severity::Deny
+            }
             InputCheck::DuplicateObject | InputCheck::EmptyFile => crate::checks::Severity::Warn,
         }
     }
@@ -400,17 +408,37 @@ impl Inputs {
         }
         let mut shape = Vec::new();
         schema::validate(doc, &schema::CLUSTER_NETWORK_POLICY, "", &mut shape);
-        for e in shape {
-            self.problems
-                .push(problem(e.line, format!("{}: {}", e.path, e.message)));
-        }
-        let Some(cnp) =
-            typed::<palisade_api::ClusterNetworkPolicy>(doc, problem, &mut self.problems)
-        else {
+        let mut found: Vec<Problem> = shape
+            .into_iter()
+            .map(|e| problem(e.line, format!("{}: {}", e.path, e.message)))
+            .collect();
+        let mut unread = Vec::new();
+        let cnp = typed::<palisade_api::ClusterNetworkPolicy>(doc, problem, &mut unread);
+        found.extend(unread);
+        let Some(cnp) = cnp else {
+            self.problems.extend(found);
             return;
         };
-        match ClusterPolicy::from_api(&cnp) {
-            Ok(policy) => self.keep(
+        // Palisade's one reading, which the enforcer and the webhook share.
+        let reading = Reading::of(&cnp);
+        found.extend(reading.errors().iter().map(|e| {
+            let at = doc.locate(&e.path);
+            problem(at.line, format!("{}: {}", e.path, e.message))
+        }));
+        // A policy enforced failing closed: each of its mistakes says so (its unknown peer
+        // kinds are also unknown fields to the schema).
+        for mut found in found {
+            if let Reading::FailingClosed { rules, .. } = &reading {
+                found.check = InputCheck::FailingClosed;
+                found.message = format!(
+                    "{}; Palisade enforces it failing closed ({rules})",
+                    found.message
+                );
+            }
+            self.problems.push(found);
+        }
+        if let Some(policy) = reading.policy() {
+            self.keep(
                 "ClusterNetworkPolicy",
                 object,
                 file,
@@ -418,17 +446,10 @@ impl Inputs {
                 Kept::ClusterPolicy(SourceClusterPolicy {
                     file: file.into(),
                     line: doc.line,
-                    policy,
+                    policy: policy.clone(),
                     annotations: cnp.metadata.annotations.clone().unwrap_or_default(),
                 }),
-            ),
-            Err(errors) => {
-                for e in errors {
-                    let at = doc.locate(&e.path);
-                    self.problems
-                        .push(problem(at.line, format!("{}: {}", e.path, e.message)));
-                }
-            }
+            );
         }
     }
 
