@@ -425,7 +425,7 @@ impl<K: Kernel> SyncStep<K> {
             r.chains
                 .values()
                 .flatten()
-                .any(|line| matches!(line.target, Target::Nflog { .. }))
+                .any(|line| matches!(&line.target, Target::Nflog { prefix, .. } if prefix.starts_with(crate::ruleset::AUDIT_PREFIX)))
         });
         if !audits {
             self.metrics.audit(&Default::default());
