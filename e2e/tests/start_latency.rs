@@ -11,9 +11,10 @@ use std::time::Duration;
 use palisade_e2e::ControlPlane;
 use palisade_e2e::chart::{self, NAMESPACE, RELEASE};
 use palisade_e2e::pod_starts::{StartWatch, percentile};
-use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE, NODES};
+use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE, NODES, RealCluster};
 
 const NS: &str = "bench";
+const CONFLIST: &str = "/etc/cni/net.d/10-bridge.conflist";
 
 /// How many pods each run starts (`PALISADE_BENCH_PODS`, default 40).
 fn pods() -> usize {
@@ -57,10 +58,19 @@ fn starts(cp: &ControlPlane, what: &str, n: usize) -> Vec<u128> {
         let name = format!("{what}-{i}");
         cp.apply(&pod_yaml(&name, NODES[i % NODES.len()]))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            watch.wait_running(&name, Duration::from_secs(60)),
-            "{name} did not run within 60 s"
-        );
+        if !watch.wait_running(&name, Duration::from_secs(60)) {
+            let events = cp.kubectl_must(&[
+                "get",
+                "events",
+                "-n",
+                NS,
+                "--field-selector",
+                &format!("involvedObject.name={name}"),
+                "-o",
+                "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+            ]);
+            panic!("{name} did not run within 60 s; its events:\n{events}");
+        }
     }
     let took = watch.stop();
     eprintln!(
@@ -73,6 +83,35 @@ fn starts(cp: &ControlPlane, what: &str, n: usize) -> Vec<u128> {
     );
     let _ = cp.kubectl(&["delete", "namespace", NS, "--wait=true", "--timeout=120s"]);
     took
+}
+
+/// Waits until no node's CNI configuration names the plugin: the enforcers take it out as
+/// they end, after `helm uninstall` returned, and until then new pods would still call it.
+fn plugin_gone(cluster: &RealCluster) {
+    let start = std::time::Instant::now();
+    for node in cluster.nodes() {
+        loop {
+            let conflist = node
+                .command("cat")
+                .arg(CONFLIST)
+                .output()
+                .expect("cat on the node");
+            let text = String::from_utf8_lossy(&conflist.stdout);
+            if conflist.status.success() && !text.contains("palisade-cni") {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "{}: the plugin still configured 90 s after helm uninstall:\n{text}",
+                node.name
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+    eprintln!(
+        "the plugin was out of both nodes' CNI configuration {} ms after helm uninstall returned",
+        start.elapsed().as_millis()
+    );
 }
 
 #[test]
@@ -113,6 +152,7 @@ fn start_latency_of_pods_without_policy_on_idle_nodes() {
         ],
     )
     .unwrap_or_else(|e| panic!("helm uninstall: {e}"));
+    plugin_gone(&cluster);
     let without = starts(cp, "without-palisade", n);
     eprintln!(
         "added by Palisade (first-packet isolation on, no policy in the namespace): p50 {} ms, p99 {} ms",
