@@ -189,6 +189,42 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
     );
     assert!(m.contains("palisade_enforcer_event_to_rule_seconds_count"));
 
+    // The probes the policies denied were reported: counted by namespace and policy (never a
+    // pod or address in a label), and as Events on the denied pods, written with the chart's
+    // RBAC (Events are written every 10 s).
+    let denied: f64 = enforcers
+        .iter()
+        .flat_map(|e| {
+            e.metrics()
+                .lines()
+                .filter(|l| l.starts_with("palisade_enforcer_denied_total{"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum();
+    assert!(denied > 0.0, "{}", enforcers[0].metrics());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let events = loop {
+        let events = cp.kubectl_must(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            "reason=PolicyDenied",
+            "-o",
+            "jsonpath={range .items[*]}{.involvedObject.namespace}/{.involvedObject.name} {.count} {.message}{\"\\n\"}{end}",
+        ]);
+        if !events.trim().is_empty() || Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert!(
+        events.lines().any(|l| l.contains(" denied: ") && l.contains("is isolated by")),
+        "{events}"
+    );
+    eprintln!("{denied} denials counted; PolicyDenied Events:\n{events}");
+
     // Rules flushed by hand come back within a resync: the enforcer rewrites them.
     let written = |e: &Enforcer| {
         sample(
