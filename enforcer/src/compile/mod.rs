@@ -83,8 +83,9 @@ use ipnet::IpNet;
 use palisade_policy::{Cluster, Direction, IpFamily, Phase, Pod, Policy, Protocol};
 
 use crate::ruleset::{
-    CtState, DENIED_CHAIN, DENY_PREFIX, FORWARD_CHAIN, INPUT_CHAIN, IpSet, Match, NEIGHBOUR_DISCOVERY, OUTPUT_CHAIN,
-    REJECT_CHAIN, RejectWith, RuleLine, Ruleset, SetDir, SetEntry, SetKind, Target, local_set,
+    CtState, DENIED_CHAIN, DENY_PREFIX, FORWARD_CHAIN, INPUT_CHAIN, IpSet, Match,
+    NEIGHBOUR_DISCOVERY, OUTPUT_CHAIN, REJECT_CHAIN, RejectWith, RuleLine, Ruleset, SetDir,
+    SetEntry, SetKind, Target, local_set,
 };
 
 mod chains;
