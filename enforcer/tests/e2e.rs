@@ -220,7 +220,9 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
         std::thread::sleep(Duration::from_secs(1));
     };
     assert!(
-        events.lines().any(|l| l.contains(" denied: ") && l.contains("is isolated by")),
+        events
+            .lines()
+            .any(|l| l.contains(" denied: ") && l.contains("is isolated by")),
         "{events}"
     );
     eprintln!("{denied} denials counted; PolicyDenied Events:\n{events}");
