@@ -399,7 +399,6 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
             ("v1beta1".to_string(), true, true)
         ]
     );
-    assert_eq!(annotations["policy.networking.k8s.io/channel"], "standard");
 
     let _ = cp.kubectl(&["delete", "crd", CNP_CRD, "--ignore-not-found", "--wait"]);
     let install = |release: &str, ns: &str, crds: bool| {
@@ -847,8 +846,8 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
             ENFORCER_NAMESPACE,
             false,
         ),
-        ("enforcer", "get", "secrets", ENFORCER_NAMESPACE, false),
         ("enforcer", "get", "secrets", NAMESPACE, false),
+        ("enforcer", "get", "secrets", ENFORCER_NAMESPACE, false),
     ];
     let wrong: Vec<String> = cases
         .iter()

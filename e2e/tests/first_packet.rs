@@ -380,7 +380,7 @@ fn new_pods_are_isolated_from_their_first_packet() {
             "uninstall",
             chart::RELEASE,
             "-n",
-            chart::ENFORCER_NAMESPACE,
+            NS,
             "--wait",
             "--timeout",
             "2m",
@@ -437,7 +437,7 @@ fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
             "daemonset",
             "palisade-enforcer",
             "-n",
-            NS,
+            chart::ENFORCER_NAMESPACE,
             "-p",
             &format!(
                 "{{\"spec\":{{\"template\":{{\"spec\":{{\"nodeSelector\":{{\"kubernetes.io/hostname\":\"{}\"}}}}}}}}}}",
