@@ -394,7 +394,9 @@ fn run_cnp_conformance(cp: &palisade_e2e::ControlPlane, conformance: &Path) -> R
         .args(["-test.v", "-test.timeout=30m"])
         .arg(format!("-test.run={run}"))
         .arg(format!("-test.skip={CNP_SKIP}"))
+        // Its controller-runtime client reads -kubeconfig, its client-go clientset KUBECONFIG.
         .arg(format!("-kubeconfig={}", cp.kubeconfig.display()))
+        .env("KUBECONFIG", &cp.kubeconfig)
         .arg("-supported-features=ClusterNetworkPolicy")
         .output()
         .map_err(|e| format!("running {}: {e}", conformance.display()))?;
