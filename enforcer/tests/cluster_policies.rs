@@ -219,14 +219,17 @@ add PALISADE-LOCAL 10.0.0.1
 -A PALISADE-FORWARD -m set ! --match-set PALISADE-LOCAL src -m set ! --match-set PALISADE-LOCAL dst -m comment --comment "palisade: not from or to a local pod" -j RETURN
 -A PALISADE-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-FORWARD -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-FORWARD -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j DROP
 -A PALISADE-FORWARD -s 10.0.0.1/32 -m comment --comment "x/a egress" -j PAL-E-0A74BD4AF1A08144
 -A PALISADE-FORWARD -d 10.0.0.1/32 -m comment --comment "x/a ingress" -j PAL-I-5D91D0EE6D0E4B6C
 -A PALISADE-FORWARD -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
 -A PALISADE-INPUT -m set ! --match-set PALISADE-LOCAL src -m comment --comment "palisade: not from a local pod" -j RETURN
 -A PALISADE-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "palisade: established connections" -j ACCEPT
 -A PALISADE-INPUT -m conntrack --ctstate INVALID -m comment --comment "palisade: invalid packets" -j DROP
+-A PALISADE-INPUT -p tcp -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j DROP
 -A PALISADE-INPUT -s 10.0.0.1/32 -m comment --comment "x/a egress" -j PAL-E-0A74BD4AF1A08144
 -A PALISADE-INPUT -m comment --comment "palisade: leave the mark as found" -j MARK --set-xmark 0x0/0x10000
+-A PALISADE-OUTPUT -p tcp -m set --match-set PALISADE-LOCAL dst -m tcp ! --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m comment --comment "palisade: TCP picked up mid-stream, no handshake" -j DROP
 -A PALISADE-OUTPUT -m set --match-set PALISADE-LOCAL dst -m comment --comment "palisade: from this node to its pods, always allowed" -j RETURN
 COMMIT
 "#;
