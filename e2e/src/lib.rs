@@ -13,6 +13,7 @@ pub mod objects;
 pub mod pod_starts;
 pub mod real_nodes;
 pub mod real_world;
+pub mod soak;
 pub mod tools;
 pub mod util;
 pub mod world;

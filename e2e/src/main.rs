@@ -41,9 +41,10 @@ fn main() {
             }
         },
         Some("demo") => demo(args.iter().any(|a| a == "--keep")),
+        Some("soak") => soak(&args),
         _ => {
             eprintln!(
-                "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n        --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n        controller-manager and scheduler, and the image of e2e/image.sh imported\n        --import FILE.tar: also import this docker-archive image into every real node\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)"
+                "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep] | soak [--minutes N]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n        --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n        controller-manager and scheduler, and the image of e2e/image.sh imported\n        --import FILE.tar: also import this docker-archive image into every real node\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)\n  soak  the chaos soak on two real nodes for N minutes (default 10): faults on a seeded\n        schedule (PALISADE_SOAK_SEED replays one) while the cluster churns; exits 1 if a\n        promise broke"
             );
             2
         }
@@ -348,6 +349,51 @@ fn demo(keep: bool) -> i32 {
         Err(e) => {
             eprintln!("palisade-e2e demo: {e}");
             1
+        }
+    }
+}
+
+/// `soak [--minutes N]`: two real nodes with the chart, the tutorial world and its policies,
+/// then the soak; prints its figures and what broke. 0: it held, 1: it did not, 2: it could not
+/// run.
+fn soak(args: &[String]) -> i32 {
+    let minutes: u64 = match args.iter().position(|a| a == "--minutes") {
+        None => 10,
+        Some(i) => match args.get(i + 1).and_then(|m| m.parse().ok()) {
+            Some(m) => m,
+            None => {
+                eprintln!("palisade-e2e soak: --minutes needs a whole number");
+                return 2;
+            }
+        },
+    };
+    let Some(cluster) = real_nodes::cluster_for_tests() else {
+        return 2;
+    };
+    let world = match palisade_e2e::soak::prepare(&cluster) {
+        Ok(world) => world,
+        Err(e) => {
+            eprintln!("palisade-e2e soak: {e}");
+            return 2;
+        }
+    };
+    let options = palisade_e2e::soak::Options::new(Duration::from_secs(minutes * 60));
+    println!(
+        "soak for {minutes} min, seed {} (PALISADE_SOAK_SEED={} replays it)",
+        options.seed, options.seed
+    );
+    match palisade_e2e::soak::run(&cluster, &world, &options) {
+        Ok(report) => {
+            println!("{}", report.summary());
+            let broken = report.violations(&options);
+            for line in &broken {
+                println!("BROKEN: {line}");
+            }
+            i32::from(!broken.is_empty())
+        }
+        Err(e) => {
+            eprintln!("palisade-e2e soak: {e}");
+            2
         }
     }
 }

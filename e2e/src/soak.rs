@@ -1,0 +1,752 @@
+//! A chaos soak on the real-node cluster: Palisade's components and the control plane are hit
+//! by faults on a seeded schedule while the cluster keeps changing, and real handshakes between
+//! two fixed pairs of pods are watched all along (an allowed pair must keep answering, a denied
+//! pair must never answer); after each fault the whole tutorial matrix is measured until it
+//! equals what `palisade reach` predicts from the cluster's objects.
+//!
+//! The schedule is drawn from a printed seed (`PALISADE_SOAK_SEED` replays one), so a failure can
+//! be run again. Used by `e2e/tests/soak.rs` and `palisade-e2e soak`.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::chart;
+use crate::handshakes::{Outcome, Prober};
+use crate::real_nodes::{BUSYBOX_IMAGE, NODES, RealCluster};
+use crate::real_world::RealWorld;
+use crate::world::{TUTORIAL_PORTS, differences};
+use crate::{ControlPlane, Error};
+
+/// The tutorial's policies, applied by [`prepare`].
+const THREE_TIER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../policy/tests/fixtures/tutorial/three-tier.yaml"
+);
+
+/// The namespace the churn works in (created and removed by [`run`]).
+pub const CHURN_NAMESPACE: &str = "soak-churn";
+
+/// How a soak runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    /// Faults are injected until this much time has passed.
+    pub duration: Duration,
+    /// Time between two faults.
+    pub fault_every: Duration,
+    /// How long after a fault the measured matrix may differ from the prediction.
+    pub converge_within: Duration,
+    /// The enforcers' periodic check (`enforcer.resyncSeconds`): rules flushed by hand hold
+    /// again within it.
+    pub resync: Duration,
+}
+
+impl Options {
+    /// `duration` long, with the seed of `PALISADE_SOAK_SEED` or a fresh one.
+    pub fn new(duration: Duration) -> Self {
+        let seed = std::env::var("PALISADE_SOAK_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        Self {
+            seed,
+            duration,
+            fault_every: Duration::from_secs(20),
+            converge_within: Duration::from_secs(30),
+            resync: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One fault of the schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// `kubectl delete pod` of a node's enforcer (the DaemonSet makes a new one).
+    EnforcerPodDeleted,
+    /// SIGKILL of a node's enforcer process (the kubelet restarts the container).
+    EnforcerKilled,
+    /// One webhook pod deleted.
+    WebhookPodDeleted,
+    /// The operator pod holding the leader Lease deleted.
+    OperatorLeaderDeleted,
+    /// kube-apiserver killed and started again.
+    ApiserverRestarted,
+    /// The node's filter table flushed by hand (`iptables -F`: Palisade's, kube-proxy's, all).
+    IptablesFlushed,
+    /// Every Palisade ipset of the node emptied by hand (`ipset flush`; a set rules use cannot
+    /// be destroyed).
+    IpsetsFlushed,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 7] = [
+        Fault::EnforcerPodDeleted,
+        Fault::EnforcerKilled,
+        Fault::WebhookPodDeleted,
+        Fault::OperatorLeaderDeleted,
+        Fault::ApiserverRestarted,
+        Fault::IptablesFlushed,
+        Fault::IpsetsFlushed,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::EnforcerPodDeleted => "enforcer pod deleted",
+            Fault::EnforcerKilled => "enforcer SIGKILLed",
+            Fault::WebhookPodDeleted => "webhook pod deleted",
+            Fault::OperatorLeaderDeleted => "operator leader deleted",
+            Fault::ApiserverRestarted => "kube-apiserver restarted",
+            Fault::IptablesFlushed => "node iptables flushed",
+            Fault::IpsetsFlushed => "node ipsets flushed",
+        }
+    }
+
+    /// Whether the fault removes rules from the kernel, so denied traffic may pass until the
+    /// enforcer's periodic check puts them back (every other fault leaves the rules in force).
+    pub fn removes_rules(self) -> bool {
+        matches!(self, Fault::IptablesFlushed | Fault::IpsetsFlushed)
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so a seed replays the same schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule(u64);
+
+impl Schedule {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
+
+    pub fn draw(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.draw() % n.max(1) as u64) as usize
+    }
+}
+
+/// What happened to one fault.
+#[derive(Debug, Clone)]
+pub struct FaultRecord {
+    /// Since the soak started.
+    pub at: Duration,
+    pub fault: Fault,
+    pub node: &'static str,
+    /// From the fault to the measured matrix equal to the prediction and every node's
+    /// NodeEnforcement enforcing; `None`: not within `converge_within`.
+    pub converged_after: Option<Duration>,
+    pub last_difference: String,
+}
+
+/// What a soak saw.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub seed: u64,
+    pub faults: Vec<FaultRecord>,
+    pub churn_steps: usize,
+    pub allowed: Outcome,
+    /// Its handshake times count from the allowed prober's start, as the faults' do.
+    pub denied: Outcome,
+    /// The longest time the allowed pair did not answer.
+    pub longest_allowed_gap: Duration,
+    /// Handshakes of the denied pair not explained by a fault that removes rules (within
+    /// `resync` plus 5 s of it).
+    pub unexplained_denied: Vec<Duration>,
+    /// Handshakes of the denied pair within that allowance, with the fault.
+    pub explained_denied: Vec<(Duration, Fault)>,
+    /// How long after a fault that removes rules the denied pair may still answer.
+    pub allowance: Duration,
+}
+
+impl Report {
+    /// What the soak promises and this run broke, one line each (empty: it held). Faults must
+    /// converge within `converge_within`; the allowed pair is never silent for 2 s or more (the
+    /// rules stay in the kernel through every fault); the denied pair answers only after a fault
+    /// that removes rules, before the periodic repair; at least 3 faults and 100 probe rounds
+    /// a pair, or the run proves nothing.
+    pub fn violations(&self, options: &Options) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.faults.len() < 3 {
+            out.push(format!("only {} faults were injected", self.faults.len()));
+        }
+        if self.allowed.rounds < 100 || self.denied.rounds < 100 {
+            out.push(format!(
+                "only {} and {} probe rounds",
+                self.allowed.rounds, self.denied.rounds
+            ));
+        }
+        for f in self.faults.iter().filter(|f| f.converged_after.is_none()) {
+            out.push(format!(
+                "{} on {} at {:.1} s: not converged within {:?}: {}",
+                f.fault.name(),
+                f.node,
+                f.at.as_secs_f64(),
+                options.converge_within,
+                f.last_difference
+            ));
+        }
+        if self.longest_allowed_gap >= Duration::from_secs(2) {
+            out.push(format!(
+                "the allowed pair was silent for {:.1} s",
+                self.longest_allowed_gap.as_secs_f64()
+            ));
+        }
+        if !self.unexplained_denied.is_empty() {
+            out.push(format!(
+                "the denied pair answered at {:?} (since the start), outside a hand flush's repair window",
+                self.unexplained_denied
+            ));
+        }
+        out
+    }
+
+    /// Every line a reader needs, for the test's output and the CLI.
+    pub fn summary(&self) -> String {
+        let mut out = vec![format!(
+            "soak seed {} (PALISADE_SOAK_SEED={} replays it): {} faults, {} churn steps",
+            self.seed,
+            self.seed,
+            self.faults.len(),
+            self.churn_steps
+        )];
+        for f in &self.faults {
+            // For a hand flush: the last answer of the denied pair before the rules held again.
+            let open = f
+                .fault
+                .removes_rules()
+                .then(|| {
+                    self.denied
+                        .handshakes
+                        .iter()
+                        .filter(|h| h.at >= f.at && h.at <= f.at + self.allowance)
+                        .map(|h| h.at - f.at)
+                        .max()
+                })
+                .flatten()
+                .map_or_else(String::new, |d| {
+                    format!(
+                        "; the denied pair answered until {:.1} s after it",
+                        d.as_secs_f64()
+                    )
+                });
+            out.push(format!(
+                "  {:>6.1} s  {:<26} {:<7} converged {}{open}",
+                f.at.as_secs_f64(),
+                f.fault.name(),
+                f.node,
+                f.converged_after.map_or_else(
+                    || format!("NOT within the bound: {}", f.last_difference),
+                    |d| format!("after {:.1} s", d.as_secs_f64())
+                )
+            ));
+        }
+        out.push(format!(
+            "  allowed pair: {} handshakes in {} rounds, longest silence {:.1} s",
+            self.allowed.handshakes.len(),
+            self.allowed.rounds,
+            self.longest_allowed_gap.as_secs_f64()
+        ));
+        out.push(format!(
+            "  denied pair: {} rounds, {} handshakes after a hand flush (before the periodic repair), {} otherwise",
+            self.denied.rounds,
+            self.explained_denied.len(),
+            self.unexplained_denied.len()
+        ));
+        out.join("\n")
+    }
+}
+
+/// The pod's first container's ID (`containerd://…`) and node.
+fn container_of(cp: &ControlPlane, namespace: &str, pod: &str) -> Result<(String, String), Error> {
+    let out = cp.kubectl_ok(&[
+        "get",
+        "pod",
+        pod,
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].containerID} {.spec.nodeName}",
+    ])?;
+    let mut f = out.split_whitespace();
+    match (f.next(), f.next()) {
+        (Some(id), Some(node)) => Ok((id.to_string(), node.to_string())),
+        _ => Err(Error::Command {
+            what: format!("the container of {namespace}/{pod}"),
+            stderr: out,
+        }),
+    }
+}
+
+/// The name of the enforcer pod on `node`.
+fn enforcer_on(cp: &ControlPlane, node: &str) -> Result<String, Error> {
+    cp.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        &chart::enforcer_namespace(cp),
+        "-l",
+        "app.kubernetes.io/component=enforcer",
+        "--field-selector",
+        &format!("spec.nodeName={node},status.phase=Running"),
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ])
+}
+
+fn run_on_node(
+    cluster: &RealCluster,
+    node: &str,
+    program: &str,
+    args: &[&str],
+) -> Result<String, Error> {
+    let n = cluster.node(node).ok_or_else(|| Error::Command {
+        what: format!("node {node}"),
+        stderr: "no such node".into(),
+    })?;
+    let o = n
+        .command(program)
+        .args(args)
+        .output()
+        .map_err(|source| Error::Io {
+            what: format!("running {program} on {node}"),
+            source,
+        })?;
+    crate::util::succeeded(format!("{program} {} on {node}", args.join(" ")), o)
+}
+
+/// Injects `fault` (on `node` where it is a node's).
+pub fn inject(cluster: &RealCluster, fault: Fault, node: &str) -> Result<(), Error> {
+    let cp = &cluster.cp;
+    match fault {
+        Fault::EnforcerPodDeleted => {
+            let pod = enforcer_on(cp, node)?;
+            cp.kubectl_ok(&[
+                "delete",
+                "pod",
+                &pod,
+                "-n",
+                &chart::enforcer_namespace(cp),
+                "--wait=false",
+            ])?;
+        }
+        Fault::EnforcerKilled => {
+            let ns = chart::enforcer_namespace(cp);
+            let pod = enforcer_on(cp, node)?;
+            let (container, _) = container_of(cp, &ns, &pod)?;
+            let n = cluster.node(node).ok_or_else(|| Error::Command {
+                what: format!("node {node}"),
+                stderr: "no such node".into(),
+            })?;
+            let pid = n.task_pid(&container)?;
+            let o = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .output()
+                .map_err(|source| Error::Io {
+                    what: "running kill".into(),
+                    source,
+                })?;
+            crate::util::succeeded(format!("kill -KILL {pid}"), o)?;
+        }
+        Fault::WebhookPodDeleted => {
+            let pod = cp.kubectl_ok(&[
+                "get",
+                "pods",
+                "-n",
+                chart::NAMESPACE,
+                "-l",
+                "app.kubernetes.io/component=webhook",
+                "-o",
+                "jsonpath={.items[0].metadata.name}",
+            ])?;
+            cp.kubectl_ok(&[
+                "delete",
+                "pod",
+                &pod,
+                "-n",
+                chart::NAMESPACE,
+                "--wait=false",
+            ])?;
+        }
+        Fault::OperatorLeaderDeleted => {
+            let holder = cp.kubectl_ok(&[
+                "get",
+                "lease",
+                "palisade-operator",
+                "-n",
+                chart::NAMESPACE,
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ])?;
+            // The holder identity is the pod's name (possibly with a suffix after `_`).
+            let pod = holder.split('_').next().unwrap_or_default().to_string();
+            cp.kubectl_ok(&[
+                "delete",
+                "pod",
+                &pod,
+                "-n",
+                chart::NAMESPACE,
+                "--wait=false",
+            ])?;
+        }
+        Fault::ApiserverRestarted => cp.restart_apiserver()?,
+        Fault::IptablesFlushed => {
+            run_on_node(cluster, node, "iptables", &["-t", "filter", "-F"])?;
+        }
+        Fault::IpsetsFlushed => {
+            let names = run_on_node(cluster, node, "ipset", &["list", "-name"])?;
+            for set in names.lines().filter(|s| s.starts_with("PALISADE")) {
+                run_on_node(cluster, node, "ipset", &["flush", set])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether every node's NodeEnforcement says it enforces.
+fn enforcement_fresh(cp: &ControlPlane) -> Result<(), String> {
+    let out = cp
+        .kubectl_ok(&[
+            "get",
+            "nodeenforcements",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name} {.status.enforcing} {.status.lastError}{\"\\n\"}{end}",
+        ])
+        .map_err(|e| e.to_string())?;
+    let enforcing: Vec<&str> = out
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some("true"))
+        .collect();
+    if enforcing.len() == NODES.len() {
+        Ok(())
+    } else {
+        Err(format!("NodeEnforcements: {out}"))
+    }
+}
+
+/// How the measured tutorial matrix differs from what `palisade reach` predicts from the
+/// cluster's objects now; `None`: equal.
+pub fn matrix_difference_now(world: &RealWorld) -> Option<String> {
+    let predicted = match world.predict(&TUTORIAL_PORTS) {
+        Ok(p) => p,
+        Err(e) => return Some(format!("predicting: {e}")),
+    };
+    let measured = match world.measure(&TUTORIAL_PORTS) {
+        Ok(m) => m,
+        Err(e) => return Some(format!("measuring: {e}")),
+    };
+    let diff = differences(&measured, &predicted);
+    if diff.is_empty() && measured.len() == predicted.len() {
+        None
+    } else {
+        Some(diff.join("; "))
+    }
+}
+
+/// The churn: a Deployment scaled up and down, its pods relabelled, a policy added and removed,
+/// the namespace opted in and out of the baseline, while faults happen. Runs until `stop`.
+fn churn(cp: &ControlPlane, seed: u64, stop: &AtomicBool, steps: &AtomicUsize) {
+    let mut schedule = Schedule::new(seed ^ 0x5eed);
+    let ns = CHURN_NAMESPACE;
+    while !stop.load(Ordering::SeqCst) {
+        // Errors are part of the weather (the apiserver may be restarting): the step is skipped.
+        let _ = match schedule.below(5) {
+            0 => cp.kubectl(&[
+                "scale",
+                "deployment/churn",
+                "-n",
+                ns,
+                &format!("--replicas={}", 2 + schedule.below(7)),
+            ]),
+            1 => cp.kubectl(&[
+                "label",
+                "pods",
+                "-n",
+                ns,
+                "--all",
+                "--overwrite",
+                &format!("tier={}", ["a", "b"][schedule.below(2)]),
+            ]),
+            2 => cp.kubectl_stdin(
+                &["apply", "-f", "-"],
+                &format!(
+                    "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: tier-a, namespace: {ns}}}\nspec:\n  podSelector: {{matchLabels: {{app: churn}}}}\n  ingress:\n  - from: [{{podSelector: {{matchLabels: {{tier: a}}}}}}]\n    ports: [{{port: 80}}]\n"
+                ),
+            ),
+            3 => cp.kubectl(&[
+                "delete",
+                "networkpolicy",
+                "tier-a",
+                "-n",
+                ns,
+                "--ignore-not-found",
+            ]),
+            _ => {
+                let opt = if schedule.below(2) == 0 {
+                    "palisade.dev/baseline=default"
+                } else {
+                    "palisade.dev/baseline-"
+                };
+                cp.kubectl(&["label", "namespace", ns, "--overwrite", opt])
+            }
+        };
+        steps.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(700 + 100 * schedule.below(10) as u64));
+    }
+}
+
+/// Creates the churn namespace and its Deployment (busybox serving port 80 on both nodes).
+pub fn create_churn(cp: &ControlPlane) -> Result<(), Error> {
+    cp.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {CHURN_NAMESPACE}}}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: churn, namespace: {CHURN_NAMESPACE}}}\n\
+         spec:\n  replicas: 4\n  selector: {{matchLabels: {{app: churn}}}}\n  template:\n    metadata: {{labels: {{app: churn, tier: a}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      containers:\n      - name: main\n        image: {BUSYBOX_IMAGE}\n        imagePullPolicy: Never\n        command: [sh, -c, \"nc -ll -p 80 -e /bin/true\"]\n        ports: [{{containerPort: 80}}]\n"
+    ))?;
+    Ok(())
+}
+
+/// The faults of the schedule, one every `fault_every`, each followed by the wait for the
+/// matrix to converge; stops at the first fault that cannot be injected (with why).
+fn inject_on_schedule(
+    cluster: &RealCluster,
+    world: &RealWorld,
+    options: &Options,
+    started: Instant,
+) -> (Vec<FaultRecord>, Option<String>) {
+    let cp = &cluster.cp;
+    let mut schedule = Schedule::new(options.seed);
+    let mut faults = Vec::new();
+    while started.elapsed() < options.duration {
+        let fault = Fault::ALL[schedule.below(Fault::ALL.len())];
+        let node = NODES[schedule.below(NODES.len())];
+        let at = started.elapsed();
+        if let Err(e) = inject(cluster, fault, node) {
+            return (
+                faults,
+                Some(format!("injecting {} on {node}: {e}", fault.name())),
+            );
+        }
+        let injected = Instant::now();
+        let mut last = String::new();
+        let mut converged_after = None;
+        // Settle a moment first: a fault's effect (a pod going, a process killed) is not instant.
+        std::thread::sleep(Duration::from_secs(2));
+        while injected.elapsed() < options.converge_within {
+            match enforcement_fresh(cp)
+                .err()
+                .or_else(|| matrix_difference_now(world))
+            {
+                None => {
+                    converged_after = Some(injected.elapsed());
+                    break;
+                }
+                Some(difference) => last = difference,
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        faults.push(FaultRecord {
+            at,
+            fault,
+            node,
+            converged_after,
+            last_difference: last,
+        });
+        if let Some(rest) = options.fault_every.checked_sub(injected.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    (faults, None)
+}
+
+/// The host PID of a process of `namespace/pod` (its network namespace is the pod's).
+fn pod_pid(cluster: &RealCluster, namespace: &str, pod: &str) -> Result<u32, Error> {
+    let (container, node) = container_of(&cluster.cp, namespace, pod)?;
+    let n = cluster.node(&node).ok_or_else(|| Error::Command {
+        what: format!("node {node}"),
+        stderr: "no such node".into(),
+    })?;
+    n.task_pid(&container)
+}
+
+fn ip_of(world: &RealWorld, pod: &str) -> Result<Ipv4Addr, Error> {
+    let ips = world.ips()?;
+    ips.get(pod)
+        .and_then(|ip| ip.parse().ok())
+        .ok_or_else(|| Error::Command {
+            what: format!("the IP of {pod}"),
+            stderr: format!("{ips:?}"),
+        })
+}
+
+/// Runs the soak on a cluster with the chart installed and the tutorial world under its
+/// three-tier policies: `production/frontend` → `production/backend:8080` allowed (across
+/// nodes), `production/frontend` → `production/database:5432` denied (same node).
+pub fn run(cluster: &RealCluster, world: &RealWorld, options: &Options) -> Result<Report, Error> {
+    let cp = &cluster.cp;
+    create_churn(cp)?;
+    let frontend = pod_pid(cluster, "production", "frontend")?;
+    let round = Duration::from_millis(100);
+    let limit = options.duration + Duration::from_secs(600);
+    let allowed = Prober::start(
+        frontend,
+        vec![ip_of(world, "production/backend")?],
+        8080,
+        round,
+        limit,
+    )?;
+    let denied = Prober::start(
+        frontend,
+        vec![ip_of(world, "production/database")?],
+        5432,
+        round,
+        limit,
+    )?;
+    let started = allowed.started;
+    let stop = AtomicBool::new(false);
+    let steps = AtomicUsize::new(0);
+    let (faults, failure) = std::thread::scope(|s| {
+        let churner = s.spawn(|| churn(cp, options.seed, &stop, &steps));
+        let outcome = inject_on_schedule(cluster, world, options, started);
+        stop.store(true, Ordering::SeqCst);
+        let _ = churner.join();
+        outcome
+    });
+    // Each prober counts from its own start; the faults from the allowed one's.
+    let denied_offset = denied.started.saturating_duration_since(started);
+    let allowed = allowed.stop()?;
+    let mut denied = denied.stop()?;
+    for h in &mut denied.handshakes {
+        h.at += denied_offset;
+    }
+    let _ = cp.kubectl(&["delete", "namespace", CHURN_NAMESPACE, "--wait=false"]);
+    if let Some(failure) = failure {
+        return Err(Error::Command {
+            what: "the soak".into(),
+            stderr: failure,
+        });
+    }
+
+    let mut times: Vec<Duration> = allowed.handshakes.iter().map(|h| h.at).collect();
+    times.sort();
+    let end = started.elapsed();
+    let longest_allowed_gap = std::iter::once(Duration::ZERO)
+        .chain(times.iter().copied())
+        .zip(times.iter().copied().chain(std::iter::once(end)))
+        .map(|(a, b)| b.saturating_sub(a))
+        .max()
+        .unwrap_or(end);
+    let allowance = options.resync + Duration::from_secs(5);
+    let (mut explained_denied, mut unexplained_denied) = (Vec::new(), Vec::new());
+    for h in &denied.handshakes {
+        match faults
+            .iter()
+            .find(|f| f.fault.removes_rules() && h.at >= f.at && h.at <= f.at + allowance)
+        {
+            Some(f) => explained_denied.push((h.at, f.fault)),
+            None => unexplained_denied.push(h.at),
+        }
+    }
+    Ok(Report {
+        seed: options.seed,
+        faults,
+        churn_steps: steps.load(Ordering::SeqCst),
+        allowed,
+        denied,
+        longest_allowed_gap,
+        unexplained_denied,
+        explained_denied,
+        allowance,
+    })
+}
+
+/// Installs the chart (defaults, `--wait`, every enforcer ready), creates the tutorial world as
+/// real pods, opts `production` in to the baseline, applies the three-tier policies and waits
+/// (at most 60 s) until the measured matrix equals the prediction: the state the soak starts in.
+pub fn prepare(cluster: &RealCluster) -> Result<RealWorld<'_>, Error> {
+    let cp = &cluster.cp;
+    if let Err(e) = chart::helm_ok(
+        cp,
+        &[
+            "install",
+            chart::RELEASE,
+            chart::CHART_DIR,
+            "-n",
+            chart::NAMESPACE,
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    ) {
+        // Helm 3 says only that it timed out: the pods and their events say why.
+        let why = |args: &[&str]| {
+            cp.kubectl(args)
+                .map(|o| crate::util::text(&o))
+                .unwrap_or_default()
+        };
+        return Err(Error::Command {
+            what: "helm install".into(),
+            stderr: format!(
+                "{e}\n{}\n{}",
+                why(&["get", "pods", "-A", "-o", "wide"]),
+                why(&["get", "events", "-A", "--sort-by=.lastTimestamp"])
+            ),
+        });
+    }
+    chart::wait_for_enforcer_rollout(cp);
+    let world = RealWorld::create(
+        cp,
+        &crate::world::TUTORIAL_NAMESPACES,
+        crate::world::tutorial_pods(),
+    )?;
+    cp.kubectl_ok(&[
+        "label",
+        "namespace",
+        "production",
+        "palisade.dev/baseline=default",
+    ])?;
+    cp.kubectl_ok(&["apply", "-f", THREE_TIER])?;
+    let start = Instant::now();
+    while let Some(difference) = matrix_difference_now(&world) {
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(Error::Command {
+                what: "the three-tier policies holding".into(),
+                stderr: difference,
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(world)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seed_replays_the_same_schedule_and_every_fault_is_drawn() {
+        let draw = |seed| {
+            let mut s = Schedule::new(seed);
+            (0..200)
+                .map(|_| Fault::ALL[s.below(Fault::ALL.len())])
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(draw(42), draw(42));
+        assert_ne!(draw(42), draw(43));
+        let drawn = draw(7);
+        for fault in Fault::ALL {
+            assert!(drawn.contains(&fault), "{} never drawn", fault.name());
+        }
+    }
+}
