@@ -14,8 +14,8 @@ use palisade_enforcer::cluster_policies::{
 use palisade_enforcer::cni::{CniError, CniInfo};
 use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
-use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::mode::Mode;
+use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::{CompileOptions, compile};
 use palisade_policy::cluster_policy::{
     Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier,

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use palisade_enforcer::apply::{HostState, iptables_transaction, parse_audit_counters};
 use palisade_enforcer::cni::{CniError, CniInfo};
-use palisade_enforcer::render::render_chains;
 use palisade_enforcer::mode::{Mode, decide};
+use palisade_enforcer::render::render_chains;
 use palisade_enforcer::{CompileOptions, compile};
 use palisade_policy::{Cluster, Labels, Namespace, Pod, Policy, Selector};
 
