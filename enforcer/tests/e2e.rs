@@ -226,6 +226,23 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
         "{events}"
     );
     eprintln!("{denied} denials counted; PolicyDenied Events:\n{events}");
+    // `palisade denials` shows them for the pod, grouped under it, with the same explanation.
+    let first = events.lines().next().expect("an Event");
+    let (pod, message) = first.split_once(' ').expect("pod and the rest");
+    let message = message.split_once(' ').map_or("", |(_, m)| m);
+    let (namespace, name) = pod.split_once('/').expect("namespace/pod");
+    let kubeconfig = cp.kubeconfig.to_string_lossy().into_owned();
+    let (out, err, code) = palisade_policy::cli::run_args([
+        "denials",
+        "-n",
+        namespace,
+        name,
+        "--kubeconfig",
+        &kubeconfig,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with(&format!("{pod}:\n")), "{out}");
+    assert!(out.contains(message), "{out}\nwanted: {message}");
 
     // Rules flushed by hand come back within a resync: the enforcer rewrites them.
     let written = |e: &Enforcer| {

@@ -276,3 +276,86 @@ async fn read_async(target: &Target, workloads: bool) -> Result<Live, LiveError>
         source,
     })
 }
+
+/// One Event an enforcer wrote on a pod for the connection attempts of one peer, port and
+/// reason within a minute (`count` of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub namespace: String,
+    pub pod: String,
+    /// An audit-mode policy would deny it (it was let through).
+    pub audit: bool,
+    pub count: i32,
+    pub last_seen: Option<k8s_openapi::jiff::Timestamp>,
+    /// The node whose enforcer saw it.
+    pub node: String,
+    /// `SOURCE to DESTINATION:PORT/PROTOCOL denied: why`, as `reach --explain` says why.
+    pub message: String,
+}
+
+/// The denial Events of `namespace` (every namespace: `None`), of one pod if `pod` is given,
+/// most recent first.
+pub fn denials(
+    target: &Target,
+    namespace: Option<&str>,
+    pod: Option<&str>,
+) -> Result<Vec<Denial>, LiveError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(denials_async(target, namespace, pod))
+}
+
+async fn denials_async(
+    target: &Target,
+    namespace: Option<&str>,
+    pod: Option<&str>,
+) -> Result<Vec<Denial>, LiveError> {
+    use k8s_openapi::api::core::v1::Event;
+    let (client, _) = client(target).await?;
+    let api: Api<Event> = match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let mut out = Vec::new();
+    for reason in [palisade_api::DENIED_REASON, palisade_api::AUDIT_REASON] {
+        let mut fields = format!("reason={reason},involvedObject.kind=Pod");
+        if let Some(pod) = pod {
+            fields.push_str(&format!(",involvedObject.name={pod}"));
+        }
+        let mut params = ListParams::default().fields(&fields).limit(500);
+        loop {
+            let list = api.list(&params).await.map_err(|source| LiveError::List {
+                what: "events",
+                source,
+            })?;
+            out.extend(
+                list.items
+                    .into_iter()
+                    .filter(|e| {
+                        e.source.as_ref().and_then(|s| s.component.as_deref())
+                            == Some(palisade_api::DENIAL_EVENT_COMPONENT)
+                    })
+                    .map(|e| Denial {
+                        namespace: e.involved_object.namespace.unwrap_or_default(),
+                        pod: e.involved_object.name.unwrap_or_default(),
+                        audit: reason == palisade_api::AUDIT_REASON,
+                        count: e.count.unwrap_or(1),
+                        last_seen: e
+                            .last_timestamp
+                            .or(e.first_timestamp)
+                            .map(|t| t.0)
+                            .or_else(|| e.event_time.map(|t| t.0)),
+                        node: e.source.and_then(|s| s.host).unwrap_or_default(),
+                        message: e.message.unwrap_or_default(),
+                    }),
+            );
+            match list.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => break,
+            }
+        }
+    }
+    out.sort_by_key(|d| std::cmp::Reverse(d.last_seen));
+    Ok(out)
+}

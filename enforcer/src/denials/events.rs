@@ -20,11 +20,9 @@ use super::record::{Kind, Record};
 
 /// How long one Event gathers the repeats of its key.
 pub const WINDOW: Duration = Duration::from_secs(60);
-/// The Event's reason for each kind of record.
-pub const DENIED_REASON: &str = "PolicyDenied";
-pub const AUDIT_REASON: &str = "PolicyAuditWouldDeny";
-/// Who writes the Events.
-pub const COMPONENT: &str = "palisade-enforcer";
+/// The Event's reason for each kind of record, and who writes them: the names `palisade denials`
+/// reads.
+pub use palisade_api::{AUDIT_REASON, DENIAL_EVENT_COMPONENT as COMPONENT, DENIED_REASON};
 
 /// What makes two records the same Event.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -1,6 +1,7 @@
 //! The `palisade` command line: `check` and `reach` over YAML/JSON files.
 
 mod check;
+mod denials;
 mod reach;
 mod status;
 
@@ -38,6 +39,13 @@ pub enum Command {
     /// selects runs (or selects no pod on a node); 1 when on some such node it is not enforced,
     /// or not known to be; 2 when the cluster cannot be read or POLICY names no policy.
     Status(status::StatusArgs),
+    /// List the connection attempts Palisade's enforcers denied, from the Events they write on the pods, with why.
+    ///
+    /// Grouped by pod, most recent first: each Event gathers one peer, port and reason for a
+    /// minute, with a count, and says why in the words of `reach --explain` (`[audit]`: a policy
+    /// in audit mode would deny it). Exit code: 0 when the cluster was read (denials or none), 2
+    /// when it cannot be read.
+    Denials(denials::DenialsArgs),
 }
 
 /// Where the objects come from: files, or else a live cluster.
@@ -169,6 +177,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             None => Ok(EXIT_UNREADABLE),
         }),
         Command::Status(args) => status::run(args, out, err),
+        Command::Denials(args) => denials::run(args, out, err),
     };
     let flushed = out.flush();
     match result.and_then(|code| flushed.map(|()| code)) {
