@@ -8,6 +8,9 @@
 //! `e2e/tools/upstream.sh`); this test builds nothing: it fails saying so when they are missing.
 //! Skipped, with one line naming what is missing, where this machine cannot run real nodes.
 //!
+//! The enforcer's deny action is `drop` (the chart's default) unless
+//! `PALISADE_UPSTREAM_DENY_ACTION=reject`.
+//!
 //! Which specs: `PALISADE_UPSTREAM_SUITES=full` runs every Netpol spec and standard-profile
 //! test that can run here (the documented full run, `docs/conformance.md`); otherwise (CI) the
 //! fixed subsets [`CI_NETPOL_FOCUS`] and [`CI_CNP_TESTS`]. Reports and logs are written under
@@ -254,6 +257,11 @@ fn upstream_suites_pass_on_real_nodes() {
         .unwrap_or_else(|e| panic!("importing agnhost: {e}"));
     let cp = &cluster.cp;
     let values = format!("{}/values-conformance.yaml", chart::CHART_DIR);
+    // `PALISADE_UPSTREAM_DENY_ACTION=reject` runs the suites with the other deny action.
+    let deny_action = format!(
+        "enforcer.denyAction={}",
+        std::env::var("PALISADE_UPSTREAM_DENY_ACTION").unwrap_or_else(|_| "drop".into())
+    );
     chart::helm_ok(
         cp,
         &[
@@ -267,6 +275,8 @@ fn upstream_suites_pass_on_real_nodes() {
             &values,
             "--set",
             "clusterNetworkPolicy.installCRDs=true",
+            "--set",
+            &deny_action,
             "--wait",
             "--timeout",
             "3m",
