@@ -10,27 +10,30 @@ use std::time::{Duration, Instant};
 
 use crate::{Error, netns};
 
-/// An echo server in a namespace: every connection gets back what it sends, until the server
-/// is dropped.
-pub struct EchoServer {
+/// A TCP server in a namespace: every connection it accepts is handed to a thread running
+/// `handle` until the connection ends or the server is dropped.
+struct Server {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl EchoServer {
-    /// Listens on `port` of every address of namespace `ns` (IPv4).
-    pub fn start(ns: &str, port: u16) -> Result<Self, Error> {
+impl Server {
+    /// Listens on `port` of every address of namespace `ns` (IPv4); `what` names it in errors.
+    fn start<H>(ns: &str, port: u16, what: &'static str, handle: H) -> Result<Self, Error>
+    where
+        H: Fn(TcpStream, &AtomicBool) + Clone + Send + 'static,
+    {
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (ns, flag) = (ns.to_string(), stop.clone());
         let thread = std::thread::spawn(move || {
             let listener = netns::enter(&ns).and_then(|()| {
                 let l = TcpListener::bind(("0.0.0.0", port)).map_err(|source| Error::Io {
-                    what: format!("echo server on {port} in {ns}"),
+                    what: format!("{what} on {port} in {ns}"),
                     source,
                 })?;
                 l.set_nonblocking(true).map_err(|source| Error::Io {
-                    what: "configuring the echo server".into(),
+                    what: format!("configuring the {what}"),
                     source,
                 })?;
                 Ok(l)
@@ -49,8 +52,8 @@ impl EchoServer {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let flag = flag.clone();
-                        served.push(std::thread::spawn(move || echo(conn, &flag)));
+                        let (flag, handle) = (flag.clone(), handle.clone());
+                        served.push(std::thread::spawn(move || handle(conn, &flag)));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -60,13 +63,36 @@ impl EchoServer {
             }
         });
         ready_rx.recv().map_err(|_| Error::Command {
-            what: "starting the echo server".into(),
+            what: format!("starting the {what}"),
             stderr: "its thread died".into(),
         })??;
         Ok(Self {
             stop,
             thread: Some(thread),
         })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An echo server in a namespace: every connection gets back what it sends, until the server
+/// is dropped.
+pub struct EchoServer {
+    /// Stopped when dropped.
+    _server: Server,
+}
+
+impl EchoServer {
+    /// Listens on `port` of every address of namespace `ns` (IPv4).
+    pub fn start(ns: &str, port: u16) -> Result<Self, Error> {
+        Server::start(ns, port, "echo server", echo).map(|_server| Self { _server })
     }
 }
 
@@ -91,73 +117,21 @@ fn echo(mut conn: TcpStream, stop: &AtomicBool) {
     }
 }
 
-impl Drop for EchoServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// A server in a namespace that talks first: every connection gets a numbered line every
 /// `every`, unasked, until the connection breaks or the server is dropped. The connections a
 /// cut must keep cut even though their client never speaks again.
 pub struct TalkingServer {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Stopped when dropped.
+    _server: Server,
 }
 
 impl TalkingServer {
     /// Listens on `port` of every address of namespace `ns` (IPv4).
     pub fn start(ns: &str, port: u16, every: Duration) -> Result<Self, Error> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ns, flag) = (ns.to_string(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let listener = netns::enter(&ns).and_then(|()| {
-                let l = TcpListener::bind(("0.0.0.0", port)).map_err(|source| Error::Io {
-                    what: format!("talking server on {port} in {ns}"),
-                    source,
-                })?;
-                l.set_nonblocking(true).map_err(|source| Error::Io {
-                    what: "configuring the talking server".into(),
-                    source,
-                })?;
-                Ok(l)
-            });
-            let listener = match listener {
-                Ok(l) => {
-                    let _ = ready_tx.send(Ok(()));
-                    l
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let mut served = Vec::new();
-            while !flag.load(Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((conn, _)) => {
-                        let flag = flag.clone();
-                        served.push(std::thread::spawn(move || talk(conn, every, &flag)));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-            for t in served {
-                let _ = t.join();
-            }
-        });
-        ready_rx.recv().map_err(|_| Error::Command {
-            what: "starting the talking server".into(),
-            stderr: "its thread died".into(),
-        })??;
-        Ok(Self {
-            stop,
-            thread: Some(thread),
+        Server::start(ns, port, "talking server", move |conn, stop| {
+            talk(conn, every, stop)
         })
+        .map(|_server| Self { _server })
     }
 }
 
@@ -178,15 +152,6 @@ fn talk(mut conn: TcpStream, every: Duration, stop: &AtomicBool) {
             Err(_) => return,
         }
         std::thread::sleep(every);
-    }
-}
-
-impl Drop for TalkingServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 
