@@ -281,8 +281,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// x/a on n2, y/b on n1 (this node), y isolated for ingress by y/deny-all.
-    pub(crate) fn cluster() -> Cluster {
+    /// x/a on n2, y/b on n1 (this node), under `policies`.
+    fn cluster_with(policies: Vec<Policy>) -> Cluster {
         Cluster::new(
             [
                 Namespace::new("x", Labels::new()),
@@ -293,8 +293,13 @@ pub(crate) mod tests {
                 pod("y", "b", "10.0.2.3", "n1"),
             ],
             vec![],
-            vec![deny_all_ingress("y")],
+            policies,
         )
+    }
+
+    /// [`cluster_with`] y isolated for ingress by y/deny-all.
+    pub(crate) fn cluster() -> Cluster {
+        cluster_with(vec![deny_all_ingress("y")])
     }
 
     fn syn(src: [u8; 4], dst: [u8; 4], port: u16) -> Packet {
@@ -372,18 +377,7 @@ pub(crate) mod tests {
 
     #[test]
     fn policies_that_allow_now_are_said_to_have_changed() {
-        let open = Cluster::new(
-            [
-                Namespace::new("x", Labels::new()),
-                Namespace::new("y", Labels::new()),
-            ],
-            vec![
-                pod("x", "a", "10.0.1.2", "n2"),
-                pod("y", "b", "10.0.2.3", "n1"),
-            ],
-            vec![],
-            vec![],
-        );
+        let open = cluster_with(vec![]);
         let view = View::new(&open, "n1", vec![]);
         let prefix = Prefix::parse("palisade-deny y/b ingress").unwrap();
         let r = view.record(
