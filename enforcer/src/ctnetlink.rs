@@ -9,12 +9,12 @@ use std::net::IpAddr;
 use palisade_policy::Protocol;
 
 use crate::conntrack::Entry;
+use crate::nfnetlink::{Socket, ack_error, attr};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_DELETE: u16 = 2;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
-const NLMSG_ERROR: u16 = 2;
 const NLA_F_NESTED: u16 = 0x8000;
 const CTA_TUPLE_ORIG: u16 = 1;
 const CTA_TUPLE_IP: u16 = 1;
@@ -26,17 +26,6 @@ const CTA_IP_V6_DST: u16 = 4;
 const CTA_PROTO_NUM: u16 = 1;
 const CTA_PROTO_SRC_PORT: u16 = 2;
 const CTA_PROTO_DST_PORT: u16 = 3;
-
-/// A netlink attribute: header, payload, padding to 4 bytes.
-fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 4 + payload.len();
-    let mut out = Vec::with_capacity(len.next_multiple_of(4));
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(payload);
-    out.resize(len.next_multiple_of(4), 0);
-    out
-}
 
 fn ip_bytes(ip: IpAddr) -> Vec<u8> {
     match ip {
@@ -86,45 +75,17 @@ pub fn delete_message(entry: &Entry, seq: u32) -> Vec<u8> {
     msg
 }
 
-/// The error code of an acknowledgement (`NLMSG_ERROR`; 0 is success), if `reply` is one.
-pub fn ack_error(reply: &[u8]) -> Option<i32> {
-    let kind = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
-    if kind != NLMSG_ERROR {
-        return None;
-    }
-    Some(i32::from_ne_bytes(reply.get(16..20)?.try_into().ok()?))
-}
-
 /// Deletes each entry from this network namespace's conntrack table; an entry already gone
 /// (ENOENT) counts as deleted. How many were deleted.
 pub fn delete(entries: &[Entry]) -> io::Result<usize> {
-    // SAFETY: a plain socket call; the descriptor is owned by `Socket` and closed on drop.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_NETFILTER,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let socket = Socket(fd);
+    let socket = Socket::open()?;
     let mut deleted = 0;
     let mut buf = vec![0u8; 8192];
     for (i, entry) in entries.iter().enumerate() {
         let msg = delete_message(entry, i as u32 + 1);
-        // SAFETY: sending a buffer we own; an unbound netlink socket sends to the kernel.
-        let sent = unsafe { libc::send(socket.0, msg.as_ptr().cast(), msg.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: receiving into a buffer we own, at most its length.
-        let got = unsafe { libc::recv(socket.0, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if got < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        match ack_error(&buf[..got as usize]) {
+        socket.send(&msg)?;
+        let got = socket.recv(&mut buf)?;
+        match ack_error(&buf[..got]) {
             Some(0) => deleted += 1,
             Some(e) if -e == libc::ENOENT => {}
             Some(e) => return Err(io::Error::from_raw_os_error(-e)),
@@ -132,17 +93,6 @@ pub fn delete(entries: &[Entry]) -> io::Result<usize> {
         }
     }
     Ok(deleted)
-}
-
-struct Socket(i32);
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        // SAFETY: closing the descriptor this value owns, once.
-        unsafe {
-            libc::close(self.0);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod interpret;
 pub mod lifecycle;
 pub mod metrics;
 pub mod mode;
+pub mod nfnetlink;
 pub mod render;
 pub mod ruleset;
 pub mod status;

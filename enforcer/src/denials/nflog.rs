@@ -6,12 +6,13 @@
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::nfnetlink::{self, ack_error, attr};
+
 const NFNL_SUBSYS_ULOG: u16 = 4;
 const NFULNL_MSG_PACKET: u16 = 0;
 const NFULNL_MSG_CONFIG: u16 = 1;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
-const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_HDRLEN: usize = 16;
 const NFGENMSG_LEN: usize = 4;
@@ -53,16 +54,6 @@ pub enum NflogError {
     Refused(i32),
 }
 
-fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
-    let len = 4 + payload.len();
-    let mut out = Vec::with_capacity(len.next_multiple_of(4));
-    out.extend_from_slice(&(len as u16).to_ne_bytes());
-    out.extend_from_slice(&kind.to_ne_bytes());
-    out.extend_from_slice(payload);
-    out.resize(len.next_multiple_of(4), 0);
-    out
-}
-
 /// A config message for `group` (the resource id, network order) carrying `attrs`.
 fn config_message(group: u16, attrs: &[u8], seq: u32) -> Vec<u8> {
     let len = NLMSG_HDRLEN + NFGENMSG_LEN + attrs.len();
@@ -89,15 +80,6 @@ pub fn copy_mode_message(group: u16, range: u32, seq: u32) -> Vec<u8> {
     let mut mode = range.to_be_bytes().to_vec();
     mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
     config_message(group, &attr(NFULA_CFG_MODE, &mode), seq)
-}
-
-/// The error code of an acknowledgement (0 is success), if `reply` is one.
-pub fn ack_error(reply: &[u8]) -> Option<i32> {
-    let kind = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
-    if kind != NLMSG_ERROR {
-        return None;
-    }
-    Some(i32::from_ne_bytes(reply.get(16..20)?.try_into().ok()?))
 }
 
 /// Every logged packet in one datagram from the socket (the kernel may batch several netlink
@@ -163,7 +145,7 @@ pub fn parse_packet(msg: &[u8], received: SystemTime) -> Result<Logged, NflogErr
 
 /// A netlink socket bound to one NFLOG group of this network namespace.
 pub struct Socket {
-    fd: i32,
+    inner: nfnetlink::Socket,
 }
 
 impl Socket {
@@ -171,54 +153,24 @@ impl Socket {
     /// gives it a receive buffer of `buffer` bytes and a receive timeout of `timeout` (so the
     /// reader can notice it should stop).
     pub fn open(group: u16, buffer: usize, timeout: Duration) -> io::Result<Self> {
-        // SAFETY: a plain socket call; the descriptor is owned by `Socket` and closed on drop.
-        let fd = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                libc::NETLINK_NETFILTER,
-            )
+        let socket = Socket {
+            inner: nfnetlink::Socket::open()?,
         };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let socket = Socket { fd };
         let size = i32::try_from(buffer).unwrap_or(i32::MAX);
-        socket.set_option(libc::SO_RCVBUF, &size)?;
+        socket.inner.set_option(libc::SO_RCVBUF, &size)?;
         let tv = libc::timeval {
             tv_sec: timeout.as_secs() as libc::time_t,
             tv_usec: timeout.subsec_micros() as libc::suseconds_t,
         };
-        socket.set_option(libc::SO_RCVTIMEO, &tv)?;
+        socket.inner.set_option(libc::SO_RCVTIMEO, &tv)?;
         socket.request(&bind_message(group, 1))?;
         socket.request(&copy_mode_message(group, COPY_RANGE, 2))?;
         Ok(socket)
     }
 
-    fn set_option<T>(&self, name: i32, value: &T) -> io::Result<()> {
-        // SAFETY: `value` points to a live T of the size passed.
-        let r = unsafe {
-            libc::setsockopt(
-                self.fd,
-                libc::SOL_SOCKET,
-                name,
-                (value as *const T).cast(),
-                std::mem::size_of::<T>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
     /// Sends a config message and waits for its acknowledgement.
     fn request(&self, msg: &[u8]) -> io::Result<()> {
-        // SAFETY: sending a buffer we own; an unbound netlink socket sends to the kernel.
-        let sent = unsafe { libc::send(self.fd, msg.as_ptr().cast(), msg.len(), 0) };
-        if sent < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        self.inner.send(msg)?;
         let mut buf = [0u8; 1024];
         loop {
             let got = self.recv(&mut buf)?;
@@ -236,21 +188,7 @@ impl Socket {
     /// One datagram into `buf`: its length. `ErrorKind::WouldBlock`/`TimedOut` on the timeout;
     /// `ENOBUFS` when the kernel had to throw messages away (the reader fell behind).
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        // SAFETY: receiving into a buffer we own, at most its length.
-        let got = unsafe { libc::recv(self.fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if got < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(got as usize)
-    }
-}
-
-impl Drop for Socket {
-    fn drop(&mut self) {
-        // SAFETY: closing the descriptor this value owns, once.
-        unsafe {
-            libc::close(self.fd);
-        }
+        self.inner.recv(buf)
     }
 }
 
