@@ -415,7 +415,7 @@ pub fn inject(cluster: &RealCluster, fault: Fault, node: &str) -> Result<(), Err
 }
 
 /// Whether every node's NodeEnforcement says it enforces.
-fn enforcement_fresh(cp: &ControlPlane) -> Result<(), String> {
+fn every_node_enforcing(cp: &ControlPlane) -> Result<(), String> {
     let out = cp
         .kubectl_ok(&[
             "get",
@@ -543,7 +543,7 @@ fn inject_on_schedule(
         // Settle a moment first: a fault's effect (a pod going, a process killed) is not instant.
         std::thread::sleep(Duration::from_secs(2));
         while injected.elapsed() < options.converge_within {
-            match enforcement_fresh(cp)
+            match every_node_enforcing(cp)
                 .err()
                 .or_else(|| matrix_difference_now(world))
             {
