@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
@@ -132,6 +132,7 @@ pub async fn run(
     // `PoisonError::into_inner`.
     let step = Arc::new(Mutex::new(SyncStep::new(settings.clone(), Host, metrics)));
     let mut wake = Wake::Start;
+    let mut last_sync_done = Instant::now();
     loop {
         let observed = w.observe(settings.first_packet.as_ref());
         let last_sync_due = !status.has_synced() || status.refresh_due();
@@ -157,6 +158,7 @@ pub async fn run(
             }
         };
         release_free_memory();
+        last_sync_done = Instant::now();
 
         // Wake at least once a refresh period, so the status is refreshed even with a long resync.
         let next = retry.unwrap_or(settings.resync.min(STATUS_REFRESH));
@@ -169,7 +171,7 @@ pub async fn run(
             step.lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .changed(Instant::now());
-            tokio::time::sleep(settings.debounce).await;
+            tokio::time::sleep(debounce_wait(last_sync_done.elapsed(), settings.debounce)).await;
         }
     }
     tracing::info!("stopping; the rules stay in force");
@@ -179,6 +181,14 @@ pub async fn run(
         .cloned()
 }
 
+/// How long to wait after a change before syncing: a change after a quiet period (no sync for
+/// a whole debounce) is synced at once, so a `kubectl apply` holds as soon as the sync is done;
+/// changes that follow a sync closely wait for the rest of the debounce, so a burst (an apply
+/// of many objects, a rollout) costs at most one sync per debounce.
+fn debounce_wait(since_last_sync: Duration, debounce: Duration) -> Duration {
+    debounce.saturating_sub(since_last_sync)
+}
+
 /// Hands memory freed by the sync (the snapshot, the host's rules as text) back to the system,
 /// so the resident size stays that of the caches.
 fn release_free_memory() {
@@ -186,5 +196,31 @@ fn release_free_memory() {
     // SAFETY: malloc_trim only releases free heap pages.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::debounce_wait;
+    use std::time::Duration;
+
+    const DEBOUNCE: Duration = Duration::from_millis(100);
+
+    #[test]
+    fn a_change_after_a_quiet_period_is_synced_at_once() {
+        assert_eq!(
+            debounce_wait(Duration::from_secs(30), DEBOUNCE),
+            Duration::ZERO
+        );
+        assert_eq!(debounce_wait(DEBOUNCE, DEBOUNCE), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_change_right_after_a_sync_waits_for_the_rest_of_the_debounce() {
+        assert_eq!(debounce_wait(Duration::ZERO, DEBOUNCE), DEBOUNCE);
+        assert_eq!(
+            debounce_wait(Duration::from_millis(30), DEBOUNCE),
+            Duration::from_millis(70)
+        );
     }
 }

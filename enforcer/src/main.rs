@@ -72,7 +72,9 @@ struct RunArgs {
     /// someone else changed).
     #[arg(long, default_value_t = 10, global = true)]
     resync_seconds: u64,
-    /// Milliseconds to wait after a change for more, so a burst becomes one sync.
+    /// At most one sync per this many milliseconds: a change after a quiet moment is synced at
+    /// once, the changes that follow it wait for the rest of the period, so a burst costs two
+    /// syncs.
     #[arg(long, default_value_t = 100, global = true)]
     debounce_ms: u64,
     /// What happens to a denied connection: drop (the client waits for its timeout) or reject
