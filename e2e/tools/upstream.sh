@@ -86,7 +86,14 @@ if ! have_version ginkgo "$K8S_VERSION"; then
   echo "$K8S_VERSION" >"$BIN/.ginkgo.version"
 fi
 
-if ! have_version network-policy-api-conformance "$NETPOL_API_VERSION"; then
+# The conformance binary, with one change: v0.3.0's suite has a skip list (`suite.Options.SkipTests`:
+# the report records those tests as SKIPPED) but no flag to set it, and `go test -test.skip`
+# makes the report record a filtered-out test as succeeded. So it is built from a copy of the
+# module whose profile test reads the skip list from $NETPOL_API_SKIP_TESTS (comma-separated short
+# names); without the variable nothing changes. e2e/tests/upstream_suites.rs sets it to the tests
+# that probe SCTP, which this machine's kernel lacks (docs/conformance.md).
+CONFORMANCE_BUILD=$NETPOL_API_VERSION-skiplist-1
+if ! have_version network-policy-api-conformance "$CONFORMANCE_BUILD"; then
   dir=$CACHE/build/network-policy-api-$NETPOL_API_VERSION
   if [[ ! -f $dir/go.sum ]]; then
     mkdir -p "$dir"
@@ -95,9 +102,20 @@ if ! have_version network-policy-api-conformance "$NETPOL_API_VERSION"; then
       go get -t sigs.k8s.io/network-policy-api/conformance >/dev/null 2>&1) ||
       die "go get sigs.k8s.io/network-policy-api@$NETPOL_API_VERSION failed (is the Go module proxy reachable?)"
   fi
+  src=$CACHE/build/network-policy-api-$NETPOL_API_VERSION-src
+  rm -rf "$src"
+  cp -r "$(cd "$dir" && go list -m -f '{{.Dir}}' sigs.k8s.io/network-policy-api)" "$src"
+  chmod -R u+w "$src"
+  profile=$src/conformance/conformance_profile_test.go
+  grep -q '				EnableAllSupportedFeatures: \*flags.EnableAllSupportedFeatures,' "$profile" ||
+    die "$profile no longer builds its suite.Options as this script expects: review this step"
+  sed -i 's|^\t\t\t\tEnableAllSupportedFeatures: \*flags.EnableAllSupportedFeatures,|&\n\t\t\t\tSkipTests: strings.FieldsFunc(os.Getenv("NETPOL_API_SKIP_TESTS"), func(r rune) bool { return r == \x27,\x27 }),|' "$profile"
+  sed -i 's|^\t"os"$|&\n\t"strings"|' "$profile"
+  grep -q 'SkipTests: strings.FieldsFunc' "$profile" || die "patching $profile failed"
+  (cd "$dir" && go mod edit -replace "sigs.k8s.io/network-policy-api=$src")
   timed "network-policy-api conformance $NETPOL_API_VERSION" bash -c "cd '$dir' && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go test -c -trimpath -ldflags '-s -w' -o '$BIN/network-policy-api-conformance.tmp' sigs.k8s.io/network-policy-api/conformance"
   mv "$BIN/network-policy-api-conformance.tmp" "$BIN/network-policy-api-conformance"
-  echo "$NETPOL_API_VERSION" >"$BIN/.network-policy-api-conformance.version"
+  echo "$CONFORMANCE_BUILD" >"$BIN/.network-policy-api-conformance.version"
 fi
 
 # agnhost: the static binary at /agnhost (entrypoint /agnhost, command pause, as upstream's
