@@ -8,7 +8,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked \
-      -p palisade-policy -p palisade-webhook -p palisade-operator -p palisade-enforcer -p palisade-cni \
+      -p palisade-cli -p palisade-webhook -p palisade-operator -p palisade-enforcer -p palisade-cni \
  && mkdir /out \
  && cp target/release/palisade target/release/palisade-webhook \
        target/release/palisade-operator target/release/palisade-enforcer \

@@ -22,6 +22,6 @@ export PALISADE_IMAGE
 # The release profile the image was just built with: its dependencies and the palisade CLI are
 # compiled already, so only the harness is (a debug build would compile everything again).
 step "the demo harness (cargo build --release, next to the image's palisade CLI)"
-cargo build --release --locked -p palisade-e2e -p palisade-policy --bins
+cargo build --release --locked -p palisade-e2e -p palisade-cli --bins
 step "the demo"
 exec "${CARGO_TARGET_DIR:-target}/release/palisade-e2e" demo "$@"

@@ -53,7 +53,7 @@ log "base $(du -h "$base" | cut -f1) ($base)"
 
 # ---- the binaries ------------------------------------------------------------------------------------
 log "cargo build --release (${BINARIES[*]}): minutes on 2 cores the first time, seconds when unchanged"
-cargo build --release --locked -p palisade-policy -p palisade-webhook -p palisade-operator -p palisade-enforcer -p palisade-cni --bins \
+cargo build --release --locked -p palisade-cli -p palisade-webhook -p palisade-operator -p palisade-enforcer -p palisade-cni --bins \
   || die "cargo build --release failed"
 target=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 log "built"

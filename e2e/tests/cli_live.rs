@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use palisade_cli::run_args;
 use palisade_e2e::ControlPlane;
 use palisade_e2e::objects::{
     self, CLUSTER_NETWORK_POLICY_CRD_NAME, Deleted, node, node_enforcement, palisade_crds,
     running_pod,
 };
-use palisade_policy::cli::run_args;
 
 /// node-a: flannel (annotation), no enforcer; node-b: an enforcer that enforces and has synced.
 fn nodes(cp: &ControlPlane) {

@@ -47,15 +47,26 @@ fn policy_changes_hold_on_every_node_within() {
     };
     let cp = &cluster.cp;
     let values = format!("{}/values-conformance.yaml", chart::CHART_DIR);
-    chart::install_release(
+    chart::helm_ok(
         cp,
         &[
+            "install",
+            chart::RELEASE,
+            chart::CHART_DIR,
+            "-n",
+            chart::NAMESPACE,
+            "--create-namespace",
             "-f",
             &values,
             "--set",
             "clusterNetworkPolicy.installCRDs=true",
+            "--wait",
+            "--timeout",
+            "3m",
         ],
-    );
+    )
+    .expect("helm install");
+    chart::wait_for_enforcer_rollout(cp);
     let world = RealWorld::create(
         cp,
         &[("lat", &[]), ("probe", &[])],

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use palisade_cli::run_args;
 use palisade_e2e::ControlPlane;
 use palisade_e2e::objects::{self, time_ago};
-use palisade_policy::cli::run_args;
 
 const NS: &str = "status-live";
 const FLANNEL: (&str, &str) = ("flannel.alpha.coreos.com/backend-type", "vxlan");

@@ -34,7 +34,7 @@ if [ ! -x "$KUBE_ROUTER" ]; then
   GOFLAGS=-mod=mod CGO_ENABLED=0 GOBIN=$peer_dir \
     go install "github.com/cloudnativelabs/kube-router/v2/cmd/kube-router@$KUBE_ROUTER_VERSION"
 fi
-[ -n "${PALISADE_BENCH_BIN:-}" ] || cargo build --release -q -p palisade-e2e -p palisade-enforcer -p palisade-policy
+[ -n "${PALISADE_BENCH_BIN:-}" ] || cargo build --release -q -p palisade-e2e -p palisade-enforcer -p palisade-cli
 . enforcer/bench/lib.sh
 if [ -n "${PALISADE_BENCH_BIN:-}" ]; then build="the binaries in $PALISADE_BENCH_BIN"
 else build="$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' with local changes')"; fi

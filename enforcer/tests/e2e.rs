@@ -232,7 +232,7 @@ fn the_three_tier_tutorial_is_enforced_exactly_as_predicted_on_flannel_nodes() {
     let message = message.split_once(' ').map_or("", |(_, m)| m);
     let (namespace, name) = pod.split_once('/').expect("namespace/pod");
     let kubeconfig = cp.kubeconfig.to_string_lossy().into_owned();
-    let (out, err, code) = palisade_policy::cli::run_args([
+    let (out, err, code) = palisade_cli::run_args([
         "denials",
         "-n",
         namespace,

@@ -1,22 +1,21 @@
 //! NetworkPolicy semantics for Palisade: one implementation that the webhook, the enforcer and
-//! the `palisade` CLI share, so they never disagree about what a policy means.
+//! the `palisade` CLI (crate `palisade-cli`) share, so they never disagree about what a policy
+//! means. Besides the semantics and the checks, the reader of YAML/JSON manifests ([`input`])
+//! lives here: the webhook's, the enforcer's and the harness's tests and [`synthetic`] read
+//! clusters through it.
 
 pub mod checks;
-pub mod cli;
 pub mod cluster;
 pub mod cluster_policy;
 pub mod cluster_policy_reading;
 pub mod desired;
 pub mod input;
-#[cfg(feature = "live")]
-pub mod live;
 pub mod model;
 pub mod node_enforcement;
 pub mod policy;
 pub mod reach;
 pub mod selector;
 pub mod snapshot;
-pub mod status;
 #[cfg(feature = "strategies")]
 pub mod strategies;
 pub mod synthetic;

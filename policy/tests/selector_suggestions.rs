@@ -298,30 +298,3 @@ fn namespace_selectors_name_equally_close_values_and_offer_none() {
         f[0].message
     );
 }
-
-#[test]
-fn palisade_check_offers_the_label_without_the_service_suffix() {
-    let f = format!("{}/tests/fixtures/tutorial", env!("CARGO_MANIFEST_DIR"));
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["check", "-f", &format!("{f}/world.yaml")])
-        .args(["-f", &format!("{f}/service-name-selector.yaml")])
-        .output()
-        .expect("palisade runs");
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        format!(
-            "{f}/service-name-selector.yaml:2: production/frontend-ingress deny [unmatched-selector]\n    \
-             NetworkPolicy production/frontend-ingress selects no pod: its podSelector app=frontend-svc matches no \
-             pod and no workload pod template in namespace production, so the policy protects nothing.\n    \
-             Evidence: no pod has app=frontend-svc; 1 pod has app=api, 1 pod has app=database, 1 pod has \
-             app=frontend. Of these, only app=frontend serves 80/TCP, which this policy allows.\n    \
-             Fix: did you mean app=frontend (app=frontend-svc without -svc)? Its pod serves 80/TCP, which this \
-             policy allows. Select it:\n      \
-             spec:\n        podSelector:\n          matchLabels:\n            app: frontend\n    \
-             To accept this policy anyway, annotate it palisade.dev/skip-checks: \"unmatched-selector\".\n\n\
-             note: enforcement not run: nothing is known about the nodes' CNI\n\
-             1 policies checked: 1 denied, 0 warnings\n"
-        )
-    );
-}

@@ -397,8 +397,8 @@ fn name(policy: &Policy) -> String {
     format!("{}/{}", policy.namespace, policy.name)
 }
 
-/// At most `n` items, then "and N more".
-pub(crate) fn list_some<T: fmt::Display>(items: &[T], n: usize) -> String {
+/// At most `n` items, then "and N more" (the checks' messages and `palisade status` list so).
+pub fn list_some<T: fmt::Display>(items: &[T], n: usize) -> String {
     let shown: Vec<String> = items.iter().take(n).map(ToString::to_string).collect();
     let mut s = shown.join(", ");
     if items.len() > n {

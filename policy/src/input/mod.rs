@@ -1,5 +1,12 @@
 //! Reading Kubernetes objects from YAML/JSON files for the CLI: multi-document streams, `List`
 //! kinds, directories; shape mistakes reported with file and line.
+//!
+//! It lives here rather than in the CLI's crate (`palisade-cli`) because it is shared: the
+//! CLI's live reading puts the objects it lists through [`Inputs`] too, [`crate::synthetic`]
+//! writes and reads clusters through it, and the tests of this crate, the webhook, the enforcer
+//! and the e2e harness build their clusters from YAML with it. Moved to `palisade-cli`, this
+//! crate's own tests would have to dev-depend on a crate that depends on this one, which builds
+//! two copies of its types that do not mix.
 
 mod node;
 mod read;

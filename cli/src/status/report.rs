@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::checks::{Enforced, Enforcement, NodeEnforcement, list_some};
-use crate::cluster::Cluster;
-use crate::cluster_policy::ClusterPolicy;
-use crate::desired::BASELINE_NAME_LABEL;
-use crate::model::{IpFamily, Phase, Pod};
-use crate::node_enforcement::{Reported, describe_for, human_duration};
-use crate::policy::{MODE_ANNOTATION, Policy};
+use palisade_policy::checks::{Enforced, Enforcement, NodeEnforcement, list_some};
+use palisade_policy::cluster::Cluster;
+use palisade_policy::cluster_policy::ClusterPolicy;
+use palisade_policy::desired::BASELINE_NAME_LABEL;
+use palisade_policy::model::{IpFamily, Phase, Pod};
+use palisade_policy::node_enforcement::{Reported, describe_for, human_duration};
+use palisade_policy::policy::{MODE_ANNOTATION, Policy};
 
 /// Nodes named at most in one line, then "and K more".
 pub const MAX_NODES: usize = 5;

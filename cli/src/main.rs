@@ -1,7 +1,7 @@
 use std::io::{BufWriter, Write};
 
 use clap::Parser;
-use palisade_policy::cli::{Cli, run};
+use palisade_cli::{Cli, run};
 use palisade_policy::input::STACK_BYTES;
 
 fn main() {

@@ -16,9 +16,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::checks::{Enforcement, NodeEnforcement};
-use crate::input::Inputs;
-use crate::node_enforcement::{self, Reported};
+use palisade_policy::checks::{Enforcement, NodeEnforcement};
+use palisade_policy::input::Inputs;
+use palisade_policy::node_enforcement::{self, Reported};
 
 /// Which cluster to read.
 #[derive(Debug, Clone, Default)]
@@ -63,8 +63,8 @@ impl Live {
 
     /// [`Live::describe`] for `pod`'s traffic: also whether the node enforces every IP family
     /// the pod has an address of.
-    pub fn describe_pod(&self, node: &str, pod: &crate::Pod) -> String {
-        let families: Vec<crate::IpFamily> = pod.families().collect();
+    pub fn describe_pod(&self, node: &str, pod: &palisade_policy::Pod) -> String {
+        let families: Vec<palisade_policy::IpFamily> = pod.families().collect();
         match self.enforcement.nodes.iter().find(|n| n.node == node) {
             Some(ne) => node_enforcement::describe_for(ne, self.reported.get(node), &families),
             None => self.describe(node),
@@ -224,7 +224,7 @@ async fn read_async(target: &Target, workloads: bool) -> Result<Live, LiveError>
     }
     inputs
         .problems
-        .retain(|p| p.check != crate::input::InputCheck::EmptyFile);
+        .retain(|p| p.check != palisade_policy::input::InputCheck::EmptyFile);
 
     let nodes = list_all::<Node>(&client, "nodes").await?;
     let resource = ApiResource {

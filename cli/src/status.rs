@@ -1,18 +1,17 @@
 //! `palisade status`: is it enforced? For each NetworkPolicy and ClusterNetworkPolicy of a live
 //! cluster (or those named), the nodes where the pods it selects run and whether each enforces
-//! it ([`crate::status`]).
-// A build without the `live` feature reads no cluster: it only says so.
-#![cfg_attr(not(feature = "live"), allow(dead_code))]
+//! it ([`report`]).
+
+mod report;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::Args;
 
-#[cfg(feature = "live")]
 use super::Source;
 use super::{EXIT_DENIED, EXIT_OK, EXIT_UNREADABLE};
-use crate::status::Outcome;
+use report::Outcome;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -74,38 +73,25 @@ impl<'a> Scope<'a> {
 }
 
 pub(super) fn run(args: &StatusArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<i32> {
-    #[cfg(feature = "live")]
-    {
-        let source = Source {
-            files: Vec::new(),
-            kubeconfig: args.kubeconfig.clone(),
-            context: args.context.clone(),
-        };
-        let Some(live) = super::live(&source, false, err)? else {
-            return Ok(EXIT_UNREADABLE);
-        };
-        show(&live, args, out, err)
-    }
-    #[cfg(not(feature = "live"))]
-    {
-        let _ = (args, out);
-        writeln!(
-            err,
-            "palisade: status reads a live cluster, which this build cannot (built without the `live` feature)"
-        )?;
-        Ok(EXIT_UNREADABLE)
-    }
+    let source = Source {
+        files: Vec::new(),
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    let Some(live) = super::read_live(&source, false, err)? else {
+        return Ok(EXIT_UNREADABLE);
+    };
+    show(&live, args, out, err)
 }
 
-#[cfg(feature = "live")]
 fn show(
     live: &super::Live,
     args: &StatusArgs,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<i32> {
-    use crate::input::InputCheck;
-    use crate::status::{Nodes, cluster_policy, network_policy};
+    use palisade_policy::input::InputCheck;
+    use report::{Nodes, cluster_policy, network_policy};
 
     let scope = Scope::of(args);
     let qualified = args.policy.as_deref().is_some_and(|p| p.contains('/'));

@@ -3,8 +3,8 @@
 use std::io::{self, Write};
 
 use super::{CheckArgs, CheckFormat, EXIT_DENIED, EXIT_OK, EXIT_UNREADABLE};
-use crate::checks::{self, CheckConfig, Context};
-use crate::input::{InputCheck, Inputs};
+use palisade_policy::checks::{self, CheckConfig, Context};
+use palisade_policy::input::{InputCheck, Inputs};
 
 /// One finding as the CLI prints it (text) and serializes it (JSON).
 #[derive(serde::Serialize)]
@@ -29,10 +29,7 @@ pub(super) fn run(
     let config = CheckConfig {
         modes: args.modes.iter().copied().collect(),
     };
-    #[cfg(feature = "live")]
     let enforcement = live.map(|l| &l.enforcement);
-    #[cfg(not(feature = "live"))]
-    let enforcement = live.and(None);
     let ctx = Context {
         cluster: &cluster,
         enforcement,

@@ -4,9 +4,9 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use super::{EXIT_OK, EXIT_UNREADABLE, Live, ReachArgs, ReachFormat, place};
-use crate::cluster::Cluster;
-use crate::input::{InputCheck, Inputs};
-use crate::reach::{self, Cell, Plan, ProbePort};
+use palisade_policy::cluster::Cluster;
+use palisade_policy::input::{InputCheck, Inputs};
+use palisade_policy::reach::{self, Cell, Plan, ProbePort};
 
 /// Above this many cells, the size of the work is said before it starts.
 const ESTIMATE_ABOVE: u64 = 1_000_000;
@@ -118,7 +118,7 @@ fn run_on(
     if ports.is_empty() {
         ports.push(ProbePort {
             port: 80,
-            protocol: crate::Protocol::Tcp,
+            protocol: palisade_policy::Protocol::Tcp,
         });
     }
     // On a live cluster the nodes' enforcement is part of the answer, so pods on different
@@ -148,7 +148,7 @@ fn label(plan: &Plan, group: &[usize]) -> String {
     }
 }
 
-fn plan_pod<'a>(plan: &'a Plan, i: usize) -> &'a crate::Pod {
+fn plan_pod<'a>(plan: &'a Plan, i: usize) -> &'a palisade_policy::Pod {
     &plan.cluster().pods()[i]
 }
 
@@ -298,7 +298,7 @@ fn why(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()> 
                     writeln!(
                         out,
                         "✓ {own} -> {own} {port} (and each alike pod to itself): {}",
-                        crate::verdict::TO_ITSELF
+                        palisade_policy::verdict::TO_ITSELF
                     )?;
                 }
             }
@@ -309,7 +309,12 @@ fn why(plan: &Plan, live: Option<&Live>, out: &mut dyn Write) -> io::Result<()> 
 
 /// On a live cluster: whether the nodes enforce what policy decides for a cell (egress on the
 /// source's node, ingress on the destination's), so one line says why it is blocked or open.
-fn enforced(live: Option<&Live>, src: &crate::Pod, dst: &crate::Pod, cell: Cell) -> String {
+fn enforced(
+    live: Option<&Live>,
+    src: &palisade_policy::Pod,
+    dst: &palisade_policy::Pod,
+    cell: Cell,
+) -> String {
     let Some(live) = live else {
         return String::new();
     };

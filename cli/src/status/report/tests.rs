@@ -2,10 +2,10 @@
 //! them, read at a fixed time.
 
 use super::*;
-use crate::checks::Enforcement;
-use crate::input::Inputs;
-use crate::node_enforcement::node_enforcement;
 use k8s_openapi::api::core::v1::Node;
+use palisade_policy::checks::Enforcement;
+use palisade_policy::input::Inputs;
+use palisade_policy::node_enforcement::node_enforcement;
 
 const NOW: &str = "2026-01-01T00:10:00Z";
 

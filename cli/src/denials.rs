@@ -1,8 +1,6 @@
 //! `palisade denials`: the connection attempts Palisade's enforcers denied (or an audit-mode
 //! policy would deny), from the Events they write on the pods, grouped by pod, each with why in
 //! the words of `reach --explain`.
-// A build without the `live` feature reads no cluster: it only says so.
-#![cfg_attr(not(feature = "live"), allow(dead_code))]
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -31,31 +29,19 @@ pub struct DenialsArgs {
 }
 
 pub(super) fn run(args: &DenialsArgs, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<i32> {
-    #[cfg(feature = "live")]
-    {
-        let target = crate::live::Target {
-            kubeconfig: args.kubeconfig.clone(),
-            context: args.context.clone(),
-        };
-        match crate::live::denials(&target, args.namespace.as_deref(), args.pod.as_deref()) {
-            Ok(denials) => {
-                show(&denials, args, k8s_openapi::jiff::Timestamp::now(), out)?;
-                Ok(EXIT_OK)
-            }
-            Err(e) => {
-                writeln!(err, "palisade: {e}")?;
-                Ok(EXIT_UNREADABLE)
-            }
+    let target = crate::live::Target {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args.context.clone(),
+    };
+    match crate::live::denials(&target, args.namespace.as_deref(), args.pod.as_deref()) {
+        Ok(denials) => {
+            show(&denials, args, k8s_openapi::jiff::Timestamp::now(), out)?;
+            Ok(EXIT_OK)
         }
-    }
-    #[cfg(not(feature = "live"))]
-    {
-        let _ = (args, out);
-        writeln!(
-            err,
-            "palisade: denials reads a live cluster, which this build cannot (built without the `live` feature)"
-        )?;
-        Ok(EXIT_UNREADABLE)
+        Err(e) => {
+            writeln!(err, "palisade: {e}")?;
+            Ok(EXIT_UNREADABLE)
+        }
     }
 }
 
@@ -70,14 +56,13 @@ fn scope(args: &DenialsArgs) -> String {
 
 /// The denials (most recent first), at most `args.limit`, grouped by pod in the order of each
 /// pod's most recent one.
-#[cfg(feature = "live")]
 fn show(
     denials: &[crate::live::Denial],
     args: &DenialsArgs,
     now: k8s_openapi::jiff::Timestamp,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    use crate::node_enforcement::human_duration;
+    use palisade_policy::node_enforcement::human_duration;
 
     if denials.is_empty() {
         writeln!(
@@ -128,7 +113,7 @@ fn show(
     Ok(())
 }
 
-#[cfg(all(test, feature = "live"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::live::Denial;

@@ -2,8 +2,12 @@
 
 use std::process::{Command, Output};
 
+/// The tutorial's files, shared with the checks' tests in `policy/`.
 fn fixtures() -> String {
-    format!("{}/tests/fixtures/tutorial", env!("CARGO_MANIFEST_DIR"))
+    format!(
+        "{}/../policy/tests/fixtures/tutorial",
+        env!("CARGO_MANIFEST_DIR")
+    )
 }
 
 fn palisade(args: &[&str]) -> Output {
@@ -725,5 +729,32 @@ fn reach_says_how_big_a_large_matrix_is_before_computing_it() {
             .filter(|l| l.starts_with("shop/p-"))
             .count(),
         1100
+    );
+}
+
+#[test]
+fn palisade_check_offers_the_label_without_the_service_suffix() {
+    let f = fixtures();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(["check", "-f", &format!("{f}/world.yaml")])
+        .args(["-f", &format!("{f}/service-name-selector.yaml")])
+        .output()
+        .expect("palisade runs");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!(
+            "{f}/service-name-selector.yaml:2: production/frontend-ingress deny [unmatched-selector]\n    \
+             NetworkPolicy production/frontend-ingress selects no pod: its podSelector app=frontend-svc matches no \
+             pod and no workload pod template in namespace production, so the policy protects nothing.\n    \
+             Evidence: no pod has app=frontend-svc; 1 pod has app=api, 1 pod has app=database, 1 pod has \
+             app=frontend. Of these, only app=frontend serves 80/TCP, which this policy allows.\n    \
+             Fix: did you mean app=frontend (app=frontend-svc without -svc)? Its pod serves 80/TCP, which this \
+             policy allows. Select it:\n      \
+             spec:\n        podSelector:\n          matchLabels:\n            app: frontend\n    \
+             To accept this policy anyway, annotate it palisade.dev/skip-checks: \"unmatched-selector\".\n\n\
+             note: enforcement not run: nothing is known about the nodes' CNI\n\
+             1 policies checked: 1 denied, 0 warnings\n"
+        )
     );
 }

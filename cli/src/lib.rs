@@ -1,7 +1,11 @@
-//! The `palisade` command line: `check` and `reach` over YAML/JSON files.
+//! The `palisade` command line: `check` and `reach` over YAML/JSON files or a live cluster,
+//! `status` and `denials` of a live cluster. What the commands say comes from `palisade-policy`
+//! (the semantics and the checks every component shares); this crate parses arguments, reads
+//! the cluster ([`live`]) and writes the answers.
 
 mod check;
 mod denials;
+pub mod live;
 mod reach;
 mod status;
 
@@ -10,9 +14,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::checks::{self, CheckId, Mode};
-use crate::input::{InputCheck, Inputs};
-use crate::reach::ProbePort;
+use palisade_policy::checks::{self, CheckId, Mode};
+use palisade_policy::input::{InputCheck, Inputs};
+use palisade_policy::reach::ProbePort;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,10 +130,10 @@ pub enum FamilyArg {
 }
 
 impl FamilyArg {
-    pub fn family(self) -> crate::IpFamily {
+    pub fn family(self) -> palisade_policy::IpFamily {
         match self {
-            FamilyArg::V4 => crate::IpFamily::V4,
-            FamilyArg::V6 => crate::IpFamily::V6,
+            FamilyArg::V4 => palisade_policy::IpFamily::V4,
+            FamilyArg::V6 => palisade_policy::IpFamily::V6,
         }
     }
 }
@@ -168,11 +172,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             out,
             err,
         ),
-        Command::Check(args) => live(&args.source, true, err).and_then(|l| match l {
+        Command::Check(args) => read_live(&args.source, true, err).and_then(|l| match l {
             Some(l) => check::run(&l.inputs, Some(&l), args, out, err),
             None => Ok(EXIT_UNREADABLE),
         }),
-        Command::Reach(args) => live(&args.source, false, err).and_then(|l| match l {
+        Command::Reach(args) => read_live(&args.source, false, err).and_then(|l| match l {
             Some(l) => reach::run(&l.inputs, Some(&l), args, out, err),
             None => Ok(EXIT_UNREADABLE),
         }),
@@ -191,49 +195,20 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     }
 }
 
-#[cfg(feature = "live")]
 pub use crate::live::Live;
 
-/// Without the `live` feature there is no cluster to read.
-#[cfg(not(feature = "live"))]
-pub struct Live {
-    pub inputs: Inputs,
-}
-
-#[cfg(not(feature = "live"))]
-impl Live {
-    fn describe(&self, node: &str) -> String {
-        format!("unknown for {node}")
-    }
-    fn describe_pod(&self, node: &str, _pod: &crate::Pod) -> String {
-        self.describe(node)
-    }
-}
-
 /// Reads the live cluster, or says why not (then `None`).
-fn live(source: &Source, workloads: bool, err: &mut dyn Write) -> io::Result<Option<Live>> {
-    #[cfg(feature = "live")]
-    {
-        let target = crate::live::Target {
-            kubeconfig: source.kubeconfig.clone(),
-            context: source.context.clone(),
-        };
-        match crate::live::read(&target, workloads) {
-            Ok(l) => Ok(Some(l)),
-            Err(e) => {
-                writeln!(err, "palisade: {e}")?;
-                Ok(None)
-            }
+fn read_live(source: &Source, workloads: bool, err: &mut dyn Write) -> io::Result<Option<Live>> {
+    let target = crate::live::Target {
+        kubeconfig: source.kubeconfig.clone(),
+        context: source.context.clone(),
+    };
+    match crate::live::read(&target, workloads) {
+        Ok(l) => Ok(Some(l)),
+        Err(e) => {
+            writeln!(err, "palisade: {e}")?;
+            Ok(None)
         }
-    }
-    #[cfg(not(feature = "live"))]
-    {
-        let _ = (source, workloads);
-        writeln!(
-            err,
-            "palisade: give -f FILES (this build cannot read a live cluster)"
-        )?;
-        Ok(None)
     }
 }
 
