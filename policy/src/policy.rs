@@ -63,8 +63,73 @@ impl fmt::Display for Direction {
 /// The annotation that marks a policy audit-only (the operator sets it on the policies of an
 /// Audit baseline): the enforcer logs and counts what it would drop instead of dropping it.
 pub const MODE_ANNOTATION: &str = "palisade.dev/mode";
-/// The value of [`MODE_ANNOTATION`] that makes a policy audit-only.
+/// The value of [`MODE_ANNOTATION`] (and of [`MODE_LABEL`]) that makes a policy audit-only.
 pub const AUDIT_MODE: &str = "audit";
+/// The namespace label that puts every NetworkPolicy of its namespace in audit mode
+/// (`kubectl label namespace NS palisade.dev/mode=audit`); removing it enforces them.
+pub const MODE_LABEL: &str = "palisade.dev/mode";
+
+/// Why a NetworkPolicy is in audit mode: evaluated, its would-be denials logged and counted,
+/// nothing dropped for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditMode {
+    /// The policy is annotated `palisade.dev/mode: audit`.
+    Annotation,
+    /// Its namespace is labelled `palisade.dev/mode=audit`.
+    NamespaceLabel,
+    /// Both.
+    Both,
+}
+
+impl AuditMode {
+    /// Whether `policy`, in a namespace with `namespace_labels`, is in audit mode, and why. The
+    /// one decision every reader (enforcer, webhook, `reach`, `status`, denials) asks.
+    pub fn of(policy: &Policy, namespace_labels: &Labels) -> Option<AuditMode> {
+        let annotated =
+            policy.annotations.get(MODE_ANNOTATION).map(String::as_str) == Some(AUDIT_MODE);
+        let labelled = namespace_labels.get(MODE_LABEL).map(String::as_str) == Some(AUDIT_MODE);
+        match (annotated, labelled) {
+            (true, true) => Some(AuditMode::Both),
+            (true, false) => Some(AuditMode::Annotation),
+            (false, true) => Some(AuditMode::NamespaceLabel),
+            (false, false) => None,
+        }
+    }
+
+    /// Why `policy` is in audit mode, in words: `annotated palisade.dev/mode: audit` (for a
+    /// policy of a NetworkBaseline: `NetworkBaseline NAME is in Audit mode`), `namespace prod
+    /// is labelled palisade.dev/mode=audit`, or both.
+    pub fn why(self, policy: &Policy) -> String {
+        let annotation = match policy.labels.get(crate::desired::BASELINE_NAME_LABEL) {
+            Some(b) => format!("NetworkBaseline {b} is in Audit mode"),
+            None => format!("annotated {MODE_ANNOTATION}: {AUDIT_MODE}"),
+        };
+        let namespace = &policy.namespace;
+        let label = format!("namespace {namespace} is labelled {MODE_LABEL}={AUDIT_MODE}");
+        match self {
+            AuditMode::Annotation => annotation,
+            AuditMode::NamespaceLabel => label,
+            AuditMode::Both => format!("{annotation} and {label}"),
+        }
+    }
+
+    /// How to enforce `policy`: `remove the annotation palisade.dev/mode` (for a policy of a
+    /// NetworkBaseline: `set NetworkBaseline NAME to mode Enforce`, since the operator puts the
+    /// annotation back), `remove the label palisade.dev/mode from namespace prod`, or both.
+    pub fn promote(self, policy: &Policy) -> String {
+        let annotation = match policy.labels.get(crate::desired::BASELINE_NAME_LABEL) {
+            Some(b) => format!("set NetworkBaseline {b} to mode Enforce"),
+            None => format!("remove the annotation {MODE_ANNOTATION}"),
+        };
+        let namespace = &policy.namespace;
+        let label = format!("remove the label {MODE_LABEL} from namespace {namespace}");
+        match self {
+            AuditMode::Annotation => annotation,
+            AuditMode::NamespaceLabel => label,
+            AuditMode::Both => format!("{annotation} and {label}"),
+        }
+    }
+}
 
 /// A policy's identity in verdicts and messages.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -197,7 +262,8 @@ impl Policy {
             })
     }
 
-    /// Whether the policy only audits (see [`MODE_ANNOTATION`]).
+    /// Whether the policy itself is annotated audit-only ([`MODE_ANNOTATION`]). Its
+    /// namespace's label can make it audit-only too: ask [`crate::Cluster::audit_mode`].
     pub fn is_audit(&self) -> bool {
         self.annotations.get(MODE_ANNOTATION).map(String::as_str) == Some(AUDIT_MODE)
     }
@@ -424,6 +490,57 @@ mod tests {
             },
             spec: Some(spec),
         }
+    }
+
+    #[test]
+    fn audit_mode_comes_from_the_annotation_or_the_namespace_label() {
+        let mut p = Policy::compile(&np(NetworkPolicySpec::default())).unwrap();
+        let audit = |k: &str| -> Labels { [(k.to_string(), AUDIT_MODE.to_string())].into() };
+        let plain = Labels::new();
+        assert_eq!(AuditMode::of(&p, &plain), None);
+        assert_eq!(
+            AuditMode::of(&p, &audit(MODE_LABEL)),
+            Some(AuditMode::NamespaceLabel)
+        );
+        // Another value, or the label of another key, enforces.
+        let enforce: Labels = [(MODE_LABEL.to_string(), "enforce".to_string())].into();
+        assert_eq!(AuditMode::of(&p, &enforce), None);
+        assert_eq!(AuditMode::of(&p, &audit("palisade.dev/audit")), None);
+        p.annotations = audit(MODE_ANNOTATION);
+        assert_eq!(AuditMode::of(&p, &plain), Some(AuditMode::Annotation));
+        assert_eq!(AuditMode::of(&p, &audit(MODE_LABEL)), Some(AuditMode::Both));
+    }
+
+    #[test]
+    fn audit_mode_says_why_and_how_to_promote() {
+        let mut p = Policy::compile(&np(NetworkPolicySpec::default())).unwrap();
+        assert_eq!(
+            AuditMode::Annotation.why(&p),
+            "annotated palisade.dev/mode: audit"
+        );
+        assert_eq!(
+            AuditMode::NamespaceLabel.why(&p),
+            "namespace ns is labelled palisade.dev/mode=audit"
+        );
+        assert_eq!(
+            AuditMode::Annotation.promote(&p),
+            "remove the annotation palisade.dev/mode"
+        );
+        assert_eq!(
+            AuditMode::Both.promote(&p),
+            "remove the annotation palisade.dev/mode and remove the label palisade.dev/mode from namespace ns"
+        );
+        // A NetworkBaseline's policy: the operator would put the annotation back.
+        p.labels
+            .insert("palisade.dev/baseline".into(), "default".into());
+        assert_eq!(
+            AuditMode::Annotation.why(&p),
+            "NetworkBaseline default is in Audit mode"
+        );
+        assert_eq!(
+            AuditMode::Annotation.promote(&p),
+            "set NetworkBaseline default to mode Enforce"
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! terminal whatever the policy: every warning names its policy and fits one line without
 //! losing its evidence, and a refusal shows a bounded number of problems in full.
 
+use palisade_policy::Policy;
 use palisade_policy::checks::{CheckId, Finding, Report, SKIP_ANNOTATION};
+use palisade_policy::policy::AuditMode;
 
 /// kubectl prints `Warning: <text>`; the apiserver asks webhooks to keep `<text>` under 120
 /// characters.
@@ -48,7 +50,44 @@ pub fn warning_line(tag: &str, object: &str, text: &str) -> String {
 /// The warning lines for a review: each warning finding, the gitops note, the skipped checks
 /// (a skip is never silent) and unknown ids in the skip annotation; at most [`MAX_WARNINGS`].
 pub fn warnings(object: &str, report: &Report, gitops: Option<&str>) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
+    warnings_after(Vec::new(), object, report, gitops)
+}
+
+/// [`warnings`] for a NetworkPolicy, first saying that it is in audit mode when it is: why it
+/// is not enforced and how to enforce it.
+pub fn policy_warnings(
+    policy: &Policy,
+    audit: Option<AuditMode>,
+    report: &Report,
+    gitops: Option<&str>,
+) -> Vec<String> {
+    let first = audit
+        .map(|mode| audit_warning(policy, mode))
+        .into_iter()
+        .collect();
+    warnings_after(first, &policy.name, report, gitops)
+}
+
+/// `[audit] NAME: not enforced (annotated palisade.dev/mode: audit): what it denies is logged,
+/// not dropped; to enforce it, remove the annotation palisade.dev/mode`.
+pub fn audit_warning(policy: &Policy, mode: AuditMode) -> String {
+    warning_line(
+        "audit",
+        &policy.name,
+        &format!(
+            "not enforced ({}): what it denies is logged, not dropped; to enforce it, {}",
+            mode.why(policy),
+            mode.promote(policy)
+        ),
+    )
+}
+
+fn warnings_after(
+    mut lines: Vec<String>,
+    object: &str,
+    report: &Report,
+    gitops: Option<&str>,
+) -> Vec<String> {
     let unmatched_warned = report
         .warnings()
         .any(|f| f.check == CheckId::UnmatchedSelector);

@@ -72,7 +72,8 @@ pub(super) fn judge(
     let report = checks::run(&policy, &ctx, &checks_config);
 
     // kubectl prints each warning just before the object's own `.../NAME created` line.
-    let warnings = messages::warnings(&policy.name, &report, gitops);
+    let audit = state.cluster.audit_mode(&policy);
+    let warnings = messages::policy_warnings(&policy, audit, &report, gitops);
     let allowed = !report.denied();
     let refusal = (!allowed).then(|| messages::refusal(&object, report.denials()));
     let settle = (allowed

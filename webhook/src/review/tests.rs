@@ -94,3 +94,53 @@ fn a_request_missing_what_v1_requires_is_named() {
     };
     assert!(reason.starts_with("unknown variant `PATCH`"), "{reason}");
 }
+
+/// A NetworkPolicy in audit mode, by its annotation or its namespace's label, is admitted with
+/// a first warning saying why it is not enforced and how to enforce it.
+#[test]
+fn a_policy_in_audit_mode_is_warned_about_first() {
+    use palisade_policy::{Cluster, Labels, Namespace};
+    let warnings = |state: &ClusterState, annotations: Value| -> Vec<String> {
+        let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": request(json!({"object": {"apiVersion": "networking.k8s.io/v1",
+                "kind": "NetworkPolicy",
+                "metadata": {"name": "p", "annotations": annotations},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}}))});
+        let d = review(
+            body.to_string().as_bytes(),
+            state,
+            &WebhookConfig::default(),
+        )
+        .unwrap();
+        assert!(d.allowed);
+        d.review["response"]["warnings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.as_str().map(String::from))
+            .collect()
+    };
+    let plain = ClusterState::default();
+    let audit_first = |lines: Vec<String>| lines.first().cloned().unwrap_or_default();
+    assert!(!audit_first(warnings(&plain, json!({}))).starts_with("[audit]"));
+    assert_eq!(
+        audit_first(warnings(&plain, json!({"palisade.dev/mode": "audit"}))),
+        "[audit] p: not enforced (annotated palisade.dev/mode: audit): what it denies is logged, not dropped; to enforce it, remove the annotation palisade.dev/mode"
+    );
+    let labelled = ClusterState {
+        cluster: Cluster::new(
+            [Namespace::new(
+                "production",
+                Labels::from([("palisade.dev/mode".to_string(), "audit".to_string())]),
+            )],
+            vec![],
+            vec![],
+            vec![],
+        ),
+        enforcement: None,
+    };
+    assert_eq!(
+        audit_first(warnings(&labelled, json!({}))),
+        "[audit] p: not enforced (namespace production is labelled palisade.dev/mode=audit): what it denies is logged, not dropped; to enforce it, remove the label palisade.dev/mode from namespace production"
+    );
+}
