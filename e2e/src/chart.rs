@@ -32,15 +32,7 @@ pub fn template(args: &[&str]) -> Result<String, Error> {
 /// Applies the chart's CRDs (waiting until they are established), its namespace, and its
 /// ServiceAccounts and roles. Idempotent.
 pub fn install_rbac(cp: &ControlPlane) -> Result<(), Error> {
-    let crds = format!("{CHART_DIR}/crds/palisade.dev.yaml");
-    cp.kubectl_ok(&["apply", "-f", &crds])?;
-    cp.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/networkbaselines.palisade.dev",
-        "crd/nodeenforcements.palisade.dev",
-    ])?;
+    crate::objects::palisade_crds(cp)?;
     for ns in [NAMESPACE, ENFORCER_NAMESPACE] {
         cp.apply(&format!(
             "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
@@ -137,11 +129,17 @@ pub fn chart_at(commit: &str, into: &std::path::Path) -> Result<std::path::PathB
     Ok(into.join("charts/palisade"))
 }
 
-/// `helm ARGS` against the control plane, its output whatever happened.
+/// `helm ARGS` against the control plane, its output whatever happened. Helm's cache, config
+/// and data live in a directory of the tests' own, so a user's repositories and plugins play
+/// no part.
 pub fn helm(cp: &ControlPlane, args: &[&str]) -> Result<std::process::Output, Error> {
+    let home = std::env::temp_dir().join("palisade-helm");
     Command::new(crate::tools::tool("helm")?)
         .args(args)
         .env("KUBECONFIG", &cp.kubeconfig)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
         .output()
         .map_err(|source| Error::Io {
             what: "running helm".into(),
@@ -152,6 +150,90 @@ pub fn helm(cp: &ControlPlane, args: &[&str]) -> Result<std::process::Output, Er
 /// `helm ARGS` that must succeed; its output.
 pub fn helm_ok(cp: &ControlPlane, args: &[&str]) -> Result<String, Error> {
     succeeded(format!("helm {}", args.join(" ")), helm(cp, args)?)
+}
+
+/// [`helm`] for tests: a failure panics with the command and helm's output.
+pub fn helm_must(cp: &ControlPlane, args: &[&str]) -> String {
+    helm_ok(cp, args).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Installs the release as the README says (`helm install palisade charts/palisade -n
+/// palisade-system --create-namespace`) with `values` (e.g. `["--set", "a=b"]`), waits for it
+/// (at most 3 min) and for every enforcer pod to be Ready. Panics on failure, saying why.
+pub fn install_release(cp: &ControlPlane, values: &[&str]) {
+    install_chart(cp, CHART_DIR, values);
+}
+
+/// [`install_release`] of the chart in `chart_dir` (e.g. an earlier commit's, [`chart_at`]).
+pub fn install_chart(cp: &ControlPlane, chart_dir: &str, values: &[&str]) {
+    let mut args = vec![
+        "install",
+        RELEASE,
+        chart_dir,
+        "-n",
+        NAMESPACE,
+        "--create-namespace",
+    ];
+    args.extend_from_slice(values);
+    args.extend(["--wait", "--timeout", "3m"]);
+    if let Err(e) = helm_ok(cp, &args) {
+        // Helm 3 says only that it timed out: the pods, their events and the policies say why.
+        let why = |args: &[&str]| {
+            cp.kubectl(args)
+                .map(|o| crate::util::text(&o))
+                .unwrap_or_else(|e| e.to_string())
+        };
+        panic!(
+            "helm install: {e}\n{}\n{}\n{}\n{}",
+            why(&["get", "pods", "-A", "-o", "wide"]),
+            why(&["get", "events", "-n", NAMESPACE]),
+            why(&["get", "networkpolicies", "-n", NAMESPACE, "-o", "yaml"]),
+            why(&[
+                "logs",
+                "-n",
+                NAMESPACE,
+                "deploy/palisade-webhook",
+                "--tail=20"
+            ]),
+        );
+    }
+    // Helm's --wait counts a DaemonSet ready with `maxUnavailable` (1) of its pods not ready
+    // yet: the enforcers are waited for as `kubectl rollout status` does.
+    wait_for_enforcer_rollout(cp);
+}
+
+/// `helm uninstall --wait` of the release installed by [`install_release`] (at most 2 min);
+/// panics on failure.
+pub fn uninstall_release(cp: &ControlPlane) {
+    helm_must(
+        cp,
+        &[
+            "uninstall",
+            RELEASE,
+            "-n",
+            NAMESPACE,
+            "--wait",
+            "--timeout",
+            "2m",
+        ],
+    );
+}
+
+/// The name of the release's enforcer pod on `node` in the default layout's enforcer namespace
+/// ([`ENFORCER_NAMESPACE`]); empty when none runs there.
+pub fn enforcer_pod_on(cp: &ControlPlane, node: &str) -> String {
+    cp.kubectl_must(&[
+        "get",
+        "pods",
+        "-n",
+        ENFORCER_NAMESPACE,
+        "-l",
+        "app.kubernetes.io/component=enforcer",
+        "--field-selector",
+        &format!("spec.nodeName={node}"),
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ])
 }
 
 /// The namespace the release's enforcer DaemonSet runs in: its own by default, the release's

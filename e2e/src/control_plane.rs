@@ -49,11 +49,10 @@ pub struct ControlPlane {
     local: bool,
     port: u16,
     dir: PathBuf,
-    /// etcd, then the apiserver.
-    processes: Mutex<Vec<Child>>,
+    /// etcd, the apiserver, then (real nodes) the controller-manager and the scheduler, each
+    /// with how it was started, to start it again.
+    processes: Mutex<Vec<Launched>>,
     keepers: Mutex<Vec<Keeper>>,
-    /// How the apiserver was started, to start it again.
-    apiserver: (PathBuf, Vec<std::ffi::OsString>),
     pub server: String,
     pub kubeconfig: PathBuf,
     kubectl: PathBuf,
@@ -261,11 +260,20 @@ impl ControlPlane {
             // their tokens, so the plugin that insists on them would refuse every pod.
             apiserver.args(["--disable-admission-plugins", "ServiceAccount"]);
         }
-        let apiserver_args = (
-            PathBuf::from(apiserver.get_program()),
-            apiserver.get_args().map(|a| a.to_os_string()).collect(),
-        );
-        let (processes, keeper) = spawn_tied(vec![etcd, apiserver])?;
+        let launched = [
+            Described::new(Component::Etcd.name(), &etcd, dir.join("etcd.log")),
+            Described::new(
+                Component::Apiserver.name(),
+                &apiserver,
+                dir.join("apiserver.log"),
+            ),
+        ];
+        let (children, keeper) = spawn_tied(vec![etcd, apiserver])?;
+        let processes = launched
+            .into_iter()
+            .zip(children)
+            .map(|(l, child)| l.with(child))
+            .collect();
         let server = format!("https://127.0.0.1:{secure}");
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
@@ -287,7 +295,6 @@ impl ControlPlane {
             dir,
             processes: Mutex::new(processes),
             keepers: Mutex::new(vec![keeper]),
-            apiserver: apiserver_args,
             server,
             kubeconfig,
             kubectl,
@@ -340,11 +347,23 @@ impl ControlPlane {
             .args(["--cert-dir", &d("scheduler-certs")])
             .stdout(Stdio::null())
             .stderr(log("kube-scheduler.log")?);
+        let launched = [
+            Described::new(
+                Component::ControllerManager.name(),
+                &kcm,
+                self.dir.join("kube-controller-manager.log"),
+            ),
+            Described::new(
+                Component::Scheduler.name(),
+                &scheduler,
+                self.dir.join("kube-scheduler.log"),
+            ),
+        ];
         let (started, keeper) = spawn_tied(vec![kcm, scheduler])?;
         self.processes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .extend(started);
+            .extend(launched.into_iter().zip(started).map(|(l, c)| l.with(c)));
         self.keepers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -360,29 +379,49 @@ impl ControlPlane {
     /// Kills the apiserver and starts it again on the same port and etcd (what clients see
     /// during a control-plane upgrade or crash), then waits until it is ready.
     pub fn restart_apiserver(&self) -> Result<(), Error> {
-        self.local_only("restarting the apiserver")?;
+        self.restart(Component::Apiserver)
+    }
+
+    /// Stops `component` (SIGTERM, SIGKILL after 10 s) and starts it again with the same
+    /// arguments, its log appended to; for etcd and the apiserver, waits until the apiserver is
+    /// ready again (at most 90 s).
+    pub fn restart(&self, component: Component) -> Result<(), Error> {
+        self.local_only(&format!("restarting {}", component.name()))?;
         let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = processes.get_mut(1) {
-            let _ = old.kill();
-            let _ = old.wait();
-        }
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.join("apiserver.log"))
-            .map_err(io("opening apiserver.log"))?;
-        let mut cmd = Command::new(&self.apiserver.0);
-        cmd.args(&self.apiserver.1)
-            .stdout(Stdio::null())
-            .stderr(log);
-        let (mut started, keeper) = spawn_tied(vec![cmd])?;
-        if let (Some(slot), Some(new)) = (processes.get_mut(1), started.pop()) {
-            *slot = new;
-        }
+        let launched = processes
+            .iter_mut()
+            .find(|l| l.name() == component.name())
+            .ok_or_else(|| not_running(component.name()))?;
+        let keeper = launched.restart(Duration::from_secs(10))?;
         drop(processes);
         self.keepers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(keeper);
+        match component {
+            Component::Etcd | Component::Apiserver => self.wait_ready(Duration::from_secs(90)),
+            Component::ControllerManager | Component::Scheduler => Ok(()),
+        }
+    }
+
+    /// The host PID of `component`, while it runs.
+    pub fn pid(&self, component: Component) -> Option<u32> {
+        let processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        processes
+            .iter()
+            .find(|l| l.name() == component.name())
+            .map(|l| l.child.id())
+    }
+
+    /// Freezes `component` (SIGSTOP) for `how_long`, then lets it go on (SIGCONT): what clients
+    /// see when etcd stalls on a slow disk, or a process is descheduled. Waits until the
+    /// apiserver is ready again (at most 90 s).
+    pub fn pause(&self, component: Component, how_long: Duration) -> Result<(), Error> {
+        self.local_only(&format!("pausing {}", component.name()))?;
+        let pid = self
+            .pid(component)
+            .ok_or_else(|| not_running(component.name()))?;
+        pause_process(component.name(), pid, how_long)?;
         self.wait_ready(Duration::from_secs(90))
     }
 
@@ -523,7 +562,6 @@ impl ControlPlane {
             dir,
             processes: Mutex::new(Vec::new()),
             keepers: Mutex::new(Vec::new()),
-            apiserver: (PathBuf::new(), Vec::new()),
             server: String::new(),
             kubeconfig,
             kubectl,
@@ -703,9 +741,9 @@ impl ControlPlane {
     /// Stops the processes and removes the directory; idempotent.
     fn shutdown(&self) {
         let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
-        for child in processes.iter_mut().rev() {
-            let _ = child.kill();
-            let _ = child.wait();
+        for launched in processes.iter_mut().rev() {
+            let _ = launched.child.kill();
+            let _ = launched.child.wait();
         }
         processes.clear();
         self.keepers
@@ -803,6 +841,145 @@ impl Drop for TestNamespace<'_> {
 impl Drop for ControlPlane {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// A component of the control plane, by the name of its program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Component {
+    Etcd,
+    Apiserver,
+    ControllerManager,
+    /// Runs with real nodes only, as the controller-manager does.
+    Scheduler,
+}
+
+impl Component {
+    pub const ALL: [Component; 4] = [
+        Component::Etcd,
+        Component::Apiserver,
+        Component::ControllerManager,
+        Component::Scheduler,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Component::Etcd => "etcd",
+            Component::Apiserver => "kube-apiserver",
+            Component::ControllerManager => "kube-controller-manager",
+            Component::Scheduler => "kube-scheduler",
+        }
+    }
+
+    /// The component of that name (`etcd`, `kube-apiserver`, `kube-controller-manager`,
+    /// `kube-scheduler`).
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+fn not_running(name: &str) -> Error {
+    Error::Command {
+        what: format!("finding {name}"),
+        stderr: "this cluster does not run it".into(),
+    }
+}
+
+/// SIGSTOP to `pid`, `how_long`, then SIGCONT (also sent when the wait is cut short).
+pub(crate) fn pause_process(name: &str, pid: u32, how_long: Duration) -> Result<(), Error> {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, Signal::SIGSTOP).map_err(|e| Error::Command {
+        what: format!("stopping {name} (SIGSTOP)"),
+        stderr: e.to_string(),
+    })?;
+    std::thread::sleep(how_long);
+    nix::sys::signal::kill(pid, Signal::SIGCONT).map_err(|e| Error::Command {
+        what: format!("continuing {name} (SIGCONT)"),
+        stderr: e.to_string(),
+    })
+}
+
+/// How a process the harness starts was started: enough to start it again the same way.
+pub(crate) struct Described {
+    pub name: String,
+    program: std::ffi::OsString,
+    args: Vec<std::ffi::OsString>,
+    envs: Vec<(std::ffi::OsString, Option<std::ffi::OsString>)>,
+    log: PathBuf,
+}
+
+/// A process the harness started, and how.
+pub(crate) struct Launched {
+    pub how: Described,
+    pub child: Child,
+}
+
+impl Described {
+    /// Records how `cmd` starts (its program, arguments and environment changes), logging to
+    /// `log`; [`Described::with`] adds the process once spawned.
+    pub fn new(name: &str, cmd: &Command, log: PathBuf) -> Self {
+        Self {
+            name: name.to_string(),
+            program: cmd.get_program().to_os_string(),
+            args: cmd.get_args().map(|a| a.to_os_string()).collect(),
+            envs: cmd
+                .get_envs()
+                .map(|(k, v)| (k.to_os_string(), v.map(|v| v.to_os_string())))
+                .collect(),
+            log,
+        }
+    }
+
+    pub fn with(self, child: Child) -> Launched {
+        Launched { how: self, child }
+    }
+
+    /// The command again, its log appended to.
+    fn command(&self) -> Result<Command, Error> {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&self.log)
+            .map_err(io(format!("opening {}", self.log.display())))?;
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (key, value) in &self.envs {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        Ok(cmd)
+    }
+}
+
+impl Launched {
+    pub fn name(&self) -> &str {
+        &self.how.name
+    }
+
+    /// Stops the process (SIGTERM; SIGKILL after `grace`) and starts it again the same way, its
+    /// log appended to. Returns the keeper of the new process.
+    pub fn restart(&mut self, grace: Duration) -> Result<Keeper, Error> {
+        crate::util::signal(self.child.id() as i32, Signal::SIGTERM);
+        let start = Instant::now();
+        while !matches!(self.child.try_wait(), Ok(Some(_))) {
+            if start.elapsed() > grace {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (mut started, keeper) = spawn_tied(vec![self.how.command()?])?;
+        self.child = started.pop().ok_or_else(|| Error::Command {
+            what: format!("starting {} again", self.how.name),
+            stderr: "nothing started".into(),
+        })?;
+        Ok(keeper)
     }
 }
 

@@ -12,6 +12,7 @@ pub mod network;
 pub mod objects;
 pub mod pod_starts;
 pub mod real_nodes;
+pub mod real_pods;
 pub mod real_world;
 pub mod soak;
 pub mod tools;

@@ -1,11 +1,13 @@
 //! `palisade-e2e up` brings a local cluster up and leaves it running; `palisade-e2e down`
-//! tears it down. `serve` is what `up` runs in the background.
+//! tears it down. `serve` is what `up` runs in the background; it owns the cluster's processes,
+//! so `restart` and `pause` ask it (through a Unix socket next to the state file) to act on them.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
+use palisade_e2e::real_nodes::Target;
 use palisade_e2e::util::{alive, signal};
 use palisade_e2e::{ControlPlane, Network, RealCluster, real_nodes};
 
@@ -42,14 +44,154 @@ fn main() {
         },
         Some("demo") => demo(args.iter().any(|a| a == "--keep")),
         Some("soak") => soak(&args),
-        _ => {
-            eprintln!(
-                "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep] | soak [--minutes N]\n  up    start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n        --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n        controller-manager and scheduler, and the image of e2e/image.sh imported\n        --import FILE.tar: also import this docker-archive image into every real node\n  down  stop them and remove every namespace they made\n  demo  show Palisade working end to end (--keep: leave it running until Ctrl-C)\n  soak  the chaos soak on two real nodes for N minutes (default 10): faults on a seeded\n        schedule (PALISADE_SOAK_SEED replays one) while the cluster churns; exits 1 if a\n        promise broke"
-            );
-            2
-        }
+        Some("restart") => match args.get(2) {
+            Some(target) => ask_serve(&format!("restart {target}")),
+            None => usage(),
+        },
+        Some("pause") => match (args.get(2), seconds(&args)) {
+            (Some(target), Ok(seconds)) => ask_serve(&format!("pause {target} {seconds}")),
+            (_, Err(e)) => {
+                eprintln!("palisade-e2e pause: {e}");
+                2
+            }
+            (None, _) => usage(),
+        },
+        _ => usage(),
     };
     std::process::exit(code);
+}
+
+fn usage() -> i32 {
+    eprintln!(
+        "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep] | soak [--minutes N]\n                    | restart TARGET | pause TARGET [--seconds N]\n  up       start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n           --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n           controller-manager and scheduler, and the image of e2e/image.sh imported\n           --import FILE.tar: also import this docker-archive image into every real node\n  down     stop them and remove every namespace they made\n  restart  stop TARGET of the running cluster (SIGTERM, SIGKILL after 10 s) and start it again\n           with the same arguments; returns once it answers again\n  pause    freeze TARGET (SIGSTOP) for N seconds (default 5), then let it go on (SIGCONT)\n           TARGET: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (the last\n           two with --real-nodes), or a real node's node-1/kubelet, node-1/containerd,\n           node-1/kube-proxy (node-2/...); containers keep running through a containerd\n           restart\n  demo     show Palisade working end to end (--keep: leave it running until Ctrl-C)\n  soak     the chaos soak on two real nodes for N minutes (default 10): faults on a seeded\n           schedule (PALISADE_SOAK_SEED replays one) while the cluster churns; exits 1 if a\n           promise broke"
+    );
+    2
+}
+
+/// `--seconds N` (default 5).
+fn seconds(args: &[String]) -> Result<u64, String> {
+    match args.iter().position(|a| a == "--seconds") {
+        None => Ok(5),
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| "--seconds needs a whole number".to_string()),
+    }
+}
+
+/// Where `serve` takes `restart` and `pause` requests.
+fn control_socket() -> PathBuf {
+    state_dir().join("control.sock")
+}
+
+/// Sends one request line to the running cluster's `serve` and prints its answer: 0 when it
+/// did it, 1 when it could not, 2 when no cluster runs.
+fn ask_serve(request: &str) -> i32 {
+    use std::io::{BufRead, Write};
+    let mut stream = match std::os::unix::net::UnixStream::connect(control_socket()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "palisade-e2e: no running cluster answers at {} ({e}); start one with palisade-e2e up",
+                control_socket().display()
+            );
+            return 2;
+        }
+    };
+    if let Err(e) = writeln!(stream, "{request}") {
+        eprintln!("palisade-e2e: {e}");
+        return 1;
+    }
+    let mut answer = String::new();
+    let _ = std::io::BufReader::new(stream).read_line(&mut answer);
+    match answer.trim_end().strip_prefix("ok ") {
+        Some(done) => {
+            println!("{done}");
+            0
+        }
+        None => {
+            eprintln!(
+                "palisade-e2e: {}",
+                answer.trim_end().trim_start_matches("error ")
+            );
+            1
+        }
+    }
+}
+
+/// What `serve` does with one request line (`restart TARGET` or `pause TARGET SECONDS`): the
+/// line to print.
+fn act(cluster: &Running, request: &str) -> Result<String, String> {
+    let words: Vec<&str> = request.split_whitespace().collect();
+    let (verb, target, seconds) = match words.as_slice() {
+        ["restart", target] => ("restart", *target, 0),
+        ["pause", target, seconds] => (
+            "pause",
+            *target,
+            seconds
+                .parse::<u64>()
+                .map_err(|e| format!("{seconds}: {e}"))?,
+        ),
+        _ => return Err(format!("not a request: {request}")),
+    };
+    let target: Target = target.parse()?;
+    let how_long = Duration::from_secs(seconds);
+    let start = Instant::now();
+    let done = match (cluster, &target) {
+        (Running::Real(c), _) if verb == "restart" => c.restart(&target),
+        (Running::Real(c), _) => c.pause(&target, how_long),
+        (Running::Netns { cp, .. }, Target::ControlPlane(component)) if verb == "restart" => {
+            cp.restart(*component)
+        }
+        (Running::Netns { cp, .. }, Target::ControlPlane(component)) => {
+            cp.pause(*component, how_long)
+        }
+        (Running::Netns { .. }, Target::Node { .. }) => {
+            return Err(format!(
+                "{target}: network-namespace nodes run no kubelet or containerd (palisade-e2e up --real-nodes)"
+            ));
+        }
+    };
+    done.map_err(|e| e.to_string())?;
+    Ok(match verb {
+        "restart" => format!(
+            "{target} restarted, answering again after {:.1} s",
+            start.elapsed().as_secs_f64()
+        ),
+        _ => format!(
+            "{target} paused for {seconds} s, everything answering again after {:.1} s",
+            start.elapsed().as_secs_f64()
+        ),
+    })
+}
+
+/// Answers requests on the control socket until `stop` is set (and the socket is poked).
+fn serve_requests(
+    cluster: &Running,
+    listener: &std::os::unix::net::UnixListener,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{BufRead, Write};
+    for stream in listener.incoming() {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let Ok(mut stream) = stream else { continue };
+        let mut line = String::new();
+        if std::io::BufReader::new(&stream)
+            .read_line(&mut line)
+            .is_err()
+        {
+            continue;
+        }
+        println!("request: {}", line.trim_end());
+        let answer = match act(cluster, line.trim()) {
+            Ok(done) => format!("ok {done}"),
+            Err(e) => format!("error {}", e.replace('\n', " ")),
+        };
+        println!("{answer}");
+        let _ = writeln!(stream, "{answer}");
+    }
 }
 
 /// The `--import FILE` arguments, each an existing file, made absolute (serve runs elsewhere).
@@ -213,20 +355,44 @@ fn serve(real_nodes: bool, imports: &[PathBuf]) -> i32 {
             }
         }
     };
+    let socket = control_socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener = match std::os::unix::net::UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("palisade-e2e: listening on {}: {e}", socket.display());
+            return 1;
+        }
+    };
     let state = state_dir().join("state");
     if let Err(e) = std::fs::write(&state, &text) {
         eprintln!("palisade-e2e: writing {}: {e}", state.display());
         return 1;
     }
-    // Until one of the blocked signals comes.
-    let _ = set.wait();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| serve_requests(&cluster, &listener, &stop));
+        // Until one of the blocked signals comes.
+        let _ = set.wait();
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wakes the request thread, which then sees `stop`.
+        let _ = std::os::unix::net::UnixStream::connect(&socket);
+    });
+    let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&state);
     drop(cluster);
     0
 }
 
 /// A running cluster of either kind, held until `down`; dropping it stops everything.
-type Running = Box<dyn std::any::Any>;
+enum Running {
+    /// Fields drop in order: the network namespaces, then the control plane.
+    Netns {
+        _network: Network,
+        cp: ControlPlane,
+    },
+    Real(RealCluster),
+}
 
 fn start_netns() -> Result<(Running, String), palisade_e2e::Error> {
     let cp = ControlPlane::start()?;
@@ -243,8 +409,8 @@ fn start_netns() -> Result<(Running, String), palisade_e2e::Error> {
             n.name, n.netns.name, n.address, n.gateway
         ));
     }
-    text.push_str("pods get namespaces named palisade-<network>-pod-<namespace>-<name>\nstop with: palisade-e2e down");
-    Ok((Box::new((net, cp)), text))
+    text.push_str("pods get namespaces named palisade-<network>-pod-<namespace>-<name>\nrestart or pause etcd or kube-apiserver: palisade-e2e restart kube-apiserver, palisade-e2e pause etcd --seconds 5\nstop with: palisade-e2e down");
+    Ok((Running::Netns { _network: net, cp }, text))
 }
 
 fn start_real(
@@ -288,8 +454,8 @@ fn start_real(
             n.containerd_socket().display()
         ));
     }
-    text.push_str("install Palisade: helm install palisade charts/palisade -n palisade-system --create-namespace --kubeconfig <kubeconfig>\nstop with: palisade-e2e down");
-    Ok((Box::new(cluster), text))
+    text.push_str("install Palisade: helm install palisade charts/palisade -n palisade-system --create-namespace --kubeconfig <kubeconfig>\nrestart or pause a component: palisade-e2e restart node-1/kubelet, palisade-e2e pause etcd --seconds 5\nstop with: palisade-e2e down");
+    Ok((Running::Real(cluster), text))
 }
 
 /// The demo, with the image `e2e/image.sh` built and the CLI built next to this binary.

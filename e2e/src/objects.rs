@@ -118,17 +118,25 @@ pub fn running_pod(
     Ok(())
 }
 
+/// Waits (at most 30 s) until the CustomResourceDefinitions named `crds` serve.
+pub fn wait_established(cp: &ControlPlane, crds: &[&str]) -> Result<(), Error> {
+    let names: Vec<String> = crds.iter().map(|c| format!("crd/{c}")).collect();
+    let mut args = vec!["wait", "--for=condition=Established", "--timeout=30s"];
+    args.extend(names.iter().map(String::as_str));
+    cp.kubectl_ok(&args)?;
+    Ok(())
+}
+
 /// Installs Palisade's CRDs (NetworkBaseline, NodeEnforcement) and waits until they serve.
 pub fn palisade_crds(cp: &ControlPlane) -> Result<(), Error> {
     cp.kubectl_ok(&["apply", "-f", PALISADE_CRDS])?;
-    cp.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        "crd/nodeenforcements.palisade.dev",
-        "crd/networkbaselines.palisade.dev",
-    ])?;
-    Ok(())
+    wait_established(
+        cp,
+        &[
+            "nodeenforcements.palisade.dev",
+            "networkbaselines.palisade.dev",
+        ],
+    )
 }
 
 /// Installs the upstream ClusterNetworkPolicy CRD unless it is there, and waits until it serves.
@@ -138,12 +146,7 @@ pub fn cluster_network_policy_crd(cp: &ControlPlane) -> Result<(), Error> {
         .is_ok_and(|o| o.status.success());
     if !installed {
         cp.kubectl_ok(&["apply", "-f", CLUSTER_NETWORK_POLICY_CRD])?;
-        cp.kubectl_ok(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{CLUSTER_NETWORK_POLICY_CRD_NAME}"),
-        ])?;
+        wait_established(cp, &[CLUSTER_NETWORK_POLICY_CRD_NAME])?;
     }
     Ok(())
 }

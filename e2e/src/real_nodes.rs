@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::control_plane::{Options, spawn_tied};
+use crate::control_plane::{Component, Described, Keeper, Launched, Options, spawn_tied};
 use crate::network::Network;
 use crate::tools::{bin_dir, tool};
 use crate::{ControlPlane, Error};
@@ -236,9 +236,58 @@ pub struct RealNode {
     cgroup: String,
     /// The process holding the node's mount namespace; everything else is entered through it.
     holder: Option<Child>,
-    processes: Vec<Child>,
+    /// containerd, kubelet, kube-proxy, each with how it was started, to start it again.
+    processes: std::sync::Mutex<Vec<Launched>>,
     /// Threads whose end kills the node's processes (PR_SET_PDEATHSIG), also if the test dies.
-    keepers: Vec<crate::control_plane::Keeper>,
+    keepers: std::sync::Mutex<Vec<Keeper>>,
+}
+
+/// What runs on each node, by the name [`RealNode::restart`] and [`Target`] take.
+pub const NODE_COMPONENTS: [&str; 3] = ["containerd", "kubelet", "kube-proxy"];
+
+/// Something of a real-node cluster that can be restarted or paused by name: a control-plane
+/// component (`etcd`, `kube-apiserver`, `kube-controller-manager`, `kube-scheduler`) or a
+/// node's (`node-1/kubelet`, `node-1/containerd`, `node-1/kube-proxy`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    ControlPlane(Component),
+    Node { node: String, component: String },
+}
+
+impl std::str::FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let known = || {
+            let control: Vec<&str> = Component::ALL.iter().map(|c| c.name()).collect();
+            format!(
+                "{} or NODE/COMPONENT with COMPONENT one of {}",
+                control.join(", "),
+                NODE_COMPONENTS.join(", ")
+            )
+        };
+        match s.split_once('/') {
+            Some((node, component)) if NODE_COMPONENTS.contains(&component) && !node.is_empty() => {
+                Ok(Target::Node {
+                    node: node.to_string(),
+                    component: component.to_string(),
+                })
+            }
+            Some(_) => Err(format!("{s}: not a node's component; known: {}", known())),
+            None => Component::named(s)
+                .map(Target::ControlPlane)
+                .ok_or_else(|| format!("{s}: unknown; known: {}", known())),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::ControlPlane(c) => f.write_str(c.name()),
+            Target::Node { node, component } => write!(f, "{node}/{component}"),
+        }
+    }
 }
 
 impl RealNode {
@@ -297,6 +346,84 @@ impl RealNode {
                 what: format!("the process of container {id} on {}", self.name),
                 stderr: listed.clone(),
             })
+    }
+
+    /// The host PID of the node's `component` (one of [`NODE_COMPONENTS`]), while it runs.
+    pub fn pid(&self, component: &str) -> Option<u32> {
+        let processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        processes
+            .iter()
+            .find(|l| l.name() == component)
+            .map(|l| l.child.id())
+    }
+
+    /// Stops the node's `component` (SIGTERM; SIGKILL after 10 s) and starts it again in the
+    /// node's namespaces and cgroup with the same arguments, its log appended to; waits until
+    /// it answers (containerd its socket, kubelet and kube-proxy their `/healthz`; at most
+    /// 60 s). Containers keep running through a containerd restart: their shims are processes
+    /// of their own.
+    pub fn restart(&self, component: &str) -> Result<(), Error> {
+        let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
+        let launched = processes
+            .iter_mut()
+            .find(|l| l.name() == component)
+            .ok_or_else(|| Error::Command {
+                what: format!("restarting {}/{component}", self.name),
+                stderr: format!("no such component; known: {}", NODE_COMPONENTS.join(", ")),
+            })?;
+        let keeper = launched.restart(Duration::from_secs(10))?;
+        let pid = launched.child.id();
+        drop(processes);
+        self.keepers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(keeper);
+        enter_cgroup(&format!("{}/system", self.cgroup), pid)?;
+        self.wait_answering(component, Duration::from_secs(60))
+    }
+
+    /// Freezes the node's `component` (SIGSTOP) for `how_long`, then lets it go on (SIGCONT).
+    pub fn pause(&self, component: &str, how_long: Duration) -> Result<(), Error> {
+        let pid = self.pid(component).ok_or_else(|| Error::Command {
+            what: format!("pausing {}/{component}", self.name),
+            stderr: format!("no such component; known: {}", NODE_COMPONENTS.join(", ")),
+        })?;
+        crate::control_plane::pause_process(component, pid, how_long)
+    }
+
+    /// Waits until the node's `component` answers: containerd on its socket, kubelet and
+    /// kube-proxy on their `/healthz` (from inside the node's network namespace).
+    fn wait_answering(&self, component: &str, limit: Duration) -> Result<(), Error> {
+        let healthz = match component {
+            "kubelet" => Some("http://127.0.0.1:10248/healthz"),
+            "kube-proxy" => Some("http://127.0.0.1:10256/healthz"),
+            _ => None,
+        };
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < limit {
+            let answer = match healthz {
+                Some(url) => self.command("curl").args(["-sf", "-m", "2", url]).output(),
+                None => Command::new("ctr")
+                    .arg("--address")
+                    .arg(self.containerd_socket())
+                    .arg("version")
+                    .output(),
+            };
+            match answer {
+                Ok(o) if o.status.success() => return Ok(()),
+                Ok(o) => last = crate::util::text(&o),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(Error::Command {
+            what: format!("{}/{component} answering after a restart", self.name),
+            stderr: format!(
+                "not within {limit:?}: {last}\nlast lines of its log:\n{}",
+                self.log_tail(component, 15)
+            ),
+        })
     }
 
     /// The last `lines` lines of one of the node's logs (kubelet, containerd, kube-proxy).
@@ -670,6 +797,39 @@ impl RealCluster {
         &self.nodes
     }
 
+    /// Restarts `target` with the same arguments (see [`ControlPlane::restart`] and
+    /// [`RealNode::restart`]) and waits until it answers again.
+    pub fn restart(&self, target: &Target) -> Result<(), Error> {
+        match target {
+            Target::ControlPlane(c) => self.cp.restart(*c),
+            Target::Node { node, component } => self.node_or_err(node)?.restart(component),
+        }
+    }
+
+    /// Freezes `target` (SIGSTOP) for `how_long`, then lets it go on (SIGCONT); for a
+    /// control-plane component, waits until the apiserver is ready again.
+    pub fn pause(&self, target: &Target, how_long: Duration) -> Result<(), Error> {
+        match target {
+            Target::ControlPlane(c) => self.cp.pause(*c, how_long),
+            Target::Node { node, component } => self.node_or_err(node)?.pause(component, how_long),
+        }
+    }
+
+    /// The node `name`, or an error naming the nodes there are.
+    pub fn node_or_err(&self, name: &str) -> Result<&RealNode, Error> {
+        self.node(name).ok_or_else(|| Error::Command {
+            what: format!("node {name}"),
+            stderr: format!(
+                "no such node; nodes: {}",
+                self.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
+    }
+
     pub fn node(&self, name: &str) -> Option<&RealNode> {
         self.nodes.iter().find(|n| n.name == name)
     }
@@ -761,8 +921,8 @@ impl RealCluster {
             dir: dir.clone(),
             cgroup: cgroup.clone(),
             holder: None,
-            processes: Vec::new(),
-            keepers: Vec::new(),
+            processes: std::sync::Mutex::new(Vec::new()),
+            keepers: std::sync::Mutex::new(Vec::new()),
         };
         self.write_node_config(&node, k, index, &n.gateway)?;
 
@@ -784,7 +944,10 @@ impl RealCluster {
             .stdout(Stdio::null())
             .stderr(log_file(&dir, "holder")?);
         let (mut started, keeper) = spawn_tied(vec![holder])?;
-        node.keepers.push(keeper);
+        node.keepers
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(keeper);
         let holder = started.pop().ok_or_else(|| Error::Command {
             what: "starting the node's mount namespace".into(),
             stderr: "nothing started".into(),
@@ -810,11 +973,7 @@ impl RealCluster {
         }
 
         let d = |f: &str| dir.join(f).to_string_lossy().into_owned();
-        node_process(
-            &mut node,
-            "containerd",
-            &["--config", &d("containerd.toml")],
-        )?;
+        node_process(&node, "containerd", &["--config", &d("containerd.toml")])?;
         let socket = node.containerd_socket();
         let start = Instant::now();
         while !socket.exists() && start.elapsed() < Duration::from_secs(30) {
@@ -829,7 +988,7 @@ impl RealCluster {
         let kubelet = tool("kubelet")?;
         let (name, address) = (node.name.clone(), node.address.to_string());
         node_process(
-            &mut node,
+            &node,
             &kubelet.to_string_lossy(),
             &[
                 "--config",
@@ -850,7 +1009,7 @@ impl RealCluster {
         )?;
         let proxy = tool("kube-proxy")?;
         node_process(
-            &mut node,
+            &node,
             &proxy.to_string_lossy(),
             &["--config", &d("kube-proxy.yaml")],
         )?;
@@ -1007,7 +1166,7 @@ fn log_file(dir: &Path, name: &str) -> Result<std::fs::File, Error> {
 }
 
 /// Starts `program` inside the node's namespaces and cgroup, logging to `<name>.log`.
-fn node_process(node: &mut RealNode, program: &str, args: &[&str]) -> Result<(), Error> {
+fn node_process(node: &RealNode, program: &str, args: &[&str]) -> Result<(), Error> {
     let name = Path::new(program)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -1017,14 +1176,21 @@ fn node_process(node: &mut RealNode, program: &str, args: &[&str]) -> Result<(),
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file(&node.dir, &name)?);
+    let how = Described::new(&name, &cmd, node.dir.join(format!("{name}.log")));
     let (mut started, keeper) = spawn_tied(vec![cmd])?;
-    node.keepers.push(keeper);
+    node.keepers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(keeper);
     let child = started.pop().ok_or_else(|| Error::Command {
         what: format!("starting {name} on {}", node.name),
         stderr: "nothing started".into(),
     })?;
     let pid = child.id();
-    node.processes.push(child);
+    node.processes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(how.with(child));
     enter_cgroup(&format!("{}/system", node.cgroup), pid)
 }
 
@@ -1045,14 +1211,26 @@ impl Drop for RealCluster {
         // Killing each node's cgroup tree stops containerd, its shims, kubelet, kube-proxy and
         // every container at once; their mounts go with the node's mount namespace.
         for node in &mut self.nodes {
-            for p in node.processes.iter_mut().chain(node.holder.as_mut()) {
+            let processes = node.processes.get_mut().unwrap_or_else(|e| e.into_inner());
+            for p in processes
+                .iter_mut()
+                .map(|l| &mut l.child)
+                .chain(node.holder.as_mut())
+            {
                 let _ = p.kill();
             }
             remove_cgroup_tree(&node.cgroup);
-            for p in node.processes.iter_mut().chain(node.holder.as_mut()) {
+            for p in processes
+                .iter_mut()
+                .map(|l| &mut l.child)
+                .chain(node.holder.as_mut())
+            {
                 let _ = p.wait();
             }
-            node.keepers.clear();
+            node.keepers
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
         }
         self.nodes.clear();
         self.guard.take();

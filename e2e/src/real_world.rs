@@ -3,12 +3,11 @@
 //! `palisade reach` predicts from the cluster's own objects.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use palisade_policy::Protocol;
 use palisade_policy::reach::Probe;
 
-use crate::real_nodes::BUSYBOX_IMAGE;
+use crate::real_pods::{busybox_pod, wait_for_service_account};
 use crate::world::{Cell, PodDef, cells, predict};
 use crate::{ControlPlane, Error};
 
@@ -28,15 +27,13 @@ fn pod_manifest(pod: &PodDef) -> String {
         .filter(|(_, _, proto)| *proto == Protocol::Tcp)
         .map(|(_, port, _)| format!("nc -ll -p {port} -e /bin/true &"))
         .collect();
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: \"{}\", namespace: \"{}\", labels: {}}}\n\
-         spec:\n  nodeName: \"{}\"\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    imagePullPolicy: Never\n    command: [sh, -c, \"{} wait\"]\n    ports: {}\n",
-        pod.name,
-        pod.namespace,
-        pod.labels_yaml(),
-        pod.node,
-        servers.join(" "),
-        pod.ports_yaml()
+    busybox_pod(
+        &pod.namespace,
+        &pod.name,
+        &pod.node,
+        &pod.labels_yaml(),
+        &pod.ports_yaml(),
+        &format!("{} wait", servers.join(" ")),
     )
 }
 
@@ -71,22 +68,10 @@ impl<'a> RealWorld<'a> {
         // Pods need their namespace's `default` ServiceAccount, which the controller-manager
         // makes a moment after the namespace.
         for (name, _) in namespaces {
-            let start = Instant::now();
-            while cp
-                .kubectl_ok(&["get", "serviceaccount", "default", "-n", name])
-                .is_err()
-            {
-                if start.elapsed() > Duration::from_secs(30) {
-                    return Err(Error::Command {
-                        what: format!("waiting for the default ServiceAccount of {name}"),
-                        stderr: "not created within 30 s".into(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
+            wait_for_service_account(cp, name)?;
         }
         let manifests: Vec<String> = world.pods.iter().map(pod_manifest).collect();
-        cp.apply(&manifests.join("---\n"))?;
+        cp.apply(&manifests.concat())?;
         for pod in &world.pods {
             cp.kubectl_ok(&[
                 "wait",

@@ -28,6 +28,12 @@ pub fn succeeded(what: impl Into<String>, o: Output) -> Result<String, crate::Er
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// [`succeeded`] for tests: `o`'s stdout, or a panic naming `what` with its output.
+pub fn assert_success(o: Output, what: &str) -> String {
+    assert!(o.status.success(), "{what}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// Waits up to `limit` for `child` to exit and returns its output; if it does not exit in time,
 /// kills it and returns what it wrote as the error. For children whose output fits the pipes.
 pub fn wait_with_timeout(mut child: Child, limit: Duration) -> Result<Output, Output> {
@@ -100,6 +106,42 @@ pub fn eventually<T: PartialEq + std::fmt::Debug>(
             "{what}: want {want:?}, still {got:?} after {limit:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Polls `check` every 300 ms until it returns `Some`; panics naming `what` after `limit`.
+pub fn wait_until<T>(limit: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    wait_until_or(limit, what, check, String::new)
+}
+
+/// [`wait_until`], saying what `explain` finds when it gives up.
+pub fn wait_until_or<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+    explain: impl FnOnce() -> String,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("{what}: not within {limit:?}\n{}", explain());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Polls `check` every 300 ms until it returns `Ok`; panics with the last `Err` after `limit`.
+pub fn wait_for<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let start = Instant::now();
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > limit => panic!("after {limit:?}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(300)),
+        }
     }
 }
 

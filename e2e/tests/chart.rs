@@ -3,45 +3,25 @@
 //! ServiceAccount: enough for its component, nothing it should not have. (Its own test binary:
 //! installing the chart registers a webhook for the whole apiserver.)
 
-use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
+use palisade_e2e::ControlPlane;
 use palisade_e2e::chart::{self, CHART_DIR, ENFORCER_NAMESPACE, NAMESPACE, RELEASE};
-use palisade_e2e::util::text;
-use palisade_e2e::{ControlPlane, tools};
+use palisade_e2e::objects::{
+    CLUSTER_NETWORK_POLICY_CRD as CNP_CRD_FILE, CLUSTER_NETWORK_POLICY_CRD_NAME as CNP_CRD,
+    cluster_network_policy_crd, wait_established,
+};
+use palisade_e2e::util::{assert_success, text};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn helm(cp: &ControlPlane, args: &[&str]) -> Output {
-    Command::new(tools::tool("helm").unwrap())
-        .args(args)
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("palisade-helm/cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("palisade-helm/config"),
-        )
-        .env(
-            "HELM_DATA_HOME",
-            std::env::temp_dir().join("palisade-helm/data"),
-        )
-        .output()
-        .unwrap()
-}
-
-fn ok(o: Output, what: &str) -> String {
-    assert!(o.status.success(), "{what}: {}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn kubectl(cp: &ControlPlane, args: &[&str]) -> String {
-    ok(
-        cp.kubectl(args).unwrap(),
-        &format!("kubectl {}", args.join(" ")),
-    )
+/// The control plane started on this machine, for one test at a time: each installs objects
+/// for the whole apiserver. `None` (the test is skipped, saying why) on an existing cluster.
+fn local() -> Option<(MutexGuard<'static, ()>, &'static ControlPlane)> {
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::shared()
+        .local_for("installs the chart for the whole apiserver, which no kubelet serves here")?;
+    Some((serial, cp))
 }
 
 /// Minimal CRDs for the third-party kinds the toggles render (cert-manager, Prometheus
@@ -75,40 +55,33 @@ fn third_party_crds(cp: &ControlPlane) {
         ),
     ]
     .concat();
-    ok(
+    assert_success(
         cp.kubectl_stdin(&["apply", "-f", "-"], &all).unwrap(),
         "third-party CRDs",
     );
-    kubectl(
+    wait_established(
         cp,
         &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            "crd/certificates.cert-manager.io",
-            "crd/issuers.cert-manager.io",
-            "crd/podmonitors.monitoring.coreos.com",
-            "crd/prometheusrules.monitoring.coreos.com",
+            "certificates.cert-manager.io",
+            "issuers.cert-manager.io",
+            "podmonitors.monitoring.coreos.com",
+            "prometheusrules.monitoring.coreos.com",
         ],
-    );
+    )
+    .expect("third-party CRDs established");
 }
 
 #[test]
 fn the_chart_lints_strictly() {
     let cp = ControlPlane::shared();
-    ok(
-        helm(cp, &["lint", "--strict", CHART_DIR]),
-        "helm lint --strict",
-    );
+    chart::helm_must(cp, &["lint", "--strict", CHART_DIR]);
 }
 
 #[test]
 fn every_toggle_renders_objects_the_apiserver_accepts() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cp = ControlPlane::shared();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = local() else {
         return;
-    }
+    };
     chart::install_rbac(cp).unwrap(); // CRDs and the namespace, which a dry run needs
     third_party_crds(cp);
     let toggles: [&[&str]; 13] = [
@@ -152,7 +125,7 @@ fn every_toggle_renders_objects_the_apiserver_accepts() {
         assert!(o.status.success(), "{toggle:?} refused: {}", text(&o));
     }
     // A typo in a value is refused by the schema, naming it.
-    let o = helm(
+    let o = chart::helm(
         cp,
         &[
             "template",
@@ -161,7 +134,8 @@ fn every_toggle_renders_objects_the_apiserver_accepts() {
             "--set",
             "enforcer.mode=strict",
         ],
-    );
+    )
+    .expect("running helm");
     assert!(!o.status.success());
     assert!(
         text(&o).contains("at '/enforcer/mode': value must be one of 'auto', 'enforce', 'off'"),
@@ -172,17 +146,15 @@ fn every_toggle_renders_objects_the_apiserver_accepts() {
 
 #[test]
 fn install_upgrade_and_uninstall_on_the_local_apiserver() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cp = ControlPlane::shared();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = local() else {
         return;
-    }
+    };
     // No kubelet runs pods here: the release is installed without waiting for them (the
     // real-node tests run them).
     // Its own release name: the other tests apply the `palisade` release's RBAC by hand.
     let release = "pal";
     let ns = "palisade-install";
-    let install = helm(
+    let install = chart::helm(
         cp,
         &[
             "install",
@@ -200,48 +172,43 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             "--set",
             "enforcer.namespace.name=pal-enforcer",
         ],
-    );
-    let notes = ok(install, "helm install");
+    )
+    .expect("running helm");
+    let notes = assert_success(install, "helm install");
     assert!(
         notes.contains("kubectl get pods -n pal-enforcer -l app.kubernetes.io/component=enforcer"),
         "{notes}"
     );
     assert_eq!(
-        kubectl(
-            cp,
-            &["get", "daemonsets", "-n", "pal-enforcer", "-o", "name"]
-        )
-        .trim(),
+        cp.kubectl_must(&["get", "daemonsets", "-n", "pal-enforcer", "-o", "name"])
+            .trim(),
         "daemonset.apps/pal-enforcer"
     );
     assert!(
         notes.contains("kubectl label namespace <namespace> palisade.dev/baseline=default"),
         "{notes}"
     );
-    for crd in [
-        "crd/networkbaselines.palisade.dev",
-        "crd/nodeenforcements.palisade.dev",
-    ] {
-        kubectl(
-            cp,
-            &["wait", "--for=condition=Established", "--timeout=30s", crd],
-        );
-    }
+    wait_established(
+        cp,
+        &[
+            "networkbaselines.palisade.dev",
+            "nodeenforcements.palisade.dev",
+        ],
+    )
+    .expect("the chart's CRDs established");
     assert_eq!(
-        kubectl(cp, &["get", "networkbaseline", "default", "-o", "name"]).trim(),
+        cp.kubectl_must(&["get", "networkbaseline", "default", "-o", "name"])
+            .trim(),
         "networkbaseline.palisade.dev/default"
     );
     let webhook_config = |path: &str| {
-        kubectl(
-            cp,
-            &[
-                "get",
-                "validatingwebhookconfiguration",
-                "pal-webhook",
-                "-o",
-                &format!("jsonpath={path}"),
-            ],
-        )
+        cp.kubectl_must(&[
+            "get",
+            "validatingwebhookconfiguration",
+            "pal-webhook",
+            "-o",
+            &format!("jsonpath={path}"),
+        ])
     };
     // No certificate material from the chart: the webhook pods provision it (none run here).
     assert_eq!(webhook_config("{.webhooks[*].clientConfig.caBundle}"), "");
@@ -253,26 +220,23 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
             r#"networkpolicies.palisade.dev networkbaselines.palisade.dev clusternetworkpolicies.palisade.dev Fail NoneOnDryRun ["kube-system","{ns}","pal-enforcer"]"#
         )
     );
-    let secrets = kubectl(cp, &["get", "secrets", "-n", ns, "-o", "name"]);
+    let secrets = cp.kubectl_must(&["get", "secrets", "-n", ns, "-o", "name"]);
     assert!(!secrets.contains("pal-webhook-tls"), "{secrets}");
 
     // An upgrade to the default values: the documented default failure policy, and still no
     // caBundle from the chart (a caBundle the webhook set is left alone: no manifest has one).
-    ok(
-        helm(
-            cp,
-            &[
-                "upgrade",
-                release,
-                CHART_DIR,
-                "-n",
-                ns,
-                "--reset-values",
-                "--set",
-                "enforcer.namespace.name=pal-enforcer",
-            ],
-        ),
-        "helm upgrade",
+    chart::helm_must(
+        cp,
+        &[
+            "upgrade",
+            release,
+            CHART_DIR,
+            "-n",
+            ns,
+            "--reset-values",
+            "--set",
+            "enforcer.namespace.name=pal-enforcer",
+        ],
     );
     assert_eq!(
         webhook_config("{.webhooks[*].failurePolicy}"),
@@ -282,13 +246,8 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
 
     // Without --wait: no namespace controller runs here to finish the enforcer namespace's
     // deletion, which --wait would wait for.
-    ok(
-        helm(cp, &["uninstall", release, "-n", ns]),
-        "helm uninstall",
-    );
-    let left = kubectl(
-        cp,
-        &[
+    chart::helm_must(cp, &["uninstall", release, "-n", ns]);
+    let left = cp.kubectl_must(&[
             "get",
             "deployments,daemonsets,services,secrets,serviceaccounts,roles,rolebindings,poddisruptionbudgets",
             "-n",
@@ -316,36 +275,25 @@ fn install_upgrade_and_uninstall_on_the_local_apiserver() {
         "{}",
         text(&own)
     );
-    let cluster_left = kubectl(
-        cp,
-        &[
-            "get",
-            "clusterroles,clusterrolebindings,validatingwebhookconfigurations,networkbaselines",
-            "-l",
-            "app.kubernetes.io/instance=pal",
-            "-o",
-            "name",
-        ],
-    );
+    let cluster_left = cp.kubectl_must(&[
+        "get",
+        "clusterroles,clusterrolebindings,validatingwebhookconfigurations,networkbaselines",
+        "-l",
+        "app.kubernetes.io/instance=pal",
+        "-o",
+        "name",
+    ]);
     assert_eq!(cluster_left.trim(), "", "left behind in the cluster");
 }
-
-const CNP_CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
-const CNP_CRD_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../charts/palisade/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml"
-);
 
 /// `clusterNetworkPolicy.installCRDs`: off, no CRD; on, the upstream CRD unchanged, kept by
 /// `helm uninstall`; a CRD this release did not install (another implementation's, or a second
 /// release's) is never taken over: install fails and says why.
 #[test]
 fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_another() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cp = ControlPlane::shared();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = local() else {
         return;
-    }
+    };
     let is_cnp_crd = |o: &serde_json::Value| {
         o["kind"] == "CustomResourceDefinition" && o["metadata"]["name"] == CNP_CRD
     };
@@ -402,7 +350,7 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
 
     let _ = cp.kubectl(&["delete", "crd", CNP_CRD, "--ignore-not-found", "--wait"]);
     let install = |release: &str, ns: &str, crds: bool| {
-        helm(
+        chart::helm(
             cp,
             &[
                 "install",
@@ -416,35 +364,24 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
                 "--set",
                 &format!("clusterNetworkPolicy.installCRDs={crds}"),
             ],
-        )
+        ).expect("running helm")
     };
     // Installed by a release: established, upgraded in place, and kept by the uninstall.
-    ok(
+    assert_success(
         install("cnp", "palisade-cnp", true),
         "helm install with installCRDs",
     );
-    kubectl(
+    wait_established(cp, &[CNP_CRD]).expect("the CRD established");
+    chart::helm_must(
         cp,
         &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{CNP_CRD}"),
+            "upgrade",
+            "cnp",
+            CHART_DIR,
+            "-n",
+            "palisade-cnp",
+            "--reuse-values",
         ],
-    );
-    ok(
-        helm(
-            cp,
-            &[
-                "upgrade",
-                "cnp",
-                CHART_DIR,
-                "-n",
-                "palisade-cnp",
-                "--reuse-values",
-            ],
-        ),
-        "helm upgrade with installCRDs",
     );
     // A second release asking for it too is refused: the CRD is the first one's.
     let second = install("cnp2", "palisade-cnp2", true);
@@ -456,26 +393,20 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
         "{}",
         text(&second)
     );
-    ok(
-        helm(cp, &["uninstall", "cnp", "-n", "palisade-cnp", "--wait"]),
-        "helm uninstall",
-    );
-    let kept = kubectl(
-        cp,
-        &[
-            "get",
-            "crd",
-            CNP_CRD,
-            "-o",
-            "jsonpath={.metadata.annotations.helm\\.sh/resource-policy}",
-        ],
-    );
+    chart::helm_must(cp, &["uninstall", "cnp", "-n", "palisade-cnp", "--wait"]);
+    let kept = cp.kubectl_must(&[
+        "get",
+        "crd",
+        CNP_CRD,
+        "-o",
+        "jsonpath={.metadata.annotations.helm\\.sh/resource-policy}",
+    ]);
     assert_eq!(kept, "keep", "the CRD outlives the release");
 
     // Another implementation's CRD (applied without Helm): installCRDs=true fails and says
     // why; installCRDs=false installs beside it.
-    kubectl(cp, &["delete", "crd", CNP_CRD, "--wait"]);
-    kubectl(cp, &["apply", "-f", CNP_CRD_FILE]);
+    cp.kubectl_must(&["delete", "crd", CNP_CRD, "--wait"]);
+    cp.kubectl_must(&["apply", "-f", CNP_CRD_FILE]);
     let foreign = install("cnp", "palisade-cnp", true);
     assert!(!foreign.status.success());
     assert!(
@@ -485,16 +416,13 @@ fn the_cluster_network_policy_crd_is_installed_only_when_asked_and_never_over_an
         "{}",
         text(&foreign)
     );
-    ok(
+    assert_success(
         install("cnp", "palisade-cnp", false),
         "helm install beside it",
     );
-    ok(
-        helm(cp, &["uninstall", "cnp", "-n", "palisade-cnp", "--wait"]),
-        "helm uninstall",
-    );
-    let _ = helm(cp, &["uninstall", "cnp2", "-n", "palisade-cnp2"]);
-    kubectl(cp, &["delete", "crd", CNP_CRD, "--wait"]);
+    chart::helm_must(cp, &["uninstall", "cnp", "-n", "palisade-cnp", "--wait"]);
+    let _ = chart::helm(cp, &["uninstall", "cnp2", "-n", "palisade-cnp2"]).expect("running helm");
+    cp.kubectl_must(&["delete", "crd", CNP_CRD, "--wait"]);
     for ns in ["palisade-cnp", "palisade-cnp2"] {
         let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
     }
@@ -574,24 +502,13 @@ fn two_renders_are_byte_identical_and_hold_no_certificate_material() {
 /// token: what the component needs is allowed, what it must not do is refused.
 #[test]
 fn each_service_account_has_what_its_component_needs_and_no_more() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cp = ControlPlane::shared();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = local() else {
         return;
-    }
+    };
     chart::install_rbac(cp).unwrap();
     // kubectl names a resource by what discovery serves: the ClusterNetworkPolicy CRD must be
     // there for `clusternetworkpolicies.policy.networking.k8s.io` to mean that kind.
-    kubectl(cp, &["apply", "-f", CNP_CRD_FILE]);
-    kubectl(
-        cp,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=30s",
-            &format!("crd/{CNP_CRD}"),
-        ],
-    );
+    cluster_network_policy_crd(cp).expect("the ClusterNetworkPolicy CRD");
     let can = |component: &str, verb: &str, resource: &str, namespace: &str| -> bool {
         let token = chart::token(cp, component).unwrap();
         let (resource, sub) = match resource.strip_suffix("/status") {
@@ -866,12 +783,12 @@ fn each_service_account_has_what_its_component_needs_and_no_more() {
 fn render(cp: &ControlPlane, ns: &str, args: &[&str]) -> String {
     let mut all = vec!["template", RELEASE, CHART_DIR, "--namespace", ns];
     all.extend(args);
-    ok(helm(cp, &all), &format!("helm template {args:?}"))
+    chart::helm_must(cp, &all)
 }
 
 /// The rendered objects, as JSON (kubectl reads the YAML).
 fn objects(cp: &ControlPlane, rendered: &str) -> Vec<serde_json::Value> {
-    let json = ok(
+    let json = assert_success(
         cp.kubectl_stdin(
             &["create", "--dry-run=client", "-o", "json", "-f", "-"],
             rendered,
@@ -929,11 +846,9 @@ fn admitted(cp: &ControlPlane, pod: &serde_json::Value) -> (bool, String) {
 /// release namespace can enforce `restricted`.
 #[test]
 fn each_workload_is_admitted_under_the_pod_security_level_it_claims() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cp = ControlPlane::shared();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = local() else {
         return;
-    }
+    };
     chart::install_rbac(cp).unwrap(); // the CRDs, for reading the rendered baseline
     let (restricted, baseline, own) = ("psa-restricted", "psa-baseline", "psa-enforcer");
     for (ns, level) in [(restricted, "restricted"), (baseline, "baseline")] {
@@ -1134,7 +1049,7 @@ fn a_wrong_value_is_refused_naming_it() {
     for (args, path) in cases {
         let mut all = vec!["template", RELEASE, CHART_DIR];
         all.extend(*args);
-        let o = helm(cp, &all);
+        let o = chart::helm(cp, &all).expect("running helm");
         let said = text(&o);
         if o.status.success() || !said.contains(&format!("at '{path}'")) {
             wrong.push(format!("{args:?}: want an error at '{path}', got: {said}"));
@@ -1147,11 +1062,9 @@ fn a_wrong_value_is_refused_naming_it() {
 /// ports, selectors, the enforcer's admin address and Palisade's own NetworkPolicies.
 #[test]
 fn the_values_reach_the_rendered_objects() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let cp = ControlPlane::shared();
-    if !cp.is_local() {
+    let Some((_serial, cp)) = local() else {
         return;
-    }
+    };
     chart::install_rbac(cp).unwrap();
     let find = |objs: &[serde_json::Value], kind: &str, name: &str| -> serde_json::Value {
         objs.iter()

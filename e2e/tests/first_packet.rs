@@ -14,50 +14,19 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use palisade_e2e::ControlPlane;
-use palisade_e2e::chart::{self, helm, helm_ok};
+use palisade_e2e::chart;
 use palisade_e2e::handshakes::{Outcome, Prober};
 use palisade_e2e::pod_starts::{StartWatch, percentile};
-use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE, NODES, RealCluster, RealNode};
-use palisade_e2e::util::text;
+use palisade_e2e::real_nodes::{self, NODES, RealCluster, RealNode};
+use palisade_e2e::real_pods::{busybox_pod, create_namespaces, node_file};
+use palisade_e2e::util::{text, wait_until, wait_until_or};
 
-const NS: &str = chart::NAMESPACE;
 /// The port only the churned pods listen on.
 const PORT: u16 = 9376;
 const WAVES: usize = 4;
 const PER_WAVE: usize = 25;
 const CONFLIST: &str = "/etc/cni/net.d/10-bridge.conflist";
 const PLUGIN: &str = "/opt/cni/bin/palisade-cni";
-
-/// Polls `check` every 300 ms until it returns `Some`; panics naming `what` after `limit`.
-fn wait_until<T>(limit: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
-/// [`wait_until`], saying what `explain` finds when it gives up.
-fn wait_until_or<T>(
-    limit: Duration,
-    what: &str,
-    mut check: impl FnMut() -> Option<T>,
-    explain: impl FnOnce() -> String,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        if start.elapsed() > limit {
-            panic!("{what}: not within {limit:?}\n{}", explain());
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 /// The namespace's pods and events and the enforcers' last log lines.
 fn diagnose(cp: &ControlPlane, namespace: &str) -> String {
@@ -78,18 +47,6 @@ fn diagnose(cp: &ControlPlane, namespace: &str) -> String {
     )
 }
 
-/// What a file on a node holds (`None`: it does not exist).
-fn node_file(node: &RealNode, path: &str) -> Option<String> {
-    let out = node
-        .command("cat")
-        .arg(path)
-        .output()
-        .expect("cat on the node");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 /// Every address a pod of the node can get: .10 to .254 of its /24.
 fn pod_addresses(node: &RealNode) -> Vec<Ipv4Addr> {
     let base: Ipv4Addr = node
@@ -99,15 +56,6 @@ fn pod_addresses(node: &RealNode) -> Vec<Ipv4Addr> {
         .expect("pod CIDR");
     let [a, b, c, _] = base.octets();
     (10..=254).map(|d| Ipv4Addr::new(a, b, c, d)).collect()
-}
-
-fn pod_yaml(namespace: &str, name: &str, node: &str, command: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {namespace}\n  labels: {{app: churn}}\n\
-         spec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  automountServiceAccountToken: false\n\
-         \x20 containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    imagePullPolicy: Never\n\
-         \x20   command: [sh, -c, \"{command}\"]\n---\n"
-    )
 }
 
 /// One wave of pods: when it began and ended (from the prober's start) and each pod's address.
@@ -146,10 +94,12 @@ fn churn(cp: &ControlPlane, namespace: &str, since: Instant) -> Vec<Wave> {
         let begin = since.elapsed();
         let yaml: String = (0..PER_WAVE)
             .map(|i| {
-                pod_yaml(
+                busybox_pod(
                     namespace,
                     &format!("churn-{w}-{i}"),
                     NODES[i % NODES.len()],
+                    "{app: churn}",
+                    "[]",
                     &format!("exec httpd -f -p {PORT} -h /"),
                 )
             })
@@ -196,26 +146,6 @@ fn reached(waves: &[Wave], outcome: &Outcome) -> Vec<String> {
         }
     }
     names
-}
-
-fn install(cp: &ControlPlane) {
-    let install = helm(
-        cp,
-        &[
-            "install",
-            chart::RELEASE,
-            chart::CHART_DIR,
-            "-n",
-            NS,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    )
-    .expect("helm");
-    assert!(install.status.success(), "helm install: {}", text(&install));
-    chart::wait_for_enforcer_rollout(cp);
 }
 
 /// Each node's NodeEnforcement says first-packet isolation is installed, and the plugin is the
@@ -268,33 +198,28 @@ fn new_pods_are_isolated_from_their_first_packet() {
         .map(|n| node_file(n, CONFLIST).expect("the node's CNI configuration"))
         .collect();
     let started = Instant::now();
-    install(cp);
+    chart::install_release(cp, &[]);
     wait_installed(&cluster);
     eprintln!(
         "installed, plugin in place on every node after {:.1} s",
         started.elapsed().as_secs_f64()
     );
 
-    for ns in ["prober", "guarded", "open"] {
-        cp.kubectl_must(&["create", "namespace", ns]);
-    }
-    for ns in ["prober", "guarded", "open"] {
-        wait_until(
-            Duration::from_secs(60),
-            "the default ServiceAccount",
-            || {
-                cp.kubectl_ok(&["get", "serviceaccount", "default", "-n", ns])
-                    .ok()
-            },
-        );
-    }
+    create_namespaces(cp, &["prober", "guarded", "open"]);
     cp.apply(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: deny-ingress\n  namespace: guarded\n\
          spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n",
     )
     .expect("the deny-all-ingress policy");
-    cp.apply(&pod_yaml("prober", "prober", NODES[0], "exec sleep 3600"))
-        .expect("the prober pod");
+    cp.apply(&busybox_pod(
+        "prober",
+        "prober",
+        NODES[0],
+        "{app: churn}",
+        "[]",
+        "exec sleep 3600",
+    ))
+    .expect("the prober pod");
     let container = wait_until(Duration::from_secs(120), "the prober running", || {
         let id = cp.kubectl_must(&[
             "get",
@@ -313,15 +238,19 @@ fn new_pods_are_isolated_from_their_first_packet() {
     // Let the enforcers see the policy before the churn (it is not what is tested here).
     std::thread::sleep(Duration::from_secs(2));
 
+    let start_prober = || {
+        Prober::start(
+            pid,
+            targets.clone(),
+            PORT,
+            Duration::from_millis(150),
+            Duration::from_secs(900),
+        )
+        .expect("the prober")
+    };
+
     // Guarded: not one handshake.
-    let prober = Prober::start(
-        pid,
-        targets.clone(),
-        PORT,
-        Duration::from_millis(150),
-        Duration::from_secs(900),
-    )
-    .expect("the prober");
+    let prober = start_prober();
     let guarded = churn(cp, "guarded", prober.started);
     let seen = prober.stop().expect("the prober");
     let leaks = reached(&guarded, &seen);
@@ -346,14 +275,7 @@ fn new_pods_are_isolated_from_their_first_packet() {
 
     // Open: the prober reaches (nearly) every pod, so it would have seen a leak.
     let watch = StartWatch::start(cp, "open").expect("kubectl get pods -w");
-    let prober = Prober::start(
-        pid,
-        targets.clone(),
-        PORT,
-        Duration::from_millis(150),
-        Duration::from_secs(900),
-    )
-    .expect("the prober");
+    let prober = start_prober();
     let open = churn(cp, "open", prober.started);
     let seen = prober.stop().expect("the prober");
     let with_plugin = watch.stop();
@@ -374,19 +296,7 @@ fn new_pods_are_isolated_from_their_first_packet() {
     the_enforcer_down_fails_new_pods_closed(&cluster);
 
     // helm uninstall: each node's CNI configuration as it was, no plugin binary.
-    helm_ok(
-        cp,
-        &[
-            "uninstall",
-            chart::RELEASE,
-            "-n",
-            NS,
-            "--wait",
-            "--timeout",
-            "2m",
-        ],
-    )
-    .expect("helm uninstall");
+    chart::uninstall_release(cp);
     for (node, original) in cluster.nodes().iter().zip(&original) {
         wait_until(
             Duration::from_secs(60),
@@ -418,20 +328,6 @@ fn new_pods_are_isolated_from_their_first_packet() {
 /// with the plugin's reason in its events, and starts once the enforcer is back.
 fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
     let cp = &cluster.cp;
-    let enforcer_on = |node: &str| {
-        cp.kubectl_must(&[
-            "get",
-            "pods",
-            "-n",
-            chart::ENFORCER_NAMESPACE,
-            "-l",
-            "app.kubernetes.io/component=enforcer",
-            "--field-selector",
-            &format!("spec.nodeName={node}"),
-            "-o",
-            "name",
-        ])
-    };
     cp.kubectl_must(&[
             "patch",
             "daemonset",
@@ -446,10 +342,19 @@ fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
         ],
     );
     wait_until(Duration::from_secs(90), "node-1's enforcer gone", || {
-        enforcer_on(NODES[0]).is_empty().then_some(())
+        chart::enforcer_pod_on(cp, NODES[0])
+            .is_empty()
+            .then_some(())
     });
-    cp.apply(&pod_yaml("guarded", "late", NODES[0], "exec sleep 3600"))
-        .expect("a pod on node-1");
+    cp.apply(&busybox_pod(
+        "guarded",
+        "late",
+        NODES[0],
+        "{app: churn}",
+        "[]",
+        "exec sleep 3600",
+    ))
+    .expect("a pod on node-1");
     let message = wait_until(
         Duration::from_secs(90),
         "the pod's FailedCreatePodSandBox event naming the enforcer",

@@ -47,26 +47,15 @@ fn policy_changes_hold_on_every_node_within() {
     };
     let cp = &cluster.cp;
     let values = format!("{}/values-conformance.yaml", chart::CHART_DIR);
-    chart::helm_ok(
+    chart::install_release(
         cp,
         &[
-            "install",
-            chart::RELEASE,
-            chart::CHART_DIR,
-            "-n",
-            chart::NAMESPACE,
-            "--create-namespace",
             "-f",
             &values,
             "--set",
             "clusterNetworkPolicy.installCRDs=true",
-            "--wait",
-            "--timeout",
-            "3m",
         ],
-    )
-    .expect("helm install");
-    chart::wait_for_enforcer_rollout(cp);
+    );
     let world = RealWorld::create(
         cp,
         &[("lat", &[]), ("probe", &[])],

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use palisade_e2e::objects;
 use palisade_e2e::real_nodes::{self, Iptables, NODES, ProxyMode, RealCluster, RealNode};
 use palisade_e2e::real_world::RealWorld;
-use palisade_e2e::util::text;
+use palisade_e2e::util::{text, wait_for};
 use palisade_e2e::world::{TUTORIAL_NAMESPACES, TUTORIAL_PORTS, differences, tutorial_pods};
 use palisade_e2e::{ControlPlane, chart};
 
@@ -25,19 +25,9 @@ fn real_cluster() -> Option<RealCluster> {
     real_nodes::cluster_for_tests()
 }
 
-fn helm(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
-    chart::helm(cp, args).expect("running helm")
-}
-
-fn helm_ok(cp: &ControlPlane, args: &[&str]) -> String {
-    let o = helm(cp, args);
-    assert!(o.status.success(), "helm {}:\n{}", args.join(" "), text(&o));
-    text(&o)
-}
-
 /// `helm upgrade --reuse-values --set SETTING --wait` of the release.
 fn helm_upgrade(cp: &ControlPlane, setting: &str) {
-    helm_ok(
+    chart::helm_must(
         cp,
         &[
             "upgrade",
@@ -53,18 +43,6 @@ fn helm_upgrade(cp: &ControlPlane, setting: &str) {
             "3m",
         ],
     );
-}
-
-/// Polls `check` every 500 ms until it returns `Ok`; panics with the last `Err` after `limit`.
-fn eventually<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let start = Instant::now();
-    loop {
-        match check() {
-            Ok(v) => return v,
-            Err(e) if start.elapsed() > limit => panic!("after {limit:?}: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
 }
 
 const NS: &str = chart::NAMESPACE;
@@ -209,7 +187,7 @@ fn a_deleted_node_takes_its_nodeenforcement_along(cluster: &RealCluster) {
     ]);
     assert_eq!(owner, "Node/node-2");
     cp.kubectl_must(&["delete", "node", "node-2", "--wait=true"]);
-    eventually(Duration::from_secs(60), || {
+    wait_for(Duration::from_secs(60), || {
         let left = cp
             .kubectl(&["get", "nodeenforcement", "node-2", "-o", "name"])
             .expect("kubectl");
@@ -249,36 +227,8 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         }
     };
     let started = Instant::now();
-    let mut args = vec![
-        "install",
-        "palisade",
-        &previous,
-        "-n",
-        NS,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "3m",
-    ];
-    if let Some(layout) = layout {
-        args.extend(["--set", layout]);
-    }
-    let install = helm(cp, &args);
-    if !install.status.success() {
-        // Helm 3 says only that it timed out: the pods, their events and the policies say why.
-        let why = |args: &[&str]| text(&cp.kubectl(args).expect("kubectl"));
-        panic!(
-            "helm install: {}\n{}\n{}\n{}\n{}",
-            text(&install),
-            why(&["get", "pods", "-n", NS, "-o", "wide"]),
-            why(&["get", "events", "-n", NS]),
-            why(&["get", "networkpolicies", "-n", NS, "-o", "yaml"]),
-            why(&["logs", "-n", NS, "deploy/palisade-webhook", "--tail=20"]),
-        );
-    }
-    // Helm's --wait counts a DaemonSet ready with `maxUnavailable` (1) of its pods not ready
-    // yet: the enforcers are waited for as `kubectl rollout status` does.
-    chart::wait_for_enforcer_rollout(cp);
+    let layout: Vec<&str> = layout.iter().flat_map(|l| ["--set", *l]).collect();
+    chart::install_chart(cp, &previous, &layout);
     // A measure for BENCHMARKS.md, not an assertion.
     eprintln!(
         "helm install --wait, then the enforcer rollout: every pod Ready after {:.1} s",
@@ -287,7 +237,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     assert_eq!(ready_pods(cp, "webhook"), 2);
     assert_eq!(ready_pods(cp, "operator"), 2);
     assert_eq!(ready_pods(cp, "enforcer"), NODES.len());
-    let tested = helm_ok(cp, &["test", "palisade", "-n", NS, "--timeout", "2m"]);
+    let tested = chart::helm_must(cp, &["test", "palisade", "-n", NS, "--timeout", "2m"]);
     assert!(
         tested.contains("palisade-webhook-test") && tested.contains("Phase:          Succeeded"),
         "{tested}"
@@ -362,7 +312,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     // backend the node's kube-proxy and kubelet use: legacy on node-1, nft on node-2.
     for node in cluster.nodes() {
         let want = format!("bridge false true {} drop", node.iptables.as_str());
-        let status = eventually(Duration::from_secs(60), || {
+        let status = wait_for(Duration::from_secs(60), || {
             let s = cp.kubectl_must(&[
                     "get",
                     "nodeenforcement",
@@ -413,7 +363,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     let world = RealWorld::create(cp, &TUTORIAL_NAMESPACES, tutorial_pods()).expect("world");
     // (Measured until every cell is open: a server that just started, or a first SYN lost
     // while a neighbour entry resolves, is not a policy.)
-    let open = eventually(Duration::from_secs(30), || {
+    let open = wait_for(Duration::from_secs(30), || {
         let open = world.measure(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
         if !open.is_empty() && open.iter().all(|p| p.allowed) {
             Ok(open)
@@ -446,7 +396,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         "production",
         "palisade.dev/baseline=default",
     ]);
-    eventually(Duration::from_secs(30), || {
+    wait_for(Duration::from_secs(30), || {
         let got = cp.kubectl_must(&[
             "get",
             "networkpolicies",
@@ -465,7 +415,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     });
     let (shown, refused) = apply_fixture(cp, "three-tier.yaml");
     assert!(!refused, "{shown}");
-    let (measured, predicted) = eventually(Duration::from_secs(30), || {
+    let (measured, predicted) = wait_for(Duration::from_secs(30), || {
         let predicted = world.predict(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
         let measured = world.measure(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
         let diff = differences(&measured, &predicted);
@@ -503,7 +453,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
     // enforcer stays in the release namespace (moving it would delete its DaemonSet and with it
     // every node's rules), and no namespace of its own is made.
     let probes = start_probe_loop(cp, &world, 30);
-    helm_ok(
+    chart::helm_must(
         cp,
         &[
             "upgrade",
@@ -587,13 +537,13 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         NS,
         "--timeout=120s",
     ]);
-    eventually(Duration::from_secs(30), || {
+    wait_for(Duration::from_secs(30), || {
         cp.apply(policy).map_err(|e| e.to_string())
     });
 
     // helm uninstall: every node's rules and sets go, and so does every object of the release.
     drop(world);
-    helm_ok(
+    chart::helm_must(
         cp,
         &[
             "uninstall",
@@ -606,7 +556,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         ],
     );
     for node in NODES {
-        eventually(Duration::from_secs(30), || {
+        wait_for(Duration::from_secs(30), || {
             let left = palisade_rules(cluster, node);
             if left.is_empty() {
                 Ok(())
@@ -622,7 +572,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         "name",
     ]);
     assert!(!left.contains("palisade"), "{left}");
-    eventually(Duration::from_secs(60), || {
+    wait_for(Duration::from_secs(60), || {
         let pods = cp.kubectl_must(&[
             "get",
             "pods,daemonsets,deployments,services,secrets,serviceaccounts",
@@ -672,7 +622,7 @@ fn services_are_judged_by_pod_ip_after_dnat(
     // Both kube-proxies have the Services (and their endpoints) before anything is probed, so
     // a refused connection below is the policy's doing.
     for node in cluster.nodes() {
-        eventually(Duration::from_secs(30), || {
+        wait_for(Duration::from_secs(30), || {
             let rules = match node.proxy_mode {
                 ProxyMode::Iptables => node_output(node, "iptables-save", &["-t", "nat"]),
                 ProxyMode::Nftables => {
@@ -754,7 +704,7 @@ fn services_are_judged_by_pod_ip_after_dnat(
             "{from} -> {to}:{port} by pod IP"
         );
         if want {
-            eventually(Duration::from_secs(30), || {
+            wait_for(Duration::from_secs(30), || {
                 connects(from, ip, port).then_some(()).ok_or(format!(
                     "{from} cannot reach Service {service} at {ip}:{port} ({})",
                     ips[to]
@@ -810,7 +760,7 @@ fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
     };
     label_prometheus("app.kubernetes.io/name=prometheus");
     for (component, ip) in &targets {
-        let metrics = eventually(Duration::from_secs(30), || {
+        let metrics = wait_for(Duration::from_secs(30), || {
             let o = scrape("monitoring", "prometheus", ip);
             let body = String::from_utf8_lossy(&o.stdout).into_owned();
             if o.status.success() && body.contains(&format!("palisade_{component}")) {
@@ -833,7 +783,7 @@ fn only_scrapers_reach_the_metrics(cp: &ControlPlane) {
 fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster: &RealCluster) {
     let cp = &cluster.cp;
     let ns = "palisade-broken";
-    let install = helm(
+    let install = chart::helm(
         cp,
         &[
             "install",
@@ -848,7 +798,8 @@ fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster
             "--timeout",
             "45s",
         ],
-    );
+    )
+    .expect("running helm");
     let shown = text(&install);
     // Helm 3's --wait says only that it timed out; the pods say why.
     assert!(
@@ -862,7 +813,7 @@ fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster
         "{why}"
     );
     // No hook waits on pods that never ran: helm's own bound is enough.
-    let o = helm(
+    let o = chart::helm(
         cp,
         &[
             "uninstall",
@@ -873,7 +824,8 @@ fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster
             "--timeout",
             "60s",
         ],
-    );
+    )
+    .expect("running helm");
     assert!(o.status.success(), "{}", text(&o));
     let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
 }
@@ -887,7 +839,7 @@ fn an_image_that_cannot_be_pulled_fails_the_install_and_still_uninstalls(cluster
 fn cluster_network_policies_are_enforced_as_predicted(cp: &ControlPlane, world: &RealWorld) {
     objects::cluster_network_policy_crd(cp).unwrap();
     // The enforcers' watch finds the CRD within its backoff.
-    eventually(Duration::from_secs(60), || {
+    wait_for(Duration::from_secs(60), || {
         let reasons = cp.kubectl_must(&[
                 "get",
                 "nodeenforcements",
@@ -962,7 +914,7 @@ spec:
 "#;
     let applied = cp.apply(policies);
     assert!(applied.is_ok(), "{applied:?}");
-    let measured = eventually(Duration::from_secs(30), || {
+    let measured = wait_for(Duration::from_secs(30), || {
         let predicted = world.predict(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
         let measured = world.measure(&TUTORIAL_PORTS).map_err(|e| e.to_string())?;
         let diff = differences(&measured, &predicted);

@@ -9,9 +9,10 @@
 use std::time::Duration;
 
 use palisade_e2e::ControlPlane;
-use palisade_e2e::chart::{self, NAMESPACE, RELEASE};
+use palisade_e2e::chart;
 use palisade_e2e::pod_starts::{StartWatch, percentile};
-use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE, NODES, RealCluster};
+use palisade_e2e::real_nodes::{self, NODES, RealCluster};
+use palisade_e2e::real_pods::{busybox_pod, create_namespaces, node_file};
 
 const NS: &str = "bench";
 const CONFLIST: &str = "/etc/cni/net.d/10-bridge.conflist";
@@ -24,30 +25,10 @@ fn pods() -> usize {
         .unwrap_or(40)
 }
 
-fn pod_yaml(name: &str, node: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {NS}, labels: {{app: bench}}}}\n\
-         spec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  automountServiceAccountToken: false\n\
-         \x20 containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    imagePullPolicy: Never\n\
-         \x20   command: [sleep, \"3600\"]\n"
-    )
-}
-
 /// A fresh `bench` namespace (the previous run's deleted first), with its ServiceAccount.
 fn fresh_namespace(cp: &ControlPlane) {
     let _ = cp.kubectl(&["delete", "namespace", NS, "--wait=true", "--timeout=120s"]);
-    cp.kubectl_must(&["create", "namespace", NS]);
-    let start = std::time::Instant::now();
-    while cp
-        .kubectl_ok(&["get", "serviceaccount", "default", "-n", NS])
-        .is_err()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no ServiceAccount in {NS}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    create_namespaces(cp, &[NS]);
 }
 
 /// Starts `n` pods one after another and returns creation-to-Running of each, sorted (ms).
@@ -56,8 +37,15 @@ fn starts(cp: &ControlPlane, what: &str, n: usize) -> Vec<u128> {
     let watch = StartWatch::start(cp, NS).expect("kubectl get pods -w");
     for i in 0..n {
         let name = format!("{what}-{i}");
-        cp.apply(&pod_yaml(&name, NODES[i % NODES.len()]))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        cp.apply(&busybox_pod(
+            NS,
+            &name,
+            NODES[i % NODES.len()],
+            "{app: bench}",
+            "[]",
+            "exec sleep 3600",
+        ))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
         if !watch.wait_running(&name, Duration::from_secs(60)) {
             let events = cp.kubectl_must(&[
                 "get",
@@ -91,18 +79,16 @@ fn plugin_gone(cluster: &RealCluster) {
     let start = std::time::Instant::now();
     for node in cluster.nodes() {
         loop {
-            let conflist = node
-                .command("cat")
-                .arg(CONFLIST)
-                .output()
-                .expect("cat on the node");
-            let text = String::from_utf8_lossy(&conflist.stdout);
-            if conflist.status.success() && !text.contains("palisade-cni") {
+            let conflist = node_file(node, CONFLIST);
+            if conflist
+                .as_ref()
+                .is_some_and(|text| !text.contains("palisade-cni"))
+            {
                 break;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(90),
-                "{}: the plugin still configured 90 s after helm uninstall:\n{text}",
+                "{}: the plugin still configured 90 s after helm uninstall:\n{conflist:?}",
                 node.name
             );
             std::thread::sleep(Duration::from_millis(300));
@@ -122,36 +108,9 @@ fn start_latency_of_pods_without_policy_on_idle_nodes() {
     };
     let cp = &cluster.cp;
     let n = pods();
-    chart::helm_ok(
-        cp,
-        &[
-            "install",
-            RELEASE,
-            chart::CHART_DIR,
-            "-n",
-            NAMESPACE,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("helm install: {e}"));
-    chart::wait_for_enforcer_rollout(cp);
+    chart::install_release(cp, &[]);
     let with = starts(cp, "with-palisade", n);
-    chart::helm_ok(
-        cp,
-        &[
-            "uninstall",
-            RELEASE,
-            "-n",
-            NAMESPACE,
-            "--wait",
-            "--timeout",
-            "2m",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("helm uninstall: {e}"));
+    chart::uninstall_release(cp);
     plugin_gone(&cluster);
     let without = starts(cp, "without-palisade", n);
     eprintln!(

@@ -9,9 +9,10 @@
 use std::time::{Duration, SystemTime};
 
 use palisade_e2e::ControlPlane;
-use palisade_e2e::chart::{self, NAMESPACE};
+use palisade_e2e::chart;
 use palisade_e2e::long_lived::PodConnection;
-use palisade_e2e::real_nodes::{self, BUSYBOX_IMAGE};
+use palisade_e2e::real_nodes;
+use palisade_e2e::real_pods::{busybox_pod, create_namespaces};
 use palisade_e2e::world::predict;
 use palisade_policy::input::Inputs;
 use palisade_policy::{Endpoint, Protocol};
@@ -30,11 +31,13 @@ fn pod(ns: &str, name: &str, node: &str, labels: &str, servers: &[(u16, &str)]) 
         .iter()
         .map(|(port, _)| format!("{{containerPort: {port}}}"))
         .collect();
-    format!(
-        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: {ns}, labels: {labels}}}\n\
-         spec:\n  nodeName: {node}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: {BUSYBOX_IMAGE}\n    imagePullPolicy: Never\n    command: [sh, -c, \"{} sleep 3600 & wait\"]\n    ports: [{}]\n---\n",
-        run.join(" "),
-        ports.join(", ")
+    busybox_pod(
+        ns,
+        name,
+        node,
+        labels,
+        &format!("[{}]", ports.join(", ")),
+        &format!("{} sleep 3600 & wait", run.join(" ")),
     )
 }
 
@@ -83,18 +86,7 @@ fn rfc3339(text: &str) -> Option<SystemTime> {
 /// and how many it cut: its log line `connections that policy now denies cut` (JSON) says when
 /// the cut ended and how long it took.
 fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
-    let pod = cp.kubectl_must(&[
-        "get",
-        "pods",
-        "-n",
-        chart::ENFORCER_NAMESPACE,
-        "-l",
-        "app.kubernetes.io/component=enforcer",
-        "--field-selector",
-        &format!("spec.nodeName={node}"),
-        "-o",
-        "jsonpath={.items[0].metadata.name}",
-    ]);
+    let pod = chart::enforcer_pod_on(cp, node);
     let log = cp.kubectl_must(&["logs", "-n", chart::ENFORCER_NAMESPACE, &pod]);
     log.lines()
         .rev()
@@ -115,43 +107,13 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
         return;
     };
     let cp = &cluster.cp;
-    chart::helm_ok(
-        cp,
-        &[
-            "install",
-            "palisade",
-            chart::CHART_DIR,
-            "-n",
-            NAMESPACE,
-            "--create-namespace",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("helm install: {e}"));
-    chart::wait_for_enforcer_rollout(cp);
+    chart::install_release(cp, &[]);
 
     // tight/echo (node-1) echoes on 7000, answers on 8080 and talks first on 7001;
     // tight/client (node-1) and open/client (node-2) connect to it; open/talker (node-1) to
     // open/echo (node-2). tight/speaker (node-2) talks first on 7001 too: a cut on each kind of
     // node (node-1 iptables-legacy, node-2 nft).
-    for ns in ["tight", "open"] {
-        cp.kubectl_must(&["create", "namespace", ns]);
-    }
-    for ns in ["tight", "open"] {
-        let start = std::time::Instant::now();
-        while cp
-            .kubectl_ok(&["get", "serviceaccount", "default", "-n", ns])
-            .is_err()
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "no ServiceAccount in {ns}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    create_namespaces(cp, &["tight", "open"]);
     let pods = [
         pod(
             "tight",

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use palisade_e2e::chart::{self, NAMESPACE};
+use palisade_e2e::chart;
 use palisade_e2e::real_nodes;
 use palisade_e2e::tools::bin_dir;
 
@@ -277,34 +277,17 @@ fn upstream_suites_pass_on_real_nodes() {
         "enforcer.denyAction={}",
         std::env::var("PALISADE_UPSTREAM_DENY_ACTION").unwrap_or_else(|_| "drop".into())
     );
-    chart::helm_ok(
+    chart::install_release(
         cp,
         &[
-            "install",
-            "palisade",
-            chart::CHART_DIR,
-            "-n",
-            NAMESPACE,
-            "--create-namespace",
             "-f",
             &values,
             "--set",
             "clusterNetworkPolicy.installCRDs=true",
             "--set",
             &deny_action,
-            "--wait",
-            "--timeout",
-            "3m",
         ],
-    )
-    .unwrap_or_else(|e| {
-        let pods = cp
-            .kubectl(&["get", "pods", "-A", "-o", "wide"])
-            .map(|o| palisade_e2e::util::text(&o))
-            .unwrap_or_default();
-        panic!("helm install: {e}\npods:\n{pods}")
-    });
-    chart::wait_for_enforcer_rollout(cp);
+    );
 
     let netpol = run_netpol(cp, &ginkgo, &e2e);
     let cnp = run_cnp_conformance(cp, &conformance);

@@ -22,10 +22,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
-use palisade_policy::cluster_policy::Action;
-use palisade_policy::{Cluster, Decision, Endpoint, IpFamily, Pod, Protocol};
+use palisade_policy::{Cluster, Endpoint, IpFamily, Pod, Protocol};
 
-use crate::compile::{is_audit, local_pods_of};
+use crate::compile::local_pods_of;
 
 /// One conntrack entry, as far as policy cares: the original tuple, and where the reply comes
 /// from (after DNAT: a Service's backend pod).
@@ -148,18 +147,8 @@ pub fn to_cut(
                 continue;
             }
             let verdict = seen.evaluate_forwarded(&endpoint(src), &endpoint(dst), port, e.protocol);
-            let denies = |d: &Decision| match d {
-                Decision::Cluster {
-                    action: Action::Deny,
-                    ..
-                } => true,
-                Decision::Denied { isolated_by } => isolated_by.iter().any(|r| {
-                    seen.policies_in(&r.namespace)
-                        .any(|p| p.name == r.name && !is_audit(p))
-                }),
-                _ => false,
-            };
-            if (src_local && denies(&verdict.egress)) || (dst_local && denies(&verdict.ingress)) {
+            // What audit-mode policies alone would deny is allowed: never cut.
+            if (src_local && !verdict.egress.allows()) || (dst_local && !verdict.ingress.allows()) {
                 out.push(e.clone());
             }
         }

@@ -132,7 +132,7 @@ pub async fn run(
     // `PoisonError::into_inner`.
     let step = Arc::new(Mutex::new(SyncStep::new(settings.clone(), Host, metrics)));
     let mut wake = Wake::Start;
-    let mut last_sync_done = Instant::now();
+    let mut last_sync_done: Instant;
     loop {
         let observed = w.observe(settings.first_packet.as_ref());
         let last_sync_due = !status.has_synced() || status.refresh_due();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
 use palisade_enforcer::compile::compile_family;
-use palisade_enforcer::compile::{DenyAction, MODE_ANNOTATION};
+use palisade_enforcer::compile::{DenyAction, MODE_ANNOTATION, MODE_LABEL};
 use palisade_enforcer::render::{render_ipset, render_iptables};
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
@@ -580,4 +580,53 @@ fn same_input_same_text() {
     for family in IpFamily::ALL {
         assert_eq!(scenario_dual_stack(family), scenario_dual_stack(family));
     }
+}
+
+/// A namespace labelled `palisade.dev/mode=audit` puts its policies in audit mode: the ruleset
+/// is exactly the one of the same policies annotated audit, and removing the label compiles
+/// them enforced again, line for line.
+#[test]
+fn audit_by_namespace_label() {
+    let pods = || {
+        vec![
+            pod("x", "a", "web", [10, 0, 0, 1], "n1"),
+            db("b", [10, 0, 1, 2], None),
+        ]
+    };
+    let deny = |annotated: bool| {
+        let mut p = policy("x", "deny", "web");
+        p.ingress = Some(vec![Rule {
+            peers: vec![pods_of("db")],
+            ports: vec![tcp(5432, 5432)],
+        }]);
+        if annotated {
+            p.annotations = [(MODE_ANNOTATION.to_string(), "audit".to_string())].into();
+        }
+        p
+    };
+    let compiled = |namespace_labels: Labels, annotated: bool| {
+        let c = Cluster::new(
+            vec![Namespace::new("x", namespace_labels)],
+            pods(),
+            vec![],
+            vec![deny(annotated)],
+        );
+        let r = compile(&c, "n1", &CompileOptions::default());
+        assert_eq!(r.validate(), Ok(()));
+        render_iptables(&r, &BTreeMap::new()).unwrap_or_default()
+    };
+    let labelled = compiled(labels(&[(MODE_LABEL, "audit")]), false);
+    assert_eq!(labelled, compiled(Labels::new(), true));
+    assert!(
+        labelled.contains(r#"--comment "x/a ingress: audit, would drop (isolated by deny)""#),
+        "{labelled}"
+    );
+    assert!(!labelled.contains("no rule allows\" -j DROP"), "{labelled}");
+    // Another value of the label enforces, as no label does.
+    let enforced = compiled(labels(&[(MODE_LABEL, "enforce")]), false);
+    assert_eq!(enforced, compiled(Labels::new(), false));
+    assert!(
+        enforced.contains(r#"-m comment --comment "x/a ingress: no rule allows" -j DROP"#),
+        "{enforced}"
+    );
 }

@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use palisade_enforcer::compile::{DenyAction, compile_family, is_audit, local_pods_of};
+use palisade_enforcer::compile::{DenyAction, compile_family, local_pods_of};
 use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
 use palisade_enforcer::render::{render_chains, render_ipset, render_iptables};
 use palisade_enforcer::ruleset::{CtState, NEIGHBOUR_DISCOVERY};
@@ -84,18 +84,11 @@ fn expected(
         {
             return Outcome::Drop;
         }
-        let Decision::Denied { isolated_by } = decision else {
-            continue;
-        };
-        let enforcing = isolated_by.iter().any(|r| {
-            c.policies()
-                .iter()
-                .any(|p| p.namespace == r.namespace && p.name == r.name && !is_audit(p))
-        });
-        if enforcing {
-            return Outcome::Reject;
+        match decision {
+            Decision::Denied { .. } => return Outcome::Reject,
+            Decision::AuditWouldDeny { .. } => audit = true,
+            _ => {}
         }
-        audit = true;
     }
     if audit {
         Outcome::AuditAccept

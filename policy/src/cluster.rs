@@ -7,7 +7,9 @@ use std::net::IpAddr;
 
 use crate::cluster_policy::{Action, ClusterPeer, ClusterPolicy, ClusterRule, Subject, Tier};
 use crate::model::{IpFamily, Namespace, Pod, Protocol, Workload};
-use crate::policy::{Direction, NamespaceScope, Peer, Policy, PortMatch, PortSpec, Rule};
+use crate::policy::{
+    AuditMode, Direction, NamespaceScope, Peer, Policy, PortMatch, PortSpec, Rule,
+};
 use crate::selector::Labels;
 use crate::verdict::{Decision, Verdict};
 
@@ -256,6 +258,19 @@ impl Cluster {
         }
     }
 
+    /// Whether `policy` is in audit mode, and why: annotated so, or its namespace labelled so
+    /// (see [`AuditMode::of`]).
+    pub fn audit_mode(&self, policy: &Policy) -> Option<AuditMode> {
+        AuditMode::of(policy, &self.namespace_labels(&policy.namespace))
+    }
+
+    /// Whether policies isolate `pod` in `direction` and every one of them is in audit mode:
+    /// then what they deny is only reported, never dropped.
+    pub fn audit_only(&self, pod: &Pod, direction: Direction) -> bool {
+        let mut isolating = self.isolating(pod, direction).peekable();
+        isolating.peek().is_some() && isolating.all(|(_, p)| self.audit_mode(p).is_some())
+    }
+
     /// Whether `policy` applies to `pod` (ignoring direction).
     pub fn selects(policy: &Policy, pod: &Pod) -> bool {
         pod.is_target()
@@ -369,6 +384,7 @@ impl Cluster {
                                 && self.rule_peers_match(&policy.namespace, rule, peer)
                         },
                     )
+                    .as_enforced(|| self.audit_only(pod, direction))
                 },
             );
             self.decision(outcome, pod, direction)
@@ -399,6 +415,12 @@ impl Cluster {
                 rule,
             },
             Outcome::Denied => Decision::Denied {
+                isolated_by: self
+                    .isolating(pod, direction)
+                    .map(|(_, p)| p.id())
+                    .collect(),
+            },
+            Outcome::AuditWouldDeny => Decision::AuditWouldDeny {
                 isolated_by: self
                     .isolating(pod, direction)
                     .map(|(_, p)| p.id())
@@ -461,6 +483,9 @@ pub(crate) enum Outcome {
         rule: usize,
     },
     Denied,
+    /// No rule of the isolating policies allows, and every one of them is in audit mode: let
+    /// through, reported as a would-be denial.
+    AuditWouldDeny,
     /// Decided by rule `rule` (of the direction) of ClusterNetworkPolicy `policy` (an index into
     /// [`Cluster::cluster_policies`]).
     Cluster {
@@ -482,6 +507,15 @@ impl Outcome {
                     ..
                 }
         )
+    }
+
+    /// A NetworkPolicy denial as the node enforces it: [`Outcome::AuditWouldDeny`] when
+    /// `audit_only` (asked only for a denial) says every isolating policy is in audit mode.
+    pub(crate) fn as_enforced(self, audit_only: impl FnOnce() -> bool) -> Outcome {
+        match self {
+            Outcome::Denied if audit_only() => Outcome::AuditWouldDeny,
+            other => other,
+        }
     }
 }
 

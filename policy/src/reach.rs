@@ -82,6 +82,12 @@ impl Cell {
         self.egress.is_none_or(Outcome::allows) && self.ingress.is_none_or(Outcome::allows)
     }
 
+    /// Allowed only because the policies that would deny it are all in audit mode: what
+    /// promoting them would deny.
+    pub fn audit_would_deny(self) -> bool {
+        self.allowed() && [self.egress, self.ingress].contains(&Some(Outcome::AuditWouldDeny))
+    }
+
     /// For the egress and the ingress side: `None` where no policy isolates it, else whether
     /// it allows.
     pub fn sides(self) -> [Option<bool>; 2] {
@@ -187,7 +193,9 @@ impl<'c> Matrix<'c> {
         &self.plan.ports
     }
 
-    fn cell(&self, si: usize, di: usize, pi: usize) -> Cell {
+    /// The cell of source `si`, destination `di` (indices into the `sources` and
+    /// `destinations` it was computed with) and port `pi` (into [`Matrix::ports`]).
+    pub fn cell(&self, si: usize, di: usize, pi: usize) -> Cell {
         let pods = self.plan.cluster.pods();
         let (src, dst) = (&pods[self.sources[si]], &pods[self.destinations[di]]);
         if src.is_target() && same_pod(src, dst) {
@@ -317,6 +325,10 @@ pub struct Plan<'c> {
     pub destinations: Vec<Vec<usize>>,
     pub ports: Vec<ProbePort>,
     egress_isolating: Vec<Vec<usize>>,
+    /// Per source group, whether only audit-mode policies isolate its egress; per
+    /// destination group, its ingress.
+    egress_audit_only: Vec<bool>,
+    ingress_audit_only: Vec<bool>,
     index: PeerIndex,
 }
 
@@ -356,8 +368,16 @@ impl<'c> Plan<'c> {
             })
             .collect();
         let index = PeerIndex::build(cluster, &sources, &destinations, &egress_isolating);
+        let audit_only = |groups: &[Vec<usize>], dir| -> Vec<bool> {
+            groups
+                .iter()
+                .map(|g| cluster.audit_only(&pods[g[0]], dir))
+                .collect()
+        };
         Self {
             cluster,
+            egress_audit_only: audit_only(&sources, Direction::Egress),
+            ingress_audit_only: audit_only(&destinations, Direction::Ingress),
             sources,
             destinations,
             ports,
@@ -407,6 +427,7 @@ impl<'c> Plan<'c> {
                                     && self.index.names(k, Direction::Egress, r, dg)
                             },
                         )
+                        .as_enforced(|| self.egress_audit_only[sg])
                     },
                 )
             });
@@ -430,6 +451,7 @@ impl<'c> Plan<'c> {
                                     && self.index.names(k, Direction::Ingress, r, sg)
                             },
                         )
+                        .as_enforced(|| self.ingress_audit_only[dg])
                     },
                 )
             });

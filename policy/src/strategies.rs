@@ -19,7 +19,7 @@ use crate::cluster_policy::{
     Action, ClusterPeer, ClusterPolicy, ClusterPort, ClusterRule, Subject, Tier,
 };
 use crate::policy::{
-    AUDIT_MODE, IpBlockPeer, MODE_ANNOTATION, NamespaceScope, PortMatch, PortSpec,
+    AUDIT_MODE, IpBlockPeer, MODE_ANNOTATION, MODE_LABEL, NamespaceScope, PortMatch, PortSpec,
 };
 use crate::{ContainerPort, Labels, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector};
 
@@ -244,8 +244,18 @@ pub fn dual_stack_pods() -> impl Strategy<Value = Vec<Pod>> {
     })
 }
 
+/// Namespaces x and y; now and then one labelled [`MODE_LABEL`]`=audit`, which puts its
+/// policies in audit mode.
 pub fn namespaces() -> impl Strategy<Value = Vec<Namespace>> {
-    (labels(), labels()).prop_map(|(a, b)| vec![Namespace::new("x", a), Namespace::new("y", b)])
+    let audit = || prop::bool::weighted(0.2);
+    (labels(), labels(), audit(), audit()).prop_map(|(mut a, mut b, audit_x, audit_y)| {
+        for (labels, audit) in [(&mut a, audit_x), (&mut b, audit_y)] {
+            if audit {
+                labels.insert(MODE_LABEL.to_string(), AUDIT_MODE.to_string());
+            }
+        }
+        vec![Namespace::new("x", a), Namespace::new("y", b)]
+    })
 }
 
 pub fn policies() -> impl Strategy<Value = Vec<Policy>> {

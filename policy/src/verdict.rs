@@ -27,6 +27,11 @@ pub enum Decision {
     Denied {
         isolated_by: Vec<PolicyRef>,
     },
+    /// No rule allows, but every policy isolating the pod is in audit mode
+    /// ([`crate::policy::AuditMode`]): allowed, and reported as what they would deny.
+    AuditWouldDeny {
+        isolated_by: Vec<PolicyRef>,
+    },
     /// Decided by a ClusterNetworkPolicy rule: `rule` is its index in the direction's rules.
     /// Accept and Deny decide; a Pass is the decision only when nothing after it decided (an
     /// Admin Pass with no NetworkPolicy or Baseline rule deciding, or a Baseline Pass): allowed.
@@ -93,6 +98,14 @@ impl Verdict {
         self.egress.allows() && self.ingress.allows()
     }
 
+    /// Allowed only because the policies that would deny it are all in audit mode.
+    pub fn audit_would_deny(&self) -> bool {
+        self.allowed()
+            && [&self.egress, &self.ingress]
+                .iter()
+                .any(|d| matches!(d, Decision::AuditWouldDeny { .. }))
+    }
+
     /// One line a person reads, e.g. `ingress denied: y/b is isolated by y/deny-all and no
     /// rule allows x/a on 80/TCP; egress not isolated`.
     pub fn reason(&self, from: &str, to: &str, port: u16, protocol: Protocol) -> String {
@@ -114,6 +127,10 @@ impl Verdict {
                 }
                 Decision::Denied { isolated_by } => format!(
                     "{dir} denied: {subject} is isolated by {} and no rule allows {peer} on {port}/{protocol}",
+                    join_refs(isolated_by)
+                ),
+                Decision::AuditWouldDeny { isolated_by } => format!(
+                    "{dir} would be denied (audit: not enforced): {subject} is isolated by {} (audit mode) and no rule allows {peer} on {port}/{protocol}",
                     join_refs(isolated_by)
                 ),
                 Decision::Cluster {
@@ -139,10 +156,16 @@ impl Verdict {
                 }
             }
         };
-        // The deciding side first: a denial is what the reader is looking for.
+        // The deciding side first: a denial is what the reader is looking for, then what audit
+        // would deny.
         let e = side(Direction::Egress, &self.egress);
         let i = side(Direction::Ingress, &self.ingress);
-        if !self.ingress.allows() && self.egress.allows() {
+        let weight = |d: &Decision| match d {
+            d if !d.allows() => 0,
+            Decision::AuditWouldDeny { .. } => 1,
+            _ => 2,
+        };
+        if weight(&self.ingress) < weight(&self.egress) {
             format!("{i}; {e}")
         } else {
             format!("{e}; {i}")
@@ -166,6 +189,11 @@ impl fmt::Display for Decision {
             Decision::Denied { isolated_by } => {
                 write!(f, "denied (isolated by {})", join_refs(isolated_by))
             }
+            Decision::AuditWouldDeny { isolated_by } => write!(
+                f,
+                "would be denied (audit: not enforced; isolated by {})",
+                join_refs(isolated_by)
+            ),
             Decision::Cluster {
                 tier,
                 policy,

@@ -153,6 +153,7 @@ fn side(d: &Decision) -> String {
         Decision::ToItself => "itself".into(),
         Decision::Allowed { by, rule } => format!("NP {}#{rule} Allow", by.name),
         Decision::Denied { .. } => "NP Deny".into(),
+        Decision::AuditWouldDeny { .. } => "NP Deny (audit)".into(),
         Decision::Cluster {
             tier,
             policy,

@@ -138,7 +138,7 @@ impl<'a> Builder<'a> {
 
         // After the Admin tier: NetworkPolicy where it isolates, else the Baseline tier.
         let mut rest = Vec::new();
-        let rest_denies = isolating.iter().any(|p| !is_audit(p));
+        let rest_denies = isolating.iter().any(|p| !is_audit(self.cluster, p));
         if !isolating.is_empty() {
             rest.extend(self.policy_lines(pod, direction, isolating));
             rest.extend(self.verdict_lines(&subject, isolating));

@@ -97,15 +97,16 @@ mod sets;
 use cluster_policy::Tiers;
 pub use options::{CompileOptions, DenyAction, KUBE_PROXY_MARKS};
 
-pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION};
+pub use palisade_policy::policy::{AUDIT_MODE, MODE_ANNOTATION, MODE_LABEL};
 /// NFLOG prefixes longer than this are cut by the kernel (64 bytes with the terminating NUL).
 pub const MAX_NFLOG_PREFIX: usize = 63;
 /// iptables' comment match holds 255 bytes.
 pub const MAX_COMMENT: usize = 255;
 
-/// Whether a policy only audits (logs and counts what it would drop).
-pub fn is_audit(policy: &Policy) -> bool {
-    policy.is_audit()
+/// Whether a policy only audits (logs and counts what it would drop): annotated so, or its
+/// namespace labelled so ([`Cluster::audit_mode`]).
+pub fn is_audit(cluster: &Cluster, policy: &Policy) -> bool {
+    cluster.audit_mode(policy).is_some()
 }
 
 /// A pod's IPv4 address, if it has one.

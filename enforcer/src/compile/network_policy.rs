@@ -74,7 +74,7 @@ impl<'a> Builder<'a> {
     /// with only audit policies isolating, a count and a log line (no verdict).
     pub(super) fn verdict_lines(&self, subject: &str, isolating: &[&'a Policy]) -> Vec<RuleLine> {
         let mut lines = Vec::new();
-        if isolating.iter().any(|p| !is_audit(p)) {
+        if isolating.iter().any(|p| !is_audit(self.cluster, p)) {
             let deny = match self.options.deny_action {
                 DenyAction::Drop => Target::Drop,
                 DenyAction::Reject => Target::Jump(REJECT_CHAIN.into()),

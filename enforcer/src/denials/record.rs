@@ -191,7 +191,7 @@ impl View {
         let direction = prefix.direction().unwrap_or_else(|| {
             // The node-wide chain: egress is judged first, so a local source whose egress
             // denies is the side that dropped it.
-            if local.contains(&packet.src) && denies(&verdict.egress) {
+            if local.contains(&packet.src) && denies(prefix.kind, &verdict.egress) {
                 Direction::Egress
             } else {
                 Direction::Ingress
@@ -208,7 +208,9 @@ impl View {
             None => local.contains(&side_ip),
         });
         let policies = match decision {
-            Decision::Denied { isolated_by } => isolated_by.iter().map(|r| r.to_string()).collect(),
+            Decision::Denied { isolated_by } | Decision::AuditWouldDeny { isolated_by } => {
+                isolated_by.iter().map(|r| r.to_string()).collect()
+            }
             Decision::Cluster {
                 action: Action::Deny,
                 policy,
@@ -217,14 +219,19 @@ impl View {
             _ => Vec::new(),
         };
         let explained = verdict.reason(&from, &to, packet.dst_port, packet.protocol);
-        let reason = match (&pod, denies(decision)) {
+        let reason = match (&pod, denies(prefix.kind, decision)) {
             (None, _) => format!(
                 "not attributed: {side_ip} is no pod this enforcer knows now (rule {:?}); the current policies say: {explained}",
                 prefix.raw
             ),
             (Some(_), true) => explained,
             (Some(_), false) => {
-                format!("the policies changed since: they no longer deny this; now {explained}")
+                let what = match (prefix.kind, decision) {
+                    (Kind::AuditWouldDeny, d) if !d.allows() => "they are enforced now",
+                    (Kind::Denied, Decision::AuditWouldDeny { .. }) => "they are in audit mode now",
+                    _ => "they no longer deny this",
+                };
+                format!("the policies changed since: {what}; now {explained}")
             }
         };
         Record {
@@ -245,9 +252,14 @@ impl View {
     }
 }
 
-/// Whether a decision denies (audit policies' would-be denials included).
-fn denies(d: &Decision) -> bool {
-    !d.allows()
+/// Whether a decision still says what the rule that logged the packet said: a denial for a
+/// denial, audit-mode policies' would-be denial for an audit log (a policy promoted or put in
+/// audit mode since, by its annotation or its namespace's label, says the policies changed).
+fn denies(kind: Kind, d: &Decision) -> bool {
+    match kind {
+        Kind::Denied => !d.allows(),
+        Kind::AuditWouldDeny => matches!(d, Decision::AuditWouldDeny { .. }),
+    }
 }
 
 fn timestamp(time: SystemTime) -> String {
@@ -388,6 +400,43 @@ pub(crate) mod tests {
         assert!(r.policies.is_empty());
         assert!(
             r.reason.starts_with("the policies changed since"),
+            "{}",
+            r.reason
+        );
+    }
+
+    #[test]
+    fn an_audit_log_of_a_namespace_in_audit_mode_is_explained_as_a_would_be_denial() {
+        let labelled = Cluster::new(
+            [
+                Namespace::new("x", Labels::new()),
+                Namespace::new(
+                    "y",
+                    [("palisade.dev/mode".to_string(), "audit".to_string())].into(),
+                ),
+            ],
+            cluster().pods().to_vec(),
+            vec![],
+            vec![deny_all_ingress("y")],
+        );
+        let packet = syn([10, 0, 1, 2], [10, 0, 2, 3], 80);
+        let audit = Prefix::parse("palisade-audit y/b ingress deny-all").unwrap();
+        let r = View::new(&labelled, "n1", vec![]).record(&audit, &packet, SystemTime::UNIX_EPOCH);
+        assert_eq!(
+            (r.kind, r.pod.as_deref()),
+            (Kind::AuditWouldDeny, Some("y/b"))
+        );
+        assert_eq!(r.policies, ["y/deny-all"]);
+        assert_eq!(
+            r.reason,
+            "ingress would be denied (audit: not enforced): y/b is isolated by y/deny-all (audit mode) and no rule allows x/a on 80/TCP; egress not isolated"
+        );
+        // Promoted since (the label removed): the audit log's policies now deny for real.
+        let r = View::new(&cluster(), "n1", vec![]).record(&audit, &packet, SystemTime::UNIX_EPOCH);
+        assert!(
+            r.reason.starts_with(
+                "the policies changed since: they are enforced now; now ingress denied"
+            ),
             "{}",
             r.reason
         );
