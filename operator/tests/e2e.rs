@@ -3,6 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use palisade_e2e::control_plane::TestNamespace;
 use palisade_e2e::util::{Process, free_port, http_get, sample, text};
 use palisade_e2e::{ControlPlane, chart};
 
@@ -72,9 +73,21 @@ fn setup_as(
 }
 
 fn apply(cp: &ControlPlane, yaml: &str) {
-    let o = cp.kubectl_stdin(&["apply", "-f", "-"], yaml).unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    cp.apply(yaml).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Applies the NetworkBaseline `name` with `spec` (YAML flow, e.g. `{mode: Audit}`).
+fn baseline(cp: &ControlPlane, name: &str, spec: &str) {
+    apply(
+        cp,
+        &format!(
+            "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {{name: {name}}}\nspec: {spec}\n"
+        ),
+    );
+}
+
+/// The policies a NetworkBaseline without `policyTypes` gives each namespace, by name.
+const BOTH_POLICIES: &str = "palisade-baseline-deny palisade-baseline-dns";
 
 /// Polls until `get` returns `want` (20 s at most).
 fn eventually(what: &str, want: &str, get: impl Fn() -> String) {
@@ -95,17 +108,9 @@ fn policies(cp: &ControlPlane, ns: &str) -> String {
 #[test]
 fn a_labelled_namespace_gets_and_keeps_its_baseline() {
     let (cp, _serial, mut operator) = setup_as("at-rest");
-    apply(
-        cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: default}\nspec: {}\n",
-    );
-    let _shop = cp.test_namespace("shop").unwrap();
-    opt_in(cp, "shop", "default");
-    eventually(
-        "opt-in",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "shop"),
-    );
+    baseline(cp, "default", "{}");
+    let _shop = opted_in(cp, "shop", "default");
+    eventually("opt-in", BOTH_POLICIES, || policies(cp, "shop"));
     let labels = cp.kubectl_must(&[
         "get",
         "networkpolicy",
@@ -311,6 +316,13 @@ fn namespace_events(cp: &ControlPlane, ns: &str, reason: &str, field: &str) -> S
     ])
 }
 
+/// A namespace of the test's own, opted in to `baseline`.
+fn opted_in<'a>(cp: &'a ControlPlane, ns: &str, baseline: &str) -> TestNamespace<'a> {
+    let namespace = cp.test_namespace(ns).unwrap();
+    opt_in(cp, ns, baseline);
+    namespace
+}
+
 fn opt_in(cp: &ControlPlane, ns: &str, baseline: &str) {
     cp.kubectl_must(&[
         "label",
@@ -324,19 +336,13 @@ fn opt_in(cp: &ControlPlane, ns: &str, baseline: &str) {
 #[test]
 fn a_standby_replica_takes_over_when_the_leader_dies() {
     let (cp, _serial, leader) = setup_as("replica-a");
-    apply(
-        cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: failover}\nspec: {}\n",
-    );
+    baseline(cp, "failover", "{}");
     eventually("the first replica leads", "replica-a", || lease_holder(cp));
     let standby = Operator::start(cp, "replica-b");
-    let _one = cp.test_namespace("failover-one").unwrap();
-    opt_in(cp, "failover-one", "failover");
-    eventually(
-        "the leader applies",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "failover-one"),
-    );
+    let _one = opted_in(cp, "failover-one", "failover");
+    eventually("the leader applies", BOTH_POLICIES, || {
+        policies(cp, "failover-one")
+    });
     // Only the holder writes: the standby has reconciled nothing.
     let metrics = standby.metrics();
     assert_eq!(
@@ -350,13 +356,10 @@ fn a_standby_replica_takes_over_when_the_leader_dies() {
     // SIGKILL: no chance to hand the Lease on; the standby waits out the lease duration.
     drop(leader);
     eventually("the standby takes over", "replica-b", || lease_holder(cp));
-    let _two = cp.test_namespace("failover-two").unwrap();
-    opt_in(cp, "failover-two", "failover");
-    eventually(
-        "the new leader applies",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "failover-two"),
-    );
+    let _two = opted_in(cp, "failover-two", "failover");
+    eventually("the new leader applies", BOTH_POLICIES, || {
+        policies(cp, "failover-two")
+    });
     cp.kubectl_must(&[
         "delete",
         "networkpolicy",
@@ -364,11 +367,9 @@ fn a_standby_replica_takes_over_when_the_leader_dies() {
         "-n",
         "failover-one",
     ]);
-    eventually(
-        "the new leader repairs",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "failover-one"),
-    );
+    eventually("the new leader repairs", BOTH_POLICIES, || {
+        policies(cp, "failover-one")
+    });
     assert_eq!(
         sample(&standby.metrics(), "palisade_operator_leader"),
         Some(1.0)
@@ -381,23 +382,16 @@ fn the_operator_converges_after_the_apiserver_restarts() {
     let Some(cp) = cp.local_for("an external cluster's apiserver is not ours to restart") else {
         return;
     };
-    apply(
-        cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: restart}\nspec: {}\n",
-    );
-    let _before = cp.test_namespace("restart-before").unwrap();
-    opt_in(cp, "restart-before", "restart");
-    eventually(
-        "before the restart",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "restart-before"),
-    );
+    baseline(cp, "restart", "{}");
+    let _before = opted_in(cp, "restart-before", "restart");
+    eventually("before the restart", BOTH_POLICIES, || {
+        policies(cp, "restart-before")
+    });
 
     cp.restart_apiserver().unwrap();
 
     // The operator's watches reconnect: new changes and drift are handled again.
-    let _after = cp.test_namespace("restart-after").unwrap();
-    opt_in(cp, "restart-after", "restart");
+    let _after = opted_in(cp, "restart-after", "restart");
     cp.kubectl_must(&[
         "delete",
         "networkpolicy",
@@ -410,7 +404,7 @@ fn the_operator_converges_after_the_apiserver_restarts() {
         palisade_e2e::util::eventually(
             what,
             Duration::from_secs(60),
-            "palisade-baseline-deny palisade-baseline-dns".to_string(),
+            BOTH_POLICIES.to_string(),
             || policies(cp, ns),
         )
     };
@@ -421,13 +415,11 @@ fn the_operator_converges_after_the_apiserver_restarts() {
 #[test]
 fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_policies() {
     let (cp, _serial, _operator) = setup_as("baselines");
-    apply(
+    baseline(cp, "ingress-only", "{policyTypes: [Ingress]}");
+    baseline(
         cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: ingress-only}\nspec: {policyTypes: [Ingress]}\n",
-    );
-    apply(
-        cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: audit}\nspec: {mode: Audit, allow: {fromNamespaces: [monitoring]}}\n",
+        "audit",
+        "{mode: Audit, allow: {fromNamespaces: [monitoring]}}",
     );
     let _a = cp.test_namespace("team-a").unwrap();
     let _b = cp.test_namespace("team-b").unwrap();
@@ -475,9 +467,10 @@ fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_polici
     );
 
     // An excluded namespace is a conflict in the status, and gets nothing.
-    apply(
+    baseline(
         cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: ingress-only}\nspec: {policyTypes: [Ingress], excludeNamespaces: [team-a]}\n",
+        "ingress-only",
+        "{policyTypes: [Ingress], excludeNamespaces: [team-a]}",
     );
     eventually("excluded", "", || policies(cp, "team-a"));
     eventually(
@@ -498,10 +491,7 @@ fn namespaces_follow_their_own_baselines_and_a_deleted_baseline_takes_its_polici
 #[test]
 fn a_baseline_policy_refused_by_admission_is_reported_on_the_namespace() {
     let (cp, _serial, _operator) = setup_as("refused");
-    apply(
-        cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: refused}\nspec: {}\n",
-    );
+    baseline(cp, "refused", "{}");
     let _ns = cp.test_namespace("locked-down").unwrap();
     // An admission rule of the cluster (here a ValidatingAdmissionPolicy) refuses the deny.
     apply(
@@ -558,11 +548,9 @@ spec:
         "validatingadmissionpolicybinding,validatingadmissionpolicy",
         "no-default-deny",
     ]);
-    eventually(
-        "applied once the rule is gone",
-        "palisade-baseline-deny palisade-baseline-dns",
-        || policies(cp, "locked-down"),
-    );
+    eventually("applied once the rule is gone", BOTH_POLICIES, || {
+        policies(cp, "locked-down")
+    });
 }
 
 /// The CRD `networkbaselines.palisade.dev` as the apiserver has it.
@@ -603,10 +591,7 @@ fn the_leader_upgrades_older_crds_keeping_baselines_and_refuses_newer_ones() {
         .unwrap()
         .remove("excludeNamespaces");
     replace_crd(cp, old);
-    apply(
-        cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: kept}\nspec: {mode: Audit}\n",
-    );
+    baseline(cp, "kept", "{mode: Audit}");
 
     let mut operator = Operator::start(cp, "upgrader");
     let version = || {
@@ -706,10 +691,7 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
     remove_slice();
     metric("0");
 
-    apply(
-        cp,
-        "apiVersion: palisade.dev/v1alpha1\nkind: NetworkBaseline\nmetadata: {name: watched}\nspec: {}\n",
-    );
+    baseline(cp, "watched", "{}");
     let condition = || {
         cp.kubectl_must(&[
                 "get",
