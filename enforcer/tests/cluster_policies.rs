@@ -2,11 +2,14 @@
 //! ruleset, a Deny that drops whatever the deny action, which policies are not enforced and why,
 //! and where the enforcer stands aside.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use common::{labels, pod_on};
 use palisade_api::{ClusterNetworkPolicy, MAX_NOT_ENFORCED, NotEnforcedPolicy};
 use palisade_enforcer::cluster_policies::{
     cni_enforces_cluster_network_policy, decide, understand,
@@ -25,26 +28,18 @@ use palisade_policy::{
     Cluster, ContainerPort, Labels, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector,
 };
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn app(name: &str) -> Selector {
     Selector::from_labels(&labels(&[("app", name)]))
 }
 
 fn pod(name: &str, ip: [u8; 4], node: &str) -> Pod {
-    let mut p = Pod::running(
+    pod_on(
         "x",
         name,
         labels(&[("app", name)]),
-        IpAddr::V4(Ipv4Addr::from(ip)),
-    );
-    p.node = Some(node.into());
-    p
+        Ipv4Addr::from(ip).into(),
+        node,
+    )
 }
 
 fn rule(action: Action, peers: Vec<ClusterPeer>, ports: Option<Vec<ClusterPort>>) -> ClusterRule {

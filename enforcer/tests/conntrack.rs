@@ -4,45 +4,25 @@
 
 use std::net::IpAddr;
 
+mod common;
+
 use palisade_enforcer::conntrack::{Entry, parse, to_cut};
 use palisade_policy::Cluster;
-use palisade_policy::input::Inputs;
 
 const NODE: &str = "n1";
 
 /// `x/client` and `x/web` and `y/other` on n1, `x/remote` on n2, all dual-stack.
-const PODS: &str = r#"apiVersion: v1
-kind: Namespace
-metadata: {name: x, labels: {kubernetes.io/metadata.name: x}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: y, labels: {kubernetes.io/metadata.name: y}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: client, namespace: x, labels: {app: client}}
-spec: {nodeName: n1, containers: [{name: c, image: c}]}
-status: {phase: Running, podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1}, {ip: "fd00::1"}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: web, namespace: x, labels: {app: web}}
-spec: {nodeName: n1, containers: [{name: c, image: c, ports: [{containerPort: 8080}]}]}
-status: {phase: Running, podIP: 10.0.0.2, podIPs: [{ip: 10.0.0.2}, {ip: "fd00::2"}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: other, namespace: y, labels: {app: other}}
-spec: {nodeName: n1, containers: [{name: c, image: c, ports: [{containerPort: 9000}]}]}
-status: {phase: Running, podIP: 10.0.0.3, podIPs: [{ip: 10.0.0.3}, {ip: "fd00::3"}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: remote, namespace: x, labels: {app: remote}}
-spec: {nodeName: n2, containers: [{name: c, image: c}]}
-status: {phase: Running, podIP: 10.0.1.1, podIPs: [{ip: 10.0.1.1}, {ip: "fd00:1::1"}]}
-"#;
+fn pods() -> String {
+    [
+        common::namespace("x"),
+        common::namespace("y"),
+        common::pod("x", "client", "n1", &["10.0.0.1", "fd00::1"], &[]),
+        common::pod("x", "web", "n1", &["10.0.0.2", "fd00::2"], &[8080]),
+        common::pod("y", "other", "n1", &["10.0.0.3", "fd00::3"], &[9000]),
+        common::pod("x", "remote", "n2", &["10.0.1.1", "fd00:1::1"], &[]),
+    ]
+    .concat()
+}
 
 /// Ingress to web only from remote.
 const WEB_FROM_REMOTE: &str = r#"
@@ -91,11 +71,7 @@ spec:
 "#;
 
 fn cluster(policies: &str) -> Cluster {
-    let mut inputs = Inputs::default();
-    inputs
-        .add_text("cluster.yaml", &format!("{PODS}{policies}"))
-        .expect("readable");
-    inputs.cluster()
+    common::cluster(&format!("{}{policies}", pods()))
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -262,9 +238,7 @@ fn judging_twenty_thousand_entries() {
             "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: only-a1, namespace: ns{n}}}\nspec:\n  podSelector: {{}}\n  ingress: [{{from: [{{namespaceSelector: {{}}, podSelector: {{matchLabels: {{app: a1}}}}}}]}}]\n---\n"
         ));
     }
-    let mut inputs = Inputs::default();
-    inputs.add_text("big.yaml", &yaml).expect("readable");
-    let cluster = inputs.cluster();
+    let cluster = common::cluster(&yaml);
     let ip = |i: u32| format!("10.{}.{}.{}", 1 + i / 60000, (i / 250) % 250, 1 + i % 250);
     let text: Vec<String> = (0..20_000u32)
         .map(|k| {

@@ -1,15 +1,18 @@
 //! The enforcer's pure decisions outside the compiler: whether to enforce on a node, the
 //! iptables transaction over what the host has, and reading audit counters.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use common::{deny_all_ingress, pod_on};
 use palisade_enforcer::apply::{HostState, iptables_transaction, parse_audit_counters};
 use palisade_enforcer::cni::{CniError, CniInfo};
 use palisade_enforcer::mode::{Mode, decide};
 use palisade_enforcer::render::render_chains;
 use palisade_enforcer::{CompileOptions, compile};
-use palisade_policy::{Cluster, Labels, Namespace, Pod, Policy, Selector};
+use palisade_policy::{Cluster, Labels, Namespace};
 
 fn cni(name: &str, enforces: Option<bool>) -> Result<CniInfo, CniError> {
     Ok(CniInfo {
@@ -57,18 +60,14 @@ fn auto_enforces_only_where_the_cni_does_not() {
 }
 
 fn one_isolated_pod() -> palisade_enforcer::Ruleset {
-    let mut pod = Pod::running("shop", "web", Labels::new(), "10.1.0.5".parse().unwrap());
-    pod.node = Some("n1".into());
-    let deny = Policy {
-        namespace: "shop".into(),
-        name: "deny".into(),
-        labels: Labels::new(),
-        annotations: Default::default(),
-        pod_selector: Selector::everything(),
-        ingress: Some(vec![]),
-        egress: None,
-        implicit_types: false,
-    };
+    let pod = pod_on(
+        "shop",
+        "web",
+        Labels::new(),
+        "10.1.0.5".parse().unwrap(),
+        "n1",
+    );
+    let deny = deny_all_ingress("shop", "deny");
     let cluster = Cluster::new(
         [Namespace::new("shop", Labels::new())],
         vec![pod],

@@ -7,6 +7,8 @@
 //!
 //! Needs root, `ip`, `iptables-restore` and `ipset`, like the other kernel tests.
 
+mod common;
+
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::Arc;
@@ -20,33 +22,20 @@ use palisade_enforcer::denials::nflog::{self, Socket};
 use palisade_enforcer::denials::record::{Kind, Record};
 use palisade_enforcer::denials::{Options, Task};
 use palisade_enforcer::metrics::Metrics;
-use palisade_policy::input::Inputs;
 use palisade_policy::{Cluster, Endpoint, IpFamily, Protocol};
 
 const GROUP: u16 = 100;
 
-/// front/a (10.0.1.2, another node) and back/b (10.0.2.3, this node n1). Not `x`/`y`: YAML 1.1
-/// reads a bare `y` as true.
-const PODS: &str = r#"apiVersion: v1
-kind: Namespace
-metadata: {name: front, labels: {kubernetes.io/metadata.name: front}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: back, labels: {kubernetes.io/metadata.name: back}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: a, namespace: front, labels: {app: a}}
-spec: {nodeName: n2, containers: [{name: c, image: c}]}
-status: {phase: Running, podIP: 10.0.1.2, podIPs: [{ip: 10.0.1.2}]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: b, namespace: back, labels: {app: b}}
-spec: {nodeName: n1, containers: [{name: c, image: c}]}
-status: {phase: Running, podIP: 10.0.2.3, podIPs: [{ip: 10.0.2.3}]}
-"#;
+/// front/a (10.0.1.2, another node) and back/b (10.0.2.3, this node n1).
+fn pods() -> String {
+    [
+        common::namespace("front"),
+        common::namespace("back"),
+        common::pod("front", "a", "n2", &["10.0.1.2"], &[]),
+        common::pod("back", "b", "n1", &["10.0.2.3"], &[]),
+    ]
+    .concat()
+}
 
 const B_8080_FROM_X: &str = r#"
 ---
@@ -84,11 +73,7 @@ spec:
 "#;
 
 fn cluster(policies: &str) -> Cluster {
-    let mut inputs = Inputs::default();
-    inputs
-        .add_text("cluster.yaml", &format!("{PODS}{policies}"))
-        .expect("readable");
-    inputs.cluster()
+    common::cluster(&format!("{}{policies}", pods()))
 }
 
 /// Namespaces deleted when dropped, even when the test fails.

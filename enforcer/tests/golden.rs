@@ -1,9 +1,12 @@
 //! The text of the ruleset for small clusters, exactly: what a user sees in `iptables-save`
 //! and `ipset save`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use common::{labels, pod_on};
 use palisade_enforcer::compile::compile_family;
 use palisade_enforcer::compile::{DenyAction, MODE_ANNOTATION, MODE_LABEL};
 use palisade_enforcer::render::{render_ipset, render_iptables};
@@ -14,22 +17,14 @@ use palisade_policy::{
     Selector,
 };
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn pod(ns: &str, name: &str, app: &str, ip: [u8; 4], node: &str) -> Pod {
-    let mut p = Pod::running(
+    pod_on(
         ns,
         name,
         labels(&[("app", app)]),
-        IpAddr::V4(Ipv4Addr::from(ip)),
-    );
-    p.node = Some(node.into());
-    p
+        Ipv4Addr::from(ip).into(),
+        node,
+    )
 }
 
 fn policy(ns: &str, name: &str, app: &str) -> Policy {

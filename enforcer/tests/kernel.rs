@@ -5,11 +5,14 @@
 //!
 //! Needs root and the tools `e2e/tools/install.sh` installs, like the rest of the e2e suite.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
+use common::{labels, pod_on};
 use palisade_enforcer::apply;
 use palisade_enforcer::backend::{self, Backend, BackendChoice, Chosen, Family, Tables};
 use palisade_enforcer::compile::{MODE_ANNOTATION, compile_families};
@@ -20,7 +23,7 @@ use palisade_enforcer::render::{
 use palisade_enforcer::{CompileOptions, Ruleset, compile};
 use palisade_policy::policy::{IpBlockPeer, NamespaceScope, PortMatch, PortSpec};
 use palisade_policy::{
-    Cluster, ContainerPort, Labels, Namespace, Peer, Pod, Policy, Protocol, Rule, Selector,
+    Cluster, ContainerPort, Labels, Namespace, Peer, Policy, Protocol, Rule, Selector,
 };
 
 /// A network namespace deleted when dropped, even when the test fails.
@@ -69,23 +72,16 @@ impl Drop for Netns {
     }
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 fn cluster(extra_rule: bool) -> Cluster {
     let mut pods = Vec::new();
     for i in 0..6u8 {
-        let mut p = Pod::running(
+        let mut p = pod_on(
             "x",
             &format!("p{i}"),
             labels(&[("app", if i % 2 == 0 { "web" } else { "db" })]),
-            IpAddr::V4(Ipv4Addr::new(10, 0, i % 2, 10 + i)),
+            Ipv4Addr::new(10, 0, i % 2, 10 + i).into(),
+            if i < 3 { "n1" } else { "n2" },
         );
-        p.node = Some(if i < 3 { "n1" } else { "n2" }.into());
         p.ports.push(ContainerPort {
             name: Some("http".into()),
             port: 8080,

@@ -9,8 +9,11 @@
 //! port ranges, named ports, no ports at all), so the tiers around NetworkPolicy are proven the
 //! same way.
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use common::{deny_all_ingress, pod_on};
 use palisade_enforcer::compile::{DenyAction, compile_family, local_pods_of};
 use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
 use palisade_enforcer::render::{render_chains, render_ipset, render_iptables};
@@ -20,9 +23,7 @@ use palisade_policy::cluster_policy::Action;
 use palisade_policy::strategies::{
     PORTS, PROTOCOLS, cluster_policies, dual_stack_pods, namespaces, policies,
 };
-use palisade_policy::{
-    Cluster, Decision, Endpoint, IpFamily, Labels, Pod, Policy, Protocol, Selector,
-};
+use palisade_policy::{Cluster, Decision, Endpoint, IpFamily, Labels, Pod, Protocol};
 use proptest::prelude::*;
 
 const NODE: &str = "n1";
@@ -318,23 +319,14 @@ proptest! {
 /// Stale and established traffic: not NEW packets are decided by conntrack alone.
 #[test]
 fn conntrack_states_short_circuit() {
-    let mut pod = Pod::running(
+    let pod = pod_on(
         "x",
         "a",
         Labels::new(),
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        Ipv4Addr::new(10, 0, 0, 1).into(),
+        NODE,
     );
-    pod.node = Some(NODE.into());
-    let deny = Policy {
-        namespace: "x".into(),
-        name: "deny".into(),
-        labels: Labels::new(),
-        annotations: Default::default(),
-        pod_selector: Selector::everything(),
-        ingress: Some(vec![]),
-        egress: None,
-        implicit_types: false,
-    };
+    let deny = deny_all_ingress("x", "deny");
     let c = Cluster::new(vec![], vec![pod], vec![], vec![deny]);
     let rules = compile(&c, NODE, &CompileOptions::default());
     let mut p = packet(
@@ -377,31 +369,22 @@ fn conntrack_states_short_circuit() {
 /// before too.
 #[test]
 fn tcp_picked_up_mid_stream_is_denied_for_local_pods() {
-    let mut server = Pod::running(
+    let server = pod_on(
         "x",
         "server",
         Labels::new(),
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        Ipv4Addr::new(10, 0, 0, 1).into(),
+        NODE,
     );
-    server.node = Some(NODE.into());
-    let mut client = Pod::running(
+    let client = pod_on(
         "y",
         "client",
         Labels::new(),
-        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
+        Ipv4Addr::new(10, 0, 0, 2).into(),
+        NODE,
     );
-    client.node = Some(NODE.into());
     // x denies all ingress; y allows everything.
-    let deny = Policy {
-        namespace: "x".into(),
-        name: "deny".into(),
-        labels: Labels::new(),
-        annotations: Default::default(),
-        pod_selector: Selector::everything(),
-        ingress: Some(vec![]),
-        egress: None,
-        implicit_types: false,
-    };
+    let deny = deny_all_ingress("x", "deny");
     let c = Cluster::new(vec![], vec![server, client], vec![], vec![deny]);
     let (server_ip, client_ip): (IpAddr, IpAddr) = (
         Ipv4Addr::new(10, 0, 0, 1).into(),

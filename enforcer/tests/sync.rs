@@ -3,11 +3,14 @@
 //! after a failed apply with the previous rules kept, `lastSync` renewal, and the iptables
 //! backend detected again. No tokio, no kernel: the fake stands where iptables and conntrack do.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{deny_all_ingress, pod_on};
 use palisade_enforcer::apply::{Applied, ApplyError};
 use palisade_enforcer::backend::{Backend, BackendChoice, Chosen, Detection, NoBackend, Tables};
 use palisade_enforcer::compile::compile_families;
@@ -16,7 +19,7 @@ use palisade_enforcer::metrics::Metrics;
 use palisade_enforcer::mode::Mode;
 use palisade_enforcer::sync::{Kernel, Observed, Outcome, Settings, SyncStep, Wake};
 use palisade_enforcer::{CompileOptions, Ruleset};
-use palisade_policy::{Cluster, IpFamily, Labels, Namespace, Pod, Policy, Selector};
+use palisade_policy::{Cluster, IpFamily, Labels, Namespace, Policy};
 
 /// The kernel as far as a sync can tell: which backend detection finds, whether an apply
 /// works, and the rules each backend holds.
@@ -124,30 +127,20 @@ fn step(found: Result<Detection, NoBackend>) -> SyncStep<FakeKernel> {
 }
 
 fn deny_ingress(name: &str) -> Policy {
-    Policy {
-        namespace: "shop".into(),
-        name: name.into(),
-        labels: Labels::new(),
-        annotations: Default::default(),
-        pod_selector: Selector::everything(),
-        ingress: Some(vec![]),
-        egress: None,
-        implicit_types: false,
-    }
+    deny_all_ingress("shop", name)
 }
 
 /// Namespace `shop` with `pods` pods on node n1 (10.1.0.1, …), isolated for ingress.
 fn cluster(pods: u8) -> Cluster {
     let pods = (1..=pods)
         .map(|i| {
-            let mut pod = Pod::running(
+            pod_on(
                 "shop",
                 &format!("web-{i}"),
                 Labels::new(),
                 format!("10.1.0.{i}").parse().unwrap(),
-            );
-            pod.node = Some("n1".into());
-            pod
+                "n1",
+            )
         })
         .collect();
     Cluster::new(
