@@ -131,6 +131,7 @@ fn run_on(
         ReachFormat::Json => json(&plan, live, out)?,
         ReachFormat::Table => {
             table(&plan, out)?;
+            in_audit_mode(cluster, out)?;
             if args.explain {
                 why(&plan, live, out)?;
             }
@@ -240,9 +241,19 @@ fn table(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         .unwrap_or(4)
         .max(4);
     let colw = column_width(plan);
+    let audit = plan
+        .cluster()
+        .policies()
+        .iter()
+        .any(|p| plan.cluster().audit_mode(p).is_some());
     writeln!(
         out,
-        "✓ allowed, ✗ blocked; rows: from, columns: to (numbered, key below)"
+        "✓ allowed, ✗ blocked{}; rows: from, columns: to (numbered, key below)",
+        if audit {
+            ", ~ allowed: policies in audit mode would block it (not enforced)"
+        } else {
+            ""
+        }
     )?;
     let mut cells = Vec::new();
     for (pi, port) in plan.ports.iter().enumerate() {
@@ -260,7 +271,11 @@ fn table(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
             line.extend(std::iter::repeat_n(' ', pad));
             for c in &cells {
                 line.extend(std::iter::repeat_n(' ', colw - 1));
-                line.push(if c.allowed() { '✓' } else { '✗' });
+                line.push(match (c.allowed(), c.audit_would_deny()) {
+                    (true, false) => '✓',
+                    (true, true) => '~',
+                    (false, _) => '✗',
+                });
             }
             writeln!(out, "{line}")?;
         }
@@ -268,6 +283,43 @@ fn table(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "\ncolumns:")?;
     for (i, g) in plan.destinations.iter().enumerate() {
         writeln!(out, "{:>4}  {}", i + 1, label(plan, g))?;
+    }
+    Ok(())
+}
+
+/// Policies in audit mode named at most, then "and K more".
+const MAX_AUDIT: usize = 10;
+
+/// The policies in audit mode: evaluated, their denials only reported. One line each: why, and
+/// how to enforce it.
+fn in_audit_mode(cluster: &Cluster, out: &mut dyn Write) -> io::Result<()> {
+    let audit: Vec<String> = cluster
+        .policies()
+        .iter()
+        .filter_map(|p| {
+            let mode = cluster.audit_mode(p)?;
+            Some(format!(
+                "  {}/{}: {}; to enforce it, {}",
+                p.namespace,
+                p.name,
+                mode.why(p),
+                mode.promote(p)
+            ))
+        })
+        .collect();
+    if audit.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "
+in audit mode (not enforced: what they deny is logged and counted, not dropped):"
+    )?;
+    for line in audit.iter().take(MAX_AUDIT) {
+        writeln!(out, "{line}")?;
+    }
+    if audit.len() > MAX_AUDIT {
+        writeln!(out, "  and {} more", audit.len() - MAX_AUDIT)?;
     }
     Ok(())
 }

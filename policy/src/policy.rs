@@ -262,12 +262,6 @@ impl Policy {
             })
     }
 
-    /// Whether the policy itself is annotated audit-only ([`MODE_ANNOTATION`]). Its
-    /// namespace's label can make it audit-only too: ask [`crate::Cluster::audit_mode`].
-    pub fn is_audit(&self) -> bool {
-        self.annotations.get(MODE_ANNOTATION).map(String::as_str) == Some(AUDIT_MODE)
-    }
-
     pub fn isolates(&self, direction: Direction) -> bool {
         self.rules(direction).is_some()
     }

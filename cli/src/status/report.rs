@@ -12,7 +12,6 @@ use k8s_openapi::jiff::Timestamp;
 use palisade_policy::checks::{Enforced, Enforcement, NodeEnforcement, list_some};
 use palisade_policy::cluster::Cluster;
 use palisade_policy::cluster_policy::ClusterPolicy;
-use palisade_policy::desired::BASELINE_NAME_LABEL;
 use palisade_policy::model::{IpFamily, Phase, Pod};
 use palisade_policy::node_enforcement::{Reported, describe_for, human_duration};
 use palisade_policy::policy::{MODE_ANNOTATION, Policy};
@@ -97,7 +96,16 @@ pub fn network_policy(cluster: &Cluster, policy: &Policy, nodes: &Nodes) -> Poli
     let selected = cluster
         .pods_in(&policy.namespace)
         .filter(|p| Cluster::selects(policy, p) && runs(p));
-    let title = format!("{}/{}{}", policy.namespace, policy.name, audit_text(policy));
+    let audit = cluster.audit_mode(policy);
+    let title = format!(
+        "{}/{}{}",
+        policy.namespace,
+        policy.name,
+        audit.map_or(String::new(), |mode| format!(
+            " in audit mode ({})",
+            mode.why(policy)
+        ))
+    );
     let answers = by_node(selected, |node, pods| {
         let families = families(pods);
         let Some(ne) = find(nodes, node) else {
@@ -106,7 +114,7 @@ pub fn network_policy(cluster: &Cluster, policy: &Policy, nodes: &Nodes) -> Poli
         let reported = nodes.reported.get(node);
         let verdict = ne.network_policy(&families);
         let mut words = describe_for(&anonymous(ne), reported, &families);
-        if policy.is_audit() && verdict == Enforced::Yes {
+        if audit.is_some() && verdict == Enforced::Yes {
             words.push_str(&audit_on_node(ne));
         }
         let age = reporter(reported, nodes.now, &mut words);
@@ -249,17 +257,6 @@ fn audit_on_node(ne: &NodeEnforcement) -> String {
         )
     } else {
         "; in audit mode there: what it denies is logged and counted, not dropped".into()
-    }
-}
-
-/// ` in audit mode (...)` for a policy in audit mode.
-fn audit_text(policy: &Policy) -> String {
-    if !policy.is_audit() {
-        return String::new();
-    }
-    match policy.labels.get(BASELINE_NAME_LABEL) {
-        Some(b) => format!(" in audit mode (NetworkBaseline {b} is in Audit mode)"),
-        None => format!(" in audit mode ({MODE_ANNOTATION}: audit)"),
     }
 }
 

@@ -221,7 +221,7 @@ fn audit_mode_is_said_and_a_cni_that_enforces_ignores_it() {
     assert_eq!(
         s.lines,
         [
-            "prod/trial in audit mode (palisade.dev/mode: audit)  selects 3 pods on node-1, node-2  enforced on both nodes",
+            "prod/trial in audit mode (annotated palisade.dev/mode: audit)  selects 3 pods on node-1, node-2  enforced on both nodes",
             "  enforced on node-1 by the Palisade enforcer (IPv4); in audit mode there: what it denies is logged and counted, not dropped; enforcer mode auto, last sync 2s ago",
             "  enforced on node-2 by calico (calico enforces NetworkPolicy itself; standing aside); calico does not read palisade.dev/mode: it drops what the policy denies; enforcer mode auto, last sync 2s ago",
         ]
@@ -238,6 +238,24 @@ fn audit_mode_is_said_and_a_cni_that_enforces_ignores_it() {
         s.lines,
         [
             "prod/palisade-baseline-deny in audit mode (NetworkBaseline default is in Audit mode)  selects 3 pods on node-1, node-2  enforced on both by the Palisade enforcer (IPv4); in audit mode there: what it denies is logged and counted, not dropped; enforcer mode auto, last sync 2s ago"
+        ]
+    );
+}
+
+#[test]
+fn every_policy_of_a_namespace_labelled_audit_is_said_to_be_in_audit_mode() {
+    let mut yaml = "apiVersion: v1\nkind: Namespace\nmetadata: {name: prod, labels: {palisade.dev/mode: audit}}\n---\n".to_string();
+    yaml += &pod("web-1", "web", "node-1", "10.0.1.1");
+    yaml += "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: prod}\nspec: {podSelector: {}, ingress: []}\n---\n";
+    let s = status_of(
+        &cluster(&yaml),
+        "deny-all",
+        &[("node-1", Some(enforcing("2026-01-01T00:09:58Z")))],
+    );
+    assert_eq!(
+        s.lines,
+        [
+            "prod/deny-all in audit mode (namespace prod is labelled palisade.dev/mode=audit)  selects 1 pod on node-1  enforced on node-1 by the Palisade enforcer (IPv4); in audit mode there: what it denies is logged and counted, not dropped; enforcer mode auto, last sync 2s ago"
         ]
     );
 }
