@@ -124,7 +124,7 @@ const NETWORK_POLICIES: &str = "\
 status-live/api  selects 1 pod on st-node-4  NOT enforced on st-node-4 (status-live/api-1): flannel ignores NetworkPolicy and the Palisade enforcer there does not enforce (mode off: reporting only); enforcer mode off, last sync Ns ago
 status-live/db  selects 1 pod on st-node-3  NOT counted as enforced on st-node-3 (status-live/db-1): its Palisade enforcer has not reported for 10m (a running one reports every 30s); its last rules may still be in force; enforcer mode auto
 status-live/ok  selects 1 pod on st-node-1  enforced on st-node-1 by the Palisade enforcer (IPv4); enforcer mode auto, last sync Ns ago
-status-live/trial in audit mode (palisade.dev/mode: audit)  selects 1 pod on st-node-1  enforced on st-node-1 by the Palisade enforcer (IPv4); in audit mode there: what it denies is logged and counted, not dropped; enforcer mode auto, last sync Ns ago
+status-live/trial in audit mode (annotated palisade.dev/mode: audit)  selects 1 pod on st-node-1  enforced on st-node-1 by the Palisade enforcer (IPv4); in audit mode there: what it denies is logged and counted, not dropped; enforcer mode auto, last sync Ns ago
 status-live/typo  selects no pod  nothing to enforce
 status-live/web  selects 2 pods on st-node-1, st-node-2  NOT enforced on st-node-2 (1 of 2 nodes)
   NOT enforced on st-node-2 (status-live/web-2): flannel ignores NetworkPolicy and no Palisade enforcer reports from it
