@@ -63,7 +63,7 @@ fn main() {
 
 fn usage() -> i32 {
     eprintln!(
-        "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep] | soak [--minutes N]\n                    | restart TARGET | pause TARGET [--seconds N]\n  up       start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n           --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n           controller-manager and scheduler, and the image of e2e/image.sh imported\n           --import FILE.tar: also import this docker-archive image into every real node\n  down     stop them and remove every namespace they made\n  restart  stop TARGET of the running cluster (SIGTERM, SIGKILL after 10 s) and start it again\n           with the same arguments; returns once it answers again\n  pause    freeze TARGET (SIGSTOP) for N seconds (default 5), then let it go on (SIGCONT)\n           TARGET: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (the last\n           two with --real-nodes), or a real node's node-1/kubelet, node-1/containerd,\n           node-1/kube-proxy (node-2/...); containers keep running through a containerd\n           restart\n  demo     show Palisade working end to end (--keep: leave it running until Ctrl-C)\n  soak     the chaos soak on two real nodes for N minutes (default 10): faults on a seeded\n           schedule (PALISADE_SOAK_SEED replays one) while the cluster churns; exits 1 if a\n           promise broke"
+        "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep] | soak [--minutes N]\n                    | restart TARGET | pause TARGET [--seconds N]\n  up       start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n           --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n           controller-manager and scheduler, and the image of e2e/image.sh imported\n           --import FILE.tar: also import this docker-archive image into every real node\n  down     stop them and remove every namespace they made\n  restart  stop TARGET of the running cluster (SIGTERM, SIGKILL after 10 s) and start it again\n           with the same arguments; returns once it answers again\n  pause    freeze TARGET (SIGSTOP) for N seconds (default 5), then let it go on (SIGCONT)\n           TARGET: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (the last\n           two with --real-nodes), or a real node's node-1/kubelet, node-1/containerd,\n           node-1/kube-proxy (node-2/...); containers keep running through a containerd\n           restart\n  demo     show Palisade working end to end (--keep: leave it running until Ctrl-C)\n  soak     the chaos soak on two real nodes for N minutes (default 10): faults on a seeded\n           schedule (PALISADE_SOAK_SEED replays one) while the cluster churns, then the\n           leak check (helm uninstall, a fresh install compared); exits 1 if a promise broke"
     );
     2
 }
@@ -520,7 +520,8 @@ fn demo(keep: bool) -> i32 {
 }
 
 /// `soak [--minutes N]`: two real nodes with the chart, the tutorial world and its policies,
-/// then the soak; prints its figures and what broke. 0: it held, 1: it did not, 2: it could not
+/// then the soak and its end checks (leak check included); prints their figures and what
+/// broke. 0: it held, 1: it did not, 2: it could not
 /// run.
 fn soak(args: &[String]) -> i32 {
     let minutes: u64 = match args.iter().position(|a| a == "--minutes") {
@@ -548,18 +549,29 @@ fn soak(args: &[String]) -> i32 {
         "soak for {minutes} min, seed {} (PALISADE_SOAK_SEED={} replays it)",
         options.seed, options.seed
     );
-    match palisade_e2e::soak::run(&cluster, &world, &options) {
-        Ok(report) => {
-            println!("{}", report.summary());
-            let broken = report.violations(&options);
-            for line in &broken {
-                println!("BROKEN: {line}");
-            }
-            i32::from(!broken.is_empty())
-        }
+    let report = match palisade_e2e::soak::run(&cluster, &world, &options) {
+        Ok(report) => report,
         Err(e) => {
             eprintln!("palisade-e2e soak: {e}");
-            2
+            return 2;
         }
+    };
+    println!("{}", report.summary());
+    let ending = match palisade_e2e::soak::end_checks(&cluster, &world) {
+        Ok(ending) => ending,
+        Err(e) => {
+            eprintln!("palisade-e2e soak: the end checks: {e}");
+            return 2;
+        }
+    };
+    println!("{}", ending.summary());
+    let broken: Vec<String> = report
+        .violations(&options)
+        .into_iter()
+        .chain(ending.violations())
+        .collect();
+    for line in &broken {
+        println!("BROKEN: {line}");
     }
+    i32::from(!broken.is_empty())
 }

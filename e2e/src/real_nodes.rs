@@ -242,6 +242,27 @@ pub struct RealNode {
     keepers: std::sync::Mutex<Vec<Keeper>>,
 }
 
+/// Palisade's state in a node's kernel (see [`RealNode::palisade_rules`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeRules {
+    /// `<save command>: :PAL… ` lines: the chains, per backend and family.
+    pub chains: Vec<String>,
+    /// Rules in those chains.
+    pub rules: usize,
+    /// The rules themselves (`<save command>: -A PAL…`), to tell two states apart.
+    pub rule_lines: Vec<String>,
+    /// Palisade's ipsets.
+    pub sets: Vec<String>,
+    /// Every NFLOG rule (Palisade's denial and audit logging are the only ones on these nodes).
+    pub nflog: Vec<String>,
+}
+
+impl NodeRules {
+    pub fn is_empty(&self) -> bool {
+        self.chains.is_empty() && self.rules == 0 && self.sets.is_empty() && self.nflog.is_empty()
+    }
+}
+
 /// What runs on each node, by the name [`RealNode::restart`] and [`Target`] take.
 pub const NODE_COMPONENTS: [&str; 3] = ["containerd", "kubelet", "kube-proxy"];
 
@@ -424,6 +445,66 @@ impl RealNode {
                 self.log_tail(component, 15)
             ),
         })
+    }
+
+    /// What Palisade has in the node's kernel now: its chains and the rules in them (both
+    /// iptables backends, IPv4 and IPv6, every table), its ipsets, and every NFLOG rule.
+    pub fn palisade_rules(&self) -> Result<NodeRules, Error> {
+        let mut found = NodeRules::default();
+        for save in [
+            "iptables-legacy-save",
+            "iptables-nft-save",
+            "ip6tables-legacy-save",
+            "ip6tables-nft-save",
+        ] {
+            // A family or backend this kernel lacks fails and holds nothing.
+            let dump = self
+                .command(save)
+                .output()
+                .map_err(io(format!("running {save} on {}", self.name)))?;
+            for line in String::from_utf8_lossy(&dump.stdout).lines() {
+                if line.starts_with(":PAL") {
+                    found.chains.push(format!("{save}: {line}"));
+                } else if line.starts_with("-A PAL") {
+                    found.rules += 1;
+                    found.rule_lines.push(format!("{save}: {line}"));
+                }
+                if line.contains("-j NFLOG") {
+                    found.nflog.push(format!("{save}: {line}"));
+                }
+            }
+        }
+        let sets = run(
+            &format!("ipset list -name on {}", self.name),
+            self.command("ipset").args(["list", "-name"]),
+        )?;
+        found.sets = sets
+            .lines()
+            .filter(|l| l.starts_with("PAL"))
+            .map(String::from)
+            .collect();
+        Ok(found)
+    }
+
+    /// The host PIDs of the node's processes (its cgroup tree: containers included) whose
+    /// command name (`/proc/PID/comm`, at most 15 characters) starts with `prefix`.
+    pub fn processes_named(&self, prefix: &str) -> Vec<u32> {
+        let tree = format!("/{}/", self.cgroup);
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if !comm.starts_with(prefix) {
+                continue;
+            }
+            let cgroup = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
+            if cgroup.contains(&tree) {
+                found.push(pid);
+            }
+        }
+        found
     }
 
     /// The last `lines` lines of one of the node's logs (kubelet, containerd, kube-proxy).

@@ -1,13 +1,18 @@
-//! The chaos soak on real nodes (issue 23): the chart installed, the tutorial world under its
-//! three-tier policies, churn in another namespace, and Palisade's components and the control
-//! plane hit on a seeded schedule while two pairs of pods are watched every 100 ms.
+//! The chaos soak on real nodes (issue 23): the chart installed (`failurePolicy: Fail`, the
+//! ClusterNetworkPolicy CRD), the tutorial world under its three-tier policies, churn in another
+//! namespace (pods, labels, NetworkPolicies, a ClusterNetworkPolicy, a NetworkBaseline, the
+//! namespace opted in and out, a policy the webhook must refuse), and Palisade's components,
+//! the control plane and the nodes' kubelet and containerd hit on a seeded schedule while two
+//! pairs of pods are watched every 100 ms. Then the end checks: everything right and fresh,
+//! `helm uninstall` leaves nothing, a fresh install has the same figures.
 //!
-//! Short here (`PALISADE_SOAK_SECONDS`, default 75 s: five faults, one every 15 s) so it fits CI; `palisade-e2e soak
-//! --minutes N` runs it longer. The seed is printed; `PALISADE_SOAK_SEED` replays it.
+//! Short here (`PALISADE_SOAK_SECONDS`, default 30 s: two faults, one every 15 s) so it fits
+//! CI; `palisade-e2e soak --minutes N` runs it longer. The seed is printed;
+//! `PALISADE_SOAK_SEED` replays it.
 //!
 //! Skipped, with one line naming what is missing, where this machine cannot run real nodes.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use palisade_e2e::real_nodes;
 use palisade_e2e::soak::{self, Options};
@@ -17,11 +22,13 @@ fn faults_and_churn_lose_no_policy() {
     let Some(cluster) = real_nodes::cluster_for_tests() else {
         return;
     };
+    let start = Instant::now();
     let world = soak::prepare(&cluster).expect("the chart, the tutorial world and its policies");
+    eprintln!("prepared in {:.0} s", start.elapsed().as_secs_f64());
     let seconds = std::env::var("PALISADE_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(75);
+        .unwrap_or(30);
     let options = Options {
         fault_every: Duration::from_secs(15),
         ..Options::new(Duration::from_secs(seconds))
@@ -30,14 +37,25 @@ fn faults_and_churn_lose_no_policy() {
         "soak seed {} (PALISADE_SOAK_SEED={} replays it)",
         options.seed, options.seed
     );
+    let start = Instant::now();
     let report = soak::run(&cluster, &world, &options).expect("the soak");
     eprintln!("{}", report.summary());
+    eprintln!("soaked for {:.0} s", start.elapsed().as_secs_f64());
+    let start = Instant::now();
+    let ending = soak::end_checks(&cluster, &world).expect("the end checks");
+    eprintln!("{}", ending.summary());
+    eprintln!("end checks took {:.0} s", start.elapsed().as_secs_f64());
 
-    let broken = report.violations(&options);
+    let broken: Vec<String> = report
+        .violations(&options)
+        .into_iter()
+        .chain(ending.violations())
+        .collect();
     assert!(
         broken.is_empty(),
-        "{}\n{}",
+        "{}\n{}\n{}",
         broken.join("\n"),
-        report.summary()
+        report.summary(),
+        ending.summary()
     );
 }
