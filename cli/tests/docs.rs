@@ -385,3 +385,44 @@ fn anchors_follow_githubs_slugs() {
     .collect();
     assert_eq!(got, want);
 }
+
+/// A docs page no link leads to is one nobody finds: each is linked from README.md or from a
+/// page that is.
+#[test]
+fn every_docs_page_is_reachable_from_the_readme() {
+    let root = root();
+    let readme = root.join("README.md");
+    let mut reached = BTreeSet::from([readme.clone()]);
+    let mut todo = vec![readme];
+    while let Some(file) = todo.pop() {
+        let dir = file
+            .parent()
+            .expect("a file is in a directory")
+            .to_path_buf();
+        for (_, target) in links(&read(&file)) {
+            let path = target.split('#').next().unwrap_or_default();
+            if path.is_empty() || target.contains("://") || !path.ends_with(".md") {
+                continue;
+            }
+            let Ok(linked) = dir.join(path).canonicalize() else {
+                continue; // a broken link: the link test names it
+            };
+            if reached.insert(linked.clone()) {
+                todo.push(linked);
+            }
+        }
+    }
+    let reached: BTreeSet<PathBuf> = reached
+        .into_iter()
+        .map(|p| p.canonicalize().unwrap_or(p))
+        .collect();
+    let unreached: Vec<String> = markdown_files()
+        .into_iter()
+        .filter(|f| !reached.contains(&f.canonicalize().unwrap_or_else(|_| f.clone())))
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        unreached.is_empty(),
+        "no link from README.md leads to: {unreached:?}"
+    );
+}
