@@ -1,61 +1,12 @@
 //! The `palisade` binary as a user runs it: exit codes, text and JSON output, bad input.
 
-use std::process::{Command, Output};
+mod common;
 
-/// The tutorial's files, shared with the checks' tests in `policy/`.
-fn fixtures() -> String {
-    format!(
-        "{}/../policy/tests/fixtures/tutorial",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-fn palisade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .output()
-        .expect("palisade runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// A file in a directory of its own, removed when the guard drops.
-struct TempFile {
-    path: std::path::PathBuf,
-}
-
-impl TempFile {
-    fn to_str(&self) -> Option<&str> {
-        self.path.to_str()
-    }
-    fn display(&self) -> std::path::Display<'_> {
-        self.path.display()
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn temp_file(name: &str, text: &str) -> TempFile {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("palisade-cli-test-{}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    TempFile { path }
-}
+use common::{TempFile, palisade, stdout, temp_file, tutorial};
 
 #[test]
 fn check_exits_1_on_a_denial_and_names_file_line_and_check() {
-    let f = fixtures();
+    let f = tutorial();
     let o = palisade(&[
         "check",
         "-f",
@@ -76,7 +27,7 @@ fn check_exits_1_on_a_denial_and_names_file_line_and_check() {
 
 #[test]
 fn check_exits_0_when_only_warnings_remain() {
-    let f = fixtures();
+    let f = tutorial();
     let o = palisade(&[
         "check",
         "-f",
@@ -92,7 +43,7 @@ fn check_exits_0_when_only_warnings_remain() {
 
 #[test]
 fn check_json_lists_findings_with_file_and_line() {
-    let f = fixtures();
+    let f = tutorial();
     let o = palisade(&[
         "check",
         "-o",
@@ -169,8 +120,8 @@ fn temp_dir(files: &[(&str, &str)]) -> TempFile {
 
 #[test]
 fn one_unreadable_file_in_a_directory_is_a_finding_and_the_rest_is_checked() {
-    let world = std::fs::read_to_string(format!("{}/world.yaml", fixtures())).unwrap();
-    let typo = std::fs::read_to_string(format!("{}/typo-labels.yaml", fixtures())).unwrap();
+    let world = std::fs::read_to_string(format!("{}/world.yaml", tutorial())).unwrap();
+    let typo = std::fs::read_to_string(format!("{}/typo-labels.yaml", tutorial())).unwrap();
     let guard = temp_dir(&[
         ("a-world.yaml", &world),
         (
@@ -302,7 +253,7 @@ spec:
 
 #[test]
 fn the_last_definition_of_an_object_wins_as_with_kubectl_and_both_are_named() {
-    let f = fixtures();
+    let f = tutorial();
     let again = temp_file("backend-v2.yaml", BACKEND_AGAIN);
     let files = [
         "-f".to_string(),
@@ -369,7 +320,7 @@ fn the_last_definition_of_an_object_wins_as_with_kubectl_and_both_are_named() {
 
 #[test]
 fn reach_prints_the_matrix_the_policies_give() {
-    let f = fixtures();
+    let f = tutorial();
     let o = palisade(&[
         "reach",
         "-f",
@@ -423,7 +374,7 @@ fn reach_prints_the_matrix_the_policies_give() {
 
 #[test]
 fn reach_table_has_a_row_per_source_and_a_mark_per_cell() {
-    let f = fixtures();
+    let f = tutorial();
     let o = palisade(&[
         "reach",
         "-f",
@@ -456,7 +407,7 @@ fn reach_table_has_a_row_per_source_and_a_mark_per_cell() {
 
 #[test]
 fn reach_rejects_an_unknown_pod() {
-    let f = fixtures();
+    let f = tutorial();
     let o = palisade(&[
         "reach",
         "-f",
@@ -734,12 +685,14 @@ fn reach_says_how_big_a_large_matrix_is_before_computing_it() {
 
 #[test]
 fn palisade_check_offers_the_label_without_the_service_suffix() {
-    let f = fixtures();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["check", "-f", &format!("{f}/world.yaml")])
-        .args(["-f", &format!("{f}/service-name-selector.yaml")])
-        .output()
-        .expect("palisade runs");
+    let f = tutorial();
+    let o = palisade(&[
+        "check",
+        "-f",
+        &format!("{f}/world.yaml"),
+        "-f",
+        &format!("{f}/service-name-selector.yaml"),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),

@@ -1,21 +1,11 @@
 //! `palisade reach` and `palisade check` with ClusterNetworkPolicies, as a user runs them on the
 //! files under tests/fixtures/cluster-network-policy: the exact text they read, and exit codes.
 
-use std::process::{Command, Output};
+mod common;
+
+use common::{palisade, text};
 
 const DIR: &str = "tests/fixtures/cluster-network-policy";
-
-fn palisade(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("palisade runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn file(name: &str) -> String {
     format!("{DIR}/{name}")

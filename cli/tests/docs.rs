@@ -3,9 +3,10 @@
 //! a `palisade SUBCOMMAND ... --flag` command (in code blocks and inline code) is one that
 //! subcommand's `--help` lists, asked of the built binary.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The workspace's root, where README.md is.
 fn root() -> PathBuf {
@@ -246,13 +247,11 @@ fn lists(help: &str, flag: &str) -> bool {
     })
 }
 
+/// What `palisade ARGS` prints (help, here), which must succeed.
 fn palisade(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(args)
-        .output()
-        .expect("palisade runs");
+    let out = common::palisade(args);
     assert!(out.status.success(), "palisade {args:?}: {out:?}");
-    String::from_utf8(out.stdout).expect("UTF-8 help")
+    common::stdout(&out)
 }
 
 /// The subcommands `palisade --help` lists.

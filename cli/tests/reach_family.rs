@@ -1,7 +1,9 @@
 //! `palisade reach --family`: a dual-stack cluster's matrix for each family's traffic, as the
 //! enforcer compiles it (an ipBlock only matches addresses of its own family).
 
-use std::process::Command;
+mod common;
+
+use common::{reach_on, text};
 
 const CLUSTER: &str = r#"apiVersion: v1
 kind: Pod
@@ -31,20 +33,8 @@ spec:
 "#;
 
 fn reach(args: &[&str]) -> (String, String) {
-    let dir = std::env::temp_dir().join(format!("palisade-reach-family-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("cluster.yaml");
-    std::fs::write(&file, CLUSTER).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["reach", "-f", file.to_str().unwrap(), "--port", "80"])
-        .args(args)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = reach_on(CLUSTER, &[&["--port", "80"], args].concat());
+    (text(&out.stdout), text(&out.stderr))
 }
 
 /// The IPv4 block lets the client reach web over IPv4 only; over IPv6 web is closed to

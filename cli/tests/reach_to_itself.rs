@@ -1,7 +1,9 @@
 //! A pod reaching its own IP is allowed, whatever the policies, and `palisade reach --explain`
 //! says why (the semantics' side: `policy/tests/to_itself.rs`, on the same clusters).
 
-use std::process::Command;
+mod common;
+
+use common::{reach_on, text};
 
 /// Three alike pods `x/a-*` and a lone pod `x/b`, all isolated both ways by a deny-all
 /// NetworkPolicy.
@@ -9,23 +11,10 @@ const DENIED: &str = include_str!("../../policy/tests/fixtures/to-itself/denied.
 /// Everything denied by an Admin ClusterNetworkPolicy too.
 const ADMIN_DENY: &str = include_str!("../../policy/tests/fixtures/to-itself/admin-deny.yaml");
 
-fn reach(text: &str, args: &[&str]) -> String {
-    let dir = std::env::temp_dir().join(format!("palisade-to-itself-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let file = dir.join(format!("cluster-{}.yaml", args.join("_").replace('/', "-")));
-    std::fs::write(&file, text).expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .args(["reach", "-f", file.to_str().expect("utf-8"), "--port", "80"])
-        .args(args)
-        .output()
-        .expect("palisade runs");
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+fn reach(yaml: &str, args: &[&str]) -> String {
+    let out = reach_on(yaml, &[&["--port", "80"], args].concat());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
 }
 
 #[test]
