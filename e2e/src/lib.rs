@@ -17,6 +17,7 @@ pub mod real_world;
 pub mod soak;
 pub mod tools;
 pub mod util;
+pub mod webhook_config;
 pub mod world;
 
 pub use control_plane::{ControlPlane, Error};

@@ -42,13 +42,24 @@ fn map(pairs: &[(&str, &str)]) -> serde_json::Map<String, serde_json::Value> {
 
 /// A Ready Node with these annotations (e.g. a CNI's, which tell which CNI it runs).
 pub fn node(cp: &ControlPlane, name: &str, annotations: &[(&str, &str)]) -> Result<(), Error> {
+    node_with_readiness(cp, name, annotations, true)
+}
+
+/// A Node with these annotations, Ready or not as its kubelet would report it.
+pub fn node_with_readiness(
+    cp: &ControlPlane,
+    name: &str,
+    annotations: &[(&str, &str)],
+    ready: bool,
+) -> Result<(), Error> {
     let object = serde_json::json!({
         "apiVersion": "v1", "kind": "Node",
         "metadata": {"name": name, "annotations": map(annotations)},
     });
     cp.apply(&object.to_string())?;
-    let ready = serde_json::json!({"status": {"conditions": [{
-        "type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok",
+    let status = if ready { "True" } else { "False" };
+    let condition = serde_json::json!({"status": {"conditions": [{
+        "type": "Ready", "status": status, "reason": "KubeletReady", "message": "set by the test",
         "lastHeartbeatTime": timestamp(SystemTime::now()),
         "lastTransitionTime": timestamp(SystemTime::now()),
     }]}});
@@ -59,7 +70,7 @@ pub fn node(cp: &ControlPlane, name: &str, annotations: &[(&str, &str)]) -> Resu
         "--subresource=status",
         "--type=merge",
         "-p",
-        &ready.to_string(),
+        &condition.to_string(),
     ])?;
     Ok(())
 }
@@ -102,6 +113,11 @@ pub fn running_pod(
         "spec": spec,
     });
     cp.apply(&object.to_string())?;
+    set_running(cp, namespace, name, ip)
+}
+
+/// Reports the Pod `namespace/name` Running with `ip`, as its kubelet would.
+pub fn set_running(cp: &ControlPlane, namespace: &str, name: &str, ip: &str) -> Result<(), Error> {
     let status =
         serde_json::json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
     cp.kubectl_ok(&[

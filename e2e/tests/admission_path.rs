@@ -2,19 +2,12 @@
 //! by `url:` + `caBundle` -> the denial in kubectl's own output.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use palisade_e2e::ControlPlane;
 use palisade_e2e::admission_stub::AdmissionStub;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use palisade_e2e::util::text;
+use palisade_e2e::webhook_config::ca_bundle;
 
 fn deny_unless_allowed(review: &serde_json::Value) -> Option<String> {
     let name = review["request"]["name"].as_str().unwrap_or_default();
@@ -33,12 +26,7 @@ fn a_url_webhook_denial_reaches_kubectl() {
         .unwrap();
     let stub = AdmissionStub::start(&cert, &key, deny_unless_allowed).expect("stub");
 
-    let ca = Command::new("base64")
-        .arg("-w0")
-        .arg(cp.ca_file())
-        .output()
-        .unwrap();
-    let ca = String::from_utf8(ca.stdout).unwrap();
+    let ca = ca_bundle(cp).unwrap();
     let config = format!(
         r#"apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration

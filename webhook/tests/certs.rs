@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{free_port, http_get, text};
 use palisade_e2e::ControlPlane;
 use palisade_e2e::chart::{self, NAMESPACE};
+use palisade_e2e::webhook_config::ca_bundle;
 
 /// The chart's names for the release `palisade`, which its RBAC allows.
 const SECRET: &str = "palisade-webhook-tls";
@@ -278,12 +279,7 @@ fn the_certificate_and_its_ca_rotate_while_every_kubectl_apply_succeeds() {
     );
 
     // A GitOps sync or helm upgrade resets the caBundle: repaired, and applies go through.
-    let foreign = Command::new("base64")
-        .arg("-w0")
-        .arg(cp.ca_file())
-        .output()
-        .unwrap();
-    let foreign = String::from_utf8_lossy(&foreign.stdout).into_owned();
+    let foreign = ca_bundle(cp).unwrap();
     cp.kubectl_must(&[
         "patch",
         "validatingwebhookconfiguration",

@@ -5,27 +5,16 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{start_webhook, text};
-use palisade_e2e::ControlPlane;
-
-const CRD_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../charts/palisade/files/crds/policy.networking.k8s.io_clusternetworkpolicies.yaml"
-);
-const CRD: &str = "clusternetworkpolicies.policy.networking.k8s.io";
+use palisade_e2e::webhook_config::ca_bundle;
+use palisade_e2e::{ControlPlane, objects};
 
 /// The webhook for NetworkPolicies of `cnp-shop` and for every ClusterNetworkPolicy, as the
 /// chart registers them.
 fn register(cp: &ControlPlane, port: u16) {
-    let ca = Command::new("base64")
-        .arg("-w0")
-        .arg(cp.ca_file())
-        .output()
-        .unwrap();
-    let ca = String::from_utf8_lossy(&ca.stdout);
+    let ca = ca_bundle(cp).unwrap();
     let config = format!(
         r#"apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
@@ -131,36 +120,21 @@ fn cluster_network_policies_are_reviewed_and_shadowed_network_policy_rules_refus
         ("cnp-monitoring", "prometheus", "10.251.1.1"),
         ("kube-system", "coredns", "10.251.9.9"),
     ] {
-        cp.kubectl_ok(&[
-            "patch",
-            "pod",
-            pod,
-            "-n",
-            ns,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &format!(
-                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
-            ),
-        ])
-        .unwrap();
+        objects::set_running(cp, ns, pod, ip).unwrap();
     }
     // The webhook starts where the CRD is not installed, and picks it up once it is.
-    let _ = cp.kubectl(&["delete", "crd", CRD, "--ignore-not-found", "--wait"]);
+    let _ = cp.kubectl(&[
+        "delete",
+        "crd",
+        objects::CLUSTER_NETWORK_POLICY_CRD_NAME,
+        "--ignore-not-found",
+        "--wait",
+    ]);
     let webhook = start_webhook(cp);
     register(cp, webhook.port);
     // The chart's CRD: network-policy-api v0.3.0's experimental channel, whose egress peers
     // `nodes` and `domainNames` reach the webhook (the standard schema prunes them first).
-    let o = cp.kubectl(&["apply", "-f", CRD_FILE]).unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    cp.kubectl_ok(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=30s",
-        &format!("crd/{CRD}"),
-    ])
-    .unwrap();
+    objects::cluster_network_policy_crd(cp).unwrap();
 
     // Bad input that reaches the webhook (the CRD's schema refuses the rest first): peers of
     // the experimental channel, which Palisade does not enforce.

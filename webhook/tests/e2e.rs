@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::{http_get, register, register_for, start_webhook, start_webhook_with, text};
-use palisade_e2e::ControlPlane;
+use palisade_e2e::{ControlPlane, objects};
 
 const FIXTURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -281,20 +281,7 @@ fn one_sided_is_judged_once_the_apply_settles_and_skips_are_never_silent() {
     // Running with an address, as a kubelet would report them: only such pods are peers.
     for (i, pod) in ["frontend", "backend", "database"].iter().enumerate() {
         let ip = format!("10.250.0.{}", i + 1);
-        cp.kubectl_ok(&[
-            "patch",
-            "pod",
-            pod,
-            "-n",
-            "settle",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &format!(
-                r#"{{"status":{{"phase":"Running","podIP":"{ip}","podIPs":[{{"ip":"{ip}"}}]}}}}"#
-            ),
-        ])
-        .unwrap();
+        objects::set_running(cp, "settle", pod, &ip).unwrap();
     }
     let webhook = start_webhook_with(cp, &["--settle-seconds", "1"]);
     register_for(cp, "palisade-settle", "settle", webhook.port);

@@ -7,30 +7,17 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{register, start_webhook, text};
-use palisade_e2e::ControlPlane;
+use palisade_e2e::{ControlPlane, objects};
 
-fn node(cp: &ControlPlane, name: &str, annotations: &str, ready: bool) {
-    let manifest = format!(
-        "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}, annotations: {{{annotations}}}}}\n"
-    );
-    let o = cp.kubectl_stdin(&["apply", "-f", "-"], &manifest).unwrap();
-    assert!(o.status.success(), "{}", text(&o));
-    let status = if ready { "True" } else { "False" };
-    let patch = format!(
-        r#"{{"status":{{"conditions":[{{"type":"Ready","status":"{status}","reason":"E2E","message":"set by the test"}}]}}}}"#
-    );
-    let o = cp
-        .kubectl(&[
-            "patch",
-            "node",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch,
-        ])
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+/// A Node of flannel's VXLAN backend (its annotation says so), Ready or not.
+fn flannel_node(cp: &ControlPlane, name: &str, ready: bool) {
+    objects::node_with_readiness(
+        cp,
+        name,
+        &[("flannel.alpha.coreos.com/backend-type", "vxlan")],
+        ready,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -39,24 +26,9 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
     let Some(cp) = cp.local_for("creates Node objects and runs the webhook on loopback") else {
         return;
     };
-    node(
-        cp,
-        "node-1",
-        "flannel.alpha.coreos.com/backend-type: vxlan",
-        true,
-    );
-    node(
-        cp,
-        "node-2",
-        "flannel.alpha.coreos.com/backend-type: vxlan",
-        true,
-    );
-    node(
-        cp,
-        "node-3",
-        "flannel.alpha.coreos.com/backend-type: vxlan",
-        false,
-    );
+    flannel_node(cp, "node-1", true);
+    flannel_node(cp, "node-2", true);
+    flannel_node(cp, "node-3", false);
     let _ns = cp.test_namespace("shop").unwrap();
     let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop, labels: {app: web}}\nspec: {containers: [{name: c, image: i}]}\n";
     assert!(

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use palisade_e2e::ControlPlane;
 pub use palisade_e2e::util::{free_port, http_get, text};
+use palisade_e2e::webhook_config::ca_bundle;
 
 pub struct Webhook {
     child: Child,
@@ -76,11 +77,7 @@ pub fn start_webhook_with(cp: &ControlPlane, flags: &[&str]) -> Webhook {
 /// Registers the webhook as the chart does: every namespace but kube-system and Palisade's own
 /// (and `rotation` and `settle`, which tests running alongside judge with their own webhook).
 pub fn register(cp: &ControlPlane, port: u16) {
-    let ca = Command::new("base64")
-        .arg("-w0")
-        .arg(cp.ca_file())
-        .output()
-        .unwrap();
+    let ca = ca_bundle(cp).unwrap();
     let config = format!(
         r#"apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
@@ -96,7 +93,7 @@ webhooks:
   failurePolicy: Fail
   timeoutSeconds: 5
 "#,
-        String::from_utf8_lossy(&ca.stdout)
+        ca
     );
     let o = cp.kubectl_stdin(&["apply", "-f", "-"], &config).unwrap();
     assert!(o.status.success(), "{}", text(&o));
@@ -104,18 +101,14 @@ webhooks:
 
 /// Registers a webhook for one namespace only, as `name`.
 pub fn register_for(cp: &ControlPlane, name: &str, namespace: &str, port: u16) {
-    let ca = Command::new("base64")
-        .arg("-w0")
-        .arg(cp.ca_file())
-        .output()
-        .unwrap();
+    let ca = ca_bundle(cp).unwrap();
     let config = format!(
         "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: {name}}}\n\
          webhooks:\n- name: networkpolicies.palisade.dev\n  clientConfig: {{url: \"https://127.0.0.1:{port}/validate\", caBundle: \"{}\"}}\n  \
          rules: [{{apiGroups: [networking.k8s.io], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [networkpolicies]}}]\n  \
          namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {namespace}}}}}\n  sideEffects: None\n  admissionReviewVersions: [v1]\n  \
          failurePolicy: Fail\n  timeoutSeconds: 5\n",
-        String::from_utf8_lossy(&ca.stdout)
+        ca
     );
     let o = cp.kubectl_stdin(&["apply", "-f", "-"], &config).unwrap();
     assert!(o.status.success(), "{}", text(&o));
