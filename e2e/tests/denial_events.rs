@@ -1,0 +1,248 @@
+//! Denials where users look, on real nodes (issue 22): with the chart installed as README says,
+//! a pod whose connection a NetworkPolicy denies tries it through `kubectl exec`, as a user
+//! would, and `kubectl events --for pod/NAME` on the denied pod shows Palisade's `PolicyDenied`
+//! Event naming the peer, the port and the policy, while the enforcer's
+//! `palisade_enforcer_denied_total` rises. In a namespace labelled `palisade.dev/mode=audit` the
+//! same policy is admitted with a warning saying it is not enforced, the connection succeeds,
+//! and a `PolicyAuditWouldDeny` Event says what it would deny; removing the label enforces it.
+//!
+//! Skipped, with one line naming what is missing, on a machine without what real nodes need.
+
+use std::time::Duration;
+
+use palisade_e2e::ControlPlane;
+use palisade_e2e::chart;
+use palisade_e2e::real_nodes::{self, NODES, RealCluster};
+use palisade_e2e::real_pods::{busybox_pod, create_namespaces};
+use palisade_e2e::util::{http_get_at, text, wait_until, wait_until_or};
+
+const PORT: u16 = 8080;
+const ADMIN_PORT: u16 = 9102;
+
+/// Ingress to the `app: web` pods only from pods of their own namespace, on [`PORT`].
+fn own_namespace_only(namespace: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web-from-own, namespace: {namespace}}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  policyTypes: [Ingress]\n\
+         \x20 ingress: [{{from: [{{podSelector: {{}}}}], ports: [{{port: {PORT}}}]}}]\n"
+    )
+}
+
+/// A pod's IP once it runs.
+fn running_ip(cp: &ControlPlane, namespace: &str, name: &str) -> String {
+    wait_until_or(
+        Duration::from_secs(120),
+        &format!("{namespace}/{name} running"),
+        || {
+            let out = cp.kubectl_must(&[
+                "get",
+                "pod",
+                name,
+                "-n",
+                namespace,
+                "-o",
+                "jsonpath={.status.phase} {.status.podIP}",
+            ]);
+            match out.trim().split_once(' ') {
+                Some(("Running", ip)) if !ip.is_empty() => Some(ip.to_string()),
+                _ => None,
+            }
+        },
+        || {
+            text(
+                &cp.kubectl(&["get", "events", "-n", namespace])
+                    .expect("kubectl"),
+            )
+        },
+    )
+}
+
+/// The client's HTTP request to `ip`:[`PORT`] through `kubectl exec`, with busybox's nc (a
+/// dropped handshake times out after 2 s): whether it got an answer.
+fn connects(cp: &ControlPlane, ip: &str) -> bool {
+    cp.kubectl(&[
+        "exec",
+        "-n",
+        "den-client",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {PORT}"),
+    ])
+    .expect("kubectl exec")
+    .status
+    .success()
+}
+
+/// What `kubectl events -n NS --for pod/NAME` prints.
+fn events_for(cp: &ControlPlane, namespace: &str, pod: &str) -> String {
+    text(
+        &cp.kubectl(&["events", "-n", namespace, "--for", &format!("pod/{pod}")])
+            .expect("kubectl events"),
+    )
+}
+
+/// The sum over both nodes' enforcers of `metric`'s samples whose labels hold `labels`
+/// (read from each enforcer's admin port, on its node's address).
+fn counter(cluster: &RealCluster, metric: &str, labels: &str) -> f64 {
+    let mut sum = 0.0;
+    for node in cluster.nodes() {
+        let addr = std::net::SocketAddr::from((node.address, ADMIN_PORT));
+        let (status, body) = http_get_at(addr, "/metrics")
+            .unwrap_or_else(|| panic!("{}: the enforcer's /metrics at {addr}", node.name));
+        assert_eq!(status, 200, "{}: {body}", node.name);
+        sum += body
+            .lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    sum
+}
+
+#[test]
+fn a_denied_connection_shows_as_an_event_on_the_pod_and_audit_mode_only_reports() {
+    let Some(cluster) = real_nodes::cluster_for_tests() else {
+        return;
+    };
+    let cp = &cluster.cp;
+    chart::install_release(cp, &[]);
+    create_namespaces(cp, &["den-client", "den-server", "den-audit"]);
+    cp.kubectl_must(&["label", "namespace", "den-audit", "palisade.dev/mode=audit"]);
+    let mut pods = busybox_pod(
+        "den-client",
+        "client",
+        NODES[0],
+        "{app: client}",
+        "[]",
+        "exec sleep 3600",
+    );
+    for ns in ["den-server", "den-audit"] {
+        pods.push_str(&busybox_pod(
+            ns,
+            "web",
+            NODES[1],
+            "{app: web}",
+            &format!("[{{containerPort: {PORT}}}]"),
+            &format!("exec httpd -f -p {PORT} -h /"),
+        ));
+    }
+    cp.apply(&pods).expect("the pods");
+    let server = running_ip(cp, "den-server", "web");
+    let audited = running_ip(cp, "den-audit", "web");
+    running_ip(cp, "den-client", "client");
+    wait_until(
+        Duration::from_secs(30),
+        "the client reaches both servers",
+        || (connects(cp, &server) && connects(cp, &audited)).then_some(()),
+    );
+
+    // Enforced: the connection fails, and the denied pod says why.
+    let denied_metric = "palisade_enforcer_denied_total";
+    let server_labels = r#"namespace="den-server",policy="web-from-own""#;
+    let before = counter(&cluster, denied_metric, server_labels);
+    cp.apply(&own_namespace_only("den-server"))
+        .expect("the policy of den-server");
+    wait_until(
+        Duration::from_secs(30),
+        "the policy denies the client",
+        || (!connects(cp, &server)).then_some(()),
+    );
+    let events = wait_until_or(
+        Duration::from_secs(60),
+        "a PolicyDenied Event on den-server/web",
+        || {
+            let e = events_for(cp, "den-server", "web");
+            e.contains("PolicyDenied").then_some(e)
+        },
+        || events_for(cp, "den-server", "web"),
+    );
+    let line = events
+        .lines()
+        .find(|l| l.contains("PolicyDenied"))
+        .expect("the Event's line");
+    for want in [
+        "Warning",
+        "Pod/web",
+        &format!("den-client/client to den-server/web:{PORT}/TCP denied"),
+        &format!(
+            "ingress denied: den-server/web is isolated by den-server/web-from-own and no rule allows den-client/client on {PORT}/TCP"
+        ),
+    ] {
+        assert!(line.contains(want), "{want:?} not in the Event:\n{events}");
+    }
+    let after = wait_until(Duration::from_secs(30), "the denial counted", || {
+        let now = counter(&cluster, denied_metric, server_labels);
+        (now > before).then_some(now)
+    });
+    eprintln!("{denied_metric}{{{server_labels}}}: {before} -> {after}; the Event: {line}");
+
+    // Audit by the namespace's label: admitted with a warning, the connection succeeds, and
+    // the would-be denial is an Event on the pod.
+    let audit_metric = "palisade_enforcer_audit_would_deny_total";
+    let audit_labels = r#"namespace="den-audit",policy="web-from-own""#;
+    let audit_before = counter(&cluster, audit_metric, audit_labels);
+    let applied = cp
+        .kubectl_stdin(&["apply", "-f", "-"], &own_namespace_only("den-audit"))
+        .expect("kubectl apply");
+    let warned = text(&applied);
+    assert!(applied.status.success(), "{warned}");
+    assert!(
+        warned.contains(
+            "Warning: [audit] web-from-own: not enforced (namespace den-audit is labelled palisade.dev/mode=audit): what it denies is logged, not dropped; to enforce it, remove the label palisade.dev/mode from namespace den-audit"
+        ),
+        "{warned}"
+    );
+    let events = wait_until_or(
+        Duration::from_secs(60),
+        "a PolicyAuditWouldDeny Event on den-audit/web while the client still connects",
+        || {
+            assert!(
+                connects(cp, &audited),
+                "audit mode dropped the client's connection"
+            );
+            let e = events_for(cp, "den-audit", "web");
+            e.contains("PolicyAuditWouldDeny").then_some(e)
+        },
+        || events_for(cp, "den-audit", "web"),
+    );
+    let line = events
+        .lines()
+        .find(|l| l.contains("PolicyAuditWouldDeny"))
+        .expect("the Event's line");
+    assert!(
+        line.contains(&format!(
+            "den-client/client to den-audit/web:{PORT}/TCP would be denied (audit): ingress would be denied (audit: not enforced): den-audit/web is isolated by den-audit/web-from-own (audit mode)"
+        )),
+        "{events}"
+    );
+    let audit_after = wait_until(
+        Duration::from_secs(30),
+        "the would-be denial counted",
+        || {
+            let now = counter(&cluster, audit_metric, audit_labels);
+            (now > audit_before).then_some(now)
+        },
+    );
+    eprintln!(
+        "{audit_metric}{{{audit_labels}}}: {audit_before} -> {audit_after}; the Event: {line}"
+    );
+
+    // Promoted: the label removed, the enforcers re-sync and the same connection is denied.
+    cp.kubectl_must(&["label", "namespace", "den-audit", "palisade.dev/mode-"]);
+    wait_until(
+        Duration::from_secs(30),
+        "the promoted policy denies the client",
+        || (!connects(cp, &audited)).then_some(()),
+    );
+    let _ = cp.kubectl(&[
+        "delete",
+        "namespace",
+        "den-client",
+        "den-server",
+        "den-audit",
+        "--wait=false",
+    ]);
+    chart::uninstall_release(cp);
+}
