@@ -15,16 +15,7 @@ fn review(policies: &str) -> Report {
 }
 
 fn review_with(policies: &str, enforcement: Option<&Enforcement>, config: &CheckConfig) -> Report {
-    let inputs = inputs(&format!("{WORLD}\n---\n{policies}"));
-    let c = cluster(&inputs);
-    let ctx = Context {
-        cluster: &c,
-        enforcement,
-        knows_pods: true,
-        knows_namespaces: true,
-    };
-    let policy = &inputs.policies.last().expect("a policy").policy;
-    checks::run(policy, &ctx, config)
+    common::review_last(&format!("{WORLD}\n---\n{policies}"), enforcement, config)
 }
 
 fn only(report: &Report, check: CheckId) -> Vec<&checks::Finding> {
@@ -610,12 +601,7 @@ fn a_consistent_set_is_never_one_sided_whatever_the_order_of_its_files() {
     for policies in [set.to_string(), reversed.join("\n---\n")] {
         let inputs = inputs(&format!("{WORLD}\n---\n{policies}"));
         let c = cluster(&inputs);
-        let ctx = Context {
-            cluster: &c,
-            enforcement: None,
-            knows_pods: true,
-            knows_namespaces: true,
-        };
+        let ctx = common::context(&c, None);
         assert_eq!(inputs.policies.len(), 5);
         for p in &inputs.policies {
             let r = checks::run(&p.policy, &ctx, &CheckConfig::default());

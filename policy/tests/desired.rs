@@ -1,6 +1,9 @@
 //! (baseline, namespace) -> the exact NetworkPolicies, for each option; and what they mean,
 //! through the policy crate's semantics and checks.
 
+mod common;
+
+use common::allowed;
 use palisade_api::{BaselineMode, NetworkBaselineSpec, PolicyType};
 use palisade_policy::checks::{self, CheckConfig, CheckId, Context};
 use palisade_policy::desired::{BaselineError, desired_policies, exclusion};
@@ -216,47 +219,35 @@ fn the_default_baseline_blocks_everything_but_dns_and_passes_the_checks() {
         vec![],
         policies,
     );
-    let pod = |k: &str| Endpoint::Pod(c.pods().iter().find(|p| p.key() == k).unwrap());
-    assert!(
-        !c.evaluate(&pod("shop/web"), &pod("shop/db"), 5432, Protocol::Tcp)
-            .allowed()
-    );
-    assert!(
-        c.evaluate(
-            &pod("shop/web"),
-            &pod("kube-system/coredns"),
-            53,
-            Protocol::Udp
-        )
-        .allowed()
-    );
-    assert!(
-        c.evaluate(
-            &pod("shop/web"),
-            &pod("kube-system/coredns"),
-            53,
-            Protocol::Tcp
-        )
-        .allowed()
-    );
-    assert!(
-        !c.evaluate(
-            &pod("shop/web"),
-            &pod("kube-system/coredns"),
-            80,
-            Protocol::Tcp
-        )
-        .allowed()
-    );
-    assert!(
-        !c.evaluate(
-            &pod("kube-system/coredns"),
-            &pod("shop/web"),
-            80,
-            Protocol::Tcp
-        )
-        .allowed()
-    );
+    assert!(!allowed(&c, "shop/web", "shop/db", 5432, Protocol::Tcp));
+    assert!(allowed(
+        &c,
+        "shop/web",
+        "kube-system/coredns",
+        53,
+        Protocol::Udp
+    ));
+    assert!(allowed(
+        &c,
+        "shop/web",
+        "kube-system/coredns",
+        53,
+        Protocol::Tcp
+    ));
+    assert!(!allowed(
+        &c,
+        "shop/web",
+        "kube-system/coredns",
+        80,
+        Protocol::Tcp
+    ));
+    assert!(!allowed(
+        &c,
+        "kube-system/coredns",
+        "shop/web",
+        80,
+        Protocol::Tcp
+    ));
 
     let ctx = Context {
         cluster: &c,

@@ -3,8 +3,7 @@
 
 mod common;
 
-use common::{cluster, inputs};
-use palisade_policy::checks::{self, CheckConfig, CheckId, Context, Finding};
+use palisade_policy::checks::{CheckConfig, CheckId, Finding};
 
 /// Namespace `shop` (team=shop): two frontend pods of the Helm release `web` serving 8080, an
 /// api serving 9000, a cart in two versions serving 7000, and orders whose old version serves
@@ -28,20 +27,15 @@ items:
 
 /// The `unmatched-selector` findings of the last policy in `policies`, in the shop world.
 fn findings(policies: &str) -> Vec<Finding> {
-    let inputs = inputs(&format!("{SHOP}---\n{policies}"));
-    let c = cluster(&inputs);
-    let ctx = Context {
-        cluster: &c,
-        enforcement: None,
-        knows_pods: true,
-        knows_namespaces: true,
-    };
-    let policy = &inputs.policies.last().expect("a policy").policy;
-    checks::run(policy, &ctx, &CheckConfig::default())
-        .findings
-        .into_iter()
-        .filter(|f| f.check == CheckId::UnmatchedSelector)
-        .collect()
+    common::review_last(
+        &format!("{SHOP}---\n{policies}"),
+        None,
+        &CheckConfig::default(),
+    )
+    .findings
+    .into_iter()
+    .filter(|f| f.check == CheckId::UnmatchedSelector)
+    .collect()
 }
 
 /// A policy for `app: <app>` allowing ingress on `port` (`None`: on every port).

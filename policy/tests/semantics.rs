@@ -32,6 +32,15 @@ fn with(policies: &str) -> Cluster {
     world(&format!("{PODS}{policies}"))
 }
 
+/// The policy `app/web-out` isolating `app/web` for egress, allowing the `rules` (YAML list
+/// items under `egress:`).
+fn web_egress(rules: &str) -> String {
+    format!(
+        "\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: web-out, namespace: app}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: web}}}}\n  policyTypes: [Egress]\n  egress:\n{rules}"
+    )
+}
+
 const DB_FROM_WEB: &str = r#"
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -92,18 +101,7 @@ fn traffic_from_the_pods_own_node_is_always_allowed() {
 
 #[test]
 fn egress_named_ports_resolve_on_the_peer_and_never_match_external_addresses() {
-    let c = with(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-out, namespace: app}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  policyTypes: [Egress]
-  egress:
-  - ports: [{port: sql}]
-"#,
-    );
+    let c = with(&web_egress("  - ports: [{port: sql}]\n"));
     assert!(tcp(&c, "app/web", "app/db", 5432));
     assert!(!tcp(&c, "app/web", "app/db", 5433));
     let web = pod(&c, "app/web");
@@ -116,18 +114,9 @@ spec:
 
 #[test]
 fn ip_block_peers_match_external_addresses() {
-    let c = with(
-        r#"
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: web-out, namespace: app}
-spec:
-  podSelector: {matchLabels: {app: web}}
-  policyTypes: [Egress]
-  egress:
-  - to: [{ipBlock: {cidr: 203.0.113.0/24, except: [203.0.113.128/25]}}]
-"#,
-    );
+    let c = with(&web_egress(
+        "  - to: [{ipBlock: {cidr: 203.0.113.0/24, except: [203.0.113.128/25]}}]\n",
+    ));
     let web = Endpoint::Pod(pod(&c, "app/web"));
     let ext = |ip: &str| {
         c.evaluate(

@@ -4,9 +4,12 @@
 //! `reach --explain` (in the CLI's tests, `cli/tests/reach_to_itself.rs`) say so, for both tiers
 //! and every action.
 
+mod common;
+
+use common::{pod, world as cluster};
 use palisade_policy::reach::{Matrix, ProbePort, reachable_pods};
 use palisade_policy::verdict::TO_ITSELF;
-use palisade_policy::{Cluster, Decision, Endpoint, Protocol};
+use palisade_policy::{Decision, Endpoint, Protocol};
 
 /// Three alike pods `x/a-*` and a lone pod `x/b`, all isolated both ways by a deny-all
 /// NetworkPolicy.
@@ -15,16 +18,6 @@ const DENIED: &str = include_str!("fixtures/to-itself/denied.yaml");
 const ADMIN_DENY: &str = include_str!("fixtures/to-itself/admin-deny.yaml");
 /// Everything accepted by a Baseline ClusterNetworkPolicy.
 const ADMIN_ACCEPT: &str = include_str!("fixtures/to-itself/baseline-accept.yaml");
-
-fn cluster(text: &str) -> Cluster {
-    let mut inputs = palisade_policy::input::Inputs::default();
-    inputs.add_text("cluster.yaml", text).expect("readable");
-    inputs.cluster()
-}
-
-fn pod<'c>(c: &'c Cluster, key: &str) -> &'c palisade_policy::Pod {
-    c.pods().iter().find(|p| p.key() == key).expect("pod")
-}
 
 #[test]
 fn evaluate_allows_a_pod_to_itself_in_every_tier() {

@@ -1,5 +1,6 @@
 #![allow(dead_code)]
 
+use palisade_policy::checks::{self, CheckConfig, Context, Enforcement, Report};
 use palisade_policy::input::Inputs;
 use palisade_policy::{Cluster, Endpoint, Protocol};
 
@@ -18,6 +19,25 @@ pub fn inputs(yaml: &str) -> Inputs {
 
 pub fn cluster(inputs: &Inputs) -> Cluster {
     inputs.cluster()
+}
+
+/// What the checks know of `cluster` where its pods and namespaces were read (files or a live
+/// cluster), with `enforcement` as the nodes report it.
+pub fn context<'a>(cluster: &'a Cluster, enforcement: Option<&'a Enforcement>) -> Context<'a> {
+    Context {
+        cluster,
+        enforcement,
+        knows_pods: true,
+        knows_namespaces: true,
+    }
+}
+
+/// The checks' report on the last policy of `yaml`, in the cluster `yaml` describes.
+pub fn review_last(yaml: &str, enforcement: Option<&Enforcement>, config: &CheckConfig) -> Report {
+    let inputs = inputs(yaml);
+    let c = cluster(&inputs);
+    let policy = &inputs.policies.last().expect("a policy").policy;
+    checks::run(policy, &context(&c, enforcement), config)
 }
 
 pub fn world(yaml: &str) -> Cluster {
