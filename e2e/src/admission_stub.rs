@@ -6,21 +6,21 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::Error;
+use crate::background::Background;
 
 /// Decides a review: `None` allows, `Some(message)` denies with that message.
 pub type Decide = fn(&serde_json::Value) -> Option<String>;
 
 pub struct AdmissionStub {
     pub addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Stopped when dropped.
+    _thread: Background,
 }
 
 impl AdmissionStub {
@@ -55,9 +55,7 @@ impl AdmissionStub {
             what: "admission stub address".into(),
             source,
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
+        let thread = Background::spawn(move |flag| {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((tcp, _)) => {
@@ -77,18 +75,8 @@ impl AdmissionStub {
         });
         Ok(Self {
             addr,
-            stop,
-            thread: Some(thread),
+            _thread: thread,
         })
-    }
-}
-
-impl Drop for AdmissionStub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! loopback with generated certificates, RBAC and service-account tokens.
 
 pub mod admission_stub;
+pub mod background;
 pub mod chart;
 pub mod control_plane;
 pub mod demo;

@@ -8,13 +8,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::background::Background;
 use crate::{Error, netns};
 
 /// A TCP server in a namespace: every connection it accepts is handed to a thread running
 /// `handle` until the connection ends or the server is dropped.
 struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Stopped when dropped.
+    _thread: Background,
 }
 
 impl Server {
@@ -23,31 +24,20 @@ impl Server {
     where
         H: Fn(TcpStream, &AtomicBool) + Clone + Send + 'static,
     {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ns, flag) = (ns.to_string(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let listener = netns::enter(&ns).and_then(|()| {
-                let l = TcpListener::bind(("0.0.0.0", port)).map_err(|source| Error::Io {
-                    what: format!("{what} on {port} in {ns}"),
-                    source,
-                })?;
-                l.set_nonblocking(true).map_err(|source| Error::Io {
-                    what: format!("configuring the {what}"),
-                    source,
-                })?;
-                Ok(l)
-            });
-            let listener = match listener {
-                Ok(l) => {
-                    let _ = ready_tx.send(Ok(()));
-                    l
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
+        let ns = ns.to_string();
+        let listen = move || {
+            netns::enter(&ns)?;
+            let l = TcpListener::bind(("0.0.0.0", port)).map_err(|source| Error::Io {
+                what: format!("{what} on {port} in {ns}"),
+                source,
+            })?;
+            l.set_nonblocking(true).map_err(|source| Error::Io {
+                what: format!("configuring the {what}"),
+                source,
+            })?;
+            Ok(l)
+        };
+        let serve = move |listener: TcpListener, flag: Arc<AtomicBool>| {
             let mut served = Vec::new();
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
@@ -61,24 +51,10 @@ impl Server {
             for t in served {
                 let _ = t.join();
             }
-        });
-        ready_rx.recv().map_err(|_| Error::Command {
-            what: format!("starting the {what}"),
-            stderr: "its thread died".into(),
-        })??;
+        };
         Ok(Self {
-            stop,
-            thread: Some(thread),
+            _thread: Background::start(what, listen, serve)?,
         })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -24,13 +24,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, U
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use palisade_policy::reach::Probe;
 use palisade_policy::{IpFamily, Protocol};
 
 use crate::Error;
+use crate::background::Background;
 use crate::netns::{self, Netns, ip, sysctl};
 use crate::util::alive;
 
@@ -715,8 +715,8 @@ fn answer_from(
 
 /// A server thread inside a pod's namespace, stopped on drop.
 struct Server {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Stopped when dropped.
+    _thread: Background,
 }
 
 impl Server {
@@ -728,74 +728,50 @@ impl Server {
         } else {
             Ipv4Addr::UNSPECIFIED.into()
         };
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (ns, flag) = (ns.to_string(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let setup = (|| -> Result<Box<dyn FnMut() + Send>, Error> {
-                netns::enter(&ns)?;
-                let io = |what: &str| {
-                    let what = format!("{what} {port}/{protocol} in {ns}");
-                    move |source| Error::Io { what, source }
-                };
-                match protocol {
-                    Protocol::Tcp => {
-                        let l = TcpListener::bind((any, port)).map_err(io("listening on"))?;
-                        l.set_nonblocking(true).map_err(io("configuring"))?;
-                        Ok(Box::new(move || match l.accept() {
-                            Ok((mut c, _)) => {
-                                let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
-                                let _ = c.write_all(b"palisade\n");
-                                let _ = c.read(&mut [0u8; 16]);
-                            }
-                            Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                        }))
-                    }
-                    Protocol::Udp => {
-                        let s = UdpSocket::bind((any, port)).map_err(io("binding"))?;
-                        s.set_read_timeout(Some(Duration::from_millis(50)))
-                            .map_err(io("configuring"))?;
-                        Ok(Box::new(move || {
-                            let mut buf = [0u8; 512];
-                            if let Ok((n, from)) = s.recv_from(&mut buf) {
-                                let _ = s.send_to(&buf[..n], from);
-                            }
-                        }))
-                    }
-                    Protocol::Sctp => Err(Error::Command {
-                        what: "SCTP server".into(),
-                        stderr: "not available on this kernel".into(),
-                    }),
+        let ns = ns.to_string();
+        let setup = move || -> Result<Box<dyn FnMut() + Send>, Error> {
+            netns::enter(&ns)?;
+            let io = |what: &str| {
+                let what = format!("{what} {port}/{protocol} in {ns}");
+                move |source| Error::Io { what, source }
+            };
+            match protocol {
+                Protocol::Tcp => {
+                    let l = TcpListener::bind((any, port)).map_err(io("listening on"))?;
+                    l.set_nonblocking(true).map_err(io("configuring"))?;
+                    Ok(Box::new(move || match l.accept() {
+                        Ok((mut c, _)) => {
+                            let _ = c.set_read_timeout(Some(Duration::from_millis(200)));
+                            let _ = c.write_all(b"palisade\n");
+                            let _ = c.read(&mut [0u8; 16]);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    }))
                 }
-            })();
-            match setup {
-                Ok(mut step) => {
-                    let _ = ready_tx.send(Ok(()));
-                    while !flag.load(Ordering::Relaxed) {
-                        step();
-                    }
+                Protocol::Udp => {
+                    let s = UdpSocket::bind((any, port)).map_err(io("binding"))?;
+                    s.set_read_timeout(Some(Duration::from_millis(50)))
+                        .map_err(io("configuring"))?;
+                    Ok(Box::new(move || {
+                        let mut buf = [0u8; 512];
+                        if let Ok((n, from)) = s.recv_from(&mut buf) {
+                            let _ = s.send_to(&buf[..n], from);
+                        }
+                    }))
                 }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
+                Protocol::Sctp => Err(Error::Command {
+                    what: "SCTP server".into(),
+                    stderr: "not available on this kernel".into(),
+                }),
             }
-        });
-        ready_rx.recv().map_err(|_| Error::Command {
-            what: "starting a server".into(),
-            stderr: "the server thread died".into(),
-        })??;
+        };
+        let serve = |mut step: Box<dyn FnMut() + Send>, stop: Arc<AtomicBool>| {
+            while !stop.load(Ordering::Relaxed) {
+                step();
+            }
+        };
         Ok(Self {
-            stop,
-            thread: Some(thread),
+            _thread: Background::start("server", setup, serve)?,
         })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
