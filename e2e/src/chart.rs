@@ -164,6 +164,21 @@ pub fn install_release(cp: &ControlPlane, values: &[&str]) {
     install_chart(cp, CHART_DIR, values);
 }
 
+/// [`install_release`] as the upstream conformance suites want it (`values-conformance.yaml`,
+/// the README's "Running the upstream conformance suites"), with the ClusterNetworkPolicy CRD
+/// and `values` on top.
+pub fn install_release_for_conformance(cp: &ControlPlane, values: &[&str]) {
+    let file = format!("{CHART_DIR}/values-conformance.yaml");
+    let mut args = vec![
+        "-f",
+        &file,
+        "--set",
+        "clusterNetworkPolicy.installCRDs=true",
+    ];
+    args.extend_from_slice(values);
+    install_release(cp, &args);
+}
+
 /// [`install_release`] of the chart in `chart_dir` (e.g. an earlier commit's, [`chart_at`]).
 pub fn install_chart(cp: &ControlPlane, chart_dir: &str, values: &[&str]) {
     let mut args = vec![

@@ -787,6 +787,13 @@ fn render(cp: &ControlPlane, ns: &str, args: &[&str]) -> String {
 }
 
 /// The rendered objects, as JSON (kubectl reads the YAML).
+/// Whether the rendered `container` has `arg` among its args.
+fn has_arg(container: &serde_json::Value, arg: &str) -> bool {
+    container["args"]
+        .as_array()
+        .is_some_and(|args| args.iter().any(|a| a == arg))
+}
+
 fn objects(cp: &ControlPlane, rendered: &str) -> Vec<serde_json::Value> {
     let json = assert_success(
         cp.kubectl_stdin(
@@ -1077,24 +1084,9 @@ fn the_values_reach_the_rendered_objects() {
     let objs = objects(cp, &render(cp, NAMESPACE, &[]));
     let enforcer = find(&objs, "DaemonSet", "palisade-enforcer");
     let c = &enforcer["spec"]["template"]["spec"]["containers"][0];
-    assert!(
-        c["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "--admin-listen=$(HOST_IP):9102"),
-        "{}",
-        c["args"]
-    );
-    assert!(
-        c["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "--iptables-backend=auto"),
-        "{}",
-        c["args"]
-    );
+    for arg in ["--admin-listen=$(HOST_IP):9102", "--iptables-backend=auto"] {
+        assert!(has_arg(c, arg), "{}", c["args"]);
+    }
     assert!(
         c["env"]
             .as_array()
@@ -1163,13 +1155,7 @@ fn the_values_reach_the_rendered_objects() {
         spec["containers"][0]["ports"],
         serde_json::json!([{"name": "https", "containerPort": 10250}, {"name": "admin", "containerPort": 9443}])
     );
-    assert!(
-        spec["containers"][0]["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a == "--listen=0.0.0.0:10250")
-    );
+    assert!(has_arg(&spec["containers"][0], "--listen=0.0.0.0:10250"));
     let operator = find(&objs, "Deployment", "pal-operator");
     let spec = &operator["spec"]["template"]["spec"];
     assert_eq!(operator["spec"]["template"]["metadata"]["labels"]["c"], "d");
@@ -1188,12 +1174,16 @@ fn the_values_reach_the_rendered_objects() {
     let enforcer = find(&objs, "DaemonSet", "pal-enforcer");
     let spec = &enforcer["spec"]["template"]["spec"];
     assert_eq!(spec["nodeSelector"], serde_json::json!({"pool": "net"}));
-    let args = spec["containers"][0]["args"].as_array().unwrap();
+    let container = &spec["containers"][0];
     assert!(
-        args.iter().any(|a| a == "--admin-listen=10.0.0.1:9102"),
-        "{args:?}"
+        has_arg(container, "--admin-listen=10.0.0.1:9102"),
+        "{}",
+        container["args"]
     );
-    assert_eq!(args.last().unwrap(), "--verbose");
+    assert_eq!(
+        container["args"].as_array().unwrap().last().unwrap(),
+        "--verbose"
+    );
     let config = find(&objs, "ValidatingWebhookConfiguration", "pal-webhook");
     let hook = &config["webhooks"][0];
     assert_eq!(

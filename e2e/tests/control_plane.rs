@@ -1,14 +1,7 @@
 //! The local control plane answers like a real cluster: readiness, RBAC for ServiceAccount tokens.
 
 use palisade_e2e::ControlPlane;
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use palisade_e2e::util::text;
 
 #[test]
 fn apiserver_is_ready_and_rbac_governs_service_account_tokens() {

@@ -328,19 +328,23 @@ fn new_pods_are_isolated_from_their_first_packet() {
 /// with the plugin's reason in its events, and starts once the enforcer is back.
 fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
     let cp = &cluster.cp;
-    cp.kubectl_must(&[
+    // The enforcers' DaemonSet patched with `patch` (kubectl's patch arguments).
+    let patch_enforcers = |patch: &[&str]| {
+        let mut args = vec![
             "patch",
             "daemonset",
             "palisade-enforcer",
             "-n",
             chart::ENFORCER_NAMESPACE,
-            "-p",
-            &format!(
-                "{{\"spec\":{{\"template\":{{\"spec\":{{\"nodeSelector\":{{\"kubernetes.io/hostname\":\"{}\"}}}}}}}}}}",
-                NODES[1]
-            ),
-        ],
+        ];
+        args.extend_from_slice(patch);
+        cp.kubectl_must(&args)
+    };
+    let off_node_1 = format!(
+        "{{\"spec\":{{\"template\":{{\"spec\":{{\"nodeSelector\":{{\"kubernetes.io/hostname\":\"{}\"}}}}}}}}}}",
+        NODES[1]
     );
+    patch_enforcers(&["-p", &off_node_1]);
     wait_until(Duration::from_secs(90), "node-1's enforcer gone", || {
         chart::enforcer_pod_on(cp, NODES[0])
             .is_empty()
@@ -377,34 +381,24 @@ fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
     );
     eprintln!("the pod's event while node-1's enforcer is down: {message}");
     assert!(message.contains("fail closed"), "{message}");
-    let phase = cp.kubectl_must(&[
-        "get",
-        "pod",
-        "late",
-        "-n",
-        "guarded",
-        "-o",
-        "jsonpath={.status.phase}",
-    ]);
+    let late = |field: &str| {
+        cp.kubectl_must(&[
+            "get",
+            "pod",
+            "late",
+            "-n",
+            "guarded",
+            "-o",
+            &format!("jsonpath={{.status.{field}}}"),
+        ])
+    };
+    let phase = late("phase");
     assert_eq!(phase, "Pending");
-    let ip = cp.kubectl_must(&[
-        "get",
-        "pod",
-        "late",
-        "-n",
-        "guarded",
-        "-o",
-        "jsonpath={.status.podIP}",
-    ]);
+    let ip = late("podIP");
     assert_eq!(ip, "", "a pod without confirmed rules got an address");
 
     // Back: the pod starts.
-    cp.kubectl_must(&[
-        "patch",
-        "daemonset",
-        "palisade-enforcer",
-        "-n",
-        chart::ENFORCER_NAMESPACE,
+    patch_enforcers(&[
         "--type",
         "json",
         "-p",
@@ -415,15 +409,7 @@ fn the_enforcer_down_fails_new_pods_closed(cluster: &RealCluster) {
         Duration::from_secs(180),
         "the pod running once the enforcer is back",
         || {
-            let phase = cp.kubectl_must(&[
-                "get",
-                "pod",
-                "late",
-                "-n",
-                "guarded",
-                "-o",
-                "jsonpath={.status.phase}",
-            ]);
+            let phase = late("phase");
             (phase == "Running").then_some(())
         },
     );

@@ -46,16 +46,7 @@ fn policy_changes_hold_on_every_node_within() {
         return;
     };
     let cp = &cluster.cp;
-    let values = format!("{}/values-conformance.yaml", chart::CHART_DIR);
-    chart::install_release(
-        cp,
-        &[
-            "-f",
-            &values,
-            "--set",
-            "clusterNetworkPolicy.installCRDs=true",
-        ],
-    );
+    chart::install_release_for_conformance(cp, &[]);
     let world = RealWorld::create(
         cp,
         &[("lat", &[]), ("probe", &[])],

@@ -271,23 +271,12 @@ fn upstream_suites_pass_on_real_nodes() {
         .import_image(&agnhost_image())
         .unwrap_or_else(|e| panic!("importing agnhost: {e}"));
     let cp = &cluster.cp;
-    let values = format!("{}/values-conformance.yaml", chart::CHART_DIR);
     // `PALISADE_UPSTREAM_DENY_ACTION=reject` runs the suites with the other deny action.
     let deny_action = format!(
         "enforcer.denyAction={}",
         std::env::var("PALISADE_UPSTREAM_DENY_ACTION").unwrap_or_else(|_| "drop".into())
     );
-    chart::install_release(
-        cp,
-        &[
-            "-f",
-            &values,
-            "--set",
-            "clusterNetworkPolicy.installCRDs=true",
-            "--set",
-            &deny_action,
-        ],
-    );
+    chart::install_release_for_conformance(cp, &["--set", &deny_action]);
 
     let netpol = run_netpol(cp, &ginkgo, &e2e);
     let cnp = run_cnp_conformance(cp, &conformance);

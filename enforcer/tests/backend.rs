@@ -5,8 +5,9 @@
 //! Needs root and the tools `e2e/tools/install.sh` installs, like the rest of the e2e suite.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use palisade_e2e::util::wait_until;
 use palisade_e2e::world::{FLANNEL_CONFLIST, PodDef, World};
 use palisade_e2e::{ControlPlane, chart};
 use palisade_policy::Protocol::Tcp;
@@ -36,17 +37,6 @@ fn status(cp: &ControlPlane) -> String {
         "jsonpath={.status.enforcing}|{.status.iptablesBackend}|{.status.families}|{.status.reason}|{.status.lastError}",
     ])
     .unwrap_or_default()
-}
-
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> Option<String>) -> String {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "{what} within {limit:?}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 #[test]
@@ -102,7 +92,7 @@ fn a_node_without_a_working_iptables_backend_says_so_keeps_trying_and_recovers()
         .expect("enforcer");
 
     // What the user sees: not enforcing, and why, naming what failed for each backend.
-    let shown = eventually(Duration::from_secs(30), "a status", || {
+    let shown = wait_until(Duration::from_secs(30), "a status", || {
         let s = status(cp);
         s.starts_with("false|").then_some(s)
     });
@@ -141,7 +131,7 @@ fn a_node_without_a_working_iptables_backend_says_so_keeps_trying_and_recovers()
         link(&bin, name, &nft);
     }
     link(&bin, "ipset", &installed("ipset"));
-    let shown = eventually(Duration::from_secs(60), "enforcing with nft", || {
+    let shown = wait_until(Duration::from_secs(60), "enforcing with nft", || {
         let s = status(cp);
         s.starts_with("true|nft|").then_some(s)
     });
