@@ -710,7 +710,7 @@ fn helm_upgrade_with_rollouts(cp: &ControlPlane) -> Result<String, Error> {
         });
         restarted.and(helm)
     });
-    upgraded?;
+    upgraded.map_err(|e| why_not_ready(cp, "helm upgrade with rollout restarts", e))?;
     for (kind, ns) in [
         ("deployment/palisade-webhook", chart::NAMESPACE),
         ("deployment/palisade-operator", chart::NAMESPACE),
@@ -989,7 +989,7 @@ fn churn(
             ),
             _ => cp.kubectl(&["get", "pods", "-n", ns]),
         };
-        if steps.fetch_add(1, Ordering::SeqCst) % 3 == 0 {
+        if steps.fetch_add(1, Ordering::SeqCst).is_multiple_of(3) {
             try_refused_policy(cp, started, &mut verdicts);
         }
         std::thread::sleep(Duration::from_millis(700 + 100 * schedule.below(10) as u64));
@@ -1229,23 +1229,35 @@ fn install_chart(cp: &ControlPlane) -> Result<(), Error> {
         "3m",
     ];
     args.extend(CHART_VALUES);
-    if let Err(e) = chart::helm_ok(cp, &args) {
-        // Helm 3 says only that it timed out: the pods and their events say why.
-        let why = |args: &[&str]| {
-            cp.kubectl(args)
-                .map(|o| crate::util::text(&o))
-                .unwrap_or_default()
-        };
-        return Err(Error::Command {
-            what: "helm install".into(),
-            stderr: format!(
-                "{e}\n{}\n{}",
-                why(&["get", "pods", "-A", "-o", "wide"]),
-                why(&["get", "events", "-A", "--sort-by=.lastTimestamp"])
-            ),
-        });
-    }
+    chart::helm_ok(cp, &args).map_err(|e| why_not_ready(cp, "helm install", e))?;
     Ok(())
+}
+
+/// `e` of `what` (a helm command with `--wait`), with the pods, the workloads and the last
+/// events: Helm 3 says only that it timed out.
+fn why_not_ready(cp: &ControlPlane, what: &str, e: Error) -> Error {
+    let why = |args: &[&str]| {
+        cp.kubectl(args)
+            .map(|o| crate::util::text(&o))
+            .unwrap_or_default()
+    };
+    let events = why(&["get", "events", "-A", "--sort-by=.lastTimestamp"]);
+    let last: Vec<&str> = events.lines().rev().take(40).collect();
+    Error::Command {
+        what: what.into(),
+        stderr: format!(
+            "{e}\n{}\n{}\nlast events:\n{}",
+            why(&["get", "pods", "-A", "-o", "wide"]),
+            why(&[
+                "get",
+                "deployments,daemonsets,replicasets",
+                "-A",
+                "-o",
+                "wide"
+            ]),
+            last.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ),
+    }
 }
 
 /// Installs the chart (with [`CHART_VALUES`], `--wait`, every enforcer ready), creates the tutorial world as
@@ -1418,14 +1430,38 @@ impl NodeFigures {
     }
 }
 
-/// Chains, rules and ipsets summed over the nodes.
+/// Chains and the rules in them, summed over the nodes, leaving out those of Palisade's own
+/// pods (their rules' comments name the release namespace): where those pods run changes with
+/// every install and rollout, and a node needs the chains of every policy rule its pods use;
+/// and the ipsets.
 fn totals(figures: &[NodeFigures]) -> (usize, usize, usize) {
+    let own = format!("--comment \"{}/", chart::NAMESPACE);
     figures.iter().fold((0, 0, 0), |(c, r, s), f| {
-        (
-            c + f.rules.chains.len(),
-            r + f.rules.rules,
-            s + f.rules.sets.len(),
-        )
+        let chain_of = |line: &str| -> Option<String> {
+            line.split_once("-A ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .map(String::from)
+        };
+        let own_chains: std::collections::BTreeSet<String> = f
+            .rules
+            .rule_lines
+            .iter()
+            .filter(|l| l.contains(&own))
+            .filter_map(|l| chain_of(l))
+            .collect();
+        let chains = f
+            .rules
+            .chains
+            .iter()
+            .filter(|c| !own_chains.iter().any(|o| c.contains(&format!(":{o} "))))
+            .count();
+        let rules = f
+            .rules
+            .rule_lines
+            .iter()
+            .filter(|l| chain_of(l).is_none_or(|c| !own_chains.contains(&c)))
+            .count();
+        (c + chains, r + rules, s + f.rules.sets.len())
     })
 }
 
@@ -1592,7 +1628,8 @@ pub struct Ending {
     pub uninstalled_after: Duration,
     /// What Palisade left 60 s after `helm uninstall` (empty: nothing).
     pub leaks: Vec<String>,
-    /// What stays on purpose (the README says so): objects listed for the record.
+    /// What stays (NodeEnforcements, owned by their Node; the policies of baselines): listed
+    /// for the record.
     pub kept: Vec<String>,
     /// The same figures after a fresh install with the same objects.
     pub fresh: Vec<NodeFigures>,
@@ -1625,8 +1662,7 @@ impl Ending {
                 ));
             }
         }
-        // Summed over the nodes: Palisade's own pods (whose policies the chart brings) land
-        // on either node, so one node's counts differ between two installs.
+        // Summed over the nodes, Palisade's own pods left out (see `totals`).
         if !self.fresh.is_empty() {
             let (end, fresh) = (totals(&self.end_of_soak), totals(&self.fresh));
             for (what, a, b) in [
@@ -1671,7 +1707,7 @@ impl Ending {
             }
         ));
         if !self.kept.is_empty() {
-            out.push(format!("  kept on purpose: {}", self.kept.join("; ")));
+            out.push(format!("  kept: {}", self.kept.join("; ")));
         }
         for f in &self.fresh {
             out.push(format!("  fresh install:          {}", f.line()));
@@ -1680,10 +1716,9 @@ impl Ending {
             out.push(format!("  fresh install failed: {why}"));
         } else {
             out.push(format!(
-                "  end of the soak and fresh, summed over the nodes: (chains, rules, ipsets) {:?} and {:?}; {}",
+                "  end of the soak and fresh, summed over the nodes, Palisade's own pods left out: (chains, rules, ipsets) {:?} and {:?}",
                 totals(&self.end_of_soak),
                 totals(&self.fresh),
-                protected_apart(&self.end_of_soak, &self.fresh)
             ));
         }
         out.join("\n")
@@ -1747,6 +1782,9 @@ fn left_behind(cluster: &RealCluster) -> (Vec<String>, Vec<String>) {
                 .join(" ")
         ));
     }
+    // The policies of a baseline that still exists stay with it; those of the chart's
+    // `default`, deleted by the uninstall, stay too: nothing removes them once the operator is
+    // gone (a known gap, reported, not asserted).
     let managed = list(&[
         "get",
         "networkpolicies",
@@ -1754,12 +1792,31 @@ fn left_behind(cluster: &RealCluster) -> (Vec<String>, Vec<String>) {
         "-l",
         "app.kubernetes.io/managed-by=palisade",
         "-o",
-        "name",
+        "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.labels.palisade\\.dev/baseline}{\"\\n\"}{end}",
     ]);
-    if !managed.trim().is_empty() {
+    let (with_baseline, orphaned): (Vec<&str>, Vec<&str>) = managed
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .partition(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|b| baselines.lines().any(|n| n.ends_with(&format!("/{b}"))))
+        });
+    if !with_baseline.is_empty() {
         kept.push(format!(
-            "baseline NetworkPolicies: {}",
-            managed.split_whitespace().count()
+            "{} NetworkPolicies of baselines that still exist",
+            with_baseline.len()
+        ));
+    }
+    if !orphaned.is_empty() {
+        kept.push(format!(
+            "{} NetworkPolicies of the deleted `default` baseline, which nothing removes after the uninstall: {}",
+            orphaned.len(),
+            orphaned
+                .iter()
+                .filter_map(|l| l.split_whitespace().next())
+                .collect::<Vec<_>>()
+                .join(" ")
         ));
     }
     (leaks, kept)
