@@ -83,6 +83,32 @@ fn events_for(cp: &ControlPlane, namespace: &str, pod: &str) -> String {
     )
 }
 
+/// Waits (at most 60 s, doing `meanwhile` before each look) for an Event of `reason` on pod
+/// `web` of `namespace`: its line in `kubectl events --for pod/web`, and all they print.
+fn event_line(
+    cp: &ControlPlane,
+    namespace: &str,
+    reason: &str,
+    mut meanwhile: impl FnMut(),
+) -> (String, String) {
+    let events = wait_until_or(
+        Duration::from_secs(60),
+        &format!("a {reason} Event on {namespace}/web"),
+        || {
+            meanwhile();
+            let e = events_for(cp, namespace, "web");
+            e.contains(reason).then_some(e)
+        },
+        || events_for(cp, namespace, "web"),
+    );
+    let line = events
+        .lines()
+        .find(|l| l.contains(reason))
+        .expect("the Event's line")
+        .to_string();
+    (line, events)
+}
+
 /// The sum over both nodes' enforcers of `metric`'s samples whose labels hold `labels`
 /// (read from each enforcer's admin port, on its node's address).
 fn counter(cluster: &RealCluster, metric: &str, labels: &str) -> f64 {
@@ -149,19 +175,7 @@ fn a_denied_connection_shows_as_an_event_on_the_pod_and_audit_mode_only_reports(
         "the policy denies the client",
         || (!connects(cp, &server)).then_some(()),
     );
-    let events = wait_until_or(
-        Duration::from_secs(60),
-        "a PolicyDenied Event on den-server/web",
-        || {
-            let e = events_for(cp, "den-server", "web");
-            e.contains("PolicyDenied").then_some(e)
-        },
-        || events_for(cp, "den-server", "web"),
-    );
-    let line = events
-        .lines()
-        .find(|l| l.contains("PolicyDenied"))
-        .expect("the Event's line");
+    let (line, events) = event_line(cp, "den-server", "PolicyDenied", || {});
     for want in [
         "Warning",
         "Pod/web",
@@ -194,23 +208,13 @@ fn a_denied_connection_shows_as_an_event_on_the_pod_and_audit_mode_only_reports(
         ),
         "{warned}"
     );
-    let events = wait_until_or(
-        Duration::from_secs(60),
-        "a PolicyAuditWouldDeny Event on den-audit/web while the client still connects",
-        || {
-            assert!(
-                connects(cp, &audited),
-                "audit mode dropped the client's connection"
-            );
-            let e = events_for(cp, "den-audit", "web");
-            e.contains("PolicyAuditWouldDeny").then_some(e)
-        },
-        || events_for(cp, "den-audit", "web"),
-    );
-    let line = events
-        .lines()
-        .find(|l| l.contains("PolicyAuditWouldDeny"))
-        .expect("the Event's line");
+    // Meanwhile the client connects every time.
+    let (line, events) = event_line(cp, "den-audit", "PolicyAuditWouldDeny", || {
+        assert!(
+            connects(cp, &audited),
+            "audit mode dropped the client's connection"
+        );
+    });
     assert!(
         line.contains(&format!(
             "den-client/client to den-audit/web:{PORT}/TCP would be denied (audit): ingress would be denied (audit: not enforced): den-audit/web is isolated by den-audit/web-from-own (audit mode)"
