@@ -1326,3 +1326,31 @@ impl Drop for RealCluster {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_named_as_the_cli_takes_them() {
+        assert_eq!(
+            "etcd".parse::<Target>(),
+            Ok(Target::ControlPlane(Component::Etcd))
+        );
+        assert_eq!(
+            "node-2/containerd".parse::<Target>(),
+            Ok(Target::Node {
+                node: "node-2".into(),
+                component: "containerd".into()
+            })
+        );
+        assert_eq!(
+            "node-1/kubelet".parse::<Target>().map(|t| t.to_string()),
+            Ok("node-1/kubelet".to_string())
+        );
+        for wrong in ["etc", "node-1/etcd", "/kubelet", "node-1/"] {
+            let e = wrong.parse::<Target>().expect_err(wrong);
+            assert!(e.contains("kube-apiserver") && e.contains("kubelet"), "{e}");
+        }
+    }
+}
