@@ -63,7 +63,7 @@ fn main() {
 
 fn usage() -> i32 {
     eprintln!(
-        "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep] | soak [--minutes N]\n                    | restart TARGET | pause TARGET [--seconds N]\n  up       start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n           --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n           controller-manager and scheduler, and the image of e2e/image.sh imported\n           --import FILE.tar: also import this docker-archive image into every real node\n  down     stop them and remove every namespace they made\n  restart  stop TARGET of the running cluster (SIGTERM, SIGKILL after 10 s) and start it again\n           with the same arguments; returns once it answers again\n  pause    freeze TARGET (SIGSTOP) for N seconds (default 5), then let it go on (SIGCONT)\n           TARGET: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (the last\n           two with --real-nodes), or a real node's node-1/kubelet, node-1/containerd,\n           node-1/kube-proxy (node-2/...); containers keep running through a containerd\n           restart\n  demo     show Palisade working end to end (--keep: leave it running until Ctrl-C)\n  soak     the chaos soak on two real nodes for N minutes (default 10): faults on a seeded\n           schedule (PALISADE_SOAK_SEED replays one) while the cluster churns, then the\n           leak check (helm uninstall, a fresh install compared); exits 1 if a promise broke"
+        "usage: palisade-e2e up [--real-nodes [--import FILE.tar]...] | down | demo [--keep] | soak [--minutes N] [--pods N]\n                    | restart TARGET | pause TARGET [--seconds N]\n  up       start kube-apiserver, etcd and two network-namespace nodes, and leave them running\n           --real-nodes: two real nodes instead (kubelet, containerd, kube-proxy), with the\n           controller-manager and scheduler, and the image of e2e/image.sh imported\n           --import FILE.tar: also import this docker-archive image into every real node\n  down     stop them and remove every namespace they made\n  restart  stop TARGET of the running cluster (SIGTERM, SIGKILL after 10 s) and start it again\n           with the same arguments; returns once it answers again\n  pause    freeze TARGET (SIGSTOP) for N seconds (default 5), then let it go on (SIGCONT)\n           TARGET: etcd, kube-apiserver, kube-controller-manager, kube-scheduler (the last\n           two with --real-nodes), or a real node's node-1/kubelet, node-1/containerd,\n           node-1/kube-proxy (node-2/...); containers keep running through a containerd\n           restart\n  demo     show Palisade working end to end (--keep: leave it running until Ctrl-C)\n  soak     the chaos soak on two real nodes for N minutes (default 10): faults on a seeded\n           schedule (PALISADE_SOAK_SEED replays one) while the cluster churns, then the\n           leak check (helm uninstall, a fresh install compared); exits 1 if a promise broke\n           --pods N: N more small pods (a Deployment spread over both nodes, at most about\n           250) in a namespace opted in to the baseline, created before the faults start"
     );
     2
 }
@@ -519,7 +519,7 @@ fn demo(keep: bool) -> i32 {
     }
 }
 
-/// `soak [--minutes N]`: two real nodes with the chart, the tutorial world and its policies,
+/// `soak [--minutes N] [--pods N]`: two real nodes with the chart, the tutorial world and its policies,
 /// then the soak and its end checks (leak check included); prints their figures and what
 /// broke. 0: it held, 1: it did not, 2: it could not
 /// run.
@@ -544,7 +544,20 @@ fn soak(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let options = palisade_e2e::soak::Options::new(Duration::from_secs(minutes * 60));
+    let pods: usize = match args.iter().position(|a| a == "--pods") {
+        None => 0,
+        Some(i) => match args.get(i + 1).and_then(|m| m.parse().ok()) {
+            Some(p) => p,
+            None => {
+                eprintln!("palisade-e2e soak: --pods needs a whole number");
+                return 2;
+            }
+        },
+    };
+    let options = palisade_e2e::soak::Options {
+        filler_pods: pods,
+        ..palisade_e2e::soak::Options::new(Duration::from_secs(minutes * 60))
+    };
     println!(
         "soak for {minutes} min, seed {} (PALISADE_SOAK_SEED={} replays it)",
         options.seed, options.seed

@@ -1193,7 +1193,7 @@ evictionHard: {{memory.available: "1%", nodefs.available: "1%", nodefs.inodesFre
 imageGCHighThresholdPercent: 99
 imageGCLowThresholdPercent: 98
 serializeImagePulls: false
-maxPods: 60
+maxPods: 150
 "#,
                 cgroup = node.cgroup,
                 address = node.address,

@@ -24,7 +24,7 @@ use crate::real_world::RealWorld;
 use crate::world::{TUTORIAL_PORTS, differences};
 use crate::{ControlPlane, Error};
 
-pub use churn::create_churn;
+pub use churn::{FILLER_NAMESPACE, create_churn, create_filler};
 pub use ending::{Ending, LAST_SYNC_BOUND, NodeFigures, end_checks};
 pub use faults::{Fault, Injected, inject};
 
@@ -60,6 +60,9 @@ pub struct Options {
     /// The enforcers' periodic check (`enforcer.resyncSeconds`): rules flushed by hand hold
     /// again within it.
     pub resync: Duration,
+    /// Small pods of a Deployment spread over both nodes, in a namespace opted in to the
+    /// baseline, created before the soak starts (0: none).
+    pub filler_pods: usize,
 }
 
 impl Options {
@@ -79,6 +82,7 @@ impl Options {
             fault_every: Duration::from_secs(20),
             converge_within: Duration::from_secs(30),
             resync: Duration::from_secs(10),
+            filler_pods: 0,
         }
     }
 }
@@ -129,6 +133,8 @@ pub struct Report {
     pub seed: u64,
     pub faults: Vec<FaultRecord>,
     pub churn_steps: usize,
+    /// The filler pods running when the soak started.
+    pub filler_pods: usize,
     pub allowed: Outcome,
     /// Its handshake times count from the allowed prober's start, as the faults' do.
     pub denied: Outcome,
@@ -263,11 +269,12 @@ impl Report {
     /// Every line a reader needs, for the test's output and the CLI.
     pub fn summary(&self) -> String {
         let mut out = vec![format!(
-            "soak seed {} (PALISADE_SOAK_SEED={} replays it): {} faults, {} churn steps",
+            "soak seed {} (PALISADE_SOAK_SEED={} replays it): {} faults, {} churn steps, {} filler pods",
             self.seed,
             self.seed,
             self.faults.len(),
-            self.churn_steps
+            self.churn_steps,
+            self.filler_pods
         )];
         for f in &self.faults {
             // For a hand flush: the last answer of the denied pair before the rules held again.
@@ -528,6 +535,9 @@ fn ip_of(world: &RealWorld, pod: &str) -> Result<Ipv4Addr, Error> {
 pub fn run(cluster: &RealCluster, world: &RealWorld, options: &Options) -> Result<Report, Error> {
     let cp = &cluster.cp;
     create_churn(cp)?;
+    if options.filler_pods > 0 {
+        churn::create_filler(cp, options.filler_pods)?;
+    }
     let frontend = pod_pid(cluster, "production", "frontend")?;
     let round = Duration::from_millis(100);
     let limit = options.duration + Duration::from_secs(600);
@@ -593,6 +603,7 @@ pub fn run(cluster: &RealCluster, world: &RealWorld, options: &Options) -> Resul
         seed: options.seed,
         faults,
         churn_steps: steps.load(Ordering::SeqCst),
+        filler_pods: options.filler_pods,
         allowed,
         denied,
         longest_allowed_gap,

@@ -610,7 +610,15 @@ pub fn end_checks(cluster: &RealCluster, world: &RealWorld) -> Result<Ending, Er
         Ok(figures) => ending.fresh = figures,
         Err(why) => ending.fresh_failed = Some(why),
     }
-    let _ = cp.kubectl(&["delete", "namespace", CHURN_NAMESPACE, "--wait=false"]);
+    for ns in [CHURN_NAMESPACE, churn::FILLER_NAMESPACE] {
+        let _ = cp.kubectl(&[
+            "delete",
+            "namespace",
+            ns,
+            "--wait=false",
+            "--ignore-not-found",
+        ]);
+    }
     Ok(ending)
 }
 
