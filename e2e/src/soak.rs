@@ -60,13 +60,17 @@ pub struct Options {
     /// The enforcers' periodic check (`enforcer.resyncSeconds`): rules flushed by hand hold
     /// again within it.
     pub resync: Duration,
+    /// The kinds of fault drawn from ([`Fault::ALL`], or those `PALISADE_SOAK_FAULTS` names).
+    pub faults: Vec<Fault>,
     /// Small pods of a Deployment spread over both nodes, in a namespace opted in to the
     /// baseline, created before the soak starts (0: none).
     pub filler_pods: usize,
 }
 
 impl Options {
-    /// `duration` long, with the seed of `PALISADE_SOAK_SEED` or a fresh one.
+    /// `duration` long, with the seed of `PALISADE_SOAK_SEED` or a fresh one, drawing from the
+    /// faults `PALISADE_SOAK_FAULTS` names (e.g. `webhook-down,etcd-paused`; see [`Fault::id`])
+    /// or from all of them.
     pub fn new(duration: Duration) -> Self {
         let seed = std::env::var("PALISADE_SOAK_SEED")
             .ok()
@@ -82,6 +86,14 @@ impl Options {
             fault_every: Duration::from_secs(20),
             converge_within: Duration::from_secs(30),
             resync: Duration::from_secs(10),
+            faults: match std::env::var("PALISADE_SOAK_FAULTS").map(|l| Fault::parse_list(&l)) {
+                Ok(Ok(faults)) if !faults.is_empty() => faults,
+                Ok(Err(e)) => {
+                    eprintln!("PALISADE_SOAK_FAULTS: {e}; drawing from every fault");
+                    Fault::ALL.to_vec()
+                }
+                _ => Fault::ALL.to_vec(),
+            },
             filler_pods: 0,
         }
     }
@@ -462,7 +474,7 @@ fn inject_on_schedule(
     let mut schedule = Schedule::new(options.seed);
     let mut faults = Vec::new();
     while started.elapsed() < options.duration {
-        let fault = Fault::ALL[schedule.below(Fault::ALL.len())];
+        let fault = options.faults[schedule.below(options.faults.len())];
         let node = NODES[schedule.below(NODES.len())];
         let at = started.elapsed();
         let injected = match inject(cluster, world, fault, node) {
@@ -706,6 +718,13 @@ mod tests {
         };
         assert_eq!(draw(42), draw(42));
         assert_ne!(draw(42), draw(43));
+        let ids: Vec<String> = Fault::ALL.iter().map(|f| f.id()).collect();
+        assert_eq!(
+            Fault::parse_list(&ids.join(",")),
+            Ok(Fault::ALL.to_vec()),
+            "every fault's id is its own: {ids:?}"
+        );
+        assert!(Fault::parse_list("etcd").is_err());
         let drawn = draw(7);
         for fault in Fault::ALL {
             assert!(drawn.contains(&fault), "{} never drawn", fault.name());

@@ -8,7 +8,8 @@
 //!
 //! Short here (`PALISADE_SOAK_SECONDS`, default 30 s: two faults, one every 15 s) so it fits
 //! CI; `palisade-e2e soak --minutes N` runs it longer. The seed is printed;
-//! `PALISADE_SOAK_SEED` replays it.
+//! `PALISADE_SOAK_SEED` replays it; `PALISADE_SOAK_FAULTS` (e.g. `webhook-down,etcd-paused`)
+//! draws from those faults only.
 //!
 //! Skipped, with one line naming what is missing, where this machine cannot run real nodes.
 

@@ -69,6 +69,33 @@ impl Fault {
         }
     }
 
+    /// A short name for `PALISADE_SOAK_FAULTS`: the first word of [`Fault::name`] and the
+    /// second, e.g. `enforcer-pod`, `etcd-paused`, `webhook-down`, `node-iptables`.
+    pub fn id(self) -> String {
+        self.name()
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+
+    /// The faults named in `list` (ids separated by commas), or why not.
+    pub fn parse_list(list: &str) -> Result<Vec<Fault>, String> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(|id| {
+                Fault::ALL
+                    .into_iter()
+                    .find(|f| f.id() == id)
+                    .ok_or_else(|| {
+                        let ids: Vec<String> = Fault::ALL.iter().map(|f| f.id()).collect();
+                        format!("{id}: no such fault; faults: {}", ids.join(", "))
+                    })
+            })
+            .collect()
+    }
+
     /// Whether the fault hits one node (the others hit the cluster).
     pub fn on_a_node(self) -> bool {
         matches!(
