@@ -88,6 +88,19 @@ pub fn enter(name: &str) -> Result<(), Error> {
     })
 }
 
+/// Runs `f` on a thread of its own inside namespace `name` (the caller stays where it is) and
+/// returns what `f` returned; a panic in `f` goes on in the caller.
+pub fn run_in<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    let name = name.to_string();
+    match std::thread::spawn(move || enter(&name).map(|()| f())).join() {
+        Ok(done) => done,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = ip(&["netns", "del", &self.name]);

@@ -319,15 +319,12 @@ fn ctnetlink_deletes_exactly_the_entries_named() {
             .join("\n"),
     );
     assert_eq!(doomed.len(), 1000);
-    let name = ns.name.clone();
-    let (deleted, took) = std::thread::spawn(move || {
-        netns::enter(&name).expect("enter");
+    let (deleted, took) = netns::run_in(&ns.name, move || {
         let start = std::time::Instant::now();
         let n = palisade_enforcer::ctnetlink::delete(&doomed).expect("delete");
         (n, start.elapsed())
     })
-    .join()
-    .expect("thread");
+    .expect("enter");
     eprintln!("ctnetlink: deleted {deleted} of 20,000 entries in {took:?}");
     assert_eq!(deleted, 1000);
     assert_eq!(count(), "19000");

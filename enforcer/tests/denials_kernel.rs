@@ -159,13 +159,7 @@ impl Drop for Topology {
 
 /// Runs `f` on a thread inside namespace `name`.
 fn inside<T: Send + 'static>(name: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        palisade_e2e::netns::enter(&name).expect("enter the namespace");
-        f()
-    })
-    .join()
-    .expect("the thread inside the namespace")
+    palisade_e2e::netns::run_in(name, f).expect("enter the namespace")
 }
 
 /// One TCP connection attempt from pod a, given up after 300 ms: one SYN (the first

@@ -251,13 +251,7 @@ fn first_forward_rule(ns: &Netns, tables: Tables) -> String {
 /// Runs `f` on a thread inside the namespace, so the iptables commands the enforcer spawns
 /// see that namespace's tables and not the host's.
 fn inside<T: Send + 'static>(ns: &Netns, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let name = ns.0.clone();
-    std::thread::spawn(move || {
-        palisade_e2e::netns::enter(&name).expect("enter the namespace");
-        f()
-    })
-    .join()
-    .expect("the thread inside the namespace")
+    palisade_e2e::netns::run_in(&ns.0, f).expect("enter the namespace")
 }
 
 /// Detects the backend and syncs both families' rules into it, as the enforcer's loop does.
