@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod matrix;
+
 use std::net::IpAddr;
 
 use palisade_policy::input::Inputs;
