@@ -2,18 +2,12 @@
 
 mod common;
 
-use common::{TempFile, palisade, stdout, temp_file, tutorial};
+use common::{TempFile, on_tutorial, palisade, stdout, temp_file, tutorial};
 
 #[test]
 fn check_exits_1_on_a_denial_and_names_file_line_and_check() {
     let f = tutorial();
-    let o = palisade(&[
-        "check",
-        "-f",
-        &format!("{f}/world.yaml"),
-        "-f",
-        &format!("{f}/typo-labels.yaml"),
-    ]);
+    let o = on_tutorial("check", &["world.yaml", "typo-labels.yaml"], &[]);
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
     assert!(out.starts_with(&format!(
@@ -27,16 +21,11 @@ fn check_exits_1_on_a_denial_and_names_file_line_and_check() {
 
 #[test]
 fn check_exits_0_when_only_warnings_remain() {
-    let f = tutorial();
-    let o = palisade(&[
+    let o = on_tutorial(
         "check",
-        "-f",
-        &format!("{f}/world.yaml"),
-        "-f",
-        &format!("{f}/and-or-confusion.yaml"),
-        "--mode",
-        "unmatched-selector=warn",
-    ]);
+        &["world.yaml", "and-or-confusion.yaml"],
+        &["--mode", "unmatched-selector=warn"],
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
     assert!(stdout(&o).contains("1 policies checked: 0 denied, 2 warnings"));
 }
@@ -44,13 +33,7 @@ fn check_exits_0_when_only_warnings_remain() {
 #[test]
 fn check_json_lists_findings_with_file_and_line() {
     let f = tutorial();
-    let o = palisade(&[
-        "check",
-        "-o",
-        "json",
-        "-f",
-        &format!("{f}/types-field.yaml"),
-    ]);
+    let o = on_tutorial("check", &["types-field.yaml"], &["-o", "json"]);
     assert_eq!(o.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let finding = &v["findings"][0];
@@ -320,18 +303,11 @@ fn the_last_definition_of_an_object_wins_as_with_kubectl_and_both_are_named() {
 
 #[test]
 fn reach_prints_the_matrix_the_policies_give() {
-    let f = tutorial();
-    let o = palisade(&[
+    let o = on_tutorial(
         "reach",
-        "-f",
-        &format!("{f}/world.yaml"),
-        "-f",
-        &format!("{f}/three-tier.yaml"),
-        "--port",
-        "8080",
-        "-o",
-        "json",
-    ]);
+        &["world.yaml", "three-tier.yaml"],
+        &["--port", "8080", "-o", "json"],
+    );
     assert_eq!(o.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let probes = v["probes"].as_array().unwrap();
@@ -374,18 +350,11 @@ fn reach_prints_the_matrix_the_policies_give() {
 
 #[test]
 fn reach_table_has_a_row_per_source_and_a_mark_per_cell() {
-    let f = tutorial();
-    let o = palisade(&[
+    let o = on_tutorial(
         "reach",
-        "-f",
-        &format!("{f}/world.yaml"),
-        "-f",
-        &format!("{f}/three-tier.yaml"),
-        "--port",
-        "5432",
-        "--to",
-        "production/database",
-    ]);
+        &["world.yaml", "three-tier.yaml"],
+        &["--port", "5432", "--to", "production/database"],
+    );
     assert_eq!(o.status.code(), Some(0));
     let rows: Vec<String> = stdout(&o)
         .lines()
@@ -407,14 +376,7 @@ fn reach_table_has_a_row_per_source_and_a_mark_per_cell() {
 
 #[test]
 fn reach_rejects_an_unknown_pod() {
-    let f = tutorial();
-    let o = palisade(&[
-        "reach",
-        "-f",
-        &format!("{f}/world.yaml"),
-        "--from",
-        "nope/nope",
-    ]);
+    let o = on_tutorial("reach", &["world.yaml"], &["--from", "nope/nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&o.stderr),
@@ -686,13 +648,7 @@ fn reach_says_how_big_a_large_matrix_is_before_computing_it() {
 #[test]
 fn palisade_check_offers_the_label_without_the_service_suffix() {
     let f = tutorial();
-    let o = palisade(&[
-        "check",
-        "-f",
-        &format!("{f}/world.yaml"),
-        "-f",
-        &format!("{f}/service-name-selector.yaml"),
-    ]);
+    let o = on_tutorial("check", &["world.yaml", "service-name-selector.yaml"], &[]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),

@@ -35,6 +35,18 @@ pub fn tutorial() -> String {
     )
 }
 
+/// `palisade COMMAND -f FILE... ARGS`, the files named in the tutorial's directory.
+pub fn on_tutorial(command: &str, files: &[&str], args: &[&str]) -> Output {
+    let dir = tutorial();
+    let paths: Vec<String> = files.iter().map(|f| format!("{dir}/{f}")).collect();
+    let mut all = vec![command];
+    for path in &paths {
+        all.extend(["-f", path.as_str()]);
+    }
+    all.extend_from_slice(args);
+    palisade(&all)
+}
+
 /// A file in a directory of its own, removed when the guard drops.
 pub struct TempFile {
     pub path: PathBuf,
