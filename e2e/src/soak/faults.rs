@@ -142,14 +142,7 @@ pub fn inject(
     match fault {
         Fault::EnforcerPodDeleted => {
             let pod = enforcer_on(cp, node)?;
-            cp.kubectl_ok(&[
-                "delete",
-                "pod",
-                &pod,
-                "-n",
-                &chart::enforcer_namespace(cp),
-                "--wait=false",
-            ])?;
+            delete_pod(cp, &chart::enforcer_namespace(cp), &pod)?;
         }
         Fault::EnforcerKilled => {
             let ns = chart::enforcer_namespace(cp);
@@ -180,14 +173,7 @@ pub fn inject(
                 "-o",
                 "jsonpath={.items[0].metadata.name}",
             ])?;
-            cp.kubectl_ok(&[
-                "delete",
-                "pod",
-                &pod,
-                "-n",
-                chart::NAMESPACE,
-                "--wait=false",
-            ])?;
+            delete_pod(cp, chart::NAMESPACE, &pod)?;
         }
         Fault::OperatorLeaderDeleted => {
             let holder = cp.kubectl_ok(&[
@@ -201,14 +187,7 @@ pub fn inject(
             ])?;
             // The holder identity is the pod's name (possibly with a suffix after `_`).
             let pod = holder.split('_').next().unwrap_or_default().to_string();
-            cp.kubectl_ok(&[
-                "delete",
-                "pod",
-                &pod,
-                "-n",
-                chart::NAMESPACE,
-                "--wait=false",
-            ])?;
+            delete_pod(cp, chart::NAMESPACE, &pod)?;
         }
         Fault::ApiserverRestarted => cp.restart_apiserver()?,
         Fault::IptablesFlushed => {
@@ -260,6 +239,12 @@ pub fn inject(
         Fault::WebhookDown => return webhook_down(cp),
     }
     Ok(Injected::default())
+}
+
+/// `kubectl delete pod` without waiting for it to go.
+fn delete_pod(cp: &ControlPlane, namespace: &str, pod: &str) -> Result<(), Error> {
+    cp.kubectl_ok(&["delete", "pod", pod, "-n", namespace, "--wait=false"])
+        .map(|_| ())
 }
 
 /// The host PID of the container of each tutorial pod on `node`, by `namespace/name`.
