@@ -1,8 +1,9 @@
 //! The upstream suites users trust, on real nodes with Palisade installed from the chart the
-//! supported way for them (`charts/palisade/values-conformance.yaml`, README "Running the
-//! upstream conformance suites"): Kubernetes' own `[sig-network] Netpol` e2e specs (`e2e.test`
+//! supported way for them (`charts/palisade/values-conformance.yaml`, docs/upstream-suites.md):
+//! Kubernetes' own `[sig-network] Netpol` e2e specs (`e2e.test`
 //! of v1.34.4, run by its ginkgo in parallel processes), then network-policy-api v0.3.0's
-//! ClusterNetworkPolicy conformance suite (standard profile).
+//! ClusterNetworkPolicy conformance suite (standard profile, and in the full run the
+//! experimental named ports Palisade implements).
 //!
 //! The binaries and the agnhost image are built by `e2e/tools/install.sh` (through
 //! `e2e/tools/upstream.sh`); this test builds nothing: it fails saying so when they are missing.
@@ -11,10 +12,11 @@
 //! The enforcer's deny action is `drop` (the chart's default) unless
 //! `PALISADE_UPSTREAM_DENY_ACTION=reject`.
 //!
-//! Which specs: `PALISADE_UPSTREAM_SUITES=full` runs every Netpol spec and standard-profile
-//! test that can run here (the documented full run, `docs/conformance.md`); otherwise (CI) the
-//! fixed subsets [`CI_NETPOL_FOCUS`] and [`CI_CNP_TESTS`]. Reports and logs are written under
-//! `target/upstream-suites/`.
+//! Which specs: `PALISADE_UPSTREAM_SUITES=full` runs every Netpol spec and every
+//! ClusterNetworkPolicy test of the features Palisade claims that can run here (the documented
+//! full run, `docs/conformance.md`); otherwise (CI) the fixed subsets [`CI_NETPOL_FOCUS`] and
+//! [`CI_CNP_TESTS`]. `PALISADE_UPSTREAM_ONLY=netpol` (or `network-policy-api`) runs one suite.
+//! Reports and logs are written under `target/upstream-suites/`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -228,7 +230,7 @@ const CNP_SCTP_TESTS: [&str; 10] = [
     "CNPBaselineTierPortRange",
 ];
 /// The standard-profile tests that run here: those not skipped above and not experimental
-/// (named ports and node peers are not in the standard profile; the suite skips them itself).
+/// (named ports and node peers are not in the standard profile).
 const CNP_STANDARD_TESTS: [&str; 14] = [
     "CNPAdminTierEgressTCP",
     "CNPAdminTierEgressUDP",
@@ -244,6 +246,18 @@ const CNP_STANDARD_TESTS: [&str; 14] = [
     "CNPBaselineTierIngressUDP",
     "CNPBaselineTierPodSelector",
     "CNPBaselineTierSamePriority",
+];
+
+/// The experimental features Palisade implements, claimed in the full run (the suite runs their
+/// tests only when named): named ports (`destinationNamedPort`). Not the `nodes` and
+/// `domainNames` peers, which Palisade refuses.
+const CNP_EXPERIMENTAL_FEATURES: &str = "ClusterNetworkPolicyNamedPorts";
+/// The tests of those features.
+const CNP_EXPERIMENTAL_TESTS: [&str; 4] = [
+    "CNPAdminTierEgressNamedPort",
+    "CNPAdminTierIngressNamedPort",
+    "CNPBaselineTierEgressNamedPort",
+    "CNPBaselineTierIngressNamedPort",
 ];
 
 /// The standard-profile tests CI runs on every change (the full run takes longer than CI's
@@ -278,9 +292,20 @@ fn upstream_suites_pass_on_real_nodes() {
     );
     chart::install_release_for_conformance(cp, &["--set", &deny_action]);
 
-    let netpol = run_netpol(cp, &ginkgo, &e2e);
-    let cnp = run_cnp_conformance(cp, &conformance);
-    let failures: Vec<String> = [netpol, cnp].into_iter().filter_map(Result::err).collect();
+    // `PALISADE_UPSTREAM_ONLY=netpol` or `=network-policy-api` runs one of them.
+    let only = std::env::var("PALISADE_UPSTREAM_ONLY").ok();
+    let runs = |suite: &str| only.as_deref().is_none_or(|o| o == suite);
+    let netpol = runs("netpol").then(|| run_netpol(cp, &ginkgo, &e2e));
+    let cnp = runs("network-policy-api").then(|| run_cnp_conformance(cp, &conformance));
+    assert!(
+        netpol.is_some() || cnp.is_some(),
+        "PALISADE_UPSTREAM_ONLY={only:?} names neither suite (netpol, network-policy-api)"
+    );
+    let failures: Vec<String> = [netpol, cnp]
+        .into_iter()
+        .flatten()
+        .filter_map(Result::err)
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
@@ -371,13 +396,17 @@ fn run_netpol(cp: &palisade_e2e::ControlPlane, ginkgo: &Path, e2e: &Path) -> Res
     Ok(())
 }
 
-/// network-policy-api's conformance suite, standard profile; Err says what failed.
+/// network-policy-api's conformance suite, ClusterNetworkPolicy profile; Err says what failed.
 fn run_cnp_conformance(cp: &palisade_e2e::ControlPlane, conformance: &Path) -> Result<(), String> {
     let full = std::env::var("PALISADE_UPSTREAM_SUITES").is_ok_and(|v| v == "full");
-    let expected: &[&str] = if full {
-        &CNP_STANDARD_TESTS
+    let expected: Vec<&str> = if full {
+        CNP_STANDARD_TESTS
+            .iter()
+            .chain(&CNP_EXPERIMENTAL_TESTS)
+            .copied()
+            .collect()
     } else {
-        &CI_CNP_TESTS
+        CI_CNP_TESTS.to_vec()
     };
     let dir = report_dir("network-policy-api");
     let mut command = Command::new(conformance);
@@ -387,7 +416,11 @@ fn run_cnp_conformance(cp: &palisade_e2e::ControlPlane, conformance: &Path) -> R
         // Its controller-runtime client reads -kubeconfig, its client-go clientset KUBECONFIG.
         .arg(format!("-kubeconfig={}", cp.kubeconfig.display()))
         .env("KUBECONFIG", &cp.kubeconfig)
-        .arg("-supported-features=ClusterNetworkPolicy");
+        .arg(if full {
+            format!("-supported-features=ClusterNetworkPolicy,{CNP_EXPERIMENTAL_FEATURES}")
+        } else {
+            "-supported-features=ClusterNetworkPolicy".to_string()
+        });
     if full {
         // The profile run, which writes the conformance report; the SCTP tests go to the
         // suite's skip list, so the report says they were skipped.
@@ -442,7 +475,7 @@ fn run_cnp_conformance(cp: &palisade_e2e::ControlPlane, conformance: &Path) -> R
     let retried_open = log.matches("but instead it successfully connected").count();
     let retried_closed = log.matches("but instead it miserably failed").count();
     let summary = format!(
-        "network-policy-api v0.3.0 conformance, standard profile ({}): {} passed, {} failed, {} skipped, in {} s; probes that needed the suite's retry window: {retried_open} connected where a denial was expected, {retried_closed} failed where a connection was expected",
+        "network-policy-api v0.3.0 conformance, ClusterNetworkPolicy profile ({}): {} passed, {} failed, {} skipped, in {} s; probes that needed the suite's retry window: {retried_open} connected where a denial was expected, {retried_closed} failed where a connection was expected",
         if full { "full run" } else { "CI subset" },
         passed.len(),
         failed.len(),
@@ -468,7 +501,7 @@ fn run_cnp_conformance(cp: &palisade_e2e::ControlPlane, conformance: &Path) -> R
         .collect();
     if !missing.is_empty() {
         return Err(format!(
-            "standard-profile tests that did not pass: {missing:?} (passed: {passed:?})"
+            "ClusterNetworkPolicy tests that did not pass: {missing:?} (passed: {passed:?})"
         ));
     }
     Ok(())
