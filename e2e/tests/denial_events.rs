@@ -73,6 +73,16 @@ fn running_ip(cp: &ControlPlane, namespace: &str, name: &str) -> String {
 /// The client's HTTP request to `ip`:[`PORT`] through `kubectl exec`, with busybox's nc (a
 /// dropped handshake times out after 2 s): whether it got an answer.
 fn connects(cp: &ControlPlane, ip: &str) -> bool {
+    in_client(
+        cp,
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {PORT}"),
+    )
+    .status
+    .success()
+}
+
+/// Runs shell `script` in den-client/client through `kubectl exec`.
+fn in_client(cp: &ControlPlane, script: &str) -> std::process::Output {
     cp.kubectl(&[
         "exec",
         "-n",
@@ -81,11 +91,9 @@ fn connects(cp: &ControlPlane, ip: &str) -> bool {
         "--",
         "sh",
         "-c",
-        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {PORT}"),
+        script,
     ])
     .expect("kubectl exec")
-    .status
-    .success()
 }
 
 /// What `kubectl events -n NS --for pod/NAME` prints.
@@ -302,18 +310,7 @@ fn flood_stays_within_the_event_and_cpu_bounds(cluster: &RealCluster) {
          wait; n=$((n+{SCANNED_PORTS})); done; echo $n",
         secs = FLOOD.as_secs()
     );
-    let out = cp
-        .kubectl(&[
-            "exec",
-            "-n",
-            "den-client",
-            "client",
-            "--",
-            "sh",
-            "-c",
-            &scan,
-        ])
-        .expect("kubectl exec");
+    let out = in_client(cp, &scan);
     let flood_secs = started.elapsed().as_secs_f64();
     let cpu = cpu_seconds(enforcer) - cpu_before;
     let attempts: u64 = text(&out)

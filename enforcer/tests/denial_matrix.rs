@@ -14,30 +14,20 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::matrix::{self, CellKey};
+use common::matrix::{self, CellKey, XYZ_PORTS as PORTS};
 use palisade_enforcer::CompileOptions;
 use palisade_enforcer::backend::Backend;
 use palisade_enforcer::compile::DenyAction;
 use palisade_enforcer::denials::record::Kind;
 use palisade_policy::IpFamily;
-use palisade_policy::Protocol::{self, Tcp, Udp};
 
-const PORTS: [(u16, Protocol); 3] = [(80, Tcp), (81, Tcp), (80, Udp)];
 /// Long enough for an allowed UDP echo between namespaces, short enough that a dropped SYN is
 /// sent once (the first retransmission is after a second).
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Ingress and egress, by pod, namespace, port and ipBlock: x admits only x (except x/c, which
-/// admits any IPv4 address on 80/TCP, so the IPv6 matrix differs from the IPv4 one); y/b admits
-/// z on 80 only; y/c may only reach x; z/c admits 81 only and y; z/a may only send to 80.
-const POLICIES: &str = r#"
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: from-x, namespace: "x"}
-spec:
-  podSelector: {}
-  ingress: [{from: [{podSelector: {}}]}]
+/// Beside the x/y/z policies (enforced), x/c admits any IPv4 address on 80/TCP: the IPv6
+/// matrix differs from the IPv4 one.
+const IPV4_ONLY: &str = r#"
 ---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -45,50 +35,17 @@ metadata: {name: c-from-any-ipv4, namespace: "x"}
 spec:
   podSelector: {matchLabels: {app: c}}
   ingress: [{from: [{ipBlock: {cidr: 0.0.0.0/0}}], ports: [{port: 80, protocol: TCP}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: b-from-z-80, namespace: "y"}
-spec:
-  podSelector: {matchLabels: {app: b}}
-  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: z}}}], ports: [{port: 80}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: c-egress-to-x, namespace: "y"}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  policyTypes: [Egress]
-  egress: [{to: [{namespaceSelector: {matchLabels: {ns: x}}}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: c-81-only, namespace: "z"}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  ingress: [{ports: [{port: 81}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: c-from-y, namespace: "z"}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: "y"}}}]}]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: a-egress-80, namespace: "z"}
-spec:
-  podSelector: {matchLabels: {app: a}}
-  policyTypes: [Egress]
-  egress: [{ports: [{port: 80}]}]
 "#;
 
 #[test]
 fn every_denied_probe_is_one_record_explained_as_reach_does_in_both_families_actions_and_backends()
 {
     let net = matrix::network(true, &PORTS);
-    let cluster = common::cluster(&(matrix::namespaces_and_pods(&net, &[]) + POLICIES));
+    let cluster = common::cluster(
+        &(matrix::namespaces_and_pods(&net, &[])
+            + &matrix::enforced(matrix::XYZ_POLICIES)
+            + IPV4_ONLY),
+    );
     let [v4, v6] = IpFamily::ALL.map(|f| matrix::reach(&cluster.in_family(f), &PORTS).0);
     assert_ne!(v4, v6, "the IPv6 matrix should differ from the IPv4 one");
     let sockets = matrix::listen(&net);

@@ -24,8 +24,75 @@ use palisade_policy::{Cluster, Endpoint, IpFamily};
 pub const GROUP: u16 = 100;
 pub const NODES: [&str; 2] = ["node-1", "node-2"];
 
+/// The ports every pod serves and every probe tries.
+pub const XYZ_PORTS: [(u16, Protocol); 3] = [
+    (80, Protocol::Tcp),
+    (81, Protocol::Tcp),
+    (80, Protocol::Udp),
+];
+
 /// (source, destination, port, protocol) of one probe.
 pub type CellKey = (String, String, u16, String);
+
+/// Audit mode by annotation (x/from-x, z/c-from-y, z/a-egress-80), by the label of namespace y
+/// (y/b-from-z-80, y/c-egress-to-x), and enforced beside them (z/c-81-only): the enforced one
+/// and the audit z/c-from-y both isolate z/c, so z/c's denials are real before promotion too.
+pub const XYZ_POLICIES: &str = r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: from-x, namespace: "x", annotations: {palisade.dev/mode: audit}}
+spec:
+  podSelector: {}
+  ingress: [{from: [{podSelector: {}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: b-from-z-80, namespace: "y"}
+spec:
+  podSelector: {matchLabels: {app: b}}
+  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: z}}}], ports: [{port: 80}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: c-egress-to-x, namespace: "y"}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  policyTypes: [Egress]
+  egress: [{to: [{namespaceSelector: {matchLabels: {ns: x}}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: c-81-only, namespace: "z"}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  ingress: [{ports: [{port: 81}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: c-from-y, namespace: "z", annotations: {palisade.dev/mode: audit}}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  ingress: [{from: [{namespaceSelector: {matchLabels: {ns: "y"}}}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: a-egress-80, namespace: "z", annotations: {palisade.dev/mode: audit}}
+spec:
+  podSelector: {matchLabels: {app: a}}
+  policyTypes: [Egress]
+  egress: [{ports: [{port: 80}]}]
+"#;
+
+/// `policies` enforced: their `palisade.dev/mode: audit` annotations removed.
+pub fn enforced(policies: &str) -> String {
+    let out = policies.replace(", annotations: {palisade.dev/mode: audit}", "");
+    assert!(
+        !out.contains("palisade.dev/mode"),
+        "every annotation removed"
+    );
+    out
+}
 
 /// x/a on node-1, x/b on node-2, ... alternating, so rules judge on both nodes.
 pub fn placement() -> Vec<(&'static str, &'static str, &'static str)> {
