@@ -157,17 +157,25 @@ pub fn create_churn(cp: &ControlPlane) -> Result<(), Error> {
 pub const FILLER_NAMESPACE: &str = "soak-filler";
 
 /// `pods` small pods (busybox serving port 80) of a Deployment spread evenly over the nodes,
-/// in a namespace opted in to the `default` baseline and with a NetworkPolicy of its own, so
+/// in a namespace opted in to the `default` baseline and with a NetworkPolicy of its own
+/// (applied after the Deployment: the webhook refuses a policy that selects nothing), so
 /// every enforcer holds chains and set entries for each; waits (at most 15 min) until all run.
 pub fn create_filler(cp: &ControlPlane, pods: usize) -> Result<(), Error> {
     let ns = FILLER_NAMESPACE;
-    cp.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{palisade.dev/baseline: default}}}}\n---\n\
-         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: filler, namespace: {ns}}}\n\
-         spec:\n  podSelector: {{matchLabels: {{app: filler}}}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: production}}}}}}]\n    ports: [{{port: 80}}]\n---\n\
-         apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: filler, namespace: {ns}}}\n\
+    let namespace = format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}, labels: {{palisade.dev/baseline: default}}}}\n"
+    );
+    let deployment = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: filler, namespace: {ns}}}\n\
          spec:\n  replicas: {pods}\n  selector: {{matchLabels: {{app: filler}}}}\n  template:\n    metadata: {{labels: {{app: filler}}}}\n    spec:\n      terminationGracePeriodSeconds: 1\n      automountServiceAccountToken: false\n      topologySpreadConstraints:\n      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: filler}}}}}}\n      containers:\n      - name: main\n        image: {BUSYBOX_IMAGE}\n        imagePullPolicy: Never\n        command: [sh, -c, \"nc -ll -p 80 -e /bin/true\"]\n        ports: [{{containerPort: 80}}]\n"
-    ))?;
+    );
+    let policy = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: filler, namespace: {ns}}}\n\
+         spec:\n  podSelector: {{matchLabels: {{app: filler}}}}\n  policyTypes: [Ingress]\n  ingress:\n  - from: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: production}}}}}}]\n    ports: [{{port: 80}}]\n"
+    );
+    for manifest in [namespace, deployment, policy] {
+        cp.apply(&manifest)?;
+    }
     cp.kubectl_ok(&[
         "rollout",
         "status",
