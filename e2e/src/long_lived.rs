@@ -241,15 +241,7 @@ impl Connection {
         timeout: Duration,
         limit: Duration,
     ) -> Option<Instant> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            let from = Instant::now();
-            if !self.hears(timeout) {
-                return Some(from);
-            }
-            std::thread::sleep(every);
-        }
-        None
+        first_failure(every, limit, || self.hears(timeout))
     }
 
     /// Exchanges messages every `every` until one does not come back within `timeout`, for at
@@ -261,16 +253,26 @@ impl Connection {
         timeout: Duration,
         limit: Duration,
     ) -> Option<Instant> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            let sent = Instant::now();
-            if !self.echoes(timeout) {
-                return Some(sent);
-            }
-            std::thread::sleep(every);
-        }
-        None
+        first_failure(every, limit, || self.echoes(timeout))
     }
+}
+
+/// Runs `works` every `every` for at most `limit`: when the first run that failed began, or
+/// `None` when every run worked.
+fn first_failure(
+    every: Duration,
+    limit: Duration,
+    mut works: impl FnMut() -> bool,
+) -> Option<Instant> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let began = Instant::now();
+        if !works() {
+            return Some(began);
+        }
+        std::thread::sleep(every);
+    }
+    None
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

@@ -67,35 +67,19 @@ fn policies_on_flannel_nodes_without_an_enforcer_are_refused_naming_the_nodes() 
 
     // Palisade's enforcers report that they enforce, node-2's last an hour ago: it went silent,
     // so node-2 still counts as not enforced, and the refusal says why.
-    let report_families = |node: &str,
-                           last_sync: k8s_openapi::jiff::Timestamp,
-                           families: Option<&str>| {
-        let ne = format!(
-            "apiVersion: palisade.dev/v1alpha1\nkind: NodeEnforcement\nmetadata: {{name: {node}}}\nspec: {{node: {node}}}\n"
-        );
-        let o = cp.kubectl_stdin(&["apply", "-f", "-"], &ne).unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        // No `families`: written by an enforcer from before dual-stack support, IPv4 only.
-        let families = families
-            .map(|f| format!(r#","families":{f}"#))
-            .unwrap_or_default();
-        let status = format!(
-            r#"{{"status":{{"cni":"flannel","cniEnforces":false,"mode":"auto","enforcing":true,"reason":"flannel does not enforce NetworkPolicy","lastSync":"{}"{families}}}}}"#,
-            last_sync.strftime("%Y-%m-%dT%H:%M:%SZ")
-        );
-        let o = cp
-            .kubectl(&[
-                "patch",
-                "nodeenforcement",
-                node,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &status,
-            ])
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-    };
+    let report_families =
+        |node: &str, last_sync: k8s_openapi::jiff::Timestamp, families: Option<&str>| {
+            let mut status = serde_json::json!({
+                "cni": "flannel", "cniEnforces": false, "mode": "auto", "enforcing": true,
+                "reason": "flannel does not enforce NetworkPolicy",
+                "lastSync": last_sync.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            });
+            // No `families`: written by an enforcer from before dual-stack support, IPv4 only.
+            if let Some(families) = families {
+                status["families"] = serde_json::from_str(families).expect("families as JSON");
+            }
+            objects::node_enforcement(cp, node, &status).unwrap();
+        };
     let report = |node: &str, last_sync: k8s_openapi::jiff::Timestamp| {
         report_families(node, last_sync, None)
     };
