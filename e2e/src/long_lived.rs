@@ -174,30 +174,15 @@ impl Connection {
             return false;
         }
         let start = Instant::now();
-        let mut buf = [0u8; 256];
         while start.elapsed() < timeout {
             if let Some(at) = find(&self.pending, message.as_bytes()) {
                 self.pending.drain(..at + message.len());
                 return true;
             }
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero()
-                || self
-                    .stream
-                    .set_read_timeout(Some(left.min(Duration::from_millis(50))))
-                    .is_err()
-            {
-                break;
-            }
-            match self.stream.read(&mut buf) {
-                Ok(0) => return false,
-                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return false,
+            match self.read_once(start, timeout) {
+                Received::Data(data) => self.pending.extend_from_slice(&data),
+                Received::Nothing => {}
+                Received::Closed | Received::TimeUp => return false,
             }
         }
         false
@@ -207,29 +192,41 @@ impl Connection {
     /// [`TalkingServer`] sees while the connection still carries the server's data).
     pub fn hears(&mut self, timeout: Duration) -> bool {
         let start = Instant::now();
-        let mut buf = [0u8; 256];
         while start.elapsed() < timeout {
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero()
-                || self
-                    .stream
-                    .set_read_timeout(Some(left.min(Duration::from_millis(50))))
-                    .is_err()
-            {
-                break;
-            }
-            match self.stream.read(&mut buf) {
-                Ok(0) => return false,
-                Ok(_) => return true,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(_) => return false,
+            match self.read_once(start, timeout) {
+                Received::Data(_) => return true,
+                Received::Nothing => {}
+                Received::Closed | Received::TimeUp => return false,
             }
         }
         false
+    }
+
+    /// One read of what arrived, waiting at most 50 ms and not past `timeout` from `start`.
+    fn read_once(&mut self, start: Instant, timeout: Duration) -> Received {
+        let left = timeout.saturating_sub(start.elapsed());
+        if left.is_zero()
+            || self
+                .stream
+                .set_read_timeout(Some(left.min(Duration::from_millis(50))))
+                .is_err()
+        {
+            return Received::TimeUp;
+        }
+        let mut buf = [0u8; 256];
+        match self.stream.read(&mut buf) {
+            Ok(0) => Received::Closed,
+            Ok(n) => Received::Data(buf[..n].to_vec()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                Received::Nothing
+            }
+            Err(_) => Received::Closed,
+        }
     }
 
     /// Listens (never sending) every `every` until nothing arrived within `timeout`, for at most
@@ -255,6 +252,17 @@ impl Connection {
     ) -> Option<Instant> {
         first_failure(every, limit, || self.echoes(timeout))
     }
+}
+
+/// What one read of a [`Connection`] gave.
+enum Received {
+    Data(Vec<u8>),
+    /// Nothing yet.
+    Nothing,
+    /// The connection ended (or failed).
+    Closed,
+    /// The time to wait is over.
+    TimeUp,
 }
 
 /// Runs `works` every `every` for at most `limit`: when the first run that failed began, or
