@@ -379,20 +379,26 @@ impl ControlPlane {
     /// Kills the apiserver and starts it again on the same port and etcd (what clients see
     /// during a control-plane upgrade or crash), then waits until it is ready.
     pub fn restart_apiserver(&self) -> Result<(), Error> {
-        self.restart(Component::Apiserver)
+        self.restart_within(Component::Apiserver, Duration::ZERO)
     }
 
     /// Stops `component` (SIGTERM, SIGKILL after 10 s) and starts it again with the same
     /// arguments, its log appended to; for etcd and the apiserver, waits until the apiserver is
     /// ready again (at most 90 s).
     pub fn restart(&self, component: Component) -> Result<(), Error> {
+        self.restart_within(component, Duration::from_secs(10))
+    }
+
+    /// Stops `component` (SIGTERM, SIGKILL after `grace`; at once when it is zero) and starts it
+    /// again as [`Self::restart`] does.
+    pub fn restart_within(&self, component: Component, grace: Duration) -> Result<(), Error> {
         self.local_only(&format!("restarting {}", component.name()))?;
         let mut processes = self.processes.lock().unwrap_or_else(|e| e.into_inner());
         let launched = processes
             .iter_mut()
             .find(|l| l.name() == component.name())
             .ok_or_else(|| not_running(component.name()))?;
-        let keeper = launched.restart(Duration::from_secs(10))?;
+        let keeper = launched.restart(grace)?;
         drop(processes);
         self.keepers
             .lock()
