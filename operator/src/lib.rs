@@ -4,5 +4,6 @@
 pub mod crd_upgrade;
 pub mod leader;
 pub mod metrics;
+pub mod ownership;
 pub mod reconcile;
 pub mod webhook_health;

@@ -131,6 +131,7 @@ fn up_to_date(existing: &NetworkPolicy, desired: &NetworkPolicy) -> bool {
             &existing.metadata.annotations,
         )
         && has_audit(existing) == has_audit(desired)
+        && crate::ownership::owned_as_desired(existing, desired)
 }
 
 /// Makes one namespace's managed policies match its baseline.
@@ -166,7 +167,17 @@ pub async fn reconcile_namespace(ns: Arc<Namespace>, ctx: Arc<Context>) -> Resul
             Some(b) => match exclusion(&b.spec, &name, &ctx.own_namespace) {
                 Some(_) => Vec::new(), // the baseline's status lists it as a conflict
                 None => match desired_policies(wanted, &b.spec, &name) {
-                    Ok(p) => p,
+                    Ok(mut p) => {
+                        let deny = existing
+                            .iter()
+                            .find(|e| e.metadata.name.as_deref() == Some(DENY_POLICY))
+                            .filter(|_| {
+                                p.iter()
+                                    .any(|d| d.metadata.name.as_deref() == Some(DENY_POLICY))
+                            });
+                        crate::ownership::set_owners(&mut p, &b, deny);
+                        p
+                    }
                     // An invalid baseline changes nothing; its status says why.
                     Err(_) => return Ok(Action::await_change()),
                 },

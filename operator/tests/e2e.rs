@@ -25,6 +25,16 @@ impl Operator {
 
     /// Likewise, with more arguments.
     fn start_with(cp: &ControlPlane, identity: &str, extra: &[&str]) -> Self {
+        // The chart's ServiceAccount: its RBAC is what this test exercises.
+        Self::start_as(
+            &chart::kubeconfig_for(cp, "operator").unwrap(),
+            identity,
+            extra,
+        )
+    }
+
+    /// Likewise, with the credentials of `kubeconfig`.
+    fn start_as(kubeconfig: &std::path::Path, identity: &str, extra: &[&str]) -> Self {
         let admin = free_port();
         let process = Process(
             Command::new(env!("CARGO_BIN_EXE_palisade-operator"))
@@ -32,8 +42,7 @@ impl Operator {
                 .args(["--pod-name", identity, "--lease-duration", "4"])
                 .args(extra)
                 .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-                // The chart's ServiceAccount: its RBAC is what this test exercises.
-                .env("KUBECONFIG", chart::kubeconfig_for(cp, "operator").unwrap())
+                .env("KUBECONFIG", kubeconfig)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -746,4 +755,86 @@ fn every_baseline_says_whether_the_webhook_can_be_reached() {
         condition,
     );
     cp.kubectl_must(&["delete", "networkbaseline", "watched"]);
+}
+
+/// `helm uninstall` on a cluster whose garbage collector runs (a control plane of its own, with
+/// kube-controller-manager): the chart's `default` NetworkBaseline goes, and with it its
+/// NetworkPolicies in every namespace that opted in, although the operator is gone by then (Helm
+/// deletes its Deployment and RBAC before the baseline); a NetworkBaseline the user created
+/// (kept, like the CRDs) keeps its policies.
+#[test]
+fn helm_uninstall_removes_the_default_baselines_policies_and_keeps_the_users() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = ControlPlane::start_with(&palisade_e2e::control_plane::Options {
+        real_nodes: true,
+        ..Default::default()
+    })
+    .unwrap_or_else(|e| panic!("starting a control plane with a garbage collector: {e}"));
+    let cp = &cp;
+    chart::helm_must(
+        cp,
+        &[
+            "install",
+            chart::RELEASE,
+            chart::CHART_DIR,
+            "-n",
+            chart::NAMESPACE,
+            "--create-namespace",
+        ],
+    );
+    // No kubelet runs pods here: the operator runs as a process, as the release's ServiceAccount.
+    let kubeconfig =
+        chart::token_kubeconfig(cp, "operator", std::net::Ipv4Addr::LOCALHOST.into()).unwrap();
+    let mut operator = Operator::start_as(&kubeconfig, "uninstall", &[]);
+    baseline(cp, "mine", "{}");
+    let _shop = opted_in(cp, "shop", "default");
+    let _books = opted_in(cp, "books", "mine");
+    eventually("the chart's baseline in shop", BOTH_POLICIES, || {
+        policies(cp, "shop")
+    });
+    eventually("the user's baseline in books", BOTH_POLICIES, || {
+        policies(cp, "books")
+    });
+    // Each allowance also names the deny policy as its owner once the deny is stored, so the
+    // garbage collector removes the deny first.
+    eventually(
+        "the owners of shop's DNS allowance",
+        "NetworkBaseline/default NetworkPolicy/palisade-baseline-deny",
+        || {
+            cp.kubectl_must(&[
+                "get",
+                "networkpolicy",
+                "palisade-baseline-dns",
+                "-n",
+                "shop",
+                "-o",
+                "jsonpath={range .metadata.ownerReferences[*]}{.kind}/{.name} {end}",
+            ])
+            .trim()
+            .to_string()
+        },
+    );
+
+    // The operator is gone first, as its pod is once Helm deleted its Deployment and RBAC:
+    // nothing but the cluster itself removes the chart baseline's policies.
+    assert!(
+        operator
+            .process
+            .terminate(Duration::from_secs(10))
+            .is_some()
+    );
+    chart::helm_must(cp, &["uninstall", chart::RELEASE, "-n", chart::NAMESPACE]);
+    eventually("shop's policies after helm uninstall", "", || {
+        policies(cp, "shop")
+    });
+    assert_eq!(
+        policies(cp, "books"),
+        BOTH_POLICIES,
+        "the user's baseline keeps its policies"
+    );
+    assert_eq!(
+        cp.kubectl_must(&["get", "networkbaselines", "-o", "name"])
+            .trim(),
+        "networkbaseline.palisade.dev/mine"
+    );
 }
