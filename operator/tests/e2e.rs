@@ -103,6 +103,19 @@ fn eventually(what: &str, want: &str, get: impl Fn() -> String) {
     palisade_e2e::util::eventually(what, Duration::from_secs(20), want.to_string(), get);
 }
 
+/// `jsonpath` of the namespace's `palisade-baseline-dns`.
+fn dns_allowance(cp: &ControlPlane, ns: &str, jsonpath: &str) -> String {
+    cp.kubectl_must(&[
+        "get",
+        "networkpolicy",
+        "palisade-baseline-dns",
+        "-n",
+        ns,
+        "-o",
+        &format!("jsonpath={jsonpath}"),
+    ])
+}
+
 fn policies(cp: &ControlPlane, ns: &str) -> String {
     cp.kubectl_must(&[
         "get",
@@ -207,15 +220,7 @@ fn a_labelled_namespace_gets_and_keeps_its_baseline() {
         r#"[{"op":"replace","path":"/spec/egress/0/ports/0/port","value":5353}]"#,
     ]);
     eventually("edit repaired", "53", || {
-        cp.kubectl_must(&[
-            "get",
-            "networkpolicy",
-            "palisade-baseline-dns",
-            "-n",
-            "shop",
-            "-o",
-            "jsonpath={.spec.egress[0].ports[0].port}",
-        ])
+        dns_allowance(cp, "shop", "{.spec.egress[0].ports[0].port}")
     });
     // Policies it does not own are left alone.
     apply(
@@ -801,15 +806,11 @@ fn helm_uninstall_removes_the_default_baselines_policies_and_keeps_the_users() {
         "the owners of shop's DNS allowance",
         "NetworkBaseline/default NetworkPolicy/palisade-baseline-deny",
         || {
-            cp.kubectl_must(&[
-                "get",
-                "networkpolicy",
-                "palisade-baseline-dns",
-                "-n",
+            dns_allowance(
+                cp,
                 "shop",
-                "-o",
-                "jsonpath={range .metadata.ownerReferences[*]}{.kind}/{.name} {end}",
-            ])
+                "{range .metadata.ownerReferences[*]}{.kind}/{.name} {end}",
+            )
             .trim()
             .to_string()
         },
