@@ -499,8 +499,8 @@ fn left_behind(cluster: &RealCluster) -> (Vec<String>, Vec<String>) {
         ));
     }
     // The policies of a baseline that still exists stay with it; those of the chart's
-    // `default`, deleted by the uninstall, stay too: nothing removes them once the operator is
-    // gone (a known gap, reported, not asserted).
+    // `default`, deleted by the uninstall, are removed by the garbage collector (they name it as
+    // owner; asserted by operator/tests/e2e.rs), so here they are only listed, not asserted.
     let managed = list(&[
         "get",
         "networkpolicies",
