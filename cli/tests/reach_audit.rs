@@ -3,7 +3,9 @@
 //! "would be denied (audit: not enforced)", and the policies are listed with why and how to
 //! enforce them.
 
-use std::process::Command;
+mod common;
+
+use common::{reach_on, succeeded};
 
 const WORLD: &str = r#"apiVersion: v1
 kind: Namespace
@@ -36,36 +38,14 @@ metadata: {name: client-egress-none, namespace: front, annotations: {palisade.de
 spec: {podSelector: {matchLabels: {app: client}}, policyTypes: [Egress]}
 "#;
 
-/// `palisade reach -f FILE ARGS` of `yaml`, written in a directory of the test's own (`name`).
-fn reach(name: &str, yaml: &str, args: &[&str]) -> String {
-    let dir = std::env::temp_dir().join(format!(
-        "palisade-reach-audit-{}-{name}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).expect("a temp dir");
-    let file = dir.join("world.yaml");
-    std::fs::write(&file, yaml).expect("the world");
-    let o = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("reach")
-        .arg("-f")
-        .arg(&file)
-        .args(args)
-        .output()
-        .expect("palisade runs");
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// The output of a successful `palisade reach -f FILE ARGS` of `yaml`.
+fn reach(yaml: &str, args: &[&str]) -> String {
+    succeeded(&reach_on(yaml, args))
 }
 
 #[test]
 fn reach_marks_and_explains_what_audit_mode_policies_would_deny() {
     let out = reach(
-        "audit",
         WORLD,
         &["--from", "front/client", "--to", "shop/web", "--explain"],
     );
@@ -98,7 +78,6 @@ fn promoted_the_same_cell_is_blocked_and_nothing_is_listed_in_audit_mode() {
         .replace(", labels: {palisade.dev/mode: audit}", "")
         .replace(", annotations: {palisade.dev/mode: audit}", "");
     let out = reach(
-        "promoted",
         &promoted,
         &["--from", "front/client", "--to", "shop/web", "--explain"],
     );

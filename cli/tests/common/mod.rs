@@ -27,6 +27,13 @@ pub fn stdout(o: &Output) -> String {
     text(&o.stdout)
 }
 
+/// The standard output of a run that must have succeeded (exit 0); otherwise fails with what it
+/// said on standard error.
+pub fn succeeded(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+    stdout(o)
+}
+
 /// The tutorial's files, shared with the checks' tests in `policy/`.
 pub fn tutorial() -> String {
     format!(
