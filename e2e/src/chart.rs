@@ -179,8 +179,9 @@ pub fn install_release_for_conformance(cp: &ControlPlane, values: &[&str]) {
     install_release(cp, &args);
 }
 
-/// [`install_release`] of the chart in `chart_dir` (e.g. an earlier commit's, [`chart_at`]).
-pub fn install_chart(cp: &ControlPlane, chart_dir: &str, values: &[&str]) {
+/// The arguments of the README's `helm install` of the chart in `chart_dir` with `values`,
+/// without waiting.
+pub fn install_args<'a>(chart_dir: &'a str, values: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "install",
         RELEASE,
@@ -190,19 +191,41 @@ pub fn install_chart(cp: &ControlPlane, chart_dir: &str, values: &[&str]) {
         "--create-namespace",
     ];
     args.extend_from_slice(values);
+    args
+}
+
+/// `helm install --wait` (at most 3 min) of the chart in `chart_dir` with `values`; a failure
+/// says why (see [`not_ready`]).
+pub fn try_install_chart(cp: &ControlPlane, chart_dir: &str, values: &[&str]) -> Result<(), Error> {
+    let mut args = install_args(chart_dir, values);
     args.extend(["--wait", "--timeout", "3m"]);
-    if let Err(e) = helm_ok(cp, &args) {
-        // Helm 3 says only that it timed out: the pods, their events and the policies say why.
-        let why = |args: &[&str]| {
-            cp.kubectl(args)
-                .map(|o| crate::util::text(&o))
-                .unwrap_or_else(|e| e.to_string())
-        };
-        panic!(
-            "helm install: {e}\n{}\n{}\n{}\n{}",
+    helm_ok(cp, &args).map_err(|e| not_ready(cp, "helm install", e))?;
+    Ok(())
+}
+
+/// `e` of `what` (a helm command with `--wait`), with the pods, the workloads, the last events
+/// and the webhook's last log lines: Helm 3 says only that it timed out.
+pub fn not_ready(cp: &ControlPlane, what: &str, e: Error) -> Error {
+    let why = |args: &[&str]| {
+        cp.kubectl(args)
+            .map(|o| crate::util::text(&o))
+            .unwrap_or_else(|e| e.to_string())
+    };
+    let events = why(&["get", "events", "-A", "--sort-by=.lastTimestamp"]);
+    let last: Vec<&str> = events.lines().rev().take(40).collect();
+    Error::Command {
+        what: what.into(),
+        stderr: format!(
+            "{e}\n{}\n{}\nlast events:\n{}\nthe webhook's last lines:\n{}",
             why(&["get", "pods", "-A", "-o", "wide"]),
-            why(&["get", "events", "-n", NAMESPACE]),
-            why(&["get", "networkpolicies", "-n", NAMESPACE, "-o", "yaml"]),
+            why(&[
+                "get",
+                "deployments,daemonsets,replicasets",
+                "-A",
+                "-o",
+                "wide"
+            ]),
+            last.into_iter().rev().collect::<Vec<_>>().join("\n"),
             why(&[
                 "logs",
                 "-n",
@@ -210,8 +233,13 @@ pub fn install_chart(cp: &ControlPlane, chart_dir: &str, values: &[&str]) {
                 "deploy/palisade-webhook",
                 "--tail=20"
             ]),
-        );
+        ),
     }
+}
+
+/// [`install_release`] of the chart in `chart_dir` (e.g. an earlier commit's, [`chart_at`]).
+pub fn install_chart(cp: &ControlPlane, chart_dir: &str, values: &[&str]) {
+    try_install_chart(cp, chart_dir, values).unwrap_or_else(|e| panic!("{e}"));
     // Helm's --wait counts a DaemonSet ready with `maxUnavailable` (1) of its pods not ready
     // yet: the enforcers are waited for as `kubectl rollout status` does.
     wait_for_enforcer_rollout(cp);

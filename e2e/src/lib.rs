@@ -8,6 +8,7 @@ pub mod control_plane;
 pub mod demo;
 pub mod handshakes;
 pub mod long_lived;
+pub mod machine;
 pub mod netns;
 pub mod network;
 pub mod objects;

@@ -22,8 +22,8 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade_policy::reach::Probe;
@@ -35,7 +35,7 @@ use crate::netns::{self, Netns, ip, sysctl};
 use crate::util::alive;
 
 const MAX_NETWORKS: u8 = 16;
-const OWNER_DIR: &str = "/run/palisade-e2e";
+const OWNER_DIR: &str = crate::machine::RUN_DIR;
 
 pub struct Node {
     pub name: String,
@@ -89,8 +89,6 @@ pub struct Network {
     router6: Option<Netns>,
 }
 
-static ALLOCATE: Mutex<()> = Mutex::new(());
-
 /// Removes what a crashed run with network id `k` left: its namespaces (their veths and routes go
 /// with them).
 pub(crate) fn sweep(k: u8) {
@@ -116,11 +114,8 @@ impl Network {
     }
 
     fn create_with(nodes: &[&str], dual_stack: bool) -> Result<Self, Error> {
-        let _guard = ALLOCATE.lock().unwrap_or_else(|e| e.into_inner());
-        std::fs::create_dir_all(OWNER_DIR).map_err(|source| Error::Io {
-            what: OWNER_DIR.into(),
-            source,
-        })?;
+        // Other test processes claim ids too (CI runs two test binaries side by side).
+        let _lock = crate::machine::lock()?;
         let me = std::process::id() as i32;
         let mut claimed = None;
         for k in 0..MAX_NETWORKS {

@@ -523,9 +523,18 @@ pub struct RealCluster {
     guard: Option<RootGuard>,
     pub net: Network,
     pub cp: ControlPlane,
-    sysctls: Vec<(String, String)>,
-    /// Mount points this run had to create on the host (removed again when empty).
-    created: Vec<PathBuf>,
+    /// Last: the machine's settings are put back once the nodes are gone.
+    _machine: MachineClaim,
+}
+
+/// Real-node cluster `k`'s use of the machine's settings ([`crate::machine::claim`]), released
+/// when dropped.
+struct MachineClaim(u8);
+
+impl Drop for MachineClaim {
+    fn drop(&mut self) {
+        crate::machine::release(self.0);
+    }
 }
 
 /// The root-namespace chain that keeps node and pod traffic on this machine.
@@ -690,26 +699,9 @@ fn enter_cgroup(name: &str, pid: u32) -> Result<(), Error> {
     Ok(())
 }
 
-fn read_sysctl(key: &str) -> Option<String> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|v| v.trim().to_string())
-}
-
-fn write_sysctl(key: &str, value: &str) {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    let _ = std::fs::write(path, value);
-}
-
-/// The file where a run records the kernel settings kubelet will change, so that a later run
-/// can restore them if this one is killed.
-fn sysctl_record(k: u8) -> PathBuf {
-    PathBuf::from(format!("/run/palisade-e2e/real-{k}.sysctls"))
-}
-
 /// Removes what a real-node run with network id `k` left: every process of its nodes' cgroup
-/// trees and the trees, the root guard chain, and the kernel settings it recorded.
+/// trees and the trees, and the root guard chain. (The kernel settings its kubelets changed are
+/// put back by the next cluster's [`crate::machine::claim`].)
 fn sweep(k: u8) {
     let prefix = format!("palisade-{k}-");
     for h in cgroup_hierarchies() {
@@ -725,12 +717,6 @@ fn sweep(k: u8) {
         sources: format!("172.{}.0.0/16,10.{}.0.0/16", 16 + k, 100 + k),
     }
     .remove();
-    if let Ok(record) = std::fs::read_to_string(sysctl_record(k)) {
-        for (key, value) in record.lines().filter_map(|l| l.split_once('=')) {
-            write_sysctl(key, value);
-        }
-        let _ = std::fs::remove_file(sysctl_record(k));
-    }
 }
 
 /// Real-node clusters of this process: network id and control-plane directory.
@@ -747,6 +733,7 @@ pub fn abandon_all() {
     for (k, dir) in clusters {
         sweep(k);
         crate::network::sweep(k);
+        crate::machine::release(k);
         let _ = std::fs::remove_file(format!("/run/palisade-e2e/net-{k}.pid"));
         crate::control_plane::kill_processes_of(&dir);
         for _ in 0..20 {
@@ -807,28 +794,13 @@ impl RealCluster {
                 stderr: format!("this machine lacks: {}", missing.join(", ")),
             });
         }
-        // Mount points (and their parents, e.g. /opt/cni) this run creates, deepest first.
-        let created: Vec<PathBuf> = NODE_MOUNTS
-            .iter()
-            .flat_map(|(_, target)| {
-                Path::new(target)
-                    .ancestors()
-                    .take_while(|a| !a.exists())
-                    .map(Path::to_path_buf)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
         let net = Network::create(nodes)?;
         let k = net.id;
-        // What a crashed run with this network id left: its cgroups and the kernel settings its
-        // kubelets changed (restored from the values it recorded).
+        // What a crashed run with this network id left: its cgroups and its guard chain.
         sweep(k);
-        let sysctls: Vec<(String, String)> = KUBELET_SYSCTLS
-            .iter()
-            .filter_map(|k| read_sysctl(k).map(|v| (k.to_string(), v)))
-            .collect();
-        let record: String = sysctls.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        write(&sysctl_record(k), &record)?;
+        let targets: Vec<&str> = NODE_MOUNTS.iter().map(|(_, target)| *target).collect();
+        crate::machine::claim(k, &KUBELET_SYSCTLS, &targets)?;
+        let machine = MachineClaim(k);
         let guard = RootGuard::install(k)?;
         progress("control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler");
         let advertise = net.nodes().first().map(|n| n.gateway);
@@ -842,8 +814,7 @@ impl RealCluster {
             guard: Some(guard),
             net,
             cp,
-            sysctls,
-            created,
+            _machine: machine,
         };
         for i in 0..cluster.net.nodes().len() {
             let name = cluster.net.nodes()[i].name.clone();
@@ -1315,15 +1286,8 @@ impl Drop for RealCluster {
         }
         self.nodes.clear();
         self.guard.take();
-        for (key, value) in &self.sysctls {
-            write_sysctl(key, value);
-        }
         let k = self.net.id;
-        let _ = std::fs::remove_file(sysctl_record(k));
         active().retain(|(id, _)| *id != k);
-        for dir in &self.created {
-            let _ = std::fs::remove_dir(dir);
-        }
     }
 }
 

@@ -628,50 +628,9 @@ pub fn run(cluster: &RealCluster, world: &RealWorld, options: &Options) -> Resul
     })
 }
 
-/// `helm install` of the chart with [`CHART_VALUES`] and `--wait`; on failure, the pods and
-/// events say why.
+/// `helm install --wait` of the chart with [`CHART_VALUES`].
 fn install_chart(cp: &ControlPlane) -> Result<(), Error> {
-    let mut args = vec![
-        "install",
-        chart::RELEASE,
-        chart::CHART_DIR,
-        "-n",
-        chart::NAMESPACE,
-        "--create-namespace",
-        "--wait",
-        "--timeout",
-        "3m",
-    ];
-    args.extend(CHART_VALUES);
-    chart::helm_ok(cp, &args).map_err(|e| why_not_ready(cp, "helm install", e))?;
-    Ok(())
-}
-
-/// `e` of `what` (a helm command with `--wait`), with the pods, the workloads and the last
-/// events: Helm 3 says only that it timed out.
-fn why_not_ready(cp: &ControlPlane, what: &str, e: Error) -> Error {
-    let why = |args: &[&str]| {
-        cp.kubectl(args)
-            .map(|o| crate::util::text(&o))
-            .unwrap_or_default()
-    };
-    let events = why(&["get", "events", "-A", "--sort-by=.lastTimestamp"]);
-    let last: Vec<&str> = events.lines().rev().take(40).collect();
-    Error::Command {
-        what: what.into(),
-        stderr: format!(
-            "{e}\n{}\n{}\nlast events:\n{}",
-            why(&["get", "pods", "-A", "-o", "wide"]),
-            why(&[
-                "get",
-                "deployments,daemonsets,replicasets",
-                "-A",
-                "-o",
-                "wide"
-            ]),
-            last.into_iter().rev().collect::<Vec<_>>().join("\n")
-        ),
-    }
+    chart::try_install_chart(cp, chart::CHART_DIR, &CHART_VALUES)
 }
 
 /// Installs the chart (with [`CHART_VALUES`], `--wait`, every enforcer ready), creates the tutorial world as

@@ -776,17 +776,7 @@ fn helm_uninstall_removes_the_default_baselines_policies_and_keeps_the_users() {
     })
     .unwrap_or_else(|e| panic!("starting a control plane with a garbage collector: {e}"));
     let cp = &cp;
-    chart::helm_must(
-        cp,
-        &[
-            "install",
-            chart::RELEASE,
-            chart::CHART_DIR,
-            "-n",
-            chart::NAMESPACE,
-            "--create-namespace",
-        ],
-    );
+    chart::helm_must(cp, &chart::install_args(chart::CHART_DIR, &[]));
     // No kubelet runs pods here: the operator runs as a process, as the release's ServiceAccount.
     let kubeconfig =
         chart::token_kubeconfig(cp, "operator", std::net::Ipv4Addr::LOCALHOST.into()).unwrap();

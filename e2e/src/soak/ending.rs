@@ -69,6 +69,19 @@ fn every_node_fresh(cp: &ControlPlane) -> Result<Vec<(String, Duration)>, String
     }
 }
 
+/// The NetworkPolicies Palisade's operator manages, one per line: namespace, name, baseline.
+fn managed_policies(cp: &ControlPlane) -> Result<String, Error> {
+    cp.kubectl_ok(&[
+        "get",
+        "networkpolicies",
+        "-A",
+        "-l",
+        "app.kubernetes.io/managed-by=palisade",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name} {.metadata.labels.palisade\\.dev/baseline}{\"\\n\"}{end}",
+    ])
+}
+
 /// Every namespace labelled `palisade.dev/baseline=NAME`, NAME an existing NetworkBaseline, has
 /// that baseline's policies, and no other namespace has any.
 fn baselines_in_place(cp: &ControlPlane) -> Result<(), String> {
@@ -86,15 +99,7 @@ fn baselines_in_place(cp: &ControlPlane) -> Result<(), String> {
         "-o",
         "jsonpath={range .items[*]}{.metadata.name} {.metadata.labels.palisade\\.dev/baseline}{\"\\n\"}{end}",
     ])?;
-    let managed = get(&[
-        "get",
-        "networkpolicies",
-        "-A",
-        "-l",
-        "app.kubernetes.io/managed-by=palisade",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.namespace} {.metadata.name} {.metadata.labels.palisade\\.dev/baseline}{\"\\n\"}{end}",
-    ])?;
+    let managed = managed_policies(cp).map_err(|e| e.to_string())?;
     let mut wrong = Vec::new();
     for line in labelled.lines() {
         let mut f = line.split_whitespace();
@@ -499,23 +504,18 @@ fn left_behind(cluster: &RealCluster) -> (Vec<String>, Vec<String>) {
         ));
     }
     // The policies of a baseline that still exists stay with it; those of the chart's
-    // `default`, deleted by the uninstall, are removed by the garbage collector (they name it as
-    // owner; asserted by operator/tests/e2e.rs), so here they are only listed, not asserted.
-    let managed = list(&[
-        "get",
-        "networkpolicies",
-        "-A",
-        "-l",
-        "app.kubernetes.io/managed-by=palisade",
-        "-o",
-        "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {.metadata.labels.palisade\\.dev/baseline}{\"\\n\"}{end}",
-    ]);
+    // `default`, deleted by the uninstall, name it as their owner, so the garbage collector
+    // removes them.
+    let managed = managed_policies(cp).unwrap_or_else(|e| {
+        leaks.push(format!("listing the baselines' NetworkPolicies: {e}"));
+        String::new()
+    });
     let (with_baseline, orphaned): (Vec<&str>, Vec<&str>) = managed
         .lines()
         .filter(|l| !l.trim().is_empty())
         .partition(|l| {
             l.split_whitespace()
-                .nth(1)
+                .nth(2)
                 .is_some_and(|b| baselines.lines().any(|n| n.ends_with(&format!("/{b}"))))
         });
     if !with_baseline.is_empty() {
@@ -525,12 +525,12 @@ fn left_behind(cluster: &RealCluster) -> (Vec<String>, Vec<String>) {
         ));
     }
     if !orphaned.is_empty() {
-        kept.push(format!(
-            "{} NetworkPolicies of the deleted `default` baseline, which nothing removes after the uninstall: {}",
+        leaks.push(format!(
+            "{} NetworkPolicies of a deleted baseline: {}",
             orphaned.len(),
             orphaned
                 .iter()
-                .filter_map(|l| l.split_whitespace().next())
+                .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join("/"))
                 .collect::<Vec<_>>()
                 .join(" ")
         ));

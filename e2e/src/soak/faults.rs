@@ -335,7 +335,7 @@ fn helm_upgrade_with_rollouts(cp: &ControlPlane) -> Result<String, Error> {
         });
         restarted.and(helm)
     });
-    upgraded.map_err(|e| why_not_ready(cp, "helm upgrade with rollout restarts", e))?;
+    upgraded.map_err(|e| chart::not_ready(cp, "helm upgrade with rollout restarts", e))?;
     for (kind, ns) in [
         ("deployment/palisade-webhook", chart::NAMESPACE),
         ("deployment/palisade-operator", chart::NAMESPACE),
