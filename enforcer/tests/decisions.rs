@@ -6,13 +6,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use common::{deny_all_ingress, pod_on};
+use common::pod_on;
 use palisade_enforcer::apply::{HostState, iptables_transaction, parse_audit_counters};
 use palisade_enforcer::cni::{CniError, CniInfo};
 use palisade_enforcer::mode::{Mode, decide};
 use palisade_enforcer::render::render_chains;
 use palisade_enforcer::{CompileOptions, compile};
-use palisade_policy::{Cluster, Labels, Namespace};
+use palisade_policy::{Cluster, Labels, Namespace, Policy};
 
 fn cni(name: &str, enforces: Option<bool>) -> Result<CniInfo, CniError> {
     Ok(CniInfo {
@@ -67,7 +67,7 @@ fn one_isolated_pod() -> palisade_enforcer::Ruleset {
         "10.1.0.5".parse().unwrap(),
         "n1",
     );
-    let deny = deny_all_ingress("shop", "deny");
+    let deny = Policy::deny_all_ingress("shop", "deny");
     let cluster = Cluster::new(
         [Namespace::new("shop", Labels::new())],
         vec![pod],

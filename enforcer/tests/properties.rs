@@ -13,7 +13,7 @@ mod common;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use common::{deny_all_ingress, pod_on};
+use common::pod_on;
 use palisade_enforcer::compile::{DenyAction, compile_family, local_pods_of};
 use palisade_enforcer::interpret::{Outcome, Packet, Path, run};
 use palisade_enforcer::render::{render_chains, render_ipset, render_iptables};
@@ -23,7 +23,7 @@ use palisade_policy::cluster_policy::Action;
 use palisade_policy::strategies::{
     PORTS, PROTOCOLS, cluster_policies, dual_stack_pods, namespaces, policies,
 };
-use palisade_policy::{Cluster, Decision, Endpoint, IpFamily, Labels, Pod, Protocol};
+use palisade_policy::{Cluster, Decision, Endpoint, IpFamily, Labels, Pod, Policy, Protocol};
 use proptest::prelude::*;
 
 const NODE: &str = "n1";
@@ -326,7 +326,7 @@ fn conntrack_states_short_circuit() {
         Ipv4Addr::new(10, 0, 0, 1).into(),
         NODE,
     );
-    let deny = deny_all_ingress("x", "deny");
+    let deny = Policy::deny_all_ingress("x", "deny");
     let c = Cluster::new(vec![], vec![pod], vec![], vec![deny]);
     let rules = compile(&c, NODE, &CompileOptions::default());
     let mut p = packet(
@@ -384,7 +384,7 @@ fn tcp_picked_up_mid_stream_is_denied_for_local_pods() {
         NODE,
     );
     // x denies all ingress; y allows everything.
-    let deny = deny_all_ingress("x", "deny");
+    let deny = Policy::deny_all_ingress("x", "deny");
     let c = Cluster::new(vec![], vec![server, client], vec![], vec![deny]);
     let (server_ip, client_ip): (IpAddr, IpAddr) = (
         Ipv4Addr::new(10, 0, 0, 1).into(),

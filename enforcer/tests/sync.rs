@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{deny_all_ingress, pod_on};
+use common::pod_on;
 use palisade_enforcer::apply::{Applied, ApplyError};
 use palisade_enforcer::backend::{Backend, BackendChoice, Chosen, Detection, NoBackend, Tables};
 use palisade_enforcer::compile::compile_families;
@@ -127,7 +127,7 @@ fn step(found: Result<Detection, NoBackend>) -> SyncStep<FakeKernel> {
 }
 
 fn deny_ingress(name: &str) -> Policy {
-    deny_all_ingress("shop", name)
+    Policy::deny_all_ingress("shop", name)
 }
 
 /// Namespace `shop` with `pods` pods on node n1 (10.1.0.1, …), isolated for ingress.

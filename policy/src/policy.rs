@@ -235,6 +235,21 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// `namespace/name` with `{podSelector: {}, policyTypes: [Ingress]}`: every pod of its
+    /// namespace isolated for ingress, nothing allowed in.
+    pub fn deny_all_ingress(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            labels: Labels::new(),
+            annotations: BTreeMap::new(),
+            pod_selector: Selector::everything(),
+            ingress: Some(vec![]),
+            egress: None,
+            implicit_types: false,
+        }
+    }
+
     pub fn id(&self) -> PolicyRef {
         PolicyRef {
             namespace: self.namespace.clone(),

@@ -272,25 +272,12 @@ fn timestamp(time: SystemTime) -> String {
 pub(crate) mod tests {
     use super::*;
     use crate::denials::packet;
-    use palisade_policy::{Labels, Namespace, Policy, Selector};
+    use palisade_policy::{Labels, Namespace, Policy};
 
     pub(crate) fn pod(ns: &str, name: &str, ip: &str, node: &str) -> Pod {
         let mut p = Pod::running(ns, name, Labels::new(), ip.parse().unwrap());
         p.node = Some(node.into());
         p
-    }
-
-    pub(crate) fn deny_all_ingress(ns: &str) -> Policy {
-        Policy {
-            namespace: ns.into(),
-            name: "deny-all".into(),
-            labels: Labels::new(),
-            annotations: Default::default(),
-            pod_selector: Selector::everything(),
-            ingress: Some(vec![]),
-            egress: None,
-            implicit_types: false,
-        }
     }
 
     /// x/a on n2, y/b on n1 (this node), under `policies`.
@@ -311,7 +298,7 @@ pub(crate) mod tests {
 
     /// [`cluster_with`] y isolated for ingress by y/deny-all.
     pub(crate) fn cluster() -> Cluster {
-        cluster_with(vec![deny_all_ingress("y")])
+        cluster_with(vec![Policy::deny_all_ingress("y", "deny-all")])
     }
 
     fn syn(src: [u8; 4], dst: [u8; 4], port: u16) -> Packet {
@@ -417,7 +404,7 @@ pub(crate) mod tests {
             ],
             cluster().pods().to_vec(),
             vec![],
-            vec![deny_all_ingress("y")],
+            vec![Policy::deny_all_ingress("y", "deny-all")],
         );
         let packet = syn([10, 0, 1, 2], [10, 0, 2, 3], 80);
         let audit = Prefix::parse("palisade-audit y/b ingress deny-all").unwrap();

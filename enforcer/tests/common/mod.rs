@@ -9,7 +9,7 @@ pub mod matrix;
 use std::net::IpAddr;
 
 use palisade_policy::input::Inputs;
-use palisade_policy::{Cluster, Labels, Pod, Policy, Selector};
+use palisade_policy::{Cluster, Labels, Pod};
 
 /// The cluster `yaml` describes; panics when it is not readable.
 pub fn cluster(yaml: &str) -> Cluster {
@@ -58,19 +58,4 @@ pub fn pod_on(namespace: &str, name: &str, labels: Labels, ip: IpAddr, node: &st
     let mut pod = Pod::running(namespace, name, labels, ip);
     pod.node = Some(node.into());
     pod
-}
-
-/// The NetworkPolicy `namespace/name` that isolates every pod of its namespace for ingress and
-/// allows nothing in.
-pub fn deny_all_ingress(namespace: &str, name: &str) -> Policy {
-    Policy {
-        namespace: namespace.into(),
-        name: name.into(),
-        labels: Labels::new(),
-        annotations: Default::default(),
-        pod_selector: Selector::everything(),
-        ingress: Some(vec![]),
-        egress: None,
-        implicit_types: false,
-    }
 }

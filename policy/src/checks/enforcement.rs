@@ -340,7 +340,7 @@ fn partly_issue(policy: &Policy, partly: &[Partly], ready: usize) -> Vec<Issue> 
 mod tests {
     use super::*;
     use crate::checks::{CheckConfig, Enforcement, run};
-    use crate::{Cluster, Labels, Pod, Selector};
+    use crate::{Cluster, Labels, Pod};
 
     fn node(name: &str, families: &[&str]) -> NodeEnforcement {
         NodeEnforcement {
@@ -365,19 +365,6 @@ mod tests {
         p
     }
 
-    fn deny_all() -> Policy {
-        Policy {
-            namespace: "x".into(),
-            name: "deny".into(),
-            labels: Labels::new(),
-            annotations: Default::default(),
-            pod_selector: Selector::everything(),
-            ingress: Some(vec![]),
-            egress: None,
-            implicit_types: false,
-        }
-    }
-
     /// A node whose pods have IPv6 addresses but whose enforcer enforces IPv4 only (an older
     /// enforcer, or no working ip6tables) does not count as enforcing: the refusal names the
     /// node and the family. Nodes with IPv4-only pods, and nodes enforcing both, are fine.
@@ -391,7 +378,7 @@ mod tests {
                 pod("c", "n3", &["fd00:10:244:3::1"]),
             ],
             vec![],
-            vec![deny_all()],
+            vec![Policy::deny_all_ingress("x", "deny")],
         );
         let review = |nodes: Vec<NodeEnforcement>| {
             let enforcement = Enforcement { nodes };
@@ -401,11 +388,15 @@ mod tests {
                 knows_pods: true,
                 knows_namespaces: true,
             };
-            run(&deny_all(), &ctx, &CheckConfig::default())
-                .findings
-                .into_iter()
-                .filter(|f| f.check == super::super::CheckId::Enforcement)
-                .collect::<Vec<_>>()
+            run(
+                &Policy::deny_all_ingress("x", "deny"),
+                &ctx,
+                &CheckConfig::default(),
+            )
+            .findings
+            .into_iter()
+            .filter(|f| f.check == super::super::CheckId::Enforcement)
+            .collect::<Vec<_>>()
         };
         let both = ["IPv4", "IPv6"];
         assert_eq!(
