@@ -2,7 +2,9 @@
 //! denies within a second of its rules being in the kernel, and they stay cut when their server
 //! talks first, on both node kinds (iptables-legacy and nft); another connection is left
 //! alone; a pod reaching its own IP is what `palisade reach` says (allowed, whatever the
-//! policies), and reaching itself through its Service is what the node's rules judge.
+//! policies), and reaching itself through its Service is what the node's rules judge. A deny-all
+//! in a namespace in audit mode leaves a live connection alone, and cuts it once the namespace
+//! is promoted (its `palisade.dev/mode=audit` label removed).
 //!
 //! Skipped, with one line naming what is missing, where this machine cannot run real nodes.
 
@@ -347,6 +349,45 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     // New connections to tight/echo are denied too; tight/echo reaches itself.
     assert!(!connects(cp, "open/client", &echo_ip, 7000));
     reach_itself("deny-all ingress in tight");
+
+    // Audit, then promotion: in a namespace labelled `palisade.dev/mode=audit` a deny-all only
+    // reports, so the live connection open/talker -> open/echo (node-1 to node-2) goes on;
+    // removing the label enforces the policy, and node-2's enforcer cuts it as any tightening.
+    cp.kubectl_must(&["label", "namespace", "open", "palisade.dev/mode=audit"]);
+    cp.apply(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny-all, namespace: open}\n\
+         spec: {podSelector: {}, policyTypes: [Ingress]}\n",
+    )
+    .expect("deny-all in open");
+    std::thread::sleep(Duration::from_secs(3));
+    let since = SystemTime::now() - Duration::from_secs(2);
+    assert!(
+        other.echoes().iter().filter(|t| **t > since).count() >= 5,
+        "open/talker -> open/echo stopped passing data under an audit-mode deny-all"
+    );
+    let promoted = SystemTime::now();
+    cp.kubectl_must(&["label", "namespace", "open", "palisade.dev/mode-"]);
+    std::thread::sleep(Duration::from_secs(5));
+    let (rules_in, took_ms, cut) = cut_on(cp, "node-2")
+        .filter(|(at, _, _)| *at > promoted)
+        .unwrap_or_else(|| panic!("node-2's enforcer logged no cut after the promotion"));
+    let echoes = other.echoes();
+    let last = *echoes.last().expect("echoes");
+    let stopped = last
+        .duration_since(rules_in)
+        .map_or(0, |d| d.as_millis() as i64);
+    eprintln!(
+        "promotion: node-2 had the rules in {} ms after the label was removed; the cut took {took_ms} ms and cut {cut} connections; open/talker -> open/echo passed its last data {stopped} ms after the rules were in",
+        rules_in
+            .duration_since(promoted)
+            .unwrap_or_default()
+            .as_millis()
+    );
+    assert!(
+        last <= rules_in + Duration::from_secs(1),
+        "open/talker -> open/echo passed data {stopped} ms after the promoted policy's rules were in"
+    );
+    assert!(!connects(cp, "open/talker", &open_echo_ip, 7000));
     drop((same_node, cross_node, other, listens));
     for ns in ["tight", "open"] {
         let _ = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
