@@ -43,23 +43,25 @@ impl Enforcer {
         let kubeconfig = cp
             .kubeconfig_at(n.gateway.into(), Some(&token))
             .expect("kubeconfig");
-        let args: Vec<String> = [
-            "--node-name",
-            node,
-            "--cni-dir",
-            &world.cni_dirs[node].to_string_lossy(),
-            "--admin-listen",
-            &format!("0.0.0.0:{ADMIN_PORT}"),
-            "--resync-seconds",
-            "2",
-            "--debounce-ms",
-            "50",
-            "--log-format",
-            "text",
+        // The test's settings, unless `extra` gives its own (a flag may appear only once).
+        let settings = [
+            ("--resync-seconds", "2"),
+            ("--debounce-ms", "50"),
+            ("--log-format", "text"),
         ]
-        .iter()
-        .chain(extra)
-        .map(|s| s.to_string())
+        .into_iter()
+        .filter(|(flag, _)| !extra.contains(flag))
+        .flat_map(|(flag, value)| [flag, value]);
+        let args: Vec<String> = [
+            "--node-name".to_string(),
+            node.to_string(),
+            "--cni-dir".to_string(),
+            world.cni_dirs[node].to_string_lossy().into_owned(),
+            "--admin-listen".to_string(),
+            format!("0.0.0.0:{ADMIN_PORT}"),
+        ]
+        .into_iter()
+        .chain(settings.chain(extra.iter().copied()).map(str::to_string))
         .collect();
         let process = world
             .spawn_on_node(
@@ -473,6 +475,118 @@ fn the_upstream_model_follows_every_policy_change_as_predicted() {
         cp.kubectl_must(&["delete", "networkpolicies", "--all", "-n", ns]);
     }
     converges(&world, "", &XYZ_PORTS, limit);
+}
+
+/// Syncs written so far by `enforcer` (its `palisade_enforcer_syncs_total{result="written"}`).
+fn written_syncs(enforcer: &Enforcer) -> f64 {
+    sample(
+        &enforcer.metrics(),
+        r#"palisade_enforcer_syncs_total{result="written"}"#,
+    )
+    .unwrap_or(0.0)
+}
+
+/// With a 3 s debounce: a change after a quiet moment is in the kernel before the debounce
+/// would have let it through; a burst of changes while pods churn (policies applied one by one,
+/// pods relabelled, added and removed) costs about one written sync per debounce, not one per
+/// change; and the matrix ends as predicted.
+#[test]
+fn a_burst_of_changes_costs_one_sync_per_debounce_and_ends_as_predicted() {
+    const DEBOUNCE: Duration = Duration::from_secs(3);
+    let Some((_serial, cp)) = setup() else {
+        return;
+    };
+    let mut world = xyz_world(cp);
+    let debounce_ms = DEBOUNCE.as_millis().to_string();
+    let enforcers: Vec<Enforcer> = ["node-1", "node-2"]
+        .iter()
+        .map(|n| {
+            Enforcer::start_with(
+                &world,
+                n,
+                &["--debounce-ms", &debounce_ms, "--resync-seconds", "600"],
+            )
+        })
+        .collect();
+    let limit = Duration::from_secs(20);
+    converges(&world, "", &XYZ_PORTS, limit);
+
+    // A quiet moment, then one change: synced at once. (Quiet for two debounces: a started
+    // enforcer may sync once more, a debounce after its first sync.)
+    std::thread::sleep(2 * DEBOUNCE + Duration::from_millis(500));
+    let mut policies = policy(
+        "x",
+        "timed",
+        "  podSelector: {matchLabels: {pod: a}}\n  ingress:\n  - from: [{podSelector: {matchLabels: {pod: c}}}]\n    ports: [{port: 81}]",
+    );
+    world.cp.apply(&policies).unwrap();
+    let applied = Instant::now();
+    while !node_exec(&world, 0, &["iptables-save", "-t", "filter"]).contains("x/timed ingress[0]") {
+        assert!(applied.elapsed() < limit, "x/timed never reached node-1");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = applied.elapsed();
+    eprintln!("after a quiet moment, kubectl apply to the rule in the kernel: {took:?}");
+    assert!(
+        took < DEBOUNCE,
+        "the first change after a quiet moment waited {took:?}, as long as the debounce ({DEBOUNCE:?})"
+    );
+
+    // The burst.
+    let before: Vec<f64> = enforcers.iter().map(written_syncs).collect();
+    let started = Instant::now();
+    let mut changes = 0;
+    for i in 0..12 {
+        let one = policy(
+            "y",
+            &format!("burst-{i}"),
+            &format!(
+                "  podSelector: {{matchLabels: {{pod: b}}}}\n  ingress:\n  - from: [{{namespaceSelector: {{matchLabels: {{ns: {}}}}}}}]\n    ports: [{{port: {}}}]",
+                ["x", "z"][i % 2],
+                80 + i % 2
+            ),
+        );
+        world.cp.apply(&one).unwrap();
+        policies.push_str(&one);
+        changes += 1;
+        match i {
+            2 => world.label_pod("z/c", "pod", "cc").unwrap(),
+            5 => {
+                world.add_pod(xyz_pod("x", "d", "node-2")).unwrap();
+            }
+            8 => world.remove_pod("z/b").unwrap(),
+            10 => world.label_pod("z/c", "pod", "c").unwrap(),
+            _ => continue,
+        }
+        changes += 1;
+    }
+    let burst = started.elapsed();
+    converges(&world, &policies, &XYZ_PORTS, limit);
+    // Syncs the burst may cost: one at its start (after the quiet moment's sync, the first waits
+    // out that debounce), one per debounce while it lasts, and one after it.
+    let allowed = (burst.as_secs_f64() / DEBOUNCE.as_secs_f64()).ceil() + 2.0;
+    for (e, before) in enforcers.iter().zip(before) {
+        let written = written_syncs(e) - before;
+        eprintln!(
+            "{}: {changes} changes in {burst:?}: {written} syncs written (at most {allowed})",
+            e.node
+        );
+        assert!(
+            (1.0..=allowed).contains(&written),
+            "{}: {written} syncs written for {changes} changes in {burst:?} with a {DEBOUNCE:?} debounce",
+            e.node
+        );
+        assert_eq!(
+            sample(
+                &e.metrics(),
+                r#"palisade_enforcer_syncs_total{result="error"}"#
+            ),
+            None
+        );
+    }
+    for ns in ["x", "y", "z"] {
+        cp.kubectl_must(&["delete", "networkpolicies", "--all", "-n", ns]);
+    }
 }
 
 /// Deny action reject on node-1, drop (the default) on node-2: a client denied by a pod on
