@@ -47,9 +47,13 @@ fn helm_upgrade(cp: &ControlPlane, setting: &str) {
 
 const NS: &str = chart::NAMESPACE;
 
-/// Ready pods of a component of the release.
-fn ready_pods(cp: &ControlPlane, component: &str) -> usize {
-    cp.kubectl_must(&[
+/// One line per pod of a component of the release: its `fields` (a jsonpath template).
+fn component_pods(
+    cp: &ControlPlane,
+    component: &str,
+    fields: &str,
+) -> Result<String, palisade_e2e::Error> {
+    cp.kubectl_ok(&[
         "get",
         "pods",
         "-n",
@@ -57,8 +61,18 @@ fn ready_pods(cp: &ControlPlane, component: &str) -> usize {
         "-l",
         &format!("app.kubernetes.io/component={component}"),
         "-o",
-        "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+        &format!("jsonpath={{range .items[*]}}{fields}{{\"\\n\"}}{{end}}"),
     ])
+}
+
+/// Ready pods of a component of the release.
+fn ready_pods(cp: &ControlPlane, component: &str) -> usize {
+    component_pods(
+        cp,
+        component,
+        "{.status.conditions[?(@.type==\"Ready\")].status}",
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
     .lines()
     .filter(|l| l.trim() == "True")
     .count()
@@ -107,6 +121,56 @@ fn palisade_rules(cluster: &RealCluster, node: &str) -> Vec<String> {
             .map(String::from),
     );
     found
+}
+
+/// Waits (at most 2 min) until the webhook Deployment's rollout is complete.
+fn webhook_rolled_out(cp: &ControlPlane) {
+    cp.kubectl_must(&[
+        "rollout",
+        "status",
+        "deployment/palisade-webhook",
+        "-n",
+        NS,
+        "--timeout=120s",
+    ]);
+}
+
+/// Waits (at most 60 s) until the release's `component` Deployment has two pods that are not
+/// being deleted, and asserts they run on two different nodes.
+fn replicas_on_two_nodes(cp: &ControlPlane, component: &str) {
+    let nodes = wait_for(Duration::from_secs(60), || {
+        let pods = component_pods(
+            cp,
+            component,
+            "{.metadata.name} {.spec.nodeName} {.metadata.deletionTimestamp}",
+        )
+        .map_err(|e| e.to_string())?;
+        let live: Vec<(&str, &str)> = pods
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() == 2).then(|| (f[0], f[1]))
+            })
+            .collect();
+        if live.len() == 2 {
+            Ok(live
+                .iter()
+                .map(|(pod, node)| format!("{pod} on {node}"))
+                .collect::<Vec<_>>())
+        } else {
+            Err(format!("{component} pods: {pods}"))
+        }
+    });
+    let on: std::collections::BTreeSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n.split(" on ").nth(1))
+        .collect();
+    eprintln!("{component} replicas: {}", nodes.join(", "));
+    assert_eq!(
+        on.len(),
+        2,
+        "the {component} replicas share a node: {nodes:?}"
+    );
 }
 
 /// Applies a tutorial fixture as a user would: kubectl's output and whether it was refused.
@@ -482,6 +546,21 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         NS,
     ]);
     chart::wait_for_enforcer_rollout(cp);
+    // The upgrade rolled the webhook and the operator (their arguments changed); a rollout
+    // restart rolls the webhook again. Each time their two replicas end on two nodes: the
+    // spread counts the new ReplicaSet's pods only (the soak saw both on one node when it
+    // counted the old one's too).
+    replicas_on_two_nodes(cp, "webhook");
+    replicas_on_two_nodes(cp, "operator");
+    cp.kubectl_must(&[
+        "rollout",
+        "restart",
+        "deployment/palisade-webhook",
+        "-n",
+        NS,
+    ]);
+    webhook_rolled_out(cp);
+    replicas_on_two_nodes(cp, "webhook");
     let (allowed, cut, denied, opened) = probe_results(probes);
     assert!(
         allowed >= 10 && denied >= 10,
@@ -529,14 +608,7 @@ fn install_protect_roll_and_uninstall(cluster: &RealCluster) {
         NS,
         "--replicas=2",
     ]);
-    cp.kubectl_must(&[
-        "rollout",
-        "status",
-        "deployment/palisade-webhook",
-        "-n",
-        NS,
-        "--timeout=120s",
-    ]);
+    webhook_rolled_out(cp);
     wait_for(Duration::from_secs(30), || {
         cp.apply(policy).map_err(|e| e.to_string())
     });

@@ -103,6 +103,22 @@ fn cut_on(cp: &ControlPlane, node: &str) -> Option<(SystemTime, u64, u64)> {
         .next()
 }
 
+/// How long after `rules_in` the connection `what` passed its last data, in ms (0 when before);
+/// fails when that was more than a second after.
+fn stopped_within_a_second(what: &str, echoes: &[SystemTime], rules_in: SystemTime) -> i64 {
+    let last = *echoes
+        .last()
+        .unwrap_or_else(|| panic!("{what} passed no data"));
+    let stopped = last
+        .duration_since(rules_in)
+        .map_or(0, |d| d.as_millis() as i64);
+    assert!(
+        last <= rules_in + Duration::from_secs(1),
+        "{what} passed data {stopped} ms after the rules were in"
+    );
+    stopped
+}
+
 #[test]
 fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     let Some(cluster) = real_nodes::cluster_for_tests() else {
@@ -305,19 +321,11 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
         ("open/client -> tight/echo (cross node)", &cross_node),
     ] {
         let echoes = c.echoes();
-        let last = *echoes.last().expect("echoes");
-        let after: Vec<_> = echoes.iter().filter(|t| **t > rules_in).collect();
-        let stopped = last
-            .duration_since(rules_in)
-            .map_or(0, |d| d.as_millis() as i64);
+        let after = echoes.iter().filter(|t| **t > rules_in).count();
+        let stopped = stopped_within_a_second(what, &echoes, rules_in);
         eprintln!(
-            "{what}: {} echoes in all, {} after the rules were in, the last {stopped} ms after them",
-            echoes.len(),
-            after.len()
-        );
-        assert!(
-            last <= rules_in + Duration::from_secs(1),
-            "{what} passed data {stopped} ms after the rules were in"
+            "{what}: {} echoes in all, {after} after the rules were in, the last {stopped} ms after them",
+            echoes.len()
         );
     }
     // The servers that talk first kept sending (retransmitting what was not acknowledged):
@@ -326,17 +334,10 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
         let (rules_in, took_ms, cut) = cut_on(cp, node)
             .unwrap_or_else(|| panic!("{node}'s enforcer logged no cut connections"));
         let echoes = c.echoes();
-        let last = *echoes.last().expect("lines");
-        let stopped = last
-            .duration_since(rules_in)
-            .map_or(0, |d| d.as_millis() as i64);
+        let stopped = stopped_within_a_second(what, &echoes, rules_in);
         eprintln!(
             "{what}: {} lines in all, the last {stopped} ms after {node}'s rules were in (its cut took {took_ms} ms, {cut} connections)",
             echoes.len()
-        );
-        assert!(
-            last <= rules_in + Duration::from_secs(1),
-            "{what} passed data {stopped} ms after the rules were in"
         );
     }
     // The other connection went on all along.
@@ -371,21 +372,17 @@ fn tightening_cuts_live_connections_and_a_pod_reaches_itself_on_real_nodes() {
     let (rules_in, took_ms, cut) = cut_on(cp, "node-2")
         .filter(|(at, _, _)| *at > promoted)
         .unwrap_or_else(|| panic!("node-2's enforcer logged no cut after the promotion"));
-    let echoes = other.echoes();
-    let last = *echoes.last().expect("echoes");
-    let stopped = last
-        .duration_since(rules_in)
-        .map_or(0, |d| d.as_millis() as i64);
+    let stopped = stopped_within_a_second(
+        "open/talker -> open/echo, promoted",
+        &other.echoes(),
+        rules_in,
+    );
     eprintln!(
         "promotion: node-2 had the rules in {} ms after the label was removed; the cut took {took_ms} ms and cut {cut} connections; open/talker -> open/echo passed its last data {stopped} ms after the rules were in",
         rules_in
             .duration_since(promoted)
             .unwrap_or_default()
             .as_millis()
-    );
-    assert!(
-        last <= rules_in + Duration::from_secs(1),
-        "open/talker -> open/echo passed data {stopped} ms after the promoted policy's rules were in"
     );
     assert!(!connects(cp, "open/talker", &open_echo_ip, 7000));
     drop((same_node, cross_node, other, listens));
