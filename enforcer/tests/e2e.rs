@@ -512,7 +512,8 @@ fn a_burst_of_changes_costs_one_sync_per_debounce_and_ends_as_predicted() {
     converges(&world, "", &XYZ_PORTS, limit);
 
     // A quiet moment, then one change: synced at once. (Quiet for two debounces: a started
-    // enforcer may sync once more, a debounce after its first sync.)
+    // enforcer is woken once more right after its first sync, by its watches' first events, and
+    // syncs again a debounce later.)
     std::thread::sleep(2 * DEBOUNCE + Duration::from_millis(500));
     let mut policies = policy(
         "x",
