@@ -32,14 +32,13 @@ cargo test --workspace --locked --no-run
 # Two lanes side by side, each running its test binaries one after another as cargo does:
 #  - every crate's unit tests, then the end-to-end package's tests (its real-node tests start
 #    their own clusters);
-#  - every other crate's integration tests, the doc tests, then the 10-minute chaos soak (ignored
-#    by a plain `cargo test`).
+#  - every other crate's integration tests, then the doc tests.
 # Both lanes select from the whole workspace (`--workspace` with target filters), so they run
 # the binaries built above: `-p palisade-e2e` alone would unify dependency features differently
 # and build again. Clusters of both lanes have their own network ids, ports, cgroups and nodes;
 # what they share on the machine is claimed and put back under one lock (e2e/src/machine.rs).
 # The second lane's output is shown once both are done.
-step "cargo test: unit tests and palisade-e2e, and beside them every other crate then the chaos soak"
+step "cargo test: unit tests and palisade-e2e, and beside them every other crate"
 e2e_tests=()
 for file in e2e/tests/*.rs; do
   e2e_tests+=(--test "$(basename "$file" .rs)")
@@ -50,7 +49,6 @@ trap 'rm -f "$lane"' EXIT
   status=0
   cargo test --workspace --locked --exclude palisade-e2e --test '*' || status=1
   cargo test --workspace --locked --doc || status=1
-  cargo test --workspace --locked --test soak -- --ignored || status=1
   exit "$status"
 ) >"$lane" 2>&1 &
 other=$!
@@ -59,10 +57,18 @@ cargo test --workspace --locked --lib --bins "${e2e_tests[@]}" || e2e_status=$?
 other_status=0
 wait "$other" || other_status=$?
 
-step "cargo test: every other crate's integration and doc tests, then the chaos soak (exit $other_status)"
+step "cargo test: every other crate's integration tests and the doc tests (exit $other_status)"
 cat "$lane"
-if [ "$e2e_status" -ne 0 ] || [ "$other_status" -ne 0 ]; then
-  step "failed: palisade-e2e exit $e2e_status, the other lane exit $other_status"
+
+# The 10-minute chaos soak (ignored by a plain `cargo test`) runs alone: its bounds (an allowed
+# connection never silent for 2 s, convergence within 30 s of a fault) are about Palisade, not
+# about a machine shared with the other real-node tests.
+step "cargo test: the chaos soak, 10 minutes"
+soak_status=0
+cargo test --workspace --locked --test soak -- --ignored || soak_status=$?
+
+if [ "$e2e_status" -ne 0 ] || [ "$other_status" -ne 0 ] || [ "$soak_status" -ne 0 ]; then
+  step "failed: palisade-e2e exit $e2e_status, the other lane exit $other_status, the soak exit $soak_status"
   exit 1
 fi
 

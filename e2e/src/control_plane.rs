@@ -666,6 +666,18 @@ impl ControlPlane {
         args: &[&str],
         input: Option<&str>,
     ) -> Result<Output, Error> {
+        let child = self.spawn_kubectl(kubeconfig, args, input)?;
+        child
+            .wait_with_output()
+            .map_err(io(format!("running kubectl {}", args.join(" "))))
+    }
+
+    fn spawn_kubectl(
+        &self,
+        kubeconfig: &Path,
+        args: &[&str],
+        input: Option<&str>,
+    ) -> Result<Child, Error> {
         let what = format!("running kubectl {}", args.join(" "));
         let mut child = Command::new(&self.kubectl)
             .arg("--kubeconfig")
@@ -687,7 +699,22 @@ impl ControlPlane {
                 .write_all(input.as_bytes())
                 .map_err(io("writing kubectl's stdin"))?;
         }
-        child.wait_with_output().map_err(io(what))
+        Ok(child)
+    }
+
+    /// [`Self::kubectl_ok`] that kills kubectl after `limit`, for `kubectl exec`: its stream is
+    /// not bounded by `--request-timeout`, and one hung for 20 minutes across a fault in the
+    /// chaos soak. For commands whose output is small (it is read once kubectl has exited).
+    pub fn kubectl_ok_within(&self, args: &[&str], limit: Duration) -> Result<String, Error> {
+        let what = format!("kubectl {}", args.join(" "));
+        let child = self.spawn_kubectl(&self.kubeconfig, args, None)?;
+        match crate::util::wait_with_timeout(child, limit) {
+            Ok(output) => crate::util::succeeded(what, output),
+            Err(output) => Err(Error::Command {
+                what: format!("{what} (killed after {limit:?})"),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+        }
     }
 
     /// Runs kubectl as the cluster admin.

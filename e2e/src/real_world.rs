@@ -3,6 +3,7 @@
 //! `palisade reach` predicts from the cluster's own objects.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use palisade_policy::Protocol;
 use palisade_policy::reach::Probe;
@@ -174,9 +175,11 @@ impl<'a> RealWorld<'a> {
                 "if nc -w 1 {ip} {port} </dev/null >/dev/null 2>&1; then echo {i} open; else echo {i} closed; fi; "
             ));
         }
+        // `nc -w 1` bounds each attempt; the exec itself is bounded too.
+        let limit = Duration::from_secs(30 + cells.len() as u64);
         let out = self
             .cp
-            .kubectl_ok(&["exec", "-n", ns, name, "--", "sh", "-c", &script])?;
+            .kubectl_ok_within(&["exec", "-n", ns, name, "--", "sh", "-c", &script], limit)?;
         let mut probes = Vec::new();
         for line in out.lines() {
             let Some((i, verdict)) = line.split_once(' ') else {
