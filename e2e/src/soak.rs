@@ -139,6 +139,8 @@ pub struct FaultRecord {
     pub note: String,
     /// A promise the injection itself found broken (a write lost, a container restarted).
     pub broken: Option<String>,
+    /// Each node's enforcer once the fault converged: node, host PID, resident KiB.
+    pub enforcer_rss: Vec<(&'static str, u32, u64)>,
 }
 
 /// What a soak saw.
@@ -184,6 +186,40 @@ impl Verdicts {
     }
 }
 
+/// One line per enforcer process seen after two faults or more: its resident memory at the
+/// first and last of them, the highest, and the time between (a leak grows within one process;
+/// a process replaced by a fault starts afresh).
+fn rss_lines(faults: &[FaultRecord]) -> Vec<String> {
+    // Node, PID, and (time, KiB) samples.
+    type Life<'a> = (&'a str, u32, Vec<(Duration, u64)>);
+    let mut lives: Vec<Life> = Vec::new();
+    for f in faults {
+        for (node, pid, kib) in &f.enforcer_rss {
+            match lives.iter_mut().find(|(n, p, _)| n == node && p == pid) {
+                Some((_, _, samples)) => samples.push((f.at, *kib)),
+                None => lives.push((node, *pid, vec![(f.at, *kib)])),
+            }
+        }
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    lives
+        .iter()
+        .filter(|(_, _, samples)| samples.len() >= 2)
+        .filter_map(|(node, pid, samples)| {
+            let ((t0, first), (t1, last)) = (samples.first()?, samples.last()?);
+            let max = samples.iter().map(|(_, k)| *k).max()?;
+            Some(format!(
+                "    {node} pid {pid}: {:.1} -> {:.1} MiB (max {:.1}) over {:.1} min, {} samples",
+                mib(*first),
+                mib(*last),
+                mib(max),
+                (*t1 - *t0).as_secs_f64() / 60.0,
+                samples.len()
+            ))
+        })
+        .collect()
+}
+
 /// p50 and max of `d` (sorted here), as `p50 X s, max Y s`.
 fn p50_max(mut d: Vec<Duration>) -> String {
     d.sort();
@@ -198,6 +234,20 @@ fn p50_max(mut d: Vec<Duration>) -> String {
 }
 
 impl Report {
+    /// The enforcers' resident memory over each process's life, sampled once each fault
+    /// converged.
+    fn rss_over_each_life(&self) -> Vec<String> {
+        let lines = rss_lines(&self.faults);
+        if lines.is_empty() {
+            return lines;
+        }
+        std::iter::once(
+            "  enforcer RSS over each process's life (once each fault converged; a fault may replace it):".to_string(),
+        )
+        .chain(lines)
+        .collect()
+    }
+
     /// What the soak promises and this run broke, one line each (empty: it held). Faults must
     /// converge within `converge_within`; the allowed pair is never silent for 2 s or more (the
     /// rules stay in the kernel through every fault); the denied pair answers only after a fault
@@ -330,6 +380,7 @@ impl Report {
         for (kind, n, figures) in self.convergence_by_kind() {
             out.push(format!("    {:<26} x{n:<3} {figures}", kind.name()));
         }
+        out.extend(self.rss_over_each_life());
         out.push(format!(
             "  allowed pair: {} handshakes in {} rounds, longest silence {:.1} s",
             self.allowed.handshakes.len(),
@@ -507,6 +558,14 @@ fn inject_on_schedule(
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        let enforcer_rss = NODES
+            .iter()
+            .filter_map(|n| {
+                ending::enforcer_rss(cluster, n)
+                    .ok()
+                    .map(|(pid, kib)| (*n, pid, kib))
+            })
+            .collect();
         faults.push(FaultRecord {
             at,
             fault,
@@ -515,6 +574,7 @@ fn inject_on_schedule(
             last_difference: last,
             note,
             broken,
+            enforcer_rss,
         });
         if let Some(rest) = options.fault_every.checked_sub(injected.elapsed()) {
             std::thread::sleep(rest);
@@ -668,6 +728,32 @@ pub fn prepare(cluster: &RealCluster) -> Result<RealWorld<'_>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rss_is_followed_per_enforcer_process_not_per_node() {
+        let record = |secs: u64, rss: Vec<(&'static str, u32, u64)>| FaultRecord {
+            at: Duration::from_secs(secs),
+            fault: Fault::EnforcerPodDeleted,
+            node: "node-1",
+            converged_after: Some(Duration::from_secs(10)),
+            last_difference: String::new(),
+            note: String::new(),
+            broken: None,
+            enforcer_rss: rss,
+        };
+        let faults = [
+            record(0, vec![("node-1", 10, 16_384), ("node-2", 20, 17_408)]),
+            record(60, vec![("node-1", 10, 17_408), ("node-2", 21, 16_384)]),
+            record(180, vec![("node-1", 10, 16_896), ("node-2", 21, 18_432)]),
+        ];
+        assert_eq!(
+            rss_lines(&faults),
+            [
+                "    node-1 pid 10: 16.0 -> 16.5 MiB (max 17.0) over 3.0 min, 3 samples",
+                "    node-2 pid 21: 16.0 -> 18.0 MiB (max 18.0) over 2.0 min, 2 samples",
+            ]
+        );
+    }
 
     #[test]
     fn a_seed_replays_the_same_schedule_and_every_fault_is_drawn() {

@@ -307,29 +307,33 @@ fn protected_apart(end_figures: &[NodeFigures], fresh_figures: &[NodeFigures]) -
 }
 
 /// [`NodeFigures`] of every node now.
-fn node_figures(cluster: &RealCluster) -> Result<Vec<NodeFigures>, Error> {
+/// The host PID and resident memory (KiB) of the enforcer on `node`.
+pub(super) fn enforcer_rss(cluster: &RealCluster, node: &str) -> Result<(u32, u64), Error> {
     let cp = &cluster.cp;
-    let ns = chart::enforcer_namespace(cp);
+    let pod = enforcer_on(cp, node)?;
+    let (container, _) = container_of(cp, &chart::enforcer_namespace(cp), &pod)?;
+    let pid = cluster.node_or_err(node)?.task_pid(&container)?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| Error::Io {
+            what: format!("reading the status of the enforcer on {node}"),
+            source,
+        })?;
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    Ok((pid, rss_kib))
+}
+
+fn node_figures(cluster: &RealCluster) -> Result<Vec<NodeFigures>, Error> {
     let mut out = Vec::new();
     for node in NODES {
-        let pod = enforcer_on(cp, node)?;
-        let (container, _) = container_of(cp, &ns, &pod)?;
-        let n = cluster.node_or_err(node)?;
-        let pid = n.task_pid(&container)?;
-        let status =
-            std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| Error::Io {
-                what: format!("reading the status of the enforcer on {node}"),
-                source,
-            })?;
-        let rss_kib = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
+        let (_, rss_kib) = enforcer_rss(cluster, node)?;
         out.push(NodeFigures {
             node: node.to_string(),
             rss_kib,
-            rules: n.palisade_rules()?,
+            rules: cluster.node_or_err(node)?.palisade_rules()?,
         });
     }
     Ok(out)
