@@ -139,7 +139,7 @@ pub struct FaultRecord {
     pub note: String,
     /// A promise the injection itself found broken (a write lost, a container restarted).
     pub broken: Option<String>,
-    /// Each node's enforcer once the fault converged: node, host PID, resident KiB.
+    /// Each node's enforcer once the fault converged: node, host PID, anonymous resident KiB.
     pub enforcer_rss: Vec<(&'static str, u32, u64)>,
 }
 
@@ -242,7 +242,7 @@ impl Report {
             return lines;
         }
         std::iter::once(
-            "  enforcer RSS over each process's life (once each fault converged; a fault may replace it):".to_string(),
+            "  enforcer anonymous RSS over each process's life (once each fault converged; a fault may replace it):".to_string(),
         )
         .chain(lines)
         .collect()
@@ -563,7 +563,7 @@ fn inject_on_schedule(
             .filter_map(|n| {
                 ending::enforcer_rss(cluster, n)
                     .ok()
-                    .map(|(pid, kib)| (*n, pid, kib))
+                    .map(|(pid, anon, _)| (*n, pid, anon))
             })
             .collect();
         faults.push(FaultRecord {
