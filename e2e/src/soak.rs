@@ -558,10 +558,11 @@ fn inject_on_schedule(
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+        let ns = chart::enforcer_namespace(cp);
         let enforcer_rss = NODES
             .iter()
             .filter_map(|n| {
-                ending::enforcer_rss(cluster, n)
+                ending::enforcer_rss(cluster, &ns, n)
                     .ok()
                     .map(|(pid, anon, _)| (*n, pid, anon))
             })

@@ -7,7 +7,7 @@
 //! `helm uninstall` leaves nothing, a fresh install has the same figures.
 //!
 //! Ten minutes (`PALISADE_SOAK_SECONDS` sets another length; a fault every 15 s), so it is
-//! ignored by a plain `cargo test`: `./e2e/test.sh` runs it (beside the other real-node tests),
+//! ignored by a plain `cargo test`: `./e2e/test.sh` runs it alone, after the other tests,
 //! as does `cargo test -p palisade-e2e --test soak -- --ignored`; `palisade-e2e soak --minutes N`
 //! runs it longer. The seed is printed;
 //! `PALISADE_SOAK_SEED` replays it; `PALISADE_SOAK_FAULTS` (e.g. `webhook-down,etcd-paused`)

@@ -312,12 +312,16 @@ fn protected_apart(end_figures: &[NodeFigures], fresh_figures: &[NodeFigures]) -
 }
 
 /// [`NodeFigures`] of every node now.
-/// The host PID of the enforcer on `node`, and its resident memory in KiB: anonymous
-/// (`RssAnon`) and in all (`VmRSS`).
-pub(super) fn enforcer_rss(cluster: &RealCluster, node: &str) -> Result<(u32, u64, u64), Error> {
+/// The host PID of the enforcer on `node` (its pods in namespace `ns`), and its resident memory
+/// in KiB: anonymous (`RssAnon`) and in all (`VmRSS`).
+pub(super) fn enforcer_rss(
+    cluster: &RealCluster,
+    ns: &str,
+    node: &str,
+) -> Result<(u32, u64, u64), Error> {
     let cp = &cluster.cp;
     let pod = enforcer_on(cp, node)?;
-    let (container, _) = container_of(cp, &chart::enforcer_namespace(cp), &pod)?;
+    let (container, _) = container_of(cp, ns, &pod)?;
     let pid = cluster.node_or_err(node)?.task_pid(&container)?;
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|source| Error::Io {
@@ -335,9 +339,10 @@ pub(super) fn enforcer_rss(cluster: &RealCluster, node: &str) -> Result<(u32, u6
 }
 
 fn node_figures(cluster: &RealCluster) -> Result<Vec<NodeFigures>, Error> {
+    let ns = chart::enforcer_namespace(&cluster.cp);
     let mut out = Vec::new();
     for node in NODES {
-        let (_, rss_kib, vm_rss_kib) = enforcer_rss(cluster, node)?;
+        let (_, rss_kib, vm_rss_kib) = enforcer_rss(cluster, &ns, node)?;
         out.push(NodeFigures {
             node: node.to_string(),
             rss_kib,
