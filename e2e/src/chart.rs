@@ -14,6 +14,9 @@ pub const NAMESPACE: &str = "palisade-system";
 pub const RELEASE: &str = "palisade";
 /// The namespace of its own the chart gives the enforcer by default (`enforcer.namespace.name`).
 pub const ENFORCER_NAMESPACE: &str = "palisade-enforcer";
+/// The enforcer's admin port (`/metrics`, `/healthz`) on its node's address, as the chart sets it
+/// by default (`enforcer.adminPort`).
+pub const ENFORCER_ADMIN_PORT: u16 = 9102;
 
 /// `helm template` of the chart with `args` (e.g. `--show-only templates/rbac.yaml`).
 pub fn template(args: &[&str]) -> Result<String, Error> {

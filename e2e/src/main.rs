@@ -524,6 +524,27 @@ fn demo(keep: bool) -> i32 {
 /// broke. 0: it held, 1: it did not, 2: it could not
 /// run.
 fn soak(args: &[String]) -> i32 {
+    if args.iter().skip(2).any(|a| a == "--help" || a == "-h") {
+        usage();
+        return 0;
+    }
+    let mut rest = args.iter().skip(2);
+    while let Some(arg) = rest.next() {
+        if !matches!(arg.as_str(), "--minutes" | "--pods") {
+            eprintln!("palisade-e2e soak: unknown argument {arg:?} (--minutes N, --pods N)");
+            return 2;
+        }
+        rest.next();
+    }
+    // Before any other thread exists: only the thread below takes these signals. Ctrl-C
+    // removes the nodes and everything the soak made, then ends the process.
+    let set = block_termination_signals();
+    std::thread::spawn(move || {
+        let _ = set.wait();
+        eprintln!("\ninterrupted: removing the nodes, namespaces and rules the soak made");
+        real_nodes::abandon_all();
+        std::process::exit(130);
+    });
     let minutes: u64 = match args.iter().position(|a| a == "--minutes") {
         None => 10,
         Some(i) => match args.get(i + 1).and_then(|m| m.parse().ok()) {

@@ -139,8 +139,8 @@ pub struct FaultRecord {
     pub note: String,
     /// A promise the injection itself found broken (a write lost, a container restarted).
     pub broken: Option<String>,
-    /// Each node's enforcer once the fault converged: node, host PID, anonymous resident KiB.
-    pub enforcer_rss: Vec<(&'static str, u32, u64)>,
+    /// Each node's enforcer once the fault converged.
+    pub enforcer_memory: Vec<(&'static str, ending::EnforcerMemory)>,
 }
 
 /// What a soak saw.
@@ -186,18 +186,18 @@ impl Verdicts {
     }
 }
 
-/// One line per enforcer process seen after two faults or more: its resident memory at the
-/// first and last of them, the highest, and the time between (a leak grows within one process;
-/// a process replaced by a fault starts afresh).
-fn rss_lines(faults: &[FaultRecord]) -> Vec<String> {
-    // Node, PID, and (time, KiB) samples.
-    type Life<'a> = (&'a str, u32, Vec<(Duration, u64)>);
+/// One line per enforcer process seen after two faults or more: its live heap and anonymous
+/// resident memory at the first and last of them, the highest, and the time between (a leak
+/// grows within one process; a process replaced by a fault starts afresh).
+fn memory_lines(faults: &[FaultRecord]) -> Vec<String> {
+    // Node, PID, and (time, memory) samples.
+    type Life<'a> = (&'a str, u32, Vec<(Duration, ending::EnforcerMemory)>);
     let mut lives: Vec<Life> = Vec::new();
     for f in faults {
-        for (node, pid, kib) in &f.enforcer_rss {
-            match lives.iter_mut().find(|(n, p, _)| n == node && p == pid) {
-                Some((_, _, samples)) => samples.push((f.at, *kib)),
-                None => lives.push((node, *pid, vec![(f.at, *kib)])),
+        for (node, m) in &f.enforcer_memory {
+            match lives.iter_mut().find(|(n, p, _)| n == node && *p == m.pid) {
+                Some((_, _, samples)) => samples.push((f.at, *m)),
+                None => lives.push((node, m.pid, vec![(f.at, *m)])),
             }
         }
     }
@@ -207,12 +207,15 @@ fn rss_lines(faults: &[FaultRecord]) -> Vec<String> {
         .filter(|(_, _, samples)| samples.len() >= 2)
         .filter_map(|(node, pid, samples)| {
             let ((t0, first), (t1, last)) = (samples.first()?, samples.last()?);
-            let max = samples.iter().map(|(_, k)| *k).max()?;
+            let most = |of: fn(&ending::EnforcerMemory) -> u64| samples.iter().map(|(_, m)| of(m)).max();
             Some(format!(
-                "    {node} pid {pid}: {:.1} -> {:.1} MiB (max {:.1}) over {:.1} min, {} samples",
-                mib(*first),
-                mib(*last),
-                mib(max),
+                "    {node} pid {pid}: heap {:.1} -> {:.1} MiB (max {:.1}), RSS {:.1} -> {:.1} MiB (max {:.1}) over {:.1} min, {} samples",
+                mib(first.heap_kib),
+                mib(last.heap_kib),
+                mib(most(|m| m.heap_kib)?),
+                mib(first.anon_kib),
+                mib(last.anon_kib),
+                mib(most(|m| m.anon_kib)?),
                 (*t1 - *t0).as_secs_f64() / 60.0,
                 samples.len()
             ))
@@ -234,15 +237,14 @@ fn p50_max(mut d: Vec<Duration>) -> String {
 }
 
 impl Report {
-    /// The enforcers' resident memory over each process's life, sampled once each fault
-    /// converged.
-    fn rss_over_each_life(&self) -> Vec<String> {
-        let lines = rss_lines(&self.faults);
+    /// The enforcers' memory over each process's life, sampled once each fault converged.
+    fn memory_over_each_life(&self) -> Vec<String> {
+        let lines = memory_lines(&self.faults);
         if lines.is_empty() {
             return lines;
         }
         std::iter::once(
-            "  enforcer anonymous RSS over each process's life (once each fault converged; a fault may replace it):".to_string(),
+            "  enforcer memory over each process's life, live heap and anonymous RSS (once each fault converged; a fault may replace it):".to_string(),
         )
         .chain(lines)
         .collect()
@@ -380,7 +382,7 @@ impl Report {
         for (kind, n, figures) in self.convergence_by_kind() {
             out.push(format!("    {:<26} x{n:<3} {figures}", kind.name()));
         }
-        out.extend(self.rss_over_each_life());
+        out.extend(self.memory_over_each_life());
         out.push(format!(
             "  allowed pair: {} handshakes in {} rounds, longest silence {:.1} s",
             self.allowed.handshakes.len(),
@@ -559,13 +561,9 @@ fn inject_on_schedule(
             std::thread::sleep(Duration::from_millis(500));
         }
         let ns = chart::enforcer_namespace(cp);
-        let enforcer_rss = NODES
+        let enforcer_memory = NODES
             .iter()
-            .filter_map(|n| {
-                ending::enforcer_rss(cluster, &ns, n)
-                    .ok()
-                    .map(|(pid, anon, _)| (*n, pid, anon))
-            })
+            .filter_map(|n| Some((*n, ending::enforcer_memory(cluster, &ns, n).ok()?)))
             .collect();
         faults.push(FaultRecord {
             at,
@@ -575,7 +573,7 @@ fn inject_on_schedule(
             last_difference: last,
             note,
             broken,
-            enforcer_rss,
+            enforcer_memory,
         });
         if let Some(rest) = options.fault_every.checked_sub(injected.elapsed()) {
             std::thread::sleep(rest);
@@ -731,8 +729,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rss_is_followed_per_enforcer_process_not_per_node() {
-        let record = |secs: u64, rss: Vec<(&'static str, u32, u64)>| FaultRecord {
+    fn memory_is_followed_per_enforcer_process_not_per_node() {
+        let memory = |pid, heap_kib, anon_kib| ending::EnforcerMemory {
+            pid,
+            heap_kib,
+            anon_kib,
+            vm_rss_kib: anon_kib + 14_336,
+        };
+        let record = |secs: u64, memory| FaultRecord {
             at: Duration::from_secs(secs),
             fault: Fault::EnforcerPodDeleted,
             node: "node-1",
@@ -740,18 +744,36 @@ mod tests {
             last_difference: String::new(),
             note: String::new(),
             broken: None,
-            enforcer_rss: rss,
+            enforcer_memory: memory,
         };
         let faults = [
-            record(0, vec![("node-1", 10, 16_384), ("node-2", 20, 17_408)]),
-            record(60, vec![("node-1", 10, 17_408), ("node-2", 21, 16_384)]),
-            record(180, vec![("node-1", 10, 16_896), ("node-2", 21, 18_432)]),
+            record(
+                0,
+                vec![
+                    ("node-1", memory(10, 1_024, 4_096)),
+                    ("node-2", memory(20, 1_536, 4_352)),
+                ],
+            ),
+            record(
+                60,
+                vec![
+                    ("node-1", memory(10, 1_280, 4_352)),
+                    ("node-2", memory(21, 1_024, 3_072)),
+                ],
+            ),
+            record(
+                180,
+                vec![
+                    ("node-1", memory(10, 1_126, 4_608)),
+                    ("node-2", memory(21, 1_024, 3_584)),
+                ],
+            ),
         ];
         assert_eq!(
-            rss_lines(&faults),
+            memory_lines(&faults),
             [
-                "    node-1 pid 10: 16.0 -> 16.5 MiB (max 17.0) over 3.0 min, 3 samples",
-                "    node-2 pid 21: 16.0 -> 18.0 MiB (max 18.0) over 2.0 min, 2 samples",
+                "    node-1 pid 10: heap 1.0 -> 1.1 MiB (max 1.2), RSS 4.0 -> 4.5 MiB (max 4.5) over 3.0 min, 3 samples",
+                "    node-2 pid 21: heap 1.0 -> 1.0 MiB (max 1.0), RSS 3.0 -> 3.5 MiB (max 3.5) over 2.0 min, 2 samples",
             ]
         );
     }

@@ -21,7 +21,6 @@ use palisade_e2e::real_pods::{busybox_pod, create_namespaces};
 use palisade_e2e::util::{http_get_at, text, wait_until, wait_until_or};
 
 const PORT: u16 = 8080;
-const ADMIN_PORT: u16 = 9102;
 /// The chart's `enforcer.denials.eventsPerMinute`.
 const EVENTS_PER_MINUTE: f64 = 30.0;
 /// The chart's `enforcer.denials.logsPerMinute` and its burst: what the kernel logs of one
@@ -135,7 +134,7 @@ fn event_line(
 fn counter(cluster: &RealCluster, metric: &str, labels: &str) -> f64 {
     let mut sum = 0.0;
     for node in cluster.nodes() {
-        let addr = std::net::SocketAddr::from((node.address, ADMIN_PORT));
+        let addr = std::net::SocketAddr::from((node.address, chart::ENFORCER_ADMIN_PORT));
         let (status, body) = http_get_at(addr, "/metrics")
             .unwrap_or_else(|| panic!("{}: the enforcer's /metrics at {addr}", node.name));
         assert_eq!(status, 200, "{}: {body}", node.name);

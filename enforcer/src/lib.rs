@@ -23,6 +23,7 @@ pub mod ctnetlink;
 pub mod denials;
 pub mod event_loop;
 pub mod first_packet;
+pub mod heap;
 pub mod interpret;
 pub mod lifecycle;
 pub mod metrics;

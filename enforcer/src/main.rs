@@ -16,6 +16,9 @@ use palisade_enforcer::mode::Mode;
 use palisade_enforcer::sync::Settings;
 use palisade_runtime::process;
 
+#[global_allocator]
+static HEAP: palisade_enforcer::heap::Counting = palisade_enforcer::heap::Counting;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "palisade-enforcer",

@@ -145,6 +145,11 @@ impl Default for Metrics {
             "Logged denials not reported: socket-overrun (the kernel dropped messages), queue-full, sampled (over the records-per-second rate), no-snapshot, events-over-budget (counted and logged, but no Event)",
             m.denials_lost.clone(),
         );
+        registry.register(
+            "heap_bytes",
+            "Bytes the enforcer has allocated and not freed (its live heap; resident memory also counts what the allocator keeps and thread stacks)",
+            crate::heap::HeapGauge,
+        );
         *m.registry.lock().unwrap_or_else(|e| e.into_inner()) = registry;
         m
     }
