@@ -209,7 +209,7 @@ fn memory_lines(faults: &[FaultRecord]) -> Vec<String> {
             let ((t0, first), (t1, last)) = (samples.first()?, samples.last()?);
             let most = |of: fn(&ending::EnforcerMemory) -> u64| samples.iter().map(|(_, m)| of(m)).max();
             Some(format!(
-                "    {node} pid {pid}: heap {:.1} -> {:.1} MiB (max {:.1}), RSS {:.1} -> {:.1} MiB (max {:.1}) over {:.1} min, {} samples",
+                "    {node} pid {pid}: heap {:.2} -> {:.2} MiB (max {:.2}), RSS {:.1} -> {:.1} MiB (max {:.1}) over {:.1} min, {} samples",
                 mib(first.heap_kib),
                 mib(last.heap_kib),
                 mib(most(|m| m.heap_kib)?),
@@ -772,8 +772,8 @@ mod tests {
         assert_eq!(
             memory_lines(&faults),
             [
-                "    node-1 pid 10: heap 1.0 -> 1.1 MiB (max 1.2), RSS 4.0 -> 4.5 MiB (max 4.5) over 3.0 min, 3 samples",
-                "    node-2 pid 21: heap 1.0 -> 1.0 MiB (max 1.0), RSS 3.0 -> 3.5 MiB (max 3.5) over 2.0 min, 2 samples",
+                "    node-1 pid 10: heap 1.00 -> 1.10 MiB (max 1.25), RSS 4.0 -> 4.5 MiB (max 4.5) over 3.0 min, 3 samples",
+                "    node-2 pid 21: heap 1.00 -> 1.00 MiB (max 1.00), RSS 3.0 -> 3.5 MiB (max 3.5) over 2.0 min, 2 samples",
             ]
         );
     }

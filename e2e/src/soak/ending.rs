@@ -393,23 +393,33 @@ fn node_figures(cluster: &RealCluster) -> Result<Vec<NodeFigures>, Error> {
 }
 
 /// How the memory of a node's enforcer at the end of the soak breaks the leak bounds against
-/// a fresh install's, one line each. The live heap is what a leak grows: within 10 %. Resident
-/// memory is not a leak signal on a heap of a few MiB (the two enforcers of one fresh install
-/// were measured 1.0 MiB apart in anonymous RSS, young enforcers in a soak 2.8 to 4.1 MiB:
-/// thread stacks of the blocking pool and what the allocator keeps), so anonymous RSS only has
-/// to be within 10 % or 2 MiB, which still catches a leak outside the heap (threads, mappings).
+/// a fresh install's, one line each.
+///
+/// The live heap is what a leak grows: within 10 % or 256 KiB, whichever is more. A fresh
+/// enforcer has not yet got the bounded state a soak leaves (a counter per policy that denied,
+/// the denial Events' budget, apiserver connections whose buffers grew with the lists after a
+/// restart): a 2-minute soak's enforcer ended 104 KiB (10.5 %) over a fresh one's 992 KiB,
+/// while 200 policy writes, relabels and scales, done twice in a quiet cluster, left the heap at
+/// 770 KiB after each. A leak of 600 bytes per churn step crosses 256 KiB in a 10-minute soak.
+///
+/// Resident memory is no leak signal on a heap of 1 MiB: the enforcers of one 10-minute soak
+/// were measured between 2.8 and 4.7 MiB of anonymous RSS, and the two of one fresh install 1.0
+/// MiB apart (the blocking pool's thread stacks, what the allocator keeps), so anonymous RSS only
+/// has to be within 10 % or 3 MiB, which still catches a large leak outside the heap (threads,
+/// mappings).
 fn memory_apart(node: &str, end: &EnforcerMemory, fresh: &EnforcerMemory) -> Vec<String> {
     let mut out = Vec::new();
-    if end.heap_kib.abs_diff(fresh.heap_kib) * 10 > fresh.heap_kib {
+    let heap_apart = end.heap_kib.abs_diff(fresh.heap_kib);
+    if heap_apart * 10 > fresh.heap_kib && heap_apart > 256 {
         out.push(format!(
-            "{node}: enforcer heap {} KiB at the end of the soak, {} KiB fresh (more than 10 % apart)",
+            "{node}: enforcer heap {} KiB at the end of the soak, {} KiB fresh (more than 10 % and 256 KiB apart)",
             end.heap_kib, fresh.heap_kib
         ));
     }
-    let apart = end.anon_kib.abs_diff(fresh.anon_kib);
-    if apart * 10 > fresh.anon_kib && apart > 2048 {
+    let rss_apart = end.anon_kib.abs_diff(fresh.anon_kib);
+    if rss_apart * 10 > fresh.anon_kib && rss_apart > 3 * 1024 {
         out.push(format!(
-            "{node}: enforcer anonymous RSS {} KiB at the end of the soak, {} KiB fresh (more than 10 % and 2 MiB apart)",
+            "{node}: enforcer anonymous RSS {} KiB at the end of the soak, {} KiB fresh (more than 10 % and 3 MiB apart)",
             end.anon_kib, fresh.anon_kib
         ));
     }
@@ -709,30 +719,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_leak_bounds_hold_the_heap_to_ten_percent_and_rss_to_two_mib() {
+    fn the_leak_bounds_hold_the_heap_and_rss_to_ten_percent_or_a_floor() {
         let memory = |heap_kib, anon_kib| EnforcerMemory {
             pid: 1,
             heap_kib,
             anon_kib,
             vm_rss_kib: anon_kib + 14_000,
         };
-        let fresh = memory(1_000, 2_888);
-        // The failed CI run's figures: RSS 1.5 MiB apart, within 2 MiB.
-        assert!(memory_apart("node-2", &memory(1_100, 4_448), &fresh).is_empty());
+        // Measured: a 2-minute soak's node-1 (heap 10.5 % over), the failed CI run's node-2
+        // (anonymous RSS 1.5 MiB over).
+        assert!(memory_apart("node-1", &memory(1_096, 4_248), &memory(992, 3_024)).is_empty());
+        assert!(memory_apart("node-2", &memory(1_000, 4_448), &memory(1_000, 2_888)).is_empty());
+        let fresh = memory(2_000, 4_000);
+        assert!(memory_apart("node-2", &memory(2_256, 4_000), &fresh).is_empty());
         assert_eq!(
-            memory_apart("node-2", &memory(1_101, 4_448), &fresh),
+            memory_apart("node-2", &memory(2_257, 4_000), &fresh),
             [
-                "node-2: enforcer heap 1101 KiB at the end of the soak, 1000 KiB fresh (more than 10 % apart)"
+                "node-2: enforcer heap 2257 KiB at the end of the soak, 2000 KiB fresh (more than 10 % and 256 KiB apart)"
             ]
         );
+        // On a large heap the 10 % is the bound.
         assert_eq!(
-            memory_apart("node-2", &memory(1_000, 4_937), &fresh),
+            memory_apart("node-2", &memory(5_501, 4_000), &memory(5_000, 4_000)).len(),
+            1
+        );
+        assert_eq!(
+            memory_apart("node-2", &memory(2_000, 7_073), &fresh),
             [
-                "node-2: enforcer anonymous RSS 4937 KiB at the end of the soak, 2888 KiB fresh (more than 10 % and 2 MiB apart)"
+                "node-2: enforcer anonymous RSS 7073 KiB at the end of the soak, 4000 KiB fresh (more than 10 % and 3 MiB apart)"
             ]
         );
-        // A heap that shrank by more than 10 % is as far from fresh.
-        assert_eq!(memory_apart("node-2", &memory(899, 2_888), &fresh).len(), 1);
+        // A heap that shrank as far is as far from fresh.
+        assert_eq!(
+            memory_apart("node-2", &memory(1_743, 4_000), &fresh).len(),
+            1
+        );
     }
 
     #[test]
