@@ -397,8 +397,8 @@ fn node_figures(cluster: &RealCluster) -> Result<Vec<NodeFigures>, Error> {
 ///
 /// The live heap is what a leak grows: within 10 % or 256 KiB, whichever is more. A fresh
 /// enforcer has not yet got the bounded state a soak leaves (a counter per policy that denied,
-/// the denial Events' budget, apiserver connections whose buffers grew with the lists after a
-/// restart): a 2-minute soak's enforcer ended 104 KiB (10.5 %) over a fresh one's 992 KiB,
+/// denial Events gathered for a minute, maps and vectors whose capacity grew with the churn's
+/// peaks and does not shrink): a 2-minute soak's enforcer ended 104 KiB (10.5 %) over a fresh one's 992 KiB,
 /// while 200 policy writes, relabels and scales, done twice in a quiet cluster, left the heap at
 /// 770 KiB after each. A leak of 600 bytes per churn step crosses 256 KiB in a 10-minute soak.
 ///
