@@ -257,7 +257,6 @@ impl<K: Kernel> SyncStep<K> {
                 .cluster
                 .with_cluster_policies(if cnp_enforced { cnps } else { Vec::new() });
         self.metrics.latest.publish(&cluster); // for the denial reader (crate::denials)
-        self.metrics.forget_denials_of_the_gone(&cluster);
         let node = &self.settings.node;
         let rulesets = if enforcing {
             compile_families(&cluster, node, &self.settings.options, &families)
