@@ -159,11 +159,6 @@ pub struct SyncStep<K> {
     /// The last sync worked, in the backend still in use: a change that compiles to the rules
     /// in place needs no look at the host.
     healthy: bool,
-    /// When a sync last read the host's rules (and wrote what differed). Changes that compile
-    /// to the rules in place skip the host, so under steady churn this, not the event loop's
-    /// timer, says when the periodic check is due: a hand-flushed table is repaired within
-    /// `resync` even while changes keep coming.
-    host_read_at: Option<Instant>,
     backoff: Duration,
     /// Since when something changed that is not in the kernel yet.
     pending_since: Option<Instant>,
@@ -180,7 +175,6 @@ impl<K: Kernel> SyncStep<K> {
             leave: None,
             installed: None,
             healthy: false,
-            host_read_at: None,
             backoff: FIRST_BACKOFF,
             pending_since: Some(Instant::now()),
             cluster_policy_warnings: Warnings::default(),
@@ -197,13 +191,6 @@ impl<K: Kernel> SyncStep<K> {
 
     pub fn kernel_mut(&mut self) -> &mut K {
         &mut self.kernel
-    }
-
-    /// How long until the periodic check of the host's rules is due (zero: now).
-    pub fn host_check_due_in(&self) -> Duration {
-        self.host_read_at.map_or(Duration::ZERO, |t| {
-            self.settings.resync.saturating_sub(t.elapsed())
-        })
     }
 
     /// The backend in use, when one works.
@@ -390,18 +377,11 @@ impl<K: Kernel> SyncStep<K> {
     ) -> Result<Applied, Failure> {
         if let Some(Err(e)) = &self.detection {
             let e = e.clone();
-            // Nothing to read: the next look (and detection) is a resync away.
-            self.host_read_at = Some(Instant::now());
             return self.synced(Err(Failure::NoBackend(e)));
         }
-        if wake == Wake::Change
-            && self.healthy
-            && self.installed.as_deref() == Some(rulesets)
-            && !self.host_check_due_in().is_zero()
-        {
+        if wake == Wake::Change && self.healthy && self.installed.as_deref() == Some(rulesets) {
             return self.synced(Ok(Applied::default()));
         }
-        self.host_read_at = Some(Instant::now());
         let backend = in_use.map_or(Backend::Nft, |d| d.backend);
         let result = if enforcing {
             self.kernel.apply(backend, rulesets)
