@@ -555,16 +555,7 @@ fn soak(args: &[String]) -> i32 {
             }
         },
     };
-    let Some(cluster) = real_nodes::cluster_for_tests() else {
-        return 2;
-    };
-    let world = match palisade_e2e::soak::prepare(&cluster) {
-        Ok(world) => world,
-        Err(e) => {
-            eprintln!("palisade-e2e soak: {e}");
-            return 2;
-        }
-    };
+    // Both numbers are read before the nodes start, so a typo costs no cluster.
     let pods: usize = match args.iter().position(|a| a == "--pods") {
         None => 0,
         Some(i) => match args.get(i + 1).and_then(|m| m.parse().ok()) {
@@ -574,6 +565,16 @@ fn soak(args: &[String]) -> i32 {
                 return 2;
             }
         },
+    };
+    let Some(cluster) = real_nodes::cluster_for_tests() else {
+        return 2;
+    };
+    let world = match palisade_e2e::soak::prepare(&cluster) {
+        Ok(world) => world,
+        Err(e) => {
+            eprintln!("palisade-e2e soak: {e}");
+            return 2;
+        }
     };
     let options = palisade_e2e::soak::Options {
         filler_pods: pods,

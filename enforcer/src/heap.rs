@@ -3,7 +3,7 @@
 //!
 //! Resident memory is a poor leak signal for a process whose heap is a few MiB: the allocator
 //! keeps freed pages, and every thread of the blocking pool (one per `iptables-restore` in
-//! flight) brings a stack, so two enforcers holding the same objects differ by a MiB of RSS.
+//! flight) brings a stack, so the two enforcers of one fresh install were measured 1 MiB of RSS apart.
 //! The live heap counts neither; it is what grows when something is kept that should not be.
 
 use std::alloc::{GlobalAlloc, Layout, System};
