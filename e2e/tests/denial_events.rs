@@ -288,15 +288,30 @@ fn flood_stays_within_the_event_and_cpu_bounds(cluster: &RealCluster) {
         "the policy denies the client",
         || (!connects(cp, &target)).then_some(()),
     );
-    // The denial of that wait may have made an Event: the flood's are counted apart from it.
-    std::thread::sleep(Duration::from_secs(2));
-    let (events_before, counts_before) = policy_denied_events(cp, "den-flood");
+    let flood_labels = r#"namespace="den-flood""#;
+    // The denials of that wait make Events of their own, written at the enforcer's next
+    // flush: the flood's are counted apart from them once they are all written.
+    let (events_before, counts_before) = wait_until_or(
+        Duration::from_secs(30),
+        "the Events of the wait's denials written",
+        || {
+            let (events, counts) = policy_denied_events(cp, "den-flood");
+            let denied = counter(cluster, "palisade_enforcer_denied_total", flood_labels);
+            (f64::from(counts) == denied).then_some((events, counts))
+        },
+        || {
+            format!(
+                "{} denials counted, Events {:?}",
+                counter(cluster, "palisade_enforcer_denied_total", flood_labels),
+                policy_denied_events(cp, "den-flood")
+            )
+        },
+    );
     let node = cluster.node(NODES[1]).expect("web's node");
     let enforcer = match node.processes_named("palisade-enforc").as_slice() {
         [pid] => *pid,
         other => panic!("one enforcer process on {}: {other:?}", NODES[1]),
     };
-    let flood_labels = r#"namespace="den-flood""#;
     let lost_labels = r#"reason="events-over-budget""#;
     let denied_before = counter(cluster, "palisade_enforcer_denied_total", flood_labels);
     let lost_before = counter(cluster, "palisade_enforcer_denials_lost_total", lost_labels);

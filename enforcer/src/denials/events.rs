@@ -18,7 +18,7 @@ use kube::{Api, Client};
 
 use super::record::{Kind, Record};
 
-/// How long one Event gathers the repeats of its key.
+/// How long one Event gathers the repeats of its key (and then until its count is written).
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// The Event's reason for each kind of record, and who writes them: the names `palisade denials`
 /// reads.
@@ -124,8 +124,10 @@ impl Aggregator {
         let Some(key) = Key::of(record) else {
             return false;
         };
+        // Past its minute, an Event still takes repeats until its count is written: a new
+        // Event in its place would lose the repeats not yet written.
         if let Some(g) = self.gathering.get_mut(&key)
-            && now.duration_since(g.first) < WINDOW
+            && (now.duration_since(g.first) < WINDOW || g.count > g.written)
         {
             g.count += 1;
             g.last_time = record.time.clone();
@@ -466,6 +468,70 @@ mod tests {
             matches!(&again[..], [Write::Create { event, .. }] if event.count == Some(1)),
             "{again:?}"
         );
+    }
+
+    #[test]
+    fn a_repeat_after_the_minute_does_not_lose_the_count_not_yet_written() {
+        let mut a = Aggregator::new("n1", 10);
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        a.observe(&record("y/b", "x/a", 80), at(0));
+        let created = a.flush(at(55));
+        let Some(Write::Create { event, .. }) = created.first() else {
+            panic!("{created:?}")
+        };
+        a.observe(&record("y/b", "x/a", 80), at(58));
+        a.observe(&record("y/b", "x/a", 80), at(61));
+        let writes = a.flush(at(65));
+        assert!(
+            matches!(&writes[..], [Write::Update { count: 3, name, .. }] if Some(name) == event.metadata.name.as_ref()),
+            "{writes:?}"
+        );
+        // Written: the next repeat starts a new Event.
+        a.observe(&record("y/b", "x/a", 80), at(66));
+        assert!(
+            matches!(&a.flush(at(75))[..], [Write::Create { event, .. }] if event.count == Some(1))
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the timing, every record taken in is in the last count written of an
+        /// Event, or counted as suppressed.
+        #[test]
+        fn every_record_is_written_or_counted_suppressed(
+            steps in proptest::collection::vec((0u16..6, 0u64..20_000, proptest::bool::ANY), 1..400),
+            budget in 1usize..8,
+        ) {
+            let mut a = Aggregator::new("n1", budget);
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut taken = 0u64;
+            let mut written: HashMap<String, u32> = HashMap::new();
+            let mut note = |writes: Vec<Write>| {
+                for w in writes {
+                    match w {
+                        Write::Create { event, .. } => {
+                            let name = event.metadata.name.clone().unwrap_or_default();
+                            written.insert(name, u32::try_from(event.count.unwrap_or(0)).unwrap_or(0));
+                        }
+                        Write::Update { name, count, .. } => {
+                            written.insert(name, count);
+                        }
+                    }
+                }
+            };
+            for (port, after_ms, flush) in steps {
+                now += Duration::from_millis(after_ms);
+                a.observe(&record("y/b", "x/a", 80 + port), now);
+                taken += 1;
+                if flush {
+                    note(a.flush(now));
+                }
+            }
+            note(a.flush(now + WINDOW));
+            let in_events: u64 = written.values().map(|c| u64::from(*c)).sum();
+            proptest::prop_assert_eq!(in_events + a.suppressed, taken);
+        }
     }
 
     #[test]
