@@ -160,8 +160,14 @@ pub async fn run(
         release_free_memory();
         last_sync_done = Instant::now();
 
-        // Wake at least once a refresh period, so the status is refreshed even with a long resync.
-        let next = retry.unwrap_or(settings.resync.min(STATUS_REFRESH));
+        // Wake when the host's rules are due for their periodic check (counted from the last
+        // sync that read them, so steady churn does not put it off), and at least once a
+        // refresh period, so the status is refreshed even with a long resync.
+        let check_due_in = step
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .host_check_due_in();
+        let next = retry.unwrap_or(check_due_in.min(STATUS_REFRESH));
         wake = tokio::select! {
             _ = changed.notified() => Wake::Change,
             _ = tokio::time::sleep(next) => if retry.is_some() { Wake::Start } else { Wake::Timer },

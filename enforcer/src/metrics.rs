@@ -1,6 +1,6 @@
 //! Prometheus metrics of one node's enforcer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,7 +23,7 @@ struct ProtocolLabels {
     protocol: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
 struct DenialLabels {
     namespace: String,
     policy: String,
@@ -56,6 +56,9 @@ pub struct Metrics {
     denied: Family<DenialLabels, Counter>,
     audit_would_deny: Family<DenialLabels, Counter>,
     denials_lost: Family<LostLabels, Counter>,
+    /// The label sets `denied` and `audit_would_deny` have, so those of namespaces and policies
+    /// that are gone can be forgotten ([`Metrics::forget_denials_of_the_gone`]).
+    denial_series: Mutex<BTreeSet<DenialLabels>>,
     /// The latest snapshot, for the denial reader ([`crate::denials`]).
     pub latest: crate::denials::Latest,
 }
@@ -85,6 +88,7 @@ impl Default for Metrics {
             denied: Family::default(),
             audit_would_deny: Family::default(),
             denials_lost: Family::default(),
+            denial_series: Mutex::default(),
             latest: Default::default(),
         };
         registry.register(
@@ -214,6 +218,38 @@ impl Metrics {
                 self.audit_would_deny.get_or_create(&labels).inc()
             }
         };
+        let mut series = self.denial_series.lock().unwrap_or_else(|e| e.into_inner());
+        if !series.contains(&labels) {
+            series.insert(labels);
+        }
+    }
+
+    /// Forgets the denial counters of namespaces and policies `cluster` no longer has: where
+    /// namespaces come and go (one per review app, per CI run) they would otherwise pile up for
+    /// as long as the enforcer runs, in its memory and in every scrape.
+    pub fn forget_denials_of_the_gone(&self, cluster: &palisade_policy::Cluster) {
+        let namespaces: BTreeSet<&str> = cluster.namespaces().map(|n| n.name.as_str()).collect();
+        let exists = |l: &DenialLabels| {
+            namespaces.contains(l.namespace.as_str())
+                && (l.policy.is_empty()
+                    || match l.policy.strip_prefix("ClusterNetworkPolicy ") {
+                        Some(name) => cluster.cluster_policies().iter().any(|c| c.name == name),
+                        None => cluster
+                            .policies_in(&l.namespace)
+                            .any(|p| p.name == l.policy),
+                    })
+        };
+        self.denial_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|l| {
+                let keep = exists(l);
+                if !keep {
+                    self.denied.remove(l);
+                    self.audit_would_deny.remove(l);
+                }
+                keep
+            });
     }
 
     /// Counts denials that were logged but not reported, and why.
@@ -226,5 +262,76 @@ impl Metrics {
     pub fn render(&self) -> String {
         let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         palisade_runtime::process::encode(&registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::denials::record::Kind;
+    use palisade_policy::{Cluster, Labels, Namespace, Policy};
+
+    fn cluster(namespaces: &[&str], policies: Vec<Policy>) -> Cluster {
+        Cluster::new(
+            namespaces.iter().map(|n| Namespace::new(*n, Labels::new())),
+            vec![],
+            vec![],
+            policies,
+        )
+    }
+
+    /// The denial counters' lines, sorted (a family's order is a hash map's).
+    fn series(m: &Metrics) -> Vec<String> {
+        let mut lines: Vec<String> = m
+            .render()
+            .lines()
+            .filter(|l| {
+                l.starts_with("palisade_enforcer_denied_total{")
+                    || l.starts_with("palisade_enforcer_audit_would_deny_total{")
+            })
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn the_denial_counters_of_gone_namespaces_and_policies_are_forgotten() {
+        let m = Metrics::default();
+        m.denied(Kind::Denied, "review-41", "deny-all", "ingress");
+        m.denied(Kind::Denied, "shop", "deny-all", "ingress");
+        m.denied(Kind::Denied, "shop", "old", "egress");
+        m.denied(Kind::Denied, "shop", "", "ingress");
+        m.denied(
+            Kind::AuditWouldDeny,
+            "shop",
+            "ClusterNetworkPolicy gone",
+            "ingress",
+        );
+        assert_eq!(series(&m).len(), 5);
+        // review-41 deleted with its policy; shop/old and the ClusterNetworkPolicy deleted.
+        m.forget_denials_of_the_gone(&cluster(
+            &["shop"],
+            vec![Policy::deny_all_ingress("shop", "deny-all")],
+        ));
+        assert_eq!(
+            series(&m),
+            [
+                r#"palisade_enforcer_denied_total{namespace="shop",policy="",direction="ingress"} 1"#,
+                r#"palisade_enforcer_denied_total{namespace="shop",policy="deny-all",direction="ingress"} 1"#,
+            ]
+        );
+        // A counter that is kept goes on counting; one forgotten starts again if it comes back.
+        m.denied(Kind::Denied, "shop", "deny-all", "ingress");
+        m.denied(Kind::Denied, "review-41", "deny-all", "ingress");
+        let text = series(&m).join("\n");
+        assert!(
+            text.contains(r#"namespace="shop",policy="deny-all",direction="ingress"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"namespace="review-41",policy="deny-all",direction="ingress"} 1"#),
+            "{text}"
+        );
     }
 }

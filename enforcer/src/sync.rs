@@ -159,6 +159,11 @@ pub struct SyncStep<K> {
     /// The last sync worked, in the backend still in use: a change that compiles to the rules
     /// in place needs no look at the host.
     healthy: bool,
+    /// When a sync last read the host's rules (and wrote what differed). Changes that compile
+    /// to the rules in place skip the host, so under steady churn this, not the event loop's
+    /// timer, says when the periodic check is due: a hand-flushed table is repaired within
+    /// `resync` even while changes keep coming.
+    host_read_at: Option<Instant>,
     backoff: Duration,
     /// Since when something changed that is not in the kernel yet.
     pending_since: Option<Instant>,
@@ -175,6 +180,7 @@ impl<K: Kernel> SyncStep<K> {
             leave: None,
             installed: None,
             healthy: false,
+            host_read_at: None,
             backoff: FIRST_BACKOFF,
             pending_since: Some(Instant::now()),
             cluster_policy_warnings: Warnings::default(),
@@ -191,6 +197,13 @@ impl<K: Kernel> SyncStep<K> {
 
     pub fn kernel_mut(&mut self) -> &mut K {
         &mut self.kernel
+    }
+
+    /// How long until the periodic check of the host's rules is due (zero: now).
+    pub fn host_check_due_in(&self) -> Duration {
+        self.host_read_at.map_or(Duration::ZERO, |t| {
+            self.settings.resync.saturating_sub(t.elapsed())
+        })
     }
 
     /// The backend in use, when one works.
@@ -244,6 +257,7 @@ impl<K: Kernel> SyncStep<K> {
                 .cluster
                 .with_cluster_policies(if cnp_enforced { cnps } else { Vec::new() });
         self.metrics.latest.publish(&cluster); // for the denial reader (crate::denials)
+        self.metrics.forget_denials_of_the_gone(&cluster);
         let node = &self.settings.node;
         let rulesets = if enforcing {
             compile_families(&cluster, node, &self.settings.options, &families)
@@ -377,11 +391,18 @@ impl<K: Kernel> SyncStep<K> {
     ) -> Result<Applied, Failure> {
         if let Some(Err(e)) = &self.detection {
             let e = e.clone();
+            // Nothing to read: the next look (and detection) is a resync away.
+            self.host_read_at = Some(Instant::now());
             return self.synced(Err(Failure::NoBackend(e)));
         }
-        if wake == Wake::Change && self.healthy && self.installed.as_deref() == Some(rulesets) {
+        if wake == Wake::Change
+            && self.healthy
+            && self.installed.as_deref() == Some(rulesets)
+            && !self.host_check_due_in().is_zero()
+        {
             return self.synced(Ok(Applied::default()));
         }
+        self.host_read_at = Some(Instant::now());
         let backend = in_use.map_or(Backend::Nft, |d| d.backend);
         let result = if enforcing {
             self.kernel.apply(backend, rulesets)

@@ -278,6 +278,41 @@ fn last_sync_is_renewed_when_rules_change_and_when_the_period_is_up_only() {
 }
 
 #[test]
+fn steady_churn_does_not_put_off_the_periodic_check_of_the_host() {
+    // The 60-minute soak: under a change every few seconds, each compiling to the rules in
+    // place, a hand-flushed table stayed flushed for over 30 s (resync 10 s).
+    let mut sync = SyncStep::new(
+        Settings {
+            resync: Duration::from_millis(300),
+            ..settings()
+        },
+        FakeKernel::new(found(Backend::Nft, Chosen::Detected)),
+        Arc::new(Metrics::default()),
+    );
+    sync.run(Wake::Start, observed(cluster(1)), true);
+    assert!(sync.host_check_due_in() > Duration::from_millis(200));
+    sync.kernel_mut().in_force.clear();
+    let applies = sync.kernel().applies;
+    sync.run(Wake::Change, observed(cluster(1)), false);
+    assert_eq!(
+        sync.kernel().applies,
+        applies,
+        "within resync: the host is not read"
+    );
+    assert!(sync.kernel().in_force.is_empty());
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(sync.host_check_due_in(), Duration::ZERO);
+    sync.run(Wake::Change, observed(cluster(1)), false);
+    assert_eq!(
+        sync.kernel().applies,
+        applies + 1,
+        "resync is up: the change reads the host"
+    );
+    assert_eq!(sync.kernel().in_force[&Backend::Nft], rules_of(&cluster(1)));
+    assert!(sync.host_check_due_in() > Duration::from_millis(200));
+}
+
+#[test]
 fn without_a_working_backend_nothing_is_enforced_and_detection_is_retried_but_not_on_every_change()
 {
     let no_backend = NoBackend("neither iptables-nft nor iptables-legacy works".into());
