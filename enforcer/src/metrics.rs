@@ -218,10 +218,10 @@ impl Metrics {
                 self.audit_would_deny.get_or_create(&labels).inc()
             }
         };
-        let mut series = self.denial_series.lock().unwrap_or_else(|e| e.into_inner());
-        if !series.contains(&labels) {
-            series.insert(labels);
-        }
+        self.denial_series
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(labels);
     }
 
     /// Forgets the denial counters of namespaces and policies `cluster` no longer has: where
